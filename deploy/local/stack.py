@@ -1,0 +1,154 @@
+"""Bring the local stack up, down, or report on it.
+
+``up`` installs what is missing (cached under ``$CALLVAULT_HOME``), starts what is not
+running, and waits for each server to answer its own protocol. It is idempotent: a second
+call finds everything running and returns at once. Generated secrets (MinIO root
+credentials, PostgreSQL password, the MinIO KMS key, the callvault master key) are written
+once to ``$CALLVAULT_HOME/callvault.toml`` (mode 0600) and never to the repository.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from .servers import (
+    KafkaServer,
+    MinioServer,
+    PortInUseError,
+    PostgresServer,
+    Server,
+    ensure_ffmpeg,
+)
+from .settings import StackSettings
+
+Say = Callable[[str], None]
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def ensure_local_config(settings: StackSettings) -> dict[str, str]:
+    """Create the local secrets and client settings once; return the secrets."""
+    path = settings.home / "callvault.toml"
+    if path.exists():
+        with path.open("rb") as fh:
+            current = tomllib.load(fh)
+        if "local" in current:
+            return current["local"]
+    local = {
+        "minio_root_user": "callvault",
+        "minio_root_password": secrets.token_urlsafe(24),
+        "minio_kms_key": base64.b64encode(secrets.token_bytes(32)).decode(),
+        "postgres_password": secrets.token_urlsafe(24),
+    }
+    sections = {
+        "local": local,
+        "storage": {
+            "endpoint_url": f"http://{settings.host}:{settings.minio_port}",
+            "region": settings.minio_region,
+            "access_key": local["minio_root_user"],
+            "secret_key": local["minio_root_password"],
+            "master_key": base64.b64encode(secrets.token_bytes(32)).decode(),
+        },
+        "kafka": {"bootstrap_servers": f"{settings.host}:{settings.kafka_port}"},
+    }
+    settings.home.mkdir(parents=True, exist_ok=True)
+    lines = ["# Written by `callvault stack up` for the local stack. Secrets: keep out of version control."]
+    for name, values in sections.items():
+        lines.append(f"\n[{name}]")
+        lines.extend(f"{key} = {_toml_value(val)}" for key, val in values.items())
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write("\n".join(lines) + "\n")
+    return local
+
+
+def postgres_url(settings: StackSettings, local: dict[str, str], database: str = "callvault") -> str:
+    return (f"postgresql+psycopg://callvault:{local['postgres_password']}"
+            f"@{settings.host}:{settings.postgres_port}/{database}")
+
+
+@dataclass
+class Stack:
+    settings: StackSettings
+    kafka: KafkaServer
+    minio: MinioServer
+    postgres: PostgresServer
+
+    @classmethod
+    def from_settings(cls, settings: StackSettings | None = None) -> "Stack":
+        settings = settings or StackSettings()
+        local = ensure_local_config(settings)
+        return cls(
+            settings=settings,
+            kafka=KafkaServer("kafka", settings, settings.kafka_port, local),
+            minio=MinioServer("minio", settings, settings.minio_port, local),
+            postgres=PostgresServer("postgres", settings, settings.postgres_port, local),
+        )
+
+    @property
+    def servers(self) -> list[Server]:
+        return [self.postgres, self.minio, self.kafka]
+
+    @property
+    def postgres_url(self) -> str:
+        return postgres_url(self.settings, self.postgres.secrets)
+
+    def up(self, say: Say = print) -> list[str]:
+        """Start what is not running; return the names of the servers this call started."""
+        ffmpeg = ensure_ffmpeg(say)
+        say(f"ffmpeg     {ffmpeg}")
+        started: list[str] = []
+        for server in self.servers:
+            server.install(say)
+            if server.is_running():
+                if not server.answers():
+                    server.wait_until_answers()
+            else:
+                if server.answers():
+                    raise PortInUseError(
+                        f"{server.name}: something not started by callvault already answers on {server.address}",
+                        hint="stop it, or point CALLVAULT_STACK_* ports elsewhere",
+                    )
+                server.check_ports_free()
+                say(f"{server.name}: starting")
+                server.start()
+                started.append(server.name)
+            server.wait_until_answers()
+            say(f"{server.name:<10} up on {server.address}  log: {server.log_file}")
+        self.postgres.ensure_database()
+        return started
+
+    def down(self, say: Say = print) -> None:
+        for server in reversed(self.servers):
+            stopped = server.stop()
+            say(f"{server.name:<10} {'stopped' if stopped else 'was not running'}")
+
+    def status(self) -> dict[str, dict[str, object]]:
+        return {
+            s.name: {"running": s.is_running(), "answers": s.answers(), "address": s.address,
+                     "log": str(s.log_file)}
+            for s in self.servers
+        }
+
+
+def disk_usage(path: Path) -> int:
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for f in files:
+            try:
+                total += (Path(root) / f).lstat().st_size
+            except OSError:
+                pass
+    return total

@@ -1,0 +1,52 @@
+"""Object-store and catalog settings (``CALLVAULT_STORAGE_*``, ``CALLVAULT_CATALOG_*``)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field, SecretStr
+from pydantic_settings import SettingsConfigDict
+
+from callvault.config import SectionSettings, callvault_home
+
+# EU/EEA regions of AWS (and the names a MinIO in the EU is configured with).
+EU_REGIONS = (
+    "eu-west-1", "eu-west-2", "eu-west-3", "eu-central-1", "eu-central-2",
+    "eu-north-1", "eu-south-1", "eu-south-2",
+)
+
+
+class StorageSettings(SectionSettings):
+    model_config = SettingsConfigDict(env_prefix="CALLVAULT_STORAGE_")
+    toml_section = "storage"
+
+    endpoint_url: str | None = Field("http://127.0.0.1:19000", description="S3 endpoint; empty for AWS S3")
+    region: str | None = Field("eu-west-3", description="Region of the buckets; must be in allowed_regions")
+    allowed_regions: list[str] = Field(list(EU_REGIONS), description="Regions audio may be stored in")
+    access_key: SecretStr | None = Field(None, description="S3 access key (local stack: generated)")
+    secret_key: SecretStr | None = Field(None, description="S3 secret key (local stack: generated)")
+    master_key: SecretStr | None = Field(None, description="Base64 32-byte key wrapping the caller keys")
+    recordings_bucket: str = Field("callvault-recordings", description="Bucket of encrypted recordings")
+    landing_bucket: str = Field("callvault-landing", description="Bucket of claim-check uploads")
+    exports_bucket: str = Field("callvault-exports", description="Bucket of data-subject exports")
+
+
+class CatalogSettings(SectionSettings):
+    model_config = SettingsConfigDict(env_prefix="CALLVAULT_CATALOG_")
+    toml_section = "catalog"
+
+    url: str = Field(
+        default_factory=lambda: f"sqlite:///{callvault_home() / 'catalog.sqlite3'}",
+        description="SQLAlchemy URL of the catalog (SQLite by default; postgresql+psycopg://… for PostgreSQL)",
+    )
+    echo: bool = Field(False, description="Log SQL statements (never enable with real data)")
+
+
+@lru_cache
+def get_storage_settings() -> StorageSettings:
+    return StorageSettings()
+
+
+@lru_cache
+def get_catalog_settings() -> CatalogSettings:
+    return CatalogSettings()
