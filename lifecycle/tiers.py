@@ -1,0 +1,43 @@
+"""Tiers and their retention arithmetic. Pure: no I/O, no clock reads (pass ``now``)."""
+
+from __future__ import annotations
+
+import calendar
+from datetime import datetime, timezone
+from enum import StrEnum
+
+
+class Tier(StrEnum):
+    PRODUCTION = "production"
+    MONITORING = "monitoring"
+    TRAINING = "training"
+    COMPLAINT_EXTRACT = "complaint-extract"
+
+
+# The policy's defaults (months). Each tenant may override within the legal bounds below.
+DEFAULT_RETENTION_MONTHS: dict[Tier, int] = {
+    Tier.PRODUCTION: 3,
+    Tier.MONITORING: 3,
+    Tier.TRAINING: 12,
+    Tier.COMPLAINT_EXTRACT: 36,
+}
+
+# Legal bounds an override must respect (configurable in lifecycle settings).
+DEFAULT_MIN_MONTHS: dict[Tier, int] = {tier: 1 for tier in Tier}
+DEFAULT_MAX_MONTHS: dict[Tier, int] = {
+    Tier.PRODUCTION: 6,
+    Tier.MONITORING: 6,
+    Tier.TRAINING: 12,
+    Tier.COMPLAINT_EXTRACT: 60,
+}
+
+
+def add_months(moment: datetime, months: int) -> datetime:
+    """Calendar months in UTC, clamped to the month's last day (Nov 30 + 3 = Feb 28)."""
+    if moment.tzinfo is None:
+        raise ValueError("retention arithmetic needs an aware datetime")
+    moment = moment.astimezone(timezone.utc)
+    index = moment.month - 1 + months
+    year, month = moment.year + index // 12, index % 12 + 1
+    day = min(moment.day, calendar.monthrange(year, month)[1])
+    return moment.replace(year=year, month=month, day=day)

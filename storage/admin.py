@@ -1,0 +1,114 @@
+"""``callvault storage init``: buckets with versioning, object lock, default encryption and
+tag-based lifecycle rules, through the minio SDK (which speaks to MinIO and AWS S3 alike).
+
+Idempotent: each step reads the current state first and reports only what it changed.
+The lifecycle rules are a backstop to the sweeper, never the primary mechanism: an object
+tagged ``tier=X`` expires after tier X's longest allowed retention plus a grace period.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+from urllib.parse import urlparse
+
+from minio import Minio
+from minio.commonconfig import ENABLED, Filter, Tags
+from minio.error import S3Error
+from minio.lifecycleconfig import (
+    AbortIncompleteMultipartUpload,
+    Expiration,
+    LifecycleConfig,
+    NoncurrentVersionExpiration,
+    Rule,
+)
+from minio.sseconfig import Rule as SSERule
+from minio.sseconfig import SSEConfig
+from minio.versioningconfig import VersioningConfig
+
+from lifecycle.tiers import DEFAULT_MAX_MONTHS, Tier
+
+from .exceptions import StorageError
+from .settings import StorageSettings
+
+GRACE_DAYS = 7
+LANDING_EXPIRY_DAYS = 1
+
+
+def minio_admin_client(settings: StorageSettings) -> Minio:
+    url = urlparse(settings.endpoint_url or f"https://s3.{settings.region}.amazonaws.com")
+    return Minio(
+        url.netloc, secure=url.scheme == "https", region=settings.region,
+        access_key=settings.access_key.get_secret_value() if settings.access_key else None,
+        secret_key=settings.secret_key.get_secret_value() if settings.secret_key else None,
+    )
+
+
+def tier_backstop_days(max_months: dict[Tier, int] | None = None) -> dict[Tier, int]:
+    """Days after which the store itself expires a tier's objects: longest retention + grace."""
+    months = max_months or DEFAULT_MAX_MONTHS
+    return {tier: months[tier] * 31 + GRACE_DAYS for tier in Tier}
+
+
+@dataclass
+class InitReport:
+    changes: list[str] = field(default_factory=list)
+
+    def add(self, what: str) -> None:
+        self.changes.append(what)
+
+
+def _lifecycle_for(bucket_kind: str, max_months: dict[Tier, int] | None, *, aws: bool) -> LifecycleConfig:
+    rules = []
+    if aws:  # MinIO rejects this element (it cleans stale multipart uploads by itself)
+        rules.append(Rule(ENABLED, rule_filter=Filter(prefix=""), rule_id="abort-incomplete-uploads",
+                          abort_incomplete_multipart_upload=AbortIncompleteMultipartUpload(days_after_initiation=1)))
+    if bucket_kind == "landing":
+        rules.append(Rule(ENABLED, rule_filter=Filter(prefix=""), rule_id="landing-stragglers",
+                          expiration=Expiration(days=LANDING_EXPIRY_DAYS),
+                          noncurrent_version_expiration=NoncurrentVersionExpiration(noncurrent_days=1)))
+        return LifecycleConfig(rules)
+    for tier, days in tier_backstop_days(max_months).items():
+        tag = Tags.new_object_tags()
+        tag["tier"] = tier.value
+        rules.append(Rule(ENABLED, rule_filter=Filter(tag=tag), rule_id=f"backstop-{tier.value}",
+                          expiration=Expiration(days=days),
+                          noncurrent_version_expiration=NoncurrentVersionExpiration(noncurrent_days=1)))
+    return LifecycleConfig(rules)
+
+
+def _rules_signature(config: LifecycleConfig | None) -> set[tuple]:
+    if config is None:
+        return set()
+    return {(r.rule_id, r.expiration.days if r.expiration else None) for r in config.rules}
+
+
+def init_buckets(settings: StorageSettings, *, client: Minio | None = None,
+                 max_months: dict[Tier, int] | None = None, say: Callable[[str], None] = print) -> InitReport:
+    """Create or fix the three buckets; return what changed (empty on a second run)."""
+    client = client or minio_admin_client(settings)
+    report = InitReport()
+    buckets = {"recordings": settings.recordings_bucket, "landing": settings.landing_bucket,
+               "exports": settings.exports_bucket}
+    try:
+        for kind, bucket in buckets.items():
+            if not client.bucket_exists(bucket):
+                client.make_bucket(bucket, location=settings.region, object_lock=kind != "landing")
+                report.add(f"{bucket}: created in {settings.region}"
+                           + (" with object lock" if kind != "landing" else ""))
+            if client.get_bucket_versioning(bucket).status != ENABLED:
+                client.set_bucket_versioning(bucket, VersioningConfig(ENABLED))
+                report.add(f"{bucket}: versioning enabled")
+            if client.get_bucket_encryption(bucket) is None:
+                client.set_bucket_encryption(bucket, SSEConfig(SSERule.new_sse_s3_rule()))
+                report.add(f"{bucket}: default server-side encryption (SSE-S3) set")
+            wanted = _lifecycle_for(kind, max_months, aws=settings.endpoint_url is None)
+            if _rules_signature(client.get_bucket_lifecycle(bucket)) != _rules_signature(wanted):
+                client.set_bucket_lifecycle(bucket, wanted)
+                report.add(f"{bucket}: lifecycle rules set ({len(wanted.rules)} rules)")
+    except S3Error as exc:
+        raise StorageError(f"storage init failed on bucket {exc.bucket_name}: {exc.code}: {exc.message}",
+                           hint="check the credentials' permissions and the endpoint") from exc
+    for line in report.changes or ["nothing to change: buckets already as configured"]:
+        say(line)
+    return report

@@ -1,0 +1,44 @@
+"""Errors of the storage package.
+
+    CallvaultError
+    └── StorageError
+        ├── ObjectNotFound        the object (or version) is not in the bucket
+        ├── ObjectStoreUnavailable the S3 endpoint cannot be reached or answered 5xx
+        ├── IntegrityError        stored bytes do not match the catalog's SHA-256
+        ├── KeyDestroyedError     the caller's key was destroyed (erasure): audio is unreadable
+        ├── UndecryptableError    ciphertext failed authentication (wrong key or tampering)
+        └── ResidencyError        a region, endpoint, bucket or target outside the allowed list
+            (also a ConfigurationError: it names the offending setting)
+"""
+
+from __future__ import annotations
+
+from callvault.errors import CallvaultError, ConfigurationError
+
+
+class StorageError(CallvaultError):
+    code = "storage_error"
+
+
+class ObjectNotFound(StorageError):
+    code = "object_not_found"
+
+
+class ObjectStoreUnavailable(StorageError):
+    code = "object_store_unavailable"
+
+
+class IntegrityError(StorageError):
+    code = "integrity_error"
+
+
+class KeyDestroyedError(StorageError):
+    code = "key_destroyed"
+
+
+class UndecryptableError(StorageError):
+    code = "undecryptable"
+
+
+class ResidencyError(ConfigurationError, StorageError):
+    code = "residency_refused"

@@ -1,0 +1,205 @@
+"""The S3 data path, on boto3, so MinIO and AWS S3 behave the same.
+
+Only this module imports botocore; its errors become ours here. Object keys are built by
+callers from ids (never a phone number, see ``storage.keys``).
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from typing import BinaryIO, Iterable, Iterator
+
+import boto3
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
+
+from .exceptions import ObjectNotFound, ObjectStoreUnavailable, StorageError
+from .settings import StorageSettings
+
+DELETE_BATCH = 1000  # S3 DeleteObjects limit
+MULTIPART_THRESHOLD = 16 * 1024 * 1024
+_NOT_FOUND = {"NoSuchKey", "404", "NotFound", "NoSuchVersion"}
+
+
+def s3_client(settings: StorageSettings):
+    """A boto3 S3 client for the configured endpoint (None = AWS) and region."""
+    secret = settings.secret_key.get_secret_value() if settings.secret_key else None
+    access = settings.access_key.get_secret_value() if settings.access_key else None
+    return boto3.client(
+        "s3", endpoint_url=settings.endpoint_url or None, region_name=settings.region,
+        aws_access_key_id=access, aws_secret_access_key=secret,
+        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 5, "mode": "standard"},
+                      max_pool_connections=32),
+    )
+
+
+def translate(exc: Exception, *, bucket: str, key: str | None = None) -> StorageError:
+    where = f"s3://{bucket}/{key}" if key else f"s3://{bucket}"
+    if isinstance(exc, ClientError):
+        code = exc.response.get("Error", {}).get("Code", "")
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        if code in _NOT_FOUND:
+            return ObjectNotFound(f"{where} does not exist")
+        if status >= 500:
+            return ObjectStoreUnavailable(f"{where}: object store answered {status} {code}", hint="retry later")
+        return StorageError(f"{where}: {code}: {exc.response.get('Error', {}).get('Message', '')}")
+    if isinstance(exc, (EndpointConnectionError, BotoCoreError)):
+        return ObjectStoreUnavailable(f"{where}: object store unreachable ({type(exc).__name__})",
+                                      hint="check CALLVAULT_STORAGE_ENDPOINT_URL and that the server runs")
+    return StorageError(f"{where}: {exc}")
+
+
+class _IterReader(io.RawIOBase):
+    """A file object over an iterator of byte chunks, for streaming uploads."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self._chunks = iter(chunks)
+        self._buf = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        while not self._buf:
+            try:
+                self._buf = next(self._chunks)
+            except StopIteration:
+                return 0
+        n = min(len(b), len(self._buf))
+        b[:n] = self._buf[:n]
+        self._buf = self._buf[n:]
+        return n
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+    version_id: str | None = None
+
+
+class ObjectStore:
+    """put / get (ranges) / tags / delete (all versions) / batch delete / list."""
+
+    def __init__(self, client) -> None:
+        self.client = client
+        self._transfer = TransferConfig(multipart_threshold=MULTIPART_THRESHOLD,
+                                        multipart_chunksize=MULTIPART_THRESHOLD, max_concurrency=4)
+
+    @classmethod
+    def from_settings(cls, settings: StorageSettings) -> "ObjectStore":
+        return cls(s3_client(settings))
+
+    def put(self, bucket: str, key: str, body: bytes | BinaryIO | Iterable[bytes], *,
+            tags: dict[str, str] | None = None, content_type: str = "application/octet-stream") -> None:
+        """Upload; large or streamed bodies go multipart (boto3 switches past the threshold)."""
+        extra = {"ContentType": content_type}
+        if tags:
+            extra["Tagging"] = "&".join(f"{k}={v}" for k, v in tags.items())
+        if isinstance(body, (bytes, bytearray)):
+            fileobj: BinaryIO = io.BytesIO(body)
+        elif hasattr(body, "read"):
+            fileobj = body  # type: ignore[assignment]
+        else:
+            fileobj = io.BufferedReader(_IterReader(body), buffer_size=1024 * 1024)  # type: ignore[arg-type]
+        try:
+            self.client.upload_fileobj(fileobj, bucket, key, ExtraArgs=extra, Config=self._transfer)
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc, bucket=bucket, key=key) from exc
+        except Exception as exc:  # boto3's S3UploadFailedError wraps the ClientError
+            cause = exc.__cause__ or exc.__context__
+            if isinstance(cause, (ClientError, BotoCoreError)):
+                raise translate(cause, bucket=bucket, key=key) from exc
+            raise
+
+    def get(self, bucket: str, key: str, *, start: int | None = None, end: int | None = None,
+            version_id: str | None = None) -> bytes:
+        """Whole object, or bytes start..end inclusive (one ranged GET)."""
+        kwargs: dict = {"Bucket": bucket, "Key": key}
+        if start is not None:
+            kwargs["Range"] = f"bytes={start}-{'' if end is None else end}"
+        if version_id:
+            kwargs["VersionId"] = version_id
+        try:
+            return self.client.get_object(**kwargs)["Body"].read()
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc, bucket=bucket, key=key) from exc
+
+    def head(self, bucket: str, key: str) -> ObjectInfo | None:
+        try:
+            meta = self.client.head_object(Bucket=bucket, Key=key)
+        except ClientError as exc:
+            err = translate(exc, bucket=bucket, key=key)
+            if isinstance(err, ObjectNotFound):
+                return None
+            raise err from exc
+        except BotoCoreError as exc:
+            raise translate(exc, bucket=bucket, key=key) from exc
+        return ObjectInfo(key, meta["ContentLength"], meta.get("VersionId"))
+
+    def get_tags(self, bucket: str, key: str) -> dict[str, str]:
+        try:
+            tags = self.client.get_object_tagging(Bucket=bucket, Key=key)["TagSet"]
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc, bucket=bucket, key=key) from exc
+        return {t["Key"]: t["Value"] for t in tags}
+
+    def put_tags(self, bucket: str, key: str, tags: dict[str, str]) -> None:
+        try:
+            self.client.put_object_tagging(
+                Bucket=bucket, Key=key, Tagging={"TagSet": [{"Key": k, "Value": v} for k, v in tags.items()]})
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc, bucket=bucket, key=key) from exc
+
+    def list(self, bucket: str, prefix: str = "") -> Iterator[ObjectInfo]:
+        try:
+            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+                for obj in page.get("Contents", []):
+                    yield ObjectInfo(obj["Key"], obj["Size"])
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc, bucket=bucket) from exc
+
+    def versions(self, bucket: str, prefix: str) -> Iterator[tuple[str, str | None]]:
+        """(key, version id) of every version and delete marker under a prefix."""
+        try:
+            for page in self.client.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=prefix):
+                for v in page.get("Versions", []) + page.get("DeleteMarkers", []):
+                    yield v["Key"], v.get("VersionId")
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc, bucket=bucket) from exc
+
+    def delete(self, bucket: str, key: str) -> int:
+        """Delete every version and delete marker of one key; return how many went."""
+        return self.delete_many(bucket, [key])
+
+    def delete_many(self, bucket: str, keys: Iterable[str]) -> int:
+        """Delete all versions of many keys with DeleteObjects, 1,000 entries per call."""
+        batch: list[dict] = []
+        deleted = 0
+        for key in keys:
+            found = [(k, v) for k, v in self.versions(bucket, key) if k == key]
+            for k, version in found or [(key, None)]:
+                entry = {"Key": k}
+                if version and version != "null":
+                    entry["VersionId"] = version
+                batch.append(entry)
+                if len(batch) == DELETE_BATCH:
+                    deleted += self._delete_batch(bucket, batch)
+                    batch = []
+        if batch:
+            deleted += self._delete_batch(bucket, batch)
+        return deleted
+
+    def _delete_batch(self, bucket: str, batch: list[dict]) -> int:
+        try:
+            resp = self.client.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc, bucket=bucket) from exc
+        errors = resp.get("Errors", [])
+        if errors:
+            first = errors[0]
+            raise StorageError(f"s3://{bucket}: {len(errors)} of {len(batch)} deletions failed, first: "
+                               f"{first.get('Key')} {first.get('Code')} {first.get('Message')}")
+        return len(batch)
