@@ -15,6 +15,8 @@ from callvault.errors import CallvaultError
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="callvault: call-recording lifecycle pipeline")
 stack_app = typer.Typer(no_args_is_help=True, help="Install, start, stop the local Kafka, MinIO and PostgreSQL")
 app.add_typer(stack_app, name="stack")
+storage_app = typer.Typer(no_args_is_help=True, help="Buckets, residency checks, catalog migrations, reconciliation")
+app.add_typer(storage_app, name="storage")
 
 
 def _err(message: str) -> None:
@@ -54,6 +56,57 @@ def stack_status(as_json: bool = typer.Option(False, "--json", help="machine-rea
             typer.echo(f"{name:<10} {state:<24} {s['address']:<22} log: {s['log']}")
     if not all(s["answers"] for s in status.values()):
         raise typer.Exit(3)
+
+
+@storage_app.command("init")
+def storage_init() -> None:
+    """Create or fix the buckets (versioning, object lock, SSE, lifecycle backstop) and migrate the catalog."""
+    from storage.admin import init_buckets
+    from storage.catalog.migrate import upgrade
+    from storage.objectstore import s3_client
+    from storage.residency import check_all, check_settings
+    from storage.settings import get_catalog_settings, get_storage_settings
+
+    settings = get_storage_settings()
+    check_settings(settings)  # refuse before creating anything
+    init_buckets(settings, say=typer.echo)
+    check_all(s3_client(settings), settings)
+    typer.echo(f"residency: buckets located in {settings.region} (allowed)")
+    upgrade(get_catalog_settings().url)
+    typer.echo("catalog: migrated to the latest schema")
+
+
+@storage_app.command("check")
+def storage_check() -> None:
+    """Residency check: configured region, endpoint, and every bucket's actual location."""
+    from storage.objectstore import s3_client
+    from storage.residency import check_all
+    from storage.settings import get_storage_settings
+
+    settings = get_storage_settings()
+    check_all(s3_client(settings), settings)
+    typer.echo(f"residency ok: region {settings.region}, buckets in allowed regions")
+
+
+@storage_app.command("reconcile")
+def storage_reconcile(
+    dry_run: bool = typer.Option(False, "--dry-run", help="report only, change nothing"),
+    grace_minutes: float = typer.Option(15.0, help="leave objects younger than this alone (in-flight writes)"),
+) -> None:
+    """Find orphan objects and catalog rows whose object is missing; repair them; report counts."""
+    from datetime import timedelta
+
+    from storage.catalog.db import make_engine
+    from storage.objectstore import ObjectStore
+    from storage.reconcile import reconcile
+    from storage.settings import get_catalog_settings, get_storage_settings
+
+    settings = get_storage_settings()
+    report = reconcile(make_engine(get_catalog_settings().url), ObjectStore.from_settings(settings),
+                       settings.recordings_bucket, repair=not dry_run,
+                       grace=timedelta(minutes=grace_minutes), say=typer.echo)
+    if dry_run and not report.clean:
+        raise typer.Exit(4)
 
 
 def main() -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
+from datetime import datetime
 from typing import BinaryIO, Iterable, Iterator
 
 import boto3
@@ -78,6 +79,7 @@ class ObjectInfo:
     key: str
     size: int
     version_id: str | None = None
+    last_modified: datetime | None = None
 
 
 class ObjectStore:
@@ -157,7 +159,7 @@ class ObjectStore:
         try:
             for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
                 for obj in page.get("Contents", []):
-                    yield ObjectInfo(obj["Key"], obj["Size"])
+                    yield ObjectInfo(obj["Key"], obj["Size"], last_modified=obj["LastModified"])
         except (ClientError, BotoCoreError) as exc:
             raise translate(exc, bucket=bucket) from exc
 

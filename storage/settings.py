@@ -26,6 +26,8 @@ class StorageSettings(SectionSettings):
     access_key: SecretStr | None = Field(None, description="S3 access key (local stack: generated)")
     secret_key: SecretStr | None = Field(None, description="S3 secret key (local stack: generated)")
     master_key: SecretStr | None = Field(None, description="Base64 32-byte key wrapping the caller keys")
+    tenant_master_keys: dict[str, SecretStr] = Field(
+        default_factory=dict, description="Optional per-tenant master keys (tenant -> base64 32 bytes)")
     recordings_bucket: str = Field("callvault-recordings", description="Bucket of encrypted recordings")
     landing_bucket: str = Field("callvault-landing", description="Bucket of claim-check uploads")
     exports_bucket: str = Field("callvault-exports", description="Bucket of data-subject exports")

@@ -31,7 +31,6 @@ class StackSettings(SectionSettings):
     model_config = SettingsConfigDict(env_prefix="CALLVAULT_STACK_")
     toml_section = "stack"
 
-    home: Path = Field(default_factory=callvault_home, description="Cache of downloads, builds and server data")
     host: str = Field("127.0.0.1", description="Loopback address every server binds to")
     start_timeout: float = Field(120.0, description="Seconds to wait for a server to answer")
 
@@ -49,8 +48,9 @@ class StackSettings(SectionSettings):
     postgres_dir: Path = Field(default_factory=_default_postgres_dir, description="PostgreSQL cluster directory")
 
     @property
-    def bin_dir(self) -> Path:
-        return self.home / "bin"
+    def home(self) -> Path:
+        """``CALLVAULT_HOME``: downloads, builds, server data, local secrets."""
+        return callvault_home()
 
     @property
     def log_dir(self) -> Path:

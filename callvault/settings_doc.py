@@ -1,0 +1,37 @@
+"""Every setting of every package, for the README table (``python -m callvault.settings_doc``)."""
+
+from __future__ import annotations
+
+from pydantic_settings import BaseSettings
+
+
+def settings_classes() -> list[type[BaseSettings]]:
+    from deploy.local.settings import StackSettings
+    from ingest.settings import KafkaSettings
+    from storage.settings import CatalogSettings, StorageSettings
+
+    return [StackSettings, KafkaSettings, StorageSettings, CatalogSettings]
+
+
+def env_names() -> list[str]:
+    return [f"{cls.model_config['env_prefix']}{name}".upper()
+            for cls in settings_classes() for name in cls.model_fields]
+
+
+def markdown_table() -> str:
+    lines = ["| environment variable | TOML | default | meaning |", "| --- | --- | --- | --- |"]
+    for cls in settings_classes():
+        for name, field in cls.model_fields.items():
+            env = f"{cls.model_config['env_prefix']}{name}".upper()
+            if field.default_factory is not None:
+                default = "(computed)"
+            elif field.default is None:
+                default = "—"
+            else:
+                default = f"`{field.default}`"
+            lines.append(f"| `{env}` | `[{cls.toml_section}] {name}` | {default} | {field.description or ''} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(markdown_table())

@@ -1,0 +1,158 @@
+"""The write protocol and the read path of an encrypted stored copy.
+
+Write: object first, catalog row after, both keyed by (recording id, tier, reason), so a
+retry overwrites instead of duplicating. A crash between the two leaves at most an orphan
+object, which ``storage.reconcile`` removes. Read: the stored bytes are checked against the
+catalog's SHA-256 (whole reads) and every frame is authenticated (all reads).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import sqlalchemy as sa
+
+from .catalog import tables as t
+from .crypto import (
+    FRAME_SIZE,
+    HEADER_SIZE,
+    FrameLayout,
+    decrypt_bytes,
+    decrypt_range,
+    encode_context,
+    encrypt_stream,
+    new_data_key,
+    parse_header,
+)
+from .exceptions import IntegrityError, ObjectNotFound
+from .keys import KeyRing
+from .objectstore import ObjectStore
+
+
+def object_key_for(tenant: str, recording_id: uuid.UUID, tier: str, reason: str = "") -> str:
+    """An object key from ids only: never a phone number, never a free-text reason."""
+    suffix = f"-{hashlib.sha256(reason.encode()).hexdigest()[:16]}" if reason else ""
+    return f"{tenant}/{recording_id}/{tier}{suffix}.cve"
+
+
+def _aad(object_key: str) -> bytes:
+    return encode_context("callvault-copy", object_key)
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    object_key: str
+    size_bytes: int
+    stored_sha256: str
+    wrapped_data_key: bytes
+    caller_key_id: uuid.UUID
+    frame_size: int
+
+
+class _Hashing:
+    """Pass chunks through while counting and hashing what is actually stored."""
+
+    def __init__(self, chunks) -> None:
+        self._chunks = chunks
+        self.sha = hashlib.sha256()
+        self.size = 0
+
+    def __iter__(self):
+        for chunk in self._chunks:
+            self.sha.update(chunk)
+            self.size += len(chunk)
+            yield chunk
+
+
+def put_encrypted(conn: sa.Connection, store: ObjectStore, keys: KeyRing, *, bucket: str, tenant: str,
+                  number_hash: str, object_key: str, audio: bytes, tags: dict[str, str],
+                  frame_size: int = FRAME_SIZE) -> StoredObject:
+    """Encrypt ``audio`` under a fresh data key wrapped by the caller's key, and upload it."""
+    caller = keys.caller_key(conn, tenant=tenant, number_hash=number_hash)
+    data_key = new_data_key()
+    chunks = (audio[i:i + 1024 * 1024] for i in range(0, len(audio), 1024 * 1024))
+    hashing = _Hashing(encrypt_stream(chunks, plaintext_length=len(audio), data_key=data_key,
+                                      aad=_aad(object_key), frame_size=frame_size))
+    store.put(bucket, object_key, iter(hashing), tags=tags)
+    return StoredObject(object_key, hashing.size, hashing.sha.hexdigest(),
+                        keys.wrap_data_key(caller, data_key, object_key=object_key), caller.id, frame_size)
+
+
+def upsert_copy(conn: sa.Connection, *, recording_id: uuid.UUID, tier: str, stored: StoredObject, bucket: str,
+                expires_at: datetime, created_by: str, reason: str = "", training_report: str | None = None,
+                now: datetime | None = None) -> uuid.UUID:
+    """Write the catalog row of a copy; a retry of the same (recording, tier, reason) overwrites it."""
+    now = now or datetime.now(timezone.utc)
+    values: dict[str, Any] = dict(
+        object_key=stored.object_key, bucket=bucket, size_bytes=stored.size_bytes,
+        stored_sha256=stored.stored_sha256, wrapped_data_key=stored.wrapped_data_key,
+        caller_key_id=stored.caller_key_id, frame_size=stored.frame_size, expires_at=expires_at,
+        training_report=training_report,
+    )
+    existing = conn.execute(sa.select(t.copies.c.id).where(
+        t.copies.c.recording_id == recording_id, t.copies.c.tier == tier, t.copies.c.reason == reason)).scalar()
+    if existing is not None:
+        conn.execute(t.copies.update().where(t.copies.c.id == existing).values(**values))
+        return existing
+    copy_id = uuid.uuid4()
+    conn.execute(t.copies.insert().values(id=copy_id, recording_id=recording_id, tier=tier, reason=reason,
+                                          created_at=now, created_by=created_by, **values))
+    return copy_id
+
+
+def _copy_row(conn: sa.Connection, copy_id: uuid.UUID) -> sa.RowMapping:
+    row = conn.execute(sa.select(t.copies).where(t.copies.c.id == copy_id)).mappings().first()
+    if row is None:
+        raise ObjectNotFound(f"copy {copy_id} is not in the catalog")
+    return row
+
+
+def read_copy(conn: sa.Connection, store: ObjectStore, keys: KeyRing, copy_id: uuid.UUID) -> bytes:
+    """The whole decrypted audio of a copy, after checking the stored bytes' SHA-256."""
+    row = _copy_row(conn, copy_id)
+    data_key = keys.unwrap_data_key(conn, caller_key_id=row["caller_key_id"], wrapped=row["wrapped_data_key"],
+                                    object_key=row["object_key"])
+    blob = store.get(row["bucket"], row["object_key"])
+    if hashlib.sha256(blob).hexdigest() != row["stored_sha256"]:
+        raise IntegrityError(f"copy {copy_id}: stored object {row['object_key']} does not match its catalog "
+                             "SHA-256 (corrupted or replaced)", hint="restore it from a backup or re-ingest")
+    return decrypt_bytes(blob, data_key=data_key, aad=_aad(row["object_key"]))
+
+
+@dataclass(frozen=True)
+class PlainRange:
+    data: bytes
+    start: int
+    end: int
+    total: int
+
+
+def plaintext_length(size_bytes: int, frame_size: int) -> int:
+    """The audio length of a stored object, from its stored size (no request needed)."""
+    frames = max(1, -(-(size_bytes - HEADER_SIZE) // (frame_size + 16)))
+    return size_bytes - HEADER_SIZE - 16 * frames
+
+
+def read_copy_range(conn: sa.Connection, store: ObjectStore, keys: KeyRing, copy_id: uuid.UUID,
+                    start: int, end: int | None) -> PlainRange:
+    """Bytes start..end (inclusive, clamped) of the decrypted audio: two ranged GETs, the
+    header and just the frames covering the range; each frame is authenticated."""
+    row = _copy_row(conn, copy_id)
+    total = plaintext_length(row["size_bytes"], row["frame_size"])
+    end = total - 1 if end is None else min(end, total - 1)
+    if total == 0 or start > end:
+        raise ValueError(f"range {start}-{end} is outside 0-{total - 1}")
+    data_key = keys.unwrap_data_key(conn, caller_key_id=row["caller_key_id"], wrapped=row["wrapped_data_key"],
+                                    object_key=row["object_key"])
+    header = store.get(row["bucket"], row["object_key"], start=0, end=HEADER_SIZE - 1)
+    layout: FrameLayout = parse_header(header).layout
+    first, last = layout.frame_range_for(start, end)
+    span_start, span_end = layout.ciphertext_span(first, last)
+    frames = store.get(row["bucket"], row["object_key"], start=span_start, end=span_end)
+    data = decrypt_range(header, frames, first_frame=first, data_key=data_key, aad=_aad(row["object_key"]),
+                         plain_start=start, plain_end_inclusive=end)
+    return PlainRange(data, start, end, total)
