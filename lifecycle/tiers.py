@@ -41,3 +41,17 @@ def add_months(moment: datetime, months: int) -> datetime:
     year, month = moment.year + index // 12, index % 12 + 1
     day = min(moment.day, calendar.monthrange(year, month)[1])
     return moment.replace(year=year, month=month, day=day)
+
+
+def retention_months(tier: Tier, overrides: dict[str, int] | None = None) -> int:
+    """The tenant's months for a tier: its override if any, else the policy default."""
+    if overrides and tier.value in overrides:
+        return overrides[tier.value]
+    return DEFAULT_RETENTION_MONTHS[tier]
+
+
+def expires_at(tier: Tier, *, call_started_at: datetime, copy_created_at: datetime,
+               overrides: dict[str, int] | None = None) -> datetime:
+    """When a copy expires: production counts from the call, every other tier from the copy."""
+    anchor = call_started_at if tier is Tier.PRODUCTION else copy_created_at
+    return add_months(anchor, retention_months(tier, overrides))

@@ -1,0 +1,122 @@
+"""Errors of the ingest package; each ``code`` is the reason code on the dead-letter topic.
+
+    CallvaultError
+    └── IngestError                      ingest_error
+        ├── InvalidMessage               invalid_message     the message is not a valid v1 message
+        │   ├── UnsupportedSchema        unsupported_schema  a ``schema`` we do not speak (v2, typo...)
+        │   ├── InvalidNumber            invalid_number      the caller number is not a phone number
+        │   └── InvalidRedaction         invalid_redaction   a redaction span is malformed or outside the audio
+        └── AudioError                   audio_error
+            ├── UndecodableAudio         undecodable_audio   ffmpeg cannot read it (not audio, corrupt)
+            │   └── TruncatedAudio       truncated_audio     it decodes, but the file is cut short
+            ├── EmptyAudio               empty_audio         no bytes, or no samples once decoded
+            ├── AudioTooLarge            audio_too_large     over the byte or duration cap
+            └── AudioEncodingFailed      encoding_failed     *we* could not encode it (ffmpeg/codec
+                                                             problem on this host, not the message's fault)
+
+Every error except ``AudioEncodingFailed`` is the sender's fault: the worker dead-letters the
+message and moves on.  ``AudioEncodingFailed`` means this host is broken, so retrying (or
+stopping) is right and dead-lettering would lose good calls.
+
+Messages are shown to operators and written to the DLQ, so they never contain the phone
+number, the audio or other values taken from the message: only field paths, error types,
+and facts we computed (durations, sizes).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Sequence
+
+from callvault.errors import CallvaultError
+
+
+class IngestErrorCode(StrEnum):
+    """The stable reason codes (DLQ header, metrics label); never rename one."""
+
+    INGEST_ERROR = "ingest_error"
+    INVALID_MESSAGE = "invalid_message"
+    UNSUPPORTED_SCHEMA = "unsupported_schema"
+    INVALID_NUMBER = "invalid_number"
+    INVALID_REDACTION = "invalid_redaction"
+    AUDIO_ERROR = "audio_error"
+    UNDECODABLE_AUDIO = "undecodable_audio"
+    TRUNCATED_AUDIO = "truncated_audio"
+    EMPTY_AUDIO = "empty_audio"
+    AUDIO_TOO_LARGE = "audio_too_large"
+    ENCODING_FAILED = "encoding_failed"
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One problem in a message: where (``loc``, as pydantic reports it) and what kind."""
+
+    loc: tuple[str | int, ...]
+    type: str
+    msg: str = ""
+
+    @property
+    def path(self) -> str:
+        return ".".join(str(part) for part in self.loc) or "<message>"
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.msg or self.type}"
+
+
+class IngestError(CallvaultError):
+    code = IngestErrorCode.INGEST_ERROR
+
+
+class InvalidMessage(IngestError):
+    """The message fails validation; ``errors`` lists every field problem found."""
+
+    code = IngestErrorCode.INVALID_MESSAGE
+
+    def __init__(self, message: str, *, errors: Sequence[FieldError] = (), hint: str | None = None) -> None:
+        self.errors = list(errors)
+        super().__init__(message, hint=hint)
+
+    @classmethod
+    def from_errors(cls, errors: Sequence[FieldError], *, limit: int = 5) -> "InvalidMessage":
+        """A concise summary of the first ``limit`` errors (a fuzzed message can have hundreds)."""
+        shown = "; ".join(str(e) for e in errors[:limit])
+        more = f" (+{len(errors) - limit} more)" if len(errors) > limit else ""
+        noun = "error" if len(errors) == 1 else "errors"
+        return cls(f"{len(errors)} validation {noun}: {shown}{more}", errors=errors)
+
+
+class UnsupportedSchema(InvalidMessage):
+    code = IngestErrorCode.UNSUPPORTED_SCHEMA
+
+
+class InvalidNumber(InvalidMessage):
+    code = IngestErrorCode.INVALID_NUMBER
+
+
+class InvalidRedaction(InvalidMessage):
+    code = IngestErrorCode.INVALID_REDACTION
+
+
+class AudioError(IngestError):
+    code = IngestErrorCode.AUDIO_ERROR
+
+
+class UndecodableAudio(AudioError):
+    code = IngestErrorCode.UNDECODABLE_AUDIO
+
+
+class TruncatedAudio(UndecodableAudio):
+    code = IngestErrorCode.TRUNCATED_AUDIO
+
+
+class EmptyAudio(AudioError):
+    code = IngestErrorCode.EMPTY_AUDIO
+
+
+class AudioTooLarge(AudioError):
+    code = IngestErrorCode.AUDIO_TOO_LARGE
+
+
+class AudioEncodingFailed(AudioError):
+    code = IngestErrorCode.ENCODING_FAILED
