@@ -7,6 +7,8 @@ anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import json
+from datetime import datetime
+from pathlib import Path
 
 import typer
 
@@ -109,9 +111,78 @@ def storage_reconcile(
         raise typer.Exit(4)
 
 
+tenants_app = typer.Typer(no_args_is_help=True, help="Clients (data controllers) and their retention")
+app.add_typer(tenants_app, name="tenants")
+
+
+@tenants_app.command("add")
+def tenants_add(tenant: str = typer.Argument(..., help="tenant slug, e.g. acme"),
+                name: str = typer.Option(None, help="display name")) -> None:
+    """Register a client; calls for unknown tenants are dead-lettered."""
+    from datetime import datetime, timezone
+
+    import sqlalchemy as sa
+
+    from storage.catalog import tables as t
+    from storage.catalog.db import make_engine
+
+    with make_engine().begin() as conn:
+        if conn.execute(sa.select(t.tenants.c.id).where(t.tenants.c.id == tenant)).first():
+            typer.echo(f"tenant {tenant} already exists")
+            return
+        conn.execute(t.tenants.insert().values(id=tenant, name=name or tenant, created_at=datetime.now(timezone.utc)))
+    typer.echo(f"tenant {tenant} added")
+
+
+@app.command("push")
+def push(
+    audio: Path = typer.Argument(..., exists=True, dir_okay=False, help="audio file (wav, mp3, ogg, opus, flac)"),
+    tenant: str = typer.Option(..., help="tenant slug"),
+    agent: str = typer.Option(..., help="agent id"),
+    number: str = typer.Option(..., help="caller number (any usual format)"),
+    started_at: datetime = typer.Option(..., formats=["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%d %H:%M:%S%z"],
+                                        help="call start with its UTC offset, e.g. 2026-11-23T10:15:00+01:00"),
+    team: str = typer.Option(None, help="team id"),
+    direction: str = typer.Option("inbound", help="inbound or outbound"),
+    recording_id: str = typer.Option(None, help="telephony recording id (default: generated)"),
+    redact: list[str] = typer.Option([], help="START_MS-END_MS span to silence (payment); repeatable"),
+) -> None:
+    """Push one finished call onto Kafka, as the telephony system does; prints the recording id."""
+    from ingest.producer import Call, push_call
+    from ingest.settings import get_ingest_settings, get_kafka_settings
+    from storage.settings import get_storage_settings
+
+    spans = []
+    for span in redact:
+        try:
+            start, end = (int(x) for x in span.split("-", 1))
+        except ValueError:
+            raise typer.BadParameter(f"--redact {span!r}: expected START_MS-END_MS, e.g. 12000-45000") from None
+        spans.append((start, end))
+    if started_at.tzinfo is None:
+        raise typer.BadParameter("--started-at needs a UTC offset, e.g. 2026-11-23T10:15:00+01:00")
+    call = Call(audio=audio.read_bytes(), tenant=tenant, agent_id=agent, caller_number=number,
+                started_at=started_at, recording_id=recording_id, team_id=team, direction=direction,
+                redactions=tuple(spans))
+    typer.echo(push_call(call, get_kafka_settings(), get_storage_settings(),
+                         inline_max_bytes=get_ingest_settings().inline_max_bytes))
+
+
+@app.command("worker")
+def worker(loglevel: str = typer.Option("info", "--loglevel", "-l", help="crit, error, warn, info or debug")) -> None:
+    """Run the ingest worker (faust) until interrupted."""
+    from ingest.worker import run_worker
+
+    run_worker(loglevel)
+
+
 def main() -> None:
     try:
         app()
     except CallvaultError as exc:
         _err(f"error: {exc}")
         raise SystemExit(1) from None
+
+
+if __name__ == "__main__":
+    main()

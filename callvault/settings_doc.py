@@ -7,10 +7,10 @@ from pydantic_settings import BaseSettings
 
 def settings_classes() -> list[type[BaseSettings]]:
     from deploy.local.settings import StackSettings
-    from ingest.settings import KafkaSettings
+    from ingest.settings import IngestSettings, KafkaSettings
     from storage.settings import CatalogSettings, StorageSettings
 
-    return [StackSettings, KafkaSettings, StorageSettings, CatalogSettings]
+    return [StackSettings, KafkaSettings, IngestSettings, StorageSettings, CatalogSettings]
 
 
 def env_names() -> list[str]:

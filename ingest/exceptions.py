@@ -6,6 +6,9 @@
         │   ├── UnsupportedSchema        unsupported_schema  a ``schema`` we do not speak (v2, typo...)
         │   ├── InvalidNumber            invalid_number      the caller number is not a phone number
         │   └── InvalidRedaction         invalid_redaction   a redaction span is malformed or outside the audio
+        ├── UnknownTenant                unknown_tenant      the tenant is not configured in callvault
+        ├── RecordingConflict            recording_conflict  same recording id, different audio or spans
+        ├── ClaimCheckError              claim_check_failed  the landing object is missing, elsewhere, or altered
         └── AudioError                   audio_error
             ├── UndecodableAudio         undecodable_audio   ffmpeg cannot read it (not audio, corrupt)
             │   └── TruncatedAudio       truncated_audio     it decodes, but the file is cut short
@@ -46,6 +49,10 @@ class IngestErrorCode(StrEnum):
     EMPTY_AUDIO = "empty_audio"
     AUDIO_TOO_LARGE = "audio_too_large"
     ENCODING_FAILED = "encoding_failed"
+    UNKNOWN_TENANT = "unknown_tenant"
+    RECORDING_CONFLICT = "recording_conflict"
+    CLAIM_CHECK_FAILED = "claim_check_failed"
+    INTERNAL_ERROR = "internal_error"
 
 
 @dataclass(frozen=True)
@@ -120,3 +127,15 @@ class AudioTooLarge(AudioError):
 
 class AudioEncodingFailed(AudioError):
     code = IngestErrorCode.ENCODING_FAILED
+
+
+class UnknownTenant(IngestError):
+    code = IngestErrorCode.UNKNOWN_TENANT
+
+
+class RecordingConflict(IngestError):
+    code = IngestErrorCode.RECORDING_CONFLICT
+
+
+class ClaimCheckError(IngestError):
+    code = IngestErrorCode.CLAIM_CHECK_FAILED

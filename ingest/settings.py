@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
@@ -24,3 +25,21 @@ class KafkaSettings(SectionSettings):
 @lru_cache
 def get_kafka_settings() -> KafkaSettings:
     return KafkaSettings()
+
+
+class IngestSettings(SectionSettings):
+    model_config = SettingsConfigDict(env_prefix="CALLVAULT_INGEST_")
+    toml_section = "ingest"
+
+    app_id: str = Field("callvault-ingest", description="Kafka consumer group of the workers")
+    concurrency: int = Field(4, description="Calls processed at once per worker")
+    storage_format: Literal["opus", "flac"] = Field("opus", description="Stored audio format: Ogg/Opus or FLAC")
+    inline_max_bytes: int = Field(512 * 1024, description="Larger audio goes by claim check via the landing bucket")
+    max_retries_unknown_error: int = Field(3, description="Attempts before an unexpected error dead-letters a call")
+    sweep_interval_seconds: float = Field(300.0, description="How often the worker runs the lifecycle sweep (0: never)")
+    web_port: int = Field(6066, description="Worker's faust web port (health); 0 disables it")
+
+
+@lru_cache
+def get_ingest_settings() -> IngestSettings:
+    return IngestSettings()

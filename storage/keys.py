@@ -95,11 +95,15 @@ class KeyRing:
         if not create:
             raise KeyDestroyedError(f"no live {purpose} key for this number in tenant {tenant}")
         key_id, key = uuid.uuid4(), new_data_key()
-        conn.execute(t.caller_keys.insert().values(
-            id=key_id, tenant_id=tenant, number_hash=number_hash, purpose=purpose,
-            wrapped_key=wrap_key(key, wrapping_key=self._master_for(tenant),
-                                 context=self._context(tenant, key_id, purpose)),
-            created_at=datetime.now(timezone.utc)))
+        try:
+            with conn.begin_nested():  # two first calls from one number at once: one key wins
+                conn.execute(t.caller_keys.insert().values(
+                    id=key_id, tenant_id=tenant, number_hash=number_hash, purpose=purpose,
+                    wrapped_key=wrap_key(key, wrapping_key=self._master_for(tenant),
+                                         context=self._context(tenant, key_id, purpose)),
+                    created_at=datetime.now(timezone.utc)))
+        except sa.exc.IntegrityError:
+            return self.caller_key(conn, tenant=tenant, number_hash=number_hash, purpose=purpose, create=False)
         return CallerKey(key_id, key)
 
     def key_by_id(self, conn: sa.Connection, key_id: uuid.UUID) -> CallerKey:

@@ -132,6 +132,8 @@ def pg_engine(postgres_url: str) -> Iterator[sa.Engine]:
 
 @pytest.fixture
 def sqlite_engine(tmp_path) -> Iterator[sa.Engine]:
-    engine = sa.create_engine(f"sqlite:///{tmp_path / 'catalog.sqlite3'}")
+    from storage.catalog.db import make_engine
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'catalog.sqlite3'}", echo=False)
     yield engine
     engine.dispose()

@@ -26,3 +26,90 @@ def storage_settings(minio: MinioEndpoint) -> Iterator[StorageSettings]:
     for bucket in (settings.recordings_bucket, settings.landing_bucket, settings.exports_bucket):
         if bucket in existing:
             empty_and_delete_bucket(s3, bucket)
+
+
+@pytest.fixture
+def pg_schema_url(postgres_url: str) -> Iterator[str]:
+    """A URL whose connections use a fresh schema (migrated to head), dropped after the test."""
+    import sqlalchemy as sa
+
+    from storage.catalog.migrate import upgrade
+
+    schema = unique("e2e").replace("-", "_")
+    admin = sa.create_engine(postgres_url)
+    with admin.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    url = f"{postgres_url}?options=-csearch_path%3D{schema}"
+    upgrade(url)
+    yield url
+    with admin.begin() as conn:
+        conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+    admin.dispose()
+
+
+@pytest.fixture
+def pipeline(kafka_bootstrap, storage_settings, pg_schema_url, tmp_path) -> Iterator["Pipeline"]:
+    """A real `callvault worker` on scratch topics, buckets and catalog schema, tenant `acme`."""
+    import asyncio
+    import base64
+    import os
+    from datetime import datetime, timezone
+
+    import sqlalchemy as sa
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    from ingest.settings import KafkaSettings
+    from storage.admin import init_buckets
+    from storage.catalog import tables as t
+    from storage.catalog.db import make_engine
+    from storage.objectstore import ObjectStore
+    from tests.integration.pipeline import Pipeline, create_topics
+
+    prefix = unique("e2e")
+    kafka = KafkaSettings(bootstrap_servers=kafka_bootstrap, recordings_topic=f"{prefix}.recordings",
+                          dlq_topic=f"{prefix}.recordings.dlq", events_topic=f"{prefix}.events", partitions=4)
+    asyncio.run(create_topics(kafka_bootstrap, [kafka.recordings_topic], 4))
+    master = base64.b64encode(os.urandom(32)).decode()
+    storage = storage_settings.model_copy(update={"master_key": SecretStr(master)})
+    init_buckets(storage, say=lambda _m: None)
+    engine = make_engine(pg_schema_url, echo=False)
+    with engine.begin() as conn:
+        conn.execute(t.tenants.insert().values(id="acme", name="Acme", created_at=datetime.now(timezone.utc)))
+    inline_max = 64 * 1024
+    env = {
+        **os.environ,
+        "CALLVAULT_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "CALLVAULT_KAFKA_RECORDINGS_TOPIC": kafka.recordings_topic,
+        "CALLVAULT_KAFKA_DLQ_TOPIC": kafka.dlq_topic,
+        "CALLVAULT_KAFKA_EVENTS_TOPIC": kafka.events_topic,
+        "CALLVAULT_INGEST_APP_ID": prefix,
+        "CALLVAULT_INGEST_WEB_PORT": "0",
+        "CALLVAULT_INGEST_INLINE_MAX_BYTES": str(inline_max),
+        "CALLVAULT_STORAGE_ENDPOINT_URL": storage.endpoint_url,
+        "CALLVAULT_STORAGE_REGION": storage.region,
+        "CALLVAULT_STORAGE_ACCESS_KEY": storage.access_key.get_secret_value(),
+        "CALLVAULT_STORAGE_SECRET_KEY": storage.secret_key.get_secret_value(),
+        "CALLVAULT_STORAGE_MASTER_KEY": master,
+        "CALLVAULT_STORAGE_RECORDINGS_BUCKET": storage.recordings_bucket,
+        "CALLVAULT_STORAGE_LANDING_BUCKET": storage.landing_bucket,
+        "CALLVAULT_STORAGE_EXPORTS_BUCKET": storage.exports_bucket,
+        "CALLVAULT_CATALOG_URL": pg_schema_url,
+    }
+    pipe = Pipeline(kafka=kafka, storage=storage, engine=engine, store=ObjectStore.from_settings(storage), env=env,
+                    log_path=tmp_path / "worker.log", inline_max_bytes=inline_max)
+    pipe.start_worker()
+    yield pipe
+    pipe.stop_worker()
+    engine.dispose()
+
+    async def drop() -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+        await admin.start()
+        try:
+            existing = [n for n in await admin.list_topics() if n.startswith(prefix)]
+            if existing:
+                await admin.delete_topics(existing)
+        finally:
+            await admin.close()
+
+    asyncio.run(drop())

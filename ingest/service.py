@@ -1,0 +1,181 @@
+"""Ingest one telephony message: the whole path from bytes on Kafka to a stored recording.
+
+    validate → tenant known → objection check → idempotency (duplicate / conflict)
+      → fetch audio (inline or claim check) → decode, silence spans, normalise (ffmpeg)
+      → encrypt + put object → catalog rows (one transaction) → delete landing object
+
+Pure of Kafka: the faust agent (``ingest.worker``) calls ``ingest`` in a thread and turns the
+result into events, and ``IngestError`` into a dead-letter record. Anything else raised here
+(object store down, database down) is transient: the worker retries and does not commit.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from enum import StrEnum
+from typing import Callable
+
+import sqlalchemy as sa
+
+from lifecycle.tiers import Tier, expires_at
+from storage.catalog import tables as t
+from storage.copies import object_key_for, put_encrypted, upsert_copy
+from storage.exceptions import ObjectNotFound
+from storage.keys import KeyRing
+from storage.objectstore import ObjectStore
+from storage.settings import StorageSettings
+
+from . import audio
+from .exceptions import ClaimCheckError, RecordingConflict, UnknownTenant
+from .schema import RecordingMessage, parse_message
+
+RECORDING_NAMESPACE = uuid.UUID("5b0f7a4e-2f1c-4a8e-9d35-6f1d0c2b9a11")
+
+
+class Outcome(StrEnum):
+    STORED = "stored"
+    DUPLICATE = "duplicate"
+    SUPPRESSED = "suppressed"
+    EXPIRED_ON_ARRIVAL = "expired-on-arrival"
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    outcome: Outcome
+    tenant: str
+    external_id: str
+    recording_id: uuid.UUID
+    copy_id: uuid.UUID | None = None
+    duration_ms: int | None = None
+    expires_at: datetime | None = None
+
+    def event(self) -> dict:
+        """The ``callvault.events`` record: ids and facts only, never a number or audio."""
+        return {"type": self.outcome.value, "tenant": self.tenant, "recording_id": str(self.recording_id),
+                "external_id": self.external_id, "copy_id": str(self.copy_id) if self.copy_id else None,
+                "tier": Tier.PRODUCTION.value if self.copy_id else None, "duration_ms": self.duration_ms,
+                "expires_at": self.expires_at.isoformat() if self.expires_at else None}
+
+
+@dataclass
+class IngestDeps:
+    engine: sa.Engine
+    store: ObjectStore
+    keys: KeyRing
+    storage: StorageSettings
+    storage_format: str = "opus"
+    clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
+
+
+def recording_uuid(tenant: str, external_id: str) -> uuid.UUID:
+    """Deterministic, so a retry after a crash writes the same object key (overwrite, no orphan)."""
+    return uuid.uuid5(RECORDING_NAMESPACE, f"{tenant}/{external_id}")
+
+
+def fingerprint(msg: RecordingMessage, source_sha256: str) -> str:
+    """What makes two deliveries "the same call": the audio received and the spans to silence."""
+    return hashlib.sha256(json.dumps([source_sha256, msg.spans]).encode()).hexdigest()
+
+
+def _source_sha256(msg: RecordingMessage) -> str:
+    if msg.audio.ref is not None:
+        return msg.audio.ref.sha256
+    return hashlib.sha256(msg.audio.inline).hexdigest()
+
+
+def _fetch_audio(msg: RecordingMessage, deps: IngestDeps) -> bytes:
+    if msg.audio.inline is not None:
+        return msg.audio.inline
+    ref = msg.audio.ref
+    if ref.bucket != deps.storage.landing_bucket:
+        raise ClaimCheckError(f"claim check points at bucket {ref.bucket!r}, not the landing bucket",
+                              hint="upload through `callvault push` or to CALLVAULT_STORAGE_LANDING_BUCKET")
+    try:
+        data = deps.store.get(ref.bucket, ref.key)
+    except ObjectNotFound as exc:
+        raise ClaimCheckError("claim-check object is missing from the landing bucket") from exc
+    if len(data) != ref.size or hashlib.sha256(data).hexdigest() != ref.sha256:
+        raise ClaimCheckError("claim-check object does not match the size/SHA-256 in the message")
+    return data
+
+
+def _drop_landing(msg: RecordingMessage, deps: IngestDeps) -> None:
+    if msg.audio.ref is not None and msg.audio.ref.bucket == deps.storage.landing_bucket:
+        deps.store.delete(msg.audio.ref.bucket, msg.audio.ref.key)
+
+
+def _tenant_overrides(conn: sa.Connection, tenant: str) -> dict[str, int]:
+    if conn.execute(sa.select(t.tenants.c.id).where(t.tenants.c.id == tenant)).first() is None:
+        raise UnknownTenant(f"tenant {tenant!r} is not configured", hint="add it with `callvault tenants add`")
+    rows = conn.execute(sa.select(t.tenant_retention.c.tier, t.tenant_retention.c.months)
+                        .where(t.tenant_retention.c.tenant_id == tenant))
+    return {tier: months for tier, months in rows}
+
+
+def ingest(raw: bytes, deps: IngestDeps) -> IngestResult:
+    msg = parse_message(raw)
+    now = deps.clock()
+    tenant, external_id = msg.tenant, msg.recording_id
+    rid = recording_uuid(tenant, external_id)
+    number_hash = deps.keys.number_hash(tenant, msg.caller_number)
+    print_ = fingerprint(msg, _source_sha256(msg))
+
+    with deps.engine.connect() as conn:
+        overrides = _tenant_overrides(conn, tenant)
+        suppressed = conn.execute(sa.select(t.suppressions.c.number_hash).where(
+            t.suppressions.c.tenant_id == tenant, t.suppressions.c.number_hash == number_hash)).first()
+        existing = conn.execute(sa.select(t.recordings.c.content_sha256).where(
+            t.recordings.c.tenant_id == tenant, t.recordings.c.external_id == external_id)).first()
+    if suppressed is not None:
+        _drop_landing(msg, deps)
+        return IngestResult(Outcome.SUPPRESSED, tenant, external_id, rid)
+    if existing is not None:
+        if existing.content_sha256 != print_:
+            raise RecordingConflict(f"recording {external_id!r} of tenant {tenant!r} is already stored with "
+                                    "different audio or redaction spans", hint="send it under a new recording id")
+        _drop_landing(msg, deps)
+        return IngestResult(Outcome.DUPLICATE, tenant, external_id, rid)
+    expiry = expires_at(Tier.PRODUCTION, call_started_at=msg.started_at, copy_created_at=now, overrides=overrides)
+    if expiry <= now:  # nothing is kept longer than its tier allows, not even for a moment
+        _drop_landing(msg, deps)
+        return IngestResult(Outcome.EXPIRED_ON_ARRIVAL, tenant, external_id, rid, expires_at=expiry)
+
+    processed = audio.process(_fetch_audio(msg, deps), msg.audio_format, msg.spans, deps.storage_format)
+    bucket = deps.storage.recordings_bucket
+    key = object_key_for(tenant, rid, Tier.PRODUCTION)
+    try:
+        with deps.engine.begin() as conn:
+            # The recording row goes in first, inside the transaction: its unique key makes a
+            # concurrent delivery of the same call wait here, then fail, instead of overwriting
+            # this object under another data key. Nothing is visible until the commit, which
+            # happens only after the object is stored: object first, rows second.
+            conn.execute(t.recordings.insert().values(
+                id=rid, tenant_id=tenant, external_id=external_id, started_at=msg.started_at,
+                direction=msg.direction.value, caller_number=msg.caller_number, number_hash=number_hash,
+                agent_id=msg.agent_id, team_id=msg.team_id, duration_ms=processed.duration_ms,
+                audio_format=processed.format, channels=processed.channels,
+                redactions=[list(s) for s in msg.spans], created_at=now, content_sha256=print_))
+            stored = put_encrypted(conn, deps.store, deps.keys, bucket=bucket, tenant=tenant,
+                                   number_hash=number_hash, object_key=key, audio=processed.data,
+                                   tags={"tier": Tier.PRODUCTION.value, "tenant": tenant})
+            copy_id = upsert_copy(conn, recording_id=rid, tier=Tier.PRODUCTION.value, stored=stored,
+                                  bucket=bucket, expires_at=expiry, created_by="ingest", now=now)
+    except sa.exc.IntegrityError:
+        with deps.engine.connect() as conn:
+            winner = conn.execute(sa.select(t.recordings.c.content_sha256).where(
+                t.recordings.c.tenant_id == tenant, t.recordings.c.external_id == external_id)).first()
+        if winner is None:
+            raise  # not a duplicate delivery: a real constraint problem, let the worker retry
+        if winner.content_sha256 != print_:
+            raise RecordingConflict(f"recording {external_id!r} of tenant {tenant!r} is already stored with "
+                                    "different audio or redaction spans") from None
+        _drop_landing(msg, deps)
+        return IngestResult(Outcome.DUPLICATE, tenant, external_id, rid)
+    _drop_landing(msg, deps)
+    return IngestResult(Outcome.STORED, tenant, external_id, rid, copy_id, processed.duration_ms, expiry)
+

@@ -1,0 +1,160 @@
+"""The faust app: consume ``callvault.recordings``, store, emit events, dead-letter rejects.
+
+Delivery is at least once and nothing is lost:
+
+- a message the sender got wrong (``IngestError``) goes to the dead-letter topic, unchanged,
+  with its reason code and a PII-free message in the headers; the worker moves on;
+- a failure of ours or of a server (object store, database down) is retried with backoff,
+  forever, without acknowledging the event, so its offset is never committed;
+- an unexpected exception (a bug) is retried a few times, then dead-lettered as
+  ``internal_error`` (the message is kept whole there, ready to be replayed);
+- the offset of an event is committed only after its recording is durably stored (or its
+  dead-letter record is acknowledged by Kafka), because faust commits acknowledged events
+  only, and an event is acknowledged when the agent has finished with it.
+
+Logs carry recording ids and reason codes, never a phone number or audio.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import faust
+import sqlalchemy as sa
+
+from callvault.config import callvault_home
+from storage.catalog.db import make_engine
+from storage.exceptions import StorageError
+from storage.keys import KeyRing
+from storage.objectstore import ObjectStore
+from storage.residency import check_all
+from storage.settings import StorageSettings, get_catalog_settings, get_storage_settings
+
+from .exceptions import AudioEncodingFailed, IngestError, IngestErrorCode
+from .service import IngestDeps, ingest
+from .settings import IngestSettings, KafkaSettings, get_ingest_settings, get_kafka_settings
+
+log = logging.getLogger("callvault.ingest")
+MAX_BACKOFF_SECONDS = 30.0
+
+
+@dataclass
+class Topics:
+    recordings: faust.TopicT
+    dlq: faust.TopicT
+    events: faust.TopicT
+
+
+def _transient(exc: BaseException) -> bool:
+    """Errors of a server or of this host, not of the message: retry, never dead-letter."""
+    return isinstance(exc, (AudioEncodingFailed, sa.exc.OperationalError, sa.exc.InterfaceError)) or (
+        isinstance(exc, StorageError) and not isinstance(exc, IngestError))
+
+
+def build_deps(storage: StorageSettings, ingest_settings: IngestSettings, catalog_url: str) -> IngestDeps:
+    store = ObjectStore.from_settings(storage)
+    check_all(store.client, storage)  # residency: refuse to start before a single byte moves
+    engine = make_engine(catalog_url, pool_size=ingest_settings.concurrency + 2) if not catalog_url.startswith(
+        "sqlite") else make_engine(catalog_url)
+    return IngestDeps(engine=engine, store=store, keys=KeyRing.from_settings(storage), storage=storage,
+                      storage_format=ingest_settings.storage_format)
+
+
+def create_app(kafka: KafkaSettings | None = None, ingest_settings: IngestSettings | None = None,
+               deps: IngestDeps | None = None) -> faust.App:
+    kafka = kafka or get_kafka_settings()
+    ingest_settings = ingest_settings or get_ingest_settings()
+    app = faust.App(
+        ingest_settings.app_id,
+        broker=f"kafka://{kafka.bootstrap_servers}",
+        store="memory://",
+        datadir=str(callvault_home() / "faust"),
+        topic_partitions=kafka.partitions,
+        consumer_auto_offset_reset="earliest",
+        web_enabled=ingest_settings.web_port > 0,
+        web_port=ingest_settings.web_port or 6066,
+        web_host="127.0.0.1",
+        producer_max_request_size=10 * 1024 * 1024,
+        producer_acks=-1,
+        broker_commit_every=100,
+        broker_commit_interval=1.0,
+    )
+    topics = Topics(
+        recordings=app.topic(kafka.recordings_topic, key_serializer="raw", value_serializer="raw",
+                             partitions=kafka.partitions, internal=True),
+        dlq=app.topic(kafka.dlq_topic, key_serializer="raw", value_serializer="raw",
+                      partitions=kafka.partitions, internal=True),
+        events=app.topic(kafka.events_topic, key_serializer="raw", value_serializer="raw",
+                         partitions=kafka.partitions, internal=True),
+    )
+    pool = ThreadPoolExecutor(max_workers=ingest_settings.concurrency, thread_name_prefix="ingest")
+    state: dict[str, IngestDeps] = {}
+
+    def get_deps() -> IngestDeps:
+        if "deps" not in state:
+            state["deps"] = deps or build_deps(get_storage_settings(), ingest_settings, get_catalog_settings().url)
+        return state["deps"]
+
+    async def dead_letter(event: faust.EventT, code: str, message: str) -> None:
+        headers = {"callvault-reason": code.encode(), "callvault-error": message[:1000].encode()}
+        delivered = await topics.dlq.send(key=event.key, value=event.value, headers=headers)
+        await delivered  # wait for Kafka's acknowledgement before this event is acknowledged
+        log.warning("dead-lettered partition=%s offset=%s reason=%s", event.message.partition,
+                    event.message.offset, code)
+
+    async def handle(event: faust.EventT) -> None:
+        loop = asyncio.get_running_loop()
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                result = await loop.run_in_executor(pool, ingest, event.value, get_deps())
+            except IngestError as exc:
+                if isinstance(exc, AudioEncodingFailed):
+                    pass  # this host cannot encode: retry below, never blame the message
+                else:
+                    await dead_letter(event, str(exc.code), str(exc))
+                    return
+                error: BaseException = exc
+            except Exception as exc:  # noqa: BLE001 - classified below
+                error = exc
+            else:
+                delivered = await topics.events.send(key=str(result.recording_id).encode(),
+                                                     value=json.dumps(result.event()).encode())
+                await delivered
+                log.info("%s recording=%s tenant=%s", result.outcome.value, result.recording_id, result.tenant)
+                return
+            if not _transient(error) and attempt >= ingest_settings.max_retries_unknown_error:
+                await dead_letter(event, IngestErrorCode.INTERNAL_ERROR.value,
+                                  f"{type(error).__name__} after {attempt} attempts")
+                return
+            delay = min(MAX_BACKOFF_SECONDS, 0.5 * 2 ** min(attempt, 6))
+            log.warning("retrying partition=%s offset=%s in %.1fs: %s", event.message.partition,
+                        event.message.offset, delay, type(error).__name__)
+            await asyncio.sleep(delay)
+
+    @app.task
+    async def declare_output_topics() -> None:
+        # faust creates the topics its agents consume; the ones it only writes to are ours to declare.
+        for topic in (topics.dlq, topics.events):
+            await topic.maybe_declare()
+
+    @app.agent(topics.recordings, concurrency=ingest_settings.concurrency, name="callvault.ingest")
+    async def ingest_agent(stream):
+        async for event in stream.events():
+            await handle(event)
+
+    app.callvault_topics = topics  # for tests and the sweeper timer
+    return app
+
+
+def run_worker(loglevel: str = "info") -> None:
+    """``callvault worker``: start the faust worker in this process until interrupted."""
+    from faust.worker import Worker
+
+    app = create_app()
+    Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()

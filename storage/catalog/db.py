@@ -1,0 +1,94 @@
+"""Engines and the unit of work: the one transaction boundary of the catalog.
+
+    with uow_factory() as uow:          # entering begins a transaction
+        uow.conn.execute(...)           # services take the unit of work and use .conn
+        uow.commit()                    # explicit; leaving without it rolls back
+
+SQLite (the default single-node catalog) gets foreign keys switched on (otherwise
+``ON DELETE CASCADE`` is silently ignored), WAL journaling (readers do not block the
+writer) and a busy timeout, on every new connection.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Callable
+
+import sqlalchemy as sa
+
+SQLITE_BUSY_TIMEOUT_MS = 5000
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA journal_mode=WAL")  # a no-op ("memory") for in-memory databases
+    finally:
+        cursor.close()
+
+
+def enable_sqlite_pragmas(engine: sa.Engine) -> sa.Engine:
+    """Apply the SQLite pragmas to connections ``engine`` opens from now on (no-op elsewhere)."""
+    if engine.dialect.name == "sqlite" and not sa.event.contains(engine, "connect", _sqlite_pragmas):
+        sa.event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def make_engine(url: str | sa.URL | None = None, *, echo: bool | None = None, **kwargs: Any) -> sa.Engine:
+    """An engine for the catalog at ``url`` (default: the catalog settings)."""
+    if url is None or echo is None:
+        from storage.settings import get_catalog_settings
+
+        settings = get_catalog_settings()
+        url = settings.url if url is None else url
+        echo = settings.echo if echo is None else echo
+    url = sa.make_url(url)
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    return enable_sqlite_pragmas(sa.create_engine(url, echo=echo, **kwargs))
+
+
+class UnitOfWork:
+    """One connection and one transaction. ``commit()`` is explicit and starts a fresh
+    transaction, so the unit stays usable; leaving the block rolls back what is uncommitted."""
+
+    conn: sa.Connection
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self._engine = engine
+        self._transaction: sa.RootTransaction | None = None
+
+    def __enter__(self) -> "UnitOfWork":
+        self.conn = self._engine.connect()
+        self._transaction = self.conn.begin()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        try:
+            if self._transaction is not None and self._transaction.is_active:
+                self._transaction.rollback()
+        finally:
+            self._transaction = None
+            self.conn.close()
+
+    def commit(self) -> None:
+        self._active().commit()
+        self._transaction = self.conn.begin()
+
+    def rollback(self) -> None:
+        self._active().rollback()
+        self._transaction = self.conn.begin()
+
+    def _active(self) -> sa.RootTransaction:
+        if self._transaction is None:
+            raise RuntimeError("use the unit of work as a context manager: `with uow: ...`")
+        return self._transaction
+
+
+def session_factory(engine: sa.Engine) -> Callable[[], UnitOfWork]:
+    """What services are given: a callable returning a fresh, un-entered unit of work."""
+    return lambda: UnitOfWork(engine)

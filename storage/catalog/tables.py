@@ -1,0 +1,246 @@
+"""The catalog schema as SQLAlchemy Core tables on one ``MetaData``.
+
+Core tables, not declarative classes, so the domain (``lifecycle``, ``access``) stays plain
+Python: services read and write rows through these tables and map them to dataclasses.
+
+    tenants ──┬── tenant_retention          per-tier retention overrides (months)
+              ├── caller_keys               one live key per (number hash, purpose)
+              ├── suppressions              objections: numbers never to store (hashed)
+              └── recordings ── copies      a copy dies with its recording (ON DELETE CASCADE)
+    users ──┬── team_memberships
+            └── break_glass                 time-limited, ticketed playback grants
+    audit_events                            append-only, hash-chained trail
+
+Conventions: ids are ``Uuid`` (native on PostgreSQL, CHAR(32) on SQLite) except tenants and
+users, which are slugs; timestamps are aware UTC (``UTCDateTime``); enums are VARCHAR + CHECK;
+phone numbers appear in clear only in ``recordings.caller_number``, every lookup by number
+goes through the keyed ``number_hash``. A change here needs a migration in
+``storage/migrations/versions`` (the migration test compares the two).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+
+TIERS = ("production", "monitoring", "training", "complaint-extract")
+ROLES = ("consultant", "manager", "coach", "internal-control", "it")
+DIRECTIONS = ("inbound", "outbound")
+KEY_PURPOSES = ("caller", "hold")
+TEAM_RELATIONS = ("member", "manager", "coach")
+OUTCOMES = ("allowed", "denied", "done", "failed")
+
+ENUM_LENGTH = 32
+HASH = sa.String(64)  # hex SHA-256 / HMAC-SHA256
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """``TIMESTAMP WITH TIME ZONE`` that refuses naive datetimes and returns aware UTC ones,
+    also on SQLite (which stores them without a zone)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: the catalog stores aware UTC timestamps only")
+        return value.astimezone(timezone.utc)
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+def string_enum(name: str, values: tuple[str, ...]) -> sa.Enum:
+    """VARCHAR + CHECK named ``ck_<table>_<name>``: portable, and a new value is a migration
+    of one constraint rather than an ``ALTER TYPE``."""
+    return sa.Enum(*values, name=name, native_enum=False, create_constraint=True,
+                   validate_strings=True, length=ENUM_LENGTH)
+
+
+def json_type() -> sa.types.TypeEngine[Any]:
+    """JSON everywhere, ``jsonb`` on PostgreSQL (comparable, indexable)."""
+    return sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+
+
+def _tenant_fk(**kw: Any) -> sa.Column[Any]:
+    return sa.Column("tenant_id", sa.String(64), sa.ForeignKey("tenants.id"), nullable=False, **kw)
+
+
+tenants = sa.Table(
+    "tenants", metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+)
+
+tenant_retention = sa.Table(
+    "tenant_retention", metadata,
+    sa.Column("tenant_id", sa.String(64), sa.ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("tier", string_enum("tier", TIERS), primary_key=True),
+    sa.Column("months", sa.Integer, nullable=False),
+    sa.CheckConstraint("months > 0", name="months_positive"),
+)
+
+caller_keys = sa.Table(
+    "caller_keys", metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),
+    _tenant_fk(),
+    sa.Column("number_hash", HASH, nullable=False),
+    sa.Column("purpose", string_enum("purpose", KEY_PURPOSES), nullable=False,
+              default="caller", server_default="caller"),
+    # The caller key wrapped by the (tenant's) master key; NULL once destroyed (crypto-shred).
+    sa.Column("wrapped_key", sa.LargeBinary, nullable=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("destroyed_at", UTCDateTime(), nullable=True),
+    sa.CheckConstraint("(wrapped_key IS NULL) = (destroyed_at IS NOT NULL)", name="destroyed_means_no_key"),
+)
+# One *live* key per number and purpose: after an erasure the destroyed row stays (copies and
+# backups still point at it) and a later call from the same number gets a fresh key.
+sa.Index("uq_caller_keys_live", caller_keys.c.tenant_id, caller_keys.c.number_hash, caller_keys.c.purpose,
+         unique=True, postgresql_where=caller_keys.c.wrapped_key.is_not(None),
+         sqlite_where=caller_keys.c.wrapped_key.is_not(None))
+
+recordings = sa.Table(
+    "recordings", metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),
+    _tenant_fk(),
+    sa.Column("external_id", sa.String(200), nullable=False),  # the telephony recording id
+    sa.Column("started_at", UTCDateTime(), nullable=False),
+    sa.Column("direction", string_enum("direction", DIRECTIONS), nullable=False),
+    sa.Column("caller_number", sa.String(32), nullable=False),  # E.164
+    sa.Column("number_hash", HASH, nullable=False),
+    sa.Column("agent_id", sa.String(100), nullable=False),
+    sa.Column("team_id", sa.String(100), nullable=True),
+    sa.Column("duration_ms", sa.Integer, nullable=False),
+    sa.Column("audio_format", sa.String(32), nullable=False),
+    sa.Column("channels", sa.Integer, nullable=False),
+    # Spans silenced at ingest (payment data): [[start_ms, end_ms], ...].
+    sa.Column("redactions", json_type(), nullable=False, default=list, server_default=sa.text("'[]'")),
+    sa.Column("restricted", sa.Boolean, nullable=False, default=False, server_default=sa.false()),
+    sa.Column("restricted_at", UTCDateTime(), nullable=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("content_sha256", HASH, nullable=False),  # normalised audio: replay vs conflict
+    sa.UniqueConstraint("tenant_id", "external_id"),
+)
+sa.Index("ix_recordings_tenant_number", recordings.c.tenant_id, recordings.c.number_hash)
+sa.Index("ix_recordings_tenant_agent_started", recordings.c.tenant_id, recordings.c.agent_id,
+         recordings.c.started_at)
+sa.Index("ix_recordings_tenant_team_started", recordings.c.tenant_id, recordings.c.team_id,
+         recordings.c.started_at)
+
+copies = sa.Table(
+    "copies", metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),
+    sa.Column("recording_id", sa.Uuid, sa.ForeignKey("recordings.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("tier", string_enum("tier", TIERS), nullable=False),
+    sa.Column("object_key", sa.String(300), nullable=False, unique=True),
+    sa.Column("bucket", sa.String(63), nullable=False),
+    sa.Column("size_bytes", sa.BigInteger, nullable=False),
+    sa.Column("stored_sha256", HASH, nullable=False),  # of the stored (encrypted) bytes
+    sa.Column("wrapped_data_key", sa.LargeBinary, nullable=False),
+    sa.Column("caller_key_id", sa.Uuid, sa.ForeignKey("caller_keys.id"), nullable=False),
+    sa.Column("frame_size", sa.Integer, nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("created_by", sa.String(100), nullable=False),
+    # The complaint / request reference of a complaint-extract; '' for every other tier, so
+    # UNIQUE(recording_id, tier, reason) means "one copy per tier, one extract per reference".
+    sa.Column("reason", sa.Text, nullable=False, default="", server_default=""),
+    sa.Column("training_report", sa.Text, nullable=True),
+    sa.Column("expires_at", UTCDateTime(), nullable=False),
+    sa.Column("hold", sa.Boolean, nullable=False, default=False, server_default=sa.false()),
+    sa.Column("hold_reason", sa.Text, nullable=True),
+    sa.Column("hold_actor", sa.String(100), nullable=True),
+    sa.Column("hold_at", UTCDateTime(), nullable=True),
+    # Set by the sweeper before it deletes the object, so a crashed sweep resumes.
+    sa.Column("deleting_at", UTCDateTime(), nullable=True),
+    sa.UniqueConstraint("recording_id", "tier", "reason"),
+    sa.CheckConstraint("tier = 'complaint-extract' OR reason = ''", name="reason_only_for_extracts"),
+    sa.CheckConstraint("tier <> 'training' OR training_report IS NOT NULL", name="training_has_report"),
+    sa.CheckConstraint("NOT hold OR (hold_reason IS NOT NULL AND hold_actor IS NOT NULL AND hold_at IS NOT NULL)",
+                       name="hold_has_reason_actor_time"),
+)
+# The sweeper's query: expired and not held. Held copies (few, long-lived) stay out of it.
+sa.Index("ix_copies_expires_not_held", copies.c.expires_at,
+         postgresql_where=copies.c.hold == sa.false(), sqlite_where=copies.c.hold == sa.false())
+# Sweeps interrupted between marking and deleting: tiny, so a partial index.
+sa.Index("ix_copies_deleting", copies.c.deleting_at,
+         postgresql_where=copies.c.deleting_at.is_not(None), sqlite_where=copies.c.deleting_at.is_not(None))
+# Erasure and rectification find every copy wrapped under a caller key.
+sa.Index("ix_copies_caller_key_id", copies.c.caller_key_id)
+
+suppressions = sa.Table(
+    "suppressions", metadata,
+    _tenant_fk(primary_key=True),
+    sa.Column("number_hash", HASH, primary_key=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("created_by", sa.String(100), nullable=False),
+)
+
+users = sa.Table(
+    "users", metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("display_name", sa.String(200), nullable=False),
+    sa.Column("role", string_enum("role", ROLES), nullable=False),
+    sa.Column("tenants", json_type(), nullable=False, default=list, server_default=sa.text("'[]'")),  # ["*"]: all
+    sa.Column("agent_id", sa.String(100), nullable=True),
+    sa.Column("contract_end", sa.Date, nullable=True),
+    sa.Column("revoked", sa.Boolean, nullable=False, default=False, server_default=sa.false()),
+    sa.Column("revoked_at", UTCDateTime(), nullable=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+)
+
+team_memberships = sa.Table(
+    "team_memberships", metadata,
+    sa.Column("user_id", sa.String(64), sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("tenant_id", sa.String(64), sa.ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("team_id", sa.String(100), primary_key=True),
+    sa.Column("relation", string_enum("relation", TEAM_RELATIONS), primary_key=True),
+)
+
+audit_events = sa.Table(
+    "audit_events", metadata,
+    sa.Column("seq", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("at", UTCDateTime(), nullable=False),
+    sa.Column("actor", sa.String(100), nullable=False),
+    sa.Column("role", sa.String(ENUM_LENGTH), nullable=False),  # a role, or "system" for jobs
+    sa.Column("action", sa.String(100), nullable=False),
+    sa.Column("target_type", sa.String(32), nullable=False),
+    sa.Column("target_id", sa.String(200), nullable=False),
+    sa.Column("outcome", string_enum("outcome", OUTCOMES), nullable=False),
+    sa.Column("reason", sa.Text, nullable=True),  # reason or ticket reference
+    sa.Column("detail", json_type(), nullable=True),  # never audio, never a phone number
+    sa.Column("prev_hash", HASH, nullable=True),  # NULL only for the first entry
+    sa.Column("hash", HASH, nullable=False, unique=True),
+)
+sa.Index("ix_audit_events_target", audit_events.c.target_type, audit_events.c.target_id)
+
+break_glass = sa.Table(
+    "break_glass", metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),
+    sa.Column("user_id", sa.String(64), sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("ticket", sa.String(100), nullable=False),
+    sa.Column("granted_at", UTCDateTime(), nullable=False),
+    sa.Column("expires_at", UTCDateTime(), nullable=False),
+    # CASCADE, not SET NULL: a grant for one recording must never widen to "any recording".
+    sa.Column("recording_id", sa.Uuid, sa.ForeignKey("recordings.id", ondelete="CASCADE"), nullable=True),
+    sa.CheckConstraint("expires_at > granted_at", name="expires_after_grant"),
+)
+sa.Index("ix_break_glass_user_id_expires_at", break_glass.c.user_id, break_glass.c.expires_at)

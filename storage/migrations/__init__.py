@@ -1,0 +1,1 @@
+"""Alembic scripts of the catalog; run them with ``storage.catalog.migrate``."""

@@ -1,0 +1,116 @@
+"""A running ingest pipeline for end-to-end tests: a real `callvault worker` process on
+scratch topics, buckets and a PostgreSQL schema, plus helpers to push calls and await events."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import sqlalchemy as sa
+from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from ingest.producer import Call, Producer
+from ingest.settings import KafkaSettings
+from storage.objectstore import ObjectStore
+from storage.settings import StorageSettings
+
+
+@dataclass
+class Pipeline:
+    kafka: KafkaSettings
+    storage: StorageSettings
+    engine: sa.Engine
+    store: ObjectStore
+    env: dict[str, str]
+    log_path: Path
+    inline_max_bytes: int
+    process: subprocess.Popen | None = None
+    seen: list[dict] = field(default_factory=list)
+
+    # -- worker process -------------------------------------------------------------------
+    def start_worker(self) -> None:
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen([sys.executable, "-m", "callvault.cli", "worker", "-l", "info"],
+                                        env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                        stdin=subprocess.DEVNULL, start_new_session=True)
+
+    def stop_worker(self, sig: int = 15) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, sig)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, 9)
+                self.process.wait(10)
+
+    def worker_log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-4000:]
+
+    # -- producing ----------------------------------------------------------------------------
+    def push(self, *calls: Call) -> list[str]:
+        async def run() -> list[str]:
+            async with Producer(self.kafka, self.storage, inline_max_bytes=self.inline_max_bytes) as producer:
+                return await producer.push_many(calls)
+        return asyncio.run(run())
+
+    def push_raw(self, *messages: tuple[bytes | None, bytes]) -> None:
+        async def run() -> None:
+            async with Producer(self.kafka, self.storage) as producer:
+                for key, value in messages:
+                    await producer.send_raw(key, value)
+        asyncio.run(run())
+
+    # -- observing ----------------------------------------------------------------------------
+    def wait_for(self, predicate, *, count: int, timeout: float = 90.0) -> list[dict]:
+        """Read events and dead letters until ``count`` records match ``predicate``."""
+        async def run() -> list[dict]:
+            consumer = AIOKafkaConsumer(self.kafka.events_topic, self.kafka.dlq_topic,
+                                        bootstrap_servers=self.kafka.bootstrap_servers,
+                                        auto_offset_reset="earliest", enable_auto_commit=False)
+            await consumer.start()
+            try:
+                deadline = time.monotonic() + timeout
+                self.seen.clear()
+                while time.monotonic() < deadline:
+                    batch = await consumer.getmany(timeout_ms=500)
+                    for records in batch.values():
+                        for r in records:
+                            self.seen.append(_decode(r, self.kafka.dlq_topic))
+                    matched = [e for e in self.seen if predicate(e)]
+                    if len(matched) >= count:
+                        return matched
+                    if self.process and self.process.poll() is not None:
+                        raise AssertionError(f"worker exited ({self.process.returncode}):\n{self.worker_log()}")
+            finally:
+                await consumer.stop()
+            raise AssertionError(f"timed out: {len([e for e in self.seen if predicate(e)])}/{count} matched; "
+                                 f"seen {self.seen[-5:]}\nworker log:\n{self.worker_log()}")
+        return asyncio.run(run())
+
+    def count(self, table: sa.Table) -> int:
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(sa.func.count()).select_from(table)).scalar()
+
+
+def _decode(record, dlq_topic: str) -> dict:
+    if record.topic == dlq_topic:
+        headers = {k: v.decode() for k, v in record.headers}
+        return {"type": "dead-letter", "reason": headers.get("callvault-reason"),
+                "error": headers.get("callvault-error"), "key": record.key, "value": record.value}
+    return json.loads(record.value)
+
+
+async def create_topics(bootstrap: str, names: list[str], partitions: int) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(n, num_partitions=partitions, replication_factor=1) for n in names])
+    finally:
+        await admin.close()
