@@ -15,8 +15,8 @@ import base64
 import hashlib
 import json
 import uuid
-from dataclasses import dataclass
-from datetime import datetime, timezone
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from enum import StrEnum
 from typing import Callable
 
@@ -33,6 +33,7 @@ from storage.settings import StorageSettings
 from . import audio
 from .exceptions import ClaimCheckError, RecordingConflict, UnknownTenant
 from .schema import RecordingMessage, parse_message
+from .settings import IngestSettings
 
 RECORDING_NAMESPACE = uuid.UUID("5b0f7a4e-2f1c-4a8e-9d35-6f1d0c2b9a11")
 
@@ -68,7 +69,7 @@ class IngestDeps:
     store: ObjectStore
     keys: KeyRing
     storage: StorageSettings
-    storage_format: str = "opus"
+    settings: IngestSettings = field(default_factory=IngestSettings)
     clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
 
 
@@ -118,8 +119,9 @@ def _tenant_overrides(conn: sa.Connection, tenant: str) -> dict[str, int]:
 
 
 def ingest(raw: bytes, deps: IngestDeps) -> IngestResult:
-    msg = parse_message(raw)
+    msg = parse_message(raw, default_region=deps.settings.default_region)
     now = deps.clock()
+    msg.check_clock(now, max_ahead=timedelta(seconds=deps.settings.max_clock_skew_seconds))
     tenant, external_id = msg.tenant, msg.recording_id
     rid = recording_uuid(tenant, external_id)
     number_hash = deps.keys.number_hash(tenant, msg.caller_number)
@@ -145,7 +147,9 @@ def ingest(raw: bytes, deps: IngestDeps) -> IngestResult:
         _drop_landing(msg, deps)
         return IngestResult(Outcome.EXPIRED_ON_ARRIVAL, tenant, external_id, rid, expires_at=expiry)
 
-    processed = audio.process(_fetch_audio(msg, deps), msg.audio_format, msg.spans, deps.storage_format)
+    processed = audio.process(_fetch_audio(msg, deps), msg.audio_format, msg.spans, deps.settings.storage_format,
+                              max_bytes=deps.settings.max_audio_bytes,
+                              max_duration_ms=deps.settings.max_duration_seconds * 1000)
     bucket = deps.storage.recordings_bucket
     key = object_key_for(tenant, rid, Tier.PRODUCTION)
     try:

@@ -38,6 +38,11 @@ class IngestSettings(SectionSettings):
     max_retries_unknown_error: int = Field(3, description="Attempts before an unexpected error dead-letters a call")
     sweep_interval_seconds: float = Field(300.0, description="How often the worker runs the lifecycle sweep (0: never)")
     web_port: int = Field(6066, description="Worker's faust web port (health); 0 disables it")
+    metrics_port: int = Field(9466, description="Prometheus metrics port of the worker; 0 disables it")
+    max_audio_bytes: int = Field(512 * 1024 * 1024, description="Audio larger than this is dead-lettered")
+    max_duration_seconds: int = Field(4 * 3600, description="Calls longer than this are dead-lettered")
+    max_clock_skew_seconds: int = Field(300, description="A call starting further in the future is refused")
+    default_region: str = Field("FR", description="Country assumed for numbers written without +country code")
 
 
 @lru_cache

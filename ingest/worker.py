@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -34,6 +35,7 @@ from storage.objectstore import ObjectStore
 from storage.residency import check_all
 from storage.settings import StorageSettings, get_catalog_settings, get_storage_settings
 
+from . import metrics
 from .exceptions import AudioEncodingFailed, IngestError, IngestErrorCode
 from .service import IngestDeps, ingest
 from .settings import IngestSettings, KafkaSettings, get_ingest_settings, get_kafka_settings
@@ -61,7 +63,7 @@ def build_deps(storage: StorageSettings, ingest_settings: IngestSettings, catalo
     engine = make_engine(catalog_url, pool_size=ingest_settings.concurrency + 2) if not catalog_url.startswith(
         "sqlite") else make_engine(catalog_url)
     return IngestDeps(engine=engine, store=store, keys=KeyRing.from_settings(storage), storage=storage,
-                      storage_format=ingest_settings.storage_format)
+                      settings=ingest_settings)
 
 
 def create_app(kafka: KafkaSettings | None = None, ingest_settings: IngestSettings | None = None,
@@ -103,11 +105,17 @@ def create_app(kafka: KafkaSettings | None = None, ingest_settings: IngestSettin
         headers = {"callvault-reason": code.encode(), "callvault-error": message[:1000].encode()}
         delivered = await topics.dlq.send(key=event.key, value=event.value, headers=headers)
         await delivered  # wait for Kafka's acknowledgement before this event is acknowledged
+        metrics.REJECTED.labels(code).inc()
         log.warning("dead-lettered partition=%s offset=%s reason=%s", event.message.partition,
                     event.message.offset, code)
 
     async def handle(event: faust.EventT) -> None:
         loop = asyncio.get_running_loop()
+        metrics.CONSUMED.inc()
+        with metrics.LATENCY.time():
+            await _handle(event, loop)
+
+    async def _handle(event: faust.EventT, loop: asyncio.AbstractEventLoop) -> None:
         attempt = 0
         while True:
             attempt += 1
@@ -126,12 +134,16 @@ def create_app(kafka: KafkaSettings | None = None, ingest_settings: IngestSettin
                 delivered = await topics.events.send(key=str(result.recording_id).encode(),
                                                      value=json.dumps(result.event()).encode())
                 await delivered
+                metrics.OUTCOMES.labels(result.outcome.value).inc()
+                if result.outcome.value == "stored" and event.message.timestamp:
+                    metrics.PRODUCE_TO_STORED.observe(max(0.0, time.time() - event.message.timestamp))
                 log.info("%s recording=%s tenant=%s", result.outcome.value, result.recording_id, result.tenant)
                 return
             if not _transient(error) and attempt >= ingest_settings.max_retries_unknown_error:
                 await dead_letter(event, IngestErrorCode.INTERNAL_ERROR.value,
                                   f"{type(error).__name__} after {attempt} attempts")
                 return
+            metrics.RETRIES.labels(type(error).__name__).inc()
             delay = min(MAX_BACKOFF_SECONDS, 0.5 * 2 ** min(attempt, 6))
             log.warning("retrying partition=%s offset=%s in %.1fs: %s", event.message.partition,
                         event.message.offset, delay, type(error).__name__)
@@ -139,6 +151,7 @@ def create_app(kafka: KafkaSettings | None = None, ingest_settings: IngestSettin
 
     @app.task
     async def declare_output_topics() -> None:
+        metrics.serve(ingest_settings.metrics_port)
         # faust creates the topics its agents consume; the ones it only writes to are ours to declare.
         for topic in (topics.dlq, topics.events):
             await topic.maybe_declare()

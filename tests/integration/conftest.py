@@ -84,6 +84,7 @@ def pipeline(kafka_bootstrap, storage_settings, pg_schema_url, tmp_path) -> Iter
         "CALLVAULT_KAFKA_EVENTS_TOPIC": kafka.events_topic,
         "CALLVAULT_INGEST_APP_ID": prefix,
         "CALLVAULT_INGEST_WEB_PORT": "0",
+        "CALLVAULT_INGEST_METRICS_PORT": "0",
         "CALLVAULT_INGEST_INLINE_MAX_BYTES": str(inline_max),
         "CALLVAULT_STORAGE_ENDPOINT_URL": storage.endpoint_url,
         "CALLVAULT_STORAGE_REGION": storage.region,

@@ -126,3 +126,58 @@ def test_a_call_already_past_its_retention_is_not_kept(pipeline):
     event = pipeline.wait_for(lambda e: e.get("type") == "expired-on-arrival", count=1)[0]
     assert event["external_id"] == "tel-old"
     assert pipeline.count(t.recordings) == 0
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_every_kind_of_bad_input_is_dead_lettered_and_counted(pipeline):
+    import hashlib
+    import urllib.request
+
+    from ingest.schema import AudioRef
+    from tests.audio_fixtures import pcm_to_wav
+
+    port = _free_port()
+    pipeline.stop_worker()
+    pipeline.env.update({"CALLVAULT_INGEST_METRICS_PORT": str(port), "CALLVAULT_INGEST_MAX_DURATION_SECONDS": "30"})
+    pipeline.start_worker()
+
+    def msg(rid: str, audio, **kw) -> bytes:
+        base = dict(recording_id=rid, tenant="acme", started_at=NOW, caller_number="0612345678", agent_id="a1",
+                    audio=audio, audio_format="wav")
+        return build_message(**{**base, **kw}).to_bytes()
+
+    wav = sine_wav(2.0)
+    landing = pipeline.storage.landing_bucket
+    pipeline.store.put(landing, "acme/changed", b"other bytes")
+    cases = {
+        "truncated": (msg("b1", wav[: len(wav) // 3]), "truncated_audio"),
+        "empty wav": (msg("b2", pcm_to_wav(b"", 8000, 1)), "empty_audio"),
+        "too long": (msg("b3", sine_wav(31.0)), "audio_too_large"),
+        "span outside": (msg("b4", wav, redactions=[(5000, 6000)]), "invalid_redaction"),
+        "far future": (msg("b5", wav, started_at=NOW + timedelta(days=2)), "invalid_message"),
+        "missing claim": (msg("b6", AudioRef(bucket=landing, key="acme/nothing", size=10, sha256="0" * 64)),
+                          "claim_check_failed"),
+        "foreign bucket": (msg("b7", AudioRef(bucket="some-us-bucket", key="k", size=10, sha256="0" * 64)),
+                           "claim_check_failed"),
+        "altered claim": (msg("b8", AudioRef(bucket=landing, key="acme/changed", size=11,
+                                             sha256=hashlib.sha256(b"expected").hexdigest())),
+                          "claim_check_failed"),
+    }
+    pipeline.push_raw(*[(k.encode(), v) for k, (v, _) in cases.items()],
+                      (b"ok", msg("good-after-bad", wav)))
+    pipeline.wait_for(stored, count=1)
+    dead = pipeline.wait_for(lambda e: e.get("type") == "dead-letter", count=len(cases))
+    assert {d["key"].decode(): d["reason"] for d in dead} == {k: code for k, (_, code) in cases.items()}
+    assert pipeline.count(t.recordings) == 1
+    metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    assert 'callvault_ingest_rejected_total{code="claim_check_failed"} 3.0' in metrics
+    assert 'callvault_ingest_outcomes_total{outcome="stored"} 1.0' in metrics
+    assert "callvault_ingest_consumed_total 9.0" in metrics
+    assert "callvault_ingest_processing_seconds_count 9.0" in metrics
