@@ -168,6 +168,14 @@ def push(
                          inline_max_bytes=get_ingest_settings().inline_max_bytes))
 
 
+@app.command("demo")
+def demo(timeout: float = typer.Option(120.0, help="seconds to wait for the worker")) -> None:
+    """Run the pipeline end to end on the configured stack with generated speech calls."""
+    from callvault.demo import run_demo
+
+    raise typer.Exit(run_demo(say=typer.echo, timeout=timeout))
+
+
 @app.command("worker")
 def worker(loglevel: str = typer.Option("info", "--loglevel", "-l", help="crit, error, warn, info or debug")) -> None:
     """Run the ingest worker (faust) until interrupted."""

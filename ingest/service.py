@@ -29,6 +29,7 @@ from storage.exceptions import ObjectNotFound
 from storage.keys import KeyRing
 from storage.objectstore import ObjectStore
 from storage.settings import StorageSettings
+from storage.suppressions import is_suppressed
 
 from . import audio
 from .exceptions import ClaimCheckError, RecordingConflict, UnknownTenant
@@ -129,11 +130,10 @@ def ingest(raw: bytes, deps: IngestDeps) -> IngestResult:
 
     with deps.engine.connect() as conn:
         overrides = _tenant_overrides(conn, tenant)
-        suppressed = conn.execute(sa.select(t.suppressions.c.number_hash).where(
-            t.suppressions.c.tenant_id == tenant, t.suppressions.c.number_hash == number_hash)).first()
+        suppressed = is_suppressed(conn, tenant=tenant, number_hash=number_hash)
         existing = conn.execute(sa.select(t.recordings.c.content_sha256).where(
             t.recordings.c.tenant_id == tenant, t.recordings.c.external_id == external_id)).first()
-    if suppressed is not None:
+    if suppressed:
         _drop_landing(msg, deps)
         return IngestResult(Outcome.SUPPRESSED, tenant, external_id, rid)
     if existing is not None:

@@ -1,0 +1,175 @@
+"""``callvault demo``: the pipeline end to end on the embedded defaults.
+
+Brings nothing up by itself (``scripts/demo`` runs ``stack up`` first). It initialises the
+buckets and the SQLite catalog, registers a demo tenant, starts a worker, makes a handful of
+speech-like calls with ffmpeg's flite voice (µ-law, stereo agent/customer, a payment span to
+silence, a number that objected, a malformed message), pushes them through Kafka and prints
+what was stored, suppressed and dead-lettered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Callable
+
+import sqlalchemy as sa
+from aiokafka import AIOKafkaConsumer
+
+from callvault.config import callvault_home
+from ingest.producer import Call, Producer
+from ingest.settings import get_ingest_settings, get_kafka_settings
+from ingest.topics import ensure_topics
+from storage.admin import init_buckets
+from storage.catalog import tables as t
+from storage.catalog.db import make_engine
+from storage.catalog.migrate import upgrade
+from storage.keys import KeyRing
+from storage.settings import get_catalog_settings, get_storage_settings
+from storage.suppressions import suppress
+
+TENANT = "demo"
+OBJECTOR = "+33 6 11 22 33 44"
+
+
+def speech(text: str, path: Path, *, codec: list[str], voice: str = "slt", stereo_with: str | None = None) -> bytes:
+    """Synthesise speech with ffmpeg's flite filter; with ``stereo_with``, agent left, customer right."""
+    inputs = ["-f", "lavfi", "-i", f"flite=text='{text}':voice={voice}"]
+    if stereo_with:
+        inputs += ["-f", "lavfi", "-i", f"flite=text='{stereo_with}':voice=kal"]
+        # The agent speaks first (left), the customer answers (right): distinct channels.
+        fmt = "aresample=8000,aformat=sample_fmts=s16:channel_layouts=mono"
+        graph = ["-filter_complex", f"[0:a]{fmt},apad[a];[1:a]{fmt},adelay=3500[b];[a][b]join=inputs=2:channel_layout=stereo[out]",
+                 "-map", "[out]", "-shortest"]
+    else:
+        graph = ["-ar", "8000", "-ac", "1"]
+    subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", *inputs, *graph, *codec, str(path)],
+                   check=True, stdin=subprocess.DEVNULL)
+    return path.read_bytes()
+
+
+def make_calls(workdir: Path, now: datetime) -> list[tuple[str, Call]]:
+    mulaw = ["-c:a", "pcm_mulaw"]
+    base = dict(tenant=TENANT, started_at=now - timedelta(minutes=3), team_id="collections-1")
+    return [
+        ("µ-law WAV, inbound", Call(
+            audio=speech("Hello, I am calling about my invoice from last month.", workdir / "a.wav", codec=mulaw),
+            agent_id="agent-01", caller_number="06 12 34 56 78", recording_id=f"demo-{uuid.uuid4().hex[:8]}",
+            **base)),
+        ("stereo, agent left / customer right, FLAC", Call(
+            audio=speech("Good morning, this is Claire from the collections department.", workdir / "b.flac",
+                         codec=["-c:a", "flac"], stereo_with="Yes, I can pay the remaining balance on Friday."),
+            agent_id="agent-02", caller_number="+33 1 23 45 67 89", direction="outbound",
+            recording_id=f"demo-{uuid.uuid4().hex[:8]}", **base)),
+        ("payment span silenced (1.0 s to 3.5 s)", Call(
+            audio=speech("My card number is four nine seven one, one two three four, five six seven eight.",
+                         workdir / "c.wav", codec=mulaw),
+            agent_id="agent-01", caller_number="07.98.76.54.32", redactions=((1000, 3500),),
+            recording_id=f"demo-{uuid.uuid4().hex[:8]}", **base)),
+        ("a number that objected to recording", Call(
+            audio=speech("Please do not record this call.", workdir / "d.wav", codec=mulaw),
+            agent_id="agent-03", caller_number=OBJECTOR, recording_id=f"demo-{uuid.uuid4().hex[:8]}", **base)),
+    ]
+
+
+async def _push_and_watch(calls: list[Call], bad: bytes, timeout: float) -> list[dict]:
+    """Push the calls and the bad message, then read events and dead letters about *them*."""
+    kafka, storage = get_kafka_settings(), get_storage_settings()
+    await ensure_topics(kafka)
+    bad_key = f"demo-bad-{uuid.uuid4().hex[:8]}".encode()
+    wanted = {c.recording_id for c in calls}
+    async with Producer(kafka, storage, inline_max_bytes=get_ingest_settings().inline_max_bytes) as producer:
+        await producer.push_many(calls)
+        await producer.send_raw(bad_key, bad)
+    consumer = AIOKafkaConsumer(kafka.events_topic, kafka.dlq_topic, bootstrap_servers=kafka.bootstrap_servers,
+                                auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    seen: list[dict] = []
+    try:
+        deadline = time.monotonic() + timeout
+        while len(seen) < len(calls) + 1 and time.monotonic() < deadline:
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                for r in records:
+                    if r.topic == kafka.dlq_topic and r.key == bad_key:
+                        headers = dict(r.headers)
+                        seen.append({"type": "dead-letter", "reason": headers["callvault-reason"].decode(),
+                                     "error": headers["callvault-error"].decode()})
+                    elif r.topic == kafka.events_topic:
+                        event = json.loads(r.value)
+                        if event.get("external_id") in wanted:
+                            seen.append(event)
+        return seen
+    finally:
+        await consumer.stop()
+
+
+def run_demo(say: Callable[[str], None] = print, timeout: float = 120.0) -> int:
+    storage, catalog = get_storage_settings(), get_catalog_settings()
+    say("1/5 buckets and catalog")
+    init_buckets(storage, say=lambda m: say(f"    {m}"))
+    upgrade(catalog.url)
+    engine = make_engine(catalog.url)
+    keys = KeyRing.from_settings(storage)
+    now = datetime.now(timezone.utc)
+    with engine.begin() as conn:
+        if conn.execute(sa.select(t.tenants.c.id).where(t.tenants.c.id == TENANT)).first() is None:
+            conn.execute(t.tenants.insert().values(id=TENANT, name="Demo collections", created_at=now))
+        from ingest.phone import normalise_number
+
+        suppress(conn, tenant=TENANT, number_hash=keys.number_hash(TENANT, normalise_number(OBJECTOR)),
+                 actor="demo")
+    say(f"    tenant {TENANT!r} ready; one number on its suppression list")
+
+    log_path = callvault_home() / "logs" / "demo-worker.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    say(f"2/5 starting a worker (log: {log_path})")
+    env = {**os.environ, "CALLVAULT_INGEST_WEB_PORT": "0", "CALLVAULT_INGEST_METRICS_PORT": "0"}
+    worker = subprocess.Popen([sys.executable, "-m", "callvault.cli", "worker", "-l", "info"], env=env,
+                              stdout=log_path.open("ab"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                              start_new_session=True)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            say("3/5 synthesising calls with ffmpeg (flite voices)")
+            labelled = make_calls(Path(tmp), now)
+            for label, call in labelled:
+                say(f"    {call.recording_id}: {label} ({len(call.audio) // 1024} KiB)")
+            say("    + one malformed message")
+            say("4/5 pushing through Kafka and waiting for the worker")
+            events = asyncio.run(_push_and_watch([c for _, c in labelled], b'{"schema": "callvault.recording/v1"}',
+                                                 timeout=timeout))
+    finally:
+        worker.terminate()
+        try:
+            worker.wait(30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+    say("5/5 summary")
+    by_type: dict[str, list[dict]] = {}
+    for e in events:
+        by_type.setdefault(e["type"], []).append(e)
+    with engine.connect() as conn:
+        for e in by_type.get("stored", []):
+            row = conn.execute(sa.select(t.recordings.c.duration_ms, t.recordings.c.channels,
+                                         t.recordings.c.redactions, t.recordings.c.audio_format)
+                               .where(t.recordings.c.external_id == e["external_id"])).one()
+            say(f"    stored      {e['external_id']}: {row.duration_ms / 1000:.1f} s, {row.channels} ch, "
+                f"{row.audio_format}, silenced {row.redactions or 'nothing'}, tier production until "
+                f"{e['expires_at'][:10]}")
+    for e in by_type.get("suppressed", []):
+        say(f"    suppressed  {e['external_id']}: objecting number, nothing stored")
+    for e in by_type.get("dead-letter", []):
+        say(f"    dead-letter {e['reason']}: {e['error'][:100]}")
+    counts = {k: len(v) for k, v in by_type.items()}
+    say(f"    totals: {counts}")
+    ok = counts == {"stored": 3, "suppressed": 1, "dead-letter": 1}
+    if not ok:
+        say(f"demo did not end as expected; see {log_path}")
+    return 0 if ok else 1
