@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import os
 from typing import Iterator
 
 import pytest
+import sqlalchemy as sa
 from pydantic import SecretStr
 
+from storage.catalog import tables as t
+from storage.catalog.migrate import upgrade
+from storage.keys import KeyRing
+from storage.objectstore import ObjectStore
+
 from storage.settings import StorageSettings
+from tests.integration.catalog_helpers import NOW
 from tests.conftest import MinioEndpoint, empty_and_delete_bucket, unique
 
 
@@ -114,3 +122,24 @@ def pipeline(kafka_bootstrap, storage_settings, pg_schema_url, tmp_path) -> Iter
             await admin.close()
 
     asyncio.run(drop())
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def catalog(request) -> sa.Engine:
+    engine = request.getfixturevalue("sqlite_engine" if request.param == "sqlite" else "pg_engine")
+    upgrade(engine)
+    with engine.begin() as conn:
+        conn.execute(t.tenants.insert().values(id="acme", name="Acme", created_at=NOW))
+    return engine
+
+
+@pytest.fixture
+def keys() -> KeyRing:
+    return KeyRing(os.urandom(32))
+
+
+@pytest.fixture
+def store(minio) -> ObjectStore:
+    return ObjectStore(minio.boto3_client())
+
+

@@ -5,65 +5,20 @@ from __future__ import annotations
 
 import base64
 import os
-import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
 
 from storage.catalog import tables as t
-from storage.catalog.migrate import upgrade
-from storage.copies import object_key_for, put_encrypted, read_copy, read_copy_range, upsert_copy
+from storage.copies import read_copy, read_copy_range
 from storage.crypto import DecryptionError
 from storage.exceptions import IntegrityError, KeyDestroyedError
 from storage.keys import KeyRing
-from storage.objectstore import ObjectStore
 from storage.reconcile import reconcile
+from tests.integration.catalog_helpers import FRAME, store_copy
 
 pytestmark = pytest.mark.integration
-NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
-FRAME = 1024  # small frames so a few KB of audio spans many of them
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def catalog(request) -> sa.Engine:
-    engine = request.getfixturevalue("sqlite_engine" if request.param == "sqlite" else "pg_engine")
-    upgrade(engine)
-    with engine.begin() as conn:
-        conn.execute(t.tenants.insert().values(id="acme", name="Acme", created_at=NOW))
-    return engine
-
-
-@pytest.fixture
-def keys() -> KeyRing:
-    return KeyRing(os.urandom(32))
-
-
-@pytest.fixture
-def store(minio) -> ObjectStore:
-    return ObjectStore(minio.boto3_client())
-
-
-def new_recording(conn, keys: KeyRing, number: str = "+33612345678") -> tuple[uuid.UUID, str]:
-    rid = uuid.uuid4()
-    number_hash = keys.number_hash("acme", number)
-    conn.execute(t.recordings.insert().values(
-        id=rid, tenant_id="acme", external_id=f"ext-{rid}", started_at=NOW, direction="inbound",
-        caller_number=number, number_hash=number_hash, agent_id="a1", team_id="t1", duration_ms=1000,
-        audio_format="opus", channels=1, redactions=[], restricted=False, created_at=NOW, content_sha256="0" * 64))
-    return rid, number_hash
-
-
-def store_copy(engine, store, keys, bucket, audio: bytes, *, tier="production", rid=None, number_hash=None):
-    with engine.begin() as conn:
-        if rid is None:
-            rid, number_hash = new_recording(conn, keys)
-        key = object_key_for("acme", rid, tier)
-        stored = put_encrypted(conn, store, keys, bucket=bucket, tenant="acme", number_hash=number_hash,
-                               object_key=key, audio=audio, tags={"tier": tier}, frame_size=FRAME)
-        copy_id = upsert_copy(conn, recording_id=rid, tier=tier, stored=stored, bucket=bucket,
-                              expires_at=NOW + timedelta(days=90), created_by="test")
-    return rid, number_hash, copy_id, key
 
 
 def test_copy_roundtrip_and_ranges_across_frame_boundaries(catalog, store, keys, scratch_bucket):

@@ -1,0 +1,80 @@
+"""Linked copies of a recording: monitoring, training (with the coach's report), and
+complaint / GDPR extracts (with their reference).
+
+A copy is its own object, re-encrypted under a fresh data key wrapped by the *same* caller
+key as the recording, so erasure and restriction of the caller reach it. It has its own tier
+tag, its own clock (from its creation) and its own catalog row, linked to the recording.
+Objects are client-side encrypted with their key bound to the object key, so a byte-for-byte
+server-side CopyObject could not be decrypted under its new name: the copy is decrypted and
+re-encrypted here, then uploaded.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from storage.catalog import tables as t
+from storage.copies import object_key_for, put_encrypted, read_copy, upsert_copy
+from storage.keys import KeyRing
+from storage.objectstore import ObjectStore
+
+from .exceptions import CopyNotAllowed, NotFound
+from .retention import parse_tier, tenant_overrides
+from .tiers import Tier, expires_at
+
+
+@dataclass(frozen=True)
+class CopyInfo:
+    copy_id: uuid.UUID
+    recording_id: uuid.UUID
+    tier: Tier
+    expires_at: datetime
+    created: bool
+
+
+def _check_request(tier: Tier, reason: str, training_report: str | None) -> None:
+    if tier is Tier.PRODUCTION:
+        raise CopyNotAllowed("a production copy is made by ingest only")
+    if tier is Tier.TRAINING and not (training_report or "").strip():
+        raise CopyNotAllowed("a training copy needs the coach's training report")
+    if tier is Tier.COMPLAINT_EXTRACT and not reason.strip():
+        raise CopyNotAllowed("an extract needs its reason: a complaint reference or a GDPR request reference")
+    if tier is not Tier.COMPLAINT_EXTRACT and reason:
+        raise CopyNotAllowed(f"a {tier.value} copy takes no reason (only extracts do)")
+
+
+def create_copy(conn: sa.Connection, store: ObjectStore, keys: KeyRing, *, recording_id: uuid.UUID, tier: str,
+                actor: str, now: datetime, reason: str = "", training_report: str | None = None) -> CopyInfo:
+    tier_ = parse_tier(tier)
+    _check_request(tier_, reason, training_report)
+    recording = conn.execute(sa.select(t.recordings).where(t.recordings.c.id == recording_id)).mappings().first()
+    if recording is None:
+        raise NotFound(f"recording {recording_id} does not exist (expired or erased?)")
+    existing = conn.execute(sa.select(t.copies.c.id, t.copies.c.expires_at).where(
+        t.copies.c.recording_id == recording_id, t.copies.c.tier == tier_.value,
+        t.copies.c.reason == reason)).first()
+    if existing is not None:
+        return CopyInfo(existing.id, recording_id, tier_, existing.expires_at, created=False)
+    # The source: the production original if it still exists, else the longest-lived copy.
+    source = conn.execute(sa.select(t.copies.c.id).where(
+        t.copies.c.recording_id == recording_id, t.copies.c.deleting_at.is_(None))
+        .order_by((t.copies.c.tier == Tier.PRODUCTION.value).desc(), t.copies.c.expires_at.desc())
+        .limit(1)).scalar()
+    if source is None:
+        raise NotFound(f"recording {recording_id} has no copy left to copy from")
+    audio = read_copy(conn, store, keys, source)
+    bucket = conn.execute(sa.select(t.copies.c.bucket).where(t.copies.c.id == source)).scalar()
+    key = object_key_for(recording["tenant_id"], recording_id, tier_.value, reason)
+    stored = put_encrypted(conn, store, keys, bucket=bucket, tenant=recording["tenant_id"],
+                           number_hash=recording["number_hash"], object_key=key, audio=audio,
+                           tags={"tier": tier_.value, "tenant": recording["tenant_id"]})
+    expiry = expires_at(tier_, call_started_at=recording["started_at"], copy_created_at=now,
+                        overrides=tenant_overrides(conn, recording["tenant_id"]))
+    copy_id = upsert_copy(conn, recording_id=recording_id, tier=tier_.value, stored=stored, bucket=bucket,
+                          expires_at=expiry, created_by=actor, reason=reason, training_report=training_report,
+                          now=now)
+    return CopyInfo(copy_id, recording_id, tier_, expiry, created=True)

@@ -1,0 +1,33 @@
+"""Errors of the lifecycle package.
+
+    CallvaultError
+    └── LifecycleError
+        ├── RetentionOutOfBounds   an override outside the legal minimum/maximum of its tier
+        ├── UnknownTier            not one of production, monitoring, training, complaint-extract
+        ├── CopyNotAllowed         e.g. a training copy without a report, an extract without a reason
+        └── NotFound               the recording, copy or tenant does not exist
+"""
+
+from __future__ import annotations
+
+from callvault.errors import CallvaultError
+
+
+class LifecycleError(CallvaultError):
+    code = "lifecycle_error"
+
+
+class RetentionOutOfBounds(LifecycleError):
+    code = "retention_out_of_bounds"
+
+
+class UnknownTier(LifecycleError):
+    code = "unknown_tier"
+
+
+class CopyNotAllowed(LifecycleError):
+    code = "copy_not_allowed"
+
+
+class NotFound(LifecycleError):
+    code = "not_found"

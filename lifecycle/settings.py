@@ -1,0 +1,28 @@
+"""Lifecycle settings (``CALLVAULT_LIFECYCLE_*``): legal bounds of retention, sweep batches."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from callvault.config import SectionSettings
+
+from .tiers import DEFAULT_MAX_MONTHS, DEFAULT_MIN_MONTHS
+
+
+class LifecycleSettings(SectionSettings):
+    model_config = SettingsConfigDict(env_prefix="CALLVAULT_LIFECYCLE_")
+    toml_section = "lifecycle"
+
+    min_months: dict[str, int] = Field(default_factory=lambda: {k.value: v for k, v in DEFAULT_MIN_MONTHS.items()},
+                                       description="Legal minimum retention per tier (JSON object)")
+    max_months: dict[str, int] = Field(default_factory=lambda: {k.value: v for k, v in DEFAULT_MAX_MONTHS.items()},
+                                       description="Legal maximum retention per tier (JSON object)")
+    sweep_batch_size: int = Field(500, description="Copies deleted per sweep batch")
+
+
+@lru_cache
+def get_lifecycle_settings() -> LifecycleSettings:
+    return LifecycleSettings()
