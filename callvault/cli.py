@@ -134,6 +134,131 @@ def tenants_add(tenant: str = typer.Argument(..., help="tenant slug, e.g. acme")
     typer.echo(f"tenant {tenant} added")
 
 
+@tenants_app.command("set-retention")
+def tenants_set_retention(
+    tenant: str, tier: str, months: int,
+    dry_run: bool = typer.Option(False, "--dry-run", help="preview: how many copies change, expire now, when"),
+    actor: str = typer.Option("it-cli", help="who asks (audited)"),
+) -> None:
+    """Override a tier's retention for a tenant; re-applies to existing copies."""
+    from datetime import datetime, timezone
+
+    from callvault.bootstrap import services
+    from lifecycle.retention import set_retention
+
+    svc = services()
+    with svc.engine.begin() as conn:
+        change = set_retention(conn, tenant=tenant, tier=tier, months=months, bounds=svc.bounds,
+                               now=datetime.now(timezone.utc), dry_run=dry_run, actor=actor)
+    typer.echo(("dry run: " if dry_run else "") + change.summary())
+
+
+copies_app = typer.Typer(no_args_is_help=True, help="Linked copies: monitoring, training, complaint extracts")
+app.add_typer(copies_app, name="copies")
+
+
+@copies_app.command("create")
+def copies_create(
+    recording_id: str,
+    tier: str = typer.Option(..., help="monitoring, training or complaint-extract"),
+    actor: str = typer.Option(..., help="who asks (audited)"),
+    reason: str = typer.Option("", help="complaint or GDPR request reference (extracts)"),
+    report: str = typer.Option(None, help="the coach's training report (training)"),
+) -> None:
+    """Copy a recording into another tier with its own clock."""
+    import uuid
+    from datetime import datetime, timezone
+
+    from callvault.bootstrap import services
+    from lifecycle.copies import create_copy
+
+    svc = services()
+    with svc.engine.begin() as conn:
+        info = create_copy(conn, svc.store, svc.keys, recording_id=uuid.UUID(recording_id), tier=tier, actor=actor,
+                           now=datetime.now(timezone.utc), reason=reason, training_report=report)
+    typer.echo(f"{'created' if info.created else 'exists'} {info.tier.value} copy {info.copy_id}, "
+               f"expires {info.expires_at:%Y-%m-%d}")
+
+
+holds_app = typer.Typer(no_args_is_help=True, help="Legal holds: nothing deletes a held copy")
+app.add_typer(holds_app, name="holds")
+
+
+def _hold_targets(copy: list[str], recording: str | None):
+    import uuid
+
+    if bool(copy) == bool(recording):
+        raise typer.BadParameter("give either --copy (repeatable) or --recording")
+    return ([uuid.UUID(c) for c in copy] or None), (uuid.UUID(recording) if recording else None)
+
+
+@holds_app.command("set")
+def holds_set(copy: list[str] = typer.Option([], help="copy id (repeatable)"),
+              recording: str = typer.Option(None, help="every copy of this recording"),
+              reason: str = typer.Option(..., help="why (case or litigation reference)"),
+              actor: str = typer.Option(..., help="who (audited)")) -> None:
+    """Place a legal hold (mirrored to S3 object legal hold where the bucket has object lock)."""
+    from datetime import datetime, timezone
+
+    from callvault.bootstrap import services
+    from lifecycle.holds import set_hold
+
+    copy_ids, recording_id = _hold_targets(copy, recording)
+    svc = services()
+    with svc.engine.begin() as conn:
+        result = set_hold(conn, svc.store, copy_ids=copy_ids, recording_id=recording_id, reason=reason,
+                          actor=actor, now=datetime.now(timezone.utc))
+    typer.echo(f"held {len(result.changed)}, already held {len(result.unchanged)}, refused (being deleted) "
+               f"{len(result.refused)}, mirrored to S3 {result.mirrored}")
+
+
+@holds_app.command("release")
+def holds_release(copy: list[str] = typer.Option([], help="copy id (repeatable)"),
+                  recording: str = typer.Option(None, help="every copy of this recording"),
+                  actor: str = typer.Option(..., help="who (audited)")) -> None:
+    """Release a legal hold; the copy's retention applies again at the next sweep."""
+    from datetime import datetime, timezone
+
+    from callvault.bootstrap import services
+    from lifecycle.holds import release_hold
+
+    copy_ids, recording_id = _hold_targets(copy, recording)
+    svc = services()
+    with svc.engine.begin() as conn:
+        result = release_hold(conn, svc.store, copy_ids=copy_ids, recording_id=recording_id, actor=actor,
+                              now=datetime.now(timezone.utc))
+    typer.echo(f"released {len(result.changed)}, not held {len(result.unchanged)}")
+
+
+lifecycle_app = typer.Typer(no_args_is_help=True, help="Retention enforcement")
+app.add_typer(lifecycle_app, name="lifecycle")
+
+
+@lifecycle_app.command("sweep")
+def lifecycle_sweep(
+    dry_run: bool = typer.Option(False, "--dry-run", help="count what would be deleted"),
+    now: datetime = typer.Option(None, formats=["%Y-%m-%dT%H:%M:%S%z"], help="pretend it is this time (UTC offset)"),
+    batch_size: int = typer.Option(None, help="copies per batch (default from settings)"),
+) -> None:
+    """Delete every expired, unheld copy (objects with all versions, then rows); safe to kill and re-run."""
+    from datetime import timezone
+
+    from callvault.bootstrap import services
+    from lifecycle.sweeper import count_due, sweep
+
+    svc = services()
+    at = now or datetime.now(timezone.utc)
+    with svc.engine.connect() as conn:
+        due, _held = count_due(conn, at)
+    if dry_run:
+        typer.echo(sweep(svc.engine, svc.store, now=at, dry_run=True).summary(dry_run=True))
+        return
+    with typer.progressbar(length=due, label="sweeping", file=None) as bar:
+        report = sweep(svc.engine, svc.store, now=at, batch_size=batch_size or svc.lifecycle.sweep_batch_size,
+                       progress=bar.update)
+    typer.echo(report.summary())
+
+
 @app.command("push")
 def push(
     audio: Path = typer.Argument(..., exists=True, dir_okay=False, help="audio file (wav, mp3, ogg, opus, flac)"),

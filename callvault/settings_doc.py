@@ -8,9 +8,10 @@ from pydantic_settings import BaseSettings
 def settings_classes() -> list[type[BaseSettings]]:
     from deploy.local.settings import StackSettings
     from ingest.settings import IngestSettings, KafkaSettings
+    from lifecycle.settings import LifecycleSettings
     from storage.settings import CatalogSettings, StorageSettings
 
-    return [StackSettings, KafkaSettings, IngestSettings, StorageSettings, CatalogSettings]
+    return [StackSettings, KafkaSettings, IngestSettings, StorageSettings, CatalogSettings, LifecycleSettings]
 
 
 def env_names() -> list[str]:

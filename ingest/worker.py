@@ -161,7 +161,25 @@ def create_app(kafka: KafkaSettings | None = None, ingest_settings: IngestSettin
         async for event in stream.events():
             await handle(event)
 
-    app.callvault_topics = topics  # for tests and the sweeper timer
+    if ingest_settings.sweep_interval_seconds > 0:
+        @app.timer(ingest_settings.sweep_interval_seconds, on_leader=True)
+        async def sweep_expired() -> None:
+            """Retention on time: the worker sweeps every interval (one worker: the group leader)."""
+            from datetime import datetime, timezone
+
+            from lifecycle.settings import get_lifecycle_settings
+            from lifecycle.sweeper import sweep
+
+            d = get_deps()
+            report = await asyncio.get_running_loop().run_in_executor(
+                pool, lambda: sweep(d.engine, d.store, now=datetime.now(timezone.utc),
+                                    batch_size=get_lifecycle_settings().sweep_batch_size))
+            for event in report.events:
+                await topics.events.send(key=event["copy_id"].encode(), value=json.dumps(event).encode())
+            if report.deleted_copies:
+                log.info("sweep: %s", report.summary())
+
+    app.callvault_topics = topics  # for tests
     return app
 
 

@@ -17,6 +17,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
+from access import audit
 from storage.catalog import tables as t
 from storage.copies import object_key_for, put_encrypted, read_copy, upsert_copy
 from storage.keys import KeyRing
@@ -48,7 +49,8 @@ def _check_request(tier: Tier, reason: str, training_report: str | None) -> None
 
 
 def create_copy(conn: sa.Connection, store: ObjectStore, keys: KeyRing, *, recording_id: uuid.UUID, tier: str,
-                actor: str, now: datetime, reason: str = "", training_report: str | None = None) -> CopyInfo:
+                actor: str, now: datetime, reason: str = "", training_report: str | None = None,
+                role: str = "system") -> CopyInfo:
     tier_ = parse_tier(tier)
     _check_request(tier_, reason, training_report)
     recording = conn.execute(sa.select(t.recordings).where(t.recordings.c.id == recording_id)).mappings().first()
@@ -77,4 +79,8 @@ def create_copy(conn: sa.Connection, store: ObjectStore, keys: KeyRing, *, recor
     copy_id = upsert_copy(conn, recording_id=recording_id, tier=tier_.value, stored=stored, bucket=bucket,
                           expires_at=expiry, created_by=actor, reason=reason, training_report=training_report,
                           now=now)
+    audit.append(conn, actor=actor, role=role, action="copy", target_type="copy", target_id=str(copy_id),
+                 outcome="done", reason=reason or None, at=now,
+                 detail={"recording_id": str(recording_id), "tier": tier_.value, "source_copy": str(source),
+                         "expires_at": expiry.isoformat()})
     return CopyInfo(copy_id, recording_id, tier_, expiry, created=True)

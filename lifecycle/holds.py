@@ -17,6 +17,7 @@ from functools import lru_cache
 import sqlalchemy as sa
 from botocore.exceptions import ClientError
 
+from access import audit
 from storage.catalog import tables as t
 from storage.objectstore import ObjectStore, translate
 
@@ -73,7 +74,7 @@ def _mirror(store: ObjectStore, rows: list[sa.Row], status: str) -> int:
 
 def set_hold(conn: sa.Connection, store: ObjectStore, *, reason: str, actor: str, now: datetime,
              copy_ids: list[uuid.UUID] | None = None, recording_id: uuid.UUID | None = None,
-             mirror: bool = True) -> HoldResult:
+             mirror: bool = True, role: str = "system") -> HoldResult:
     if not reason.strip():
         raise ValueError("a legal hold needs a reason")
     result = HoldResult()
@@ -92,12 +93,13 @@ def set_hold(conn: sa.Connection, store: ObjectStore, *, reason: str, actor: str
     if mirror:
         held = set(result.changed)
         result.mirrored = _mirror(store, [r for r in rows if r.id in held], "ON")
+    _audit(conn, "hold", result, actor=actor, role=role, reason=reason, now=now)
     return result
 
 
 def release_hold(conn: sa.Connection, store: ObjectStore, *, actor: str, now: datetime,
                  copy_ids: list[uuid.UUID] | None = None, recording_id: uuid.UUID | None = None,
-                 mirror: bool = True) -> HoldResult:
+                 mirror: bool = True, role: str = "system", reason: str | None = None) -> HoldResult:
     result = HoldResult()
     rows = _target_copies(conn, copy_ids=copy_ids, recording_id=recording_id)
     ids = [row.id for row in rows if row.hold]
@@ -109,4 +111,16 @@ def release_hold(conn: sa.Connection, store: ObjectStore, *, actor: str, now: da
     if mirror:
         released = set(ids)
         result.mirrored = _mirror(store, [r for r in rows if r.id in released], "OFF")
+    _audit(conn, "release-hold", result, actor=actor, role=role, reason=reason, now=now)
     return result
+
+
+def _audit(conn: sa.Connection, action: str, result: HoldResult, *, actor: str, role: str, reason: str | None,
+           now: datetime) -> None:
+    audit.append_many(conn, [
+        *({"actor": actor, "role": role, "action": action, "target_type": "copy", "target_id": str(i),
+           "outcome": "done", "reason": reason, "at": now} for i in result.changed),
+        *({"actor": actor, "role": role, "action": action, "target_type": "copy", "target_id": str(i),
+           "outcome": "failed", "reason": "copy is already being deleted (expired)", "at": now}
+          for i in result.refused),
+    ])

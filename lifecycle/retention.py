@@ -13,6 +13,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
+from access import audit
 from storage.catalog import tables as t
 
 from .exceptions import NotFound, RetentionOutOfBounds, UnknownTier
@@ -65,7 +66,7 @@ def tenant_overrides(conn: sa.Connection, tenant: str) -> dict[str, int]:
 
 
 def set_retention(conn: sa.Connection, *, tenant: str, tier: str, months: int, bounds: Bounds, now: datetime,
-                  dry_run: bool = False) -> RetentionChange:
+                  dry_run: bool = False, actor: str = "system", role: str = "system") -> RetentionChange:
     tier_ = parse_tier(tier)
     check_bounds(tier_, months, bounds)
     if conn.execute(sa.select(t.tenants.c.id).where(t.tenants.c.id == tenant)).first() is None:
@@ -93,4 +94,7 @@ def set_retention(conn: sa.Connection, *, tenant: str, tier: str, months: int, b
     if updates:
         conn.execute(t.copies.update().where(t.copies.c.id == sa.bindparam("copy_id"))
                      .values(expires_at=sa.bindparam("new_expiry")), updates)
+    audit.append(conn, actor=actor, role=role, action="set-retention", target_type="tenant", target_id=tenant,
+                 outcome="done", at=now, detail={"tier": tier_.value, "months": months, "copies_changed": len(updates),
+                                                 "expire_now": change.expire_now})
     return change

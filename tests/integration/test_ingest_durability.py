@@ -351,12 +351,12 @@ def test_two_workers_in_one_group_lose_nothing_when_one_dies(pipeline, tmp_path)
         joined = time.monotonic()
 
         pipeline.push(*batch.calls)
-        wait_for_stored(pipeline, 6, workers)
-        # Kill the second worker once it has stored calls of its own, so it dies owning partitions
-        # with calls done, calls in flight and calls not yet read.
+        wait_for_stored(pipeline, 10, workers)
+        # Kill the second worker once it has stored calls of its own (and committed some), so it
+        # dies owning partitions with calls done, calls in flight and calls not yet read.
         deadline = time.monotonic() + 30
-        while "stored recording=" not in extra_log.read_text(errors="replace"):
-            assert time.monotonic() < deadline, f"worker-2 stored nothing:\n{_log_tail(extra_log)}"
+        while extra_log.read_text(errors="replace").count("stored recording=") < 3:
+            assert time.monotonic() < deadline, f"worker-2 stored too little:\n{_log_tail(extra_log)}"
             time.sleep(0.1)
         _kill(extra)
         killed = time.monotonic()
@@ -377,57 +377,79 @@ def test_two_workers_in_one_group_lose_nothing_when_one_dies(pipeline, tmp_path)
         _kill(extra)
 
 
-def test_zz_repro_commit_past_in_flight(pipeline, tmp_path):
+
+# -- a known loss: faust commits past a call still in flight ------------------------------------
+async def _committed_offset(pipeline: Pipeline, partition: int) -> int | None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=pipeline.kafka.bootstrap_servers)
+    await admin.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(pipeline.env["CALLVAULT_INGEST_APP_ID"])
+        meta = committed.get(TopicPartition(pipeline.kafka.recordings_topic, partition))
+        return meta.offset if meta is not None and meta.offset >= 0 else None
+    finally:
+        await admin.close()
+
+
+def _send_to_partition(pipeline: Pipeline, calls: list[Call], partition: int) -> None:
+    """Push calls (claim checks uploaded as by `callvault push`) onto one partition, in order."""
     from aiokafka import AIOKafkaProducer
+
     from ingest.producer import Producer
-    from tests.audio_fixtures import pcm_to_wav, sine_pcm
+
+    async def run() -> None:
+        async with Producer(pipeline.kafka, pipeline.storage, inline_max_bytes=pipeline.inline_max_bytes) as p:
+            messages = [p.message_for(c) for c in calls]
+        producer = AIOKafkaProducer(bootstrap_servers=pipeline.kafka.bootstrap_servers, acks="all",
+                                    enable_idempotence=True, max_request_size=10 * 1024 * 1024)
+        await producer.start()
+        try:
+            for m in messages:
+                await producer.send_and_wait(pipeline.kafka.recordings_topic, m.to_bytes(),
+                                             key=m.recording_id.encode(), partition=partition)
+        finally:
+            await producer.stop()
+    asyncio.run(run())
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "PRODUCT BUG: with agent concurrency > 1, faust (faust/transport/consumer.py Consumer._new_offset) "
+    "commits the first run of consecutive *acked* offsets even when a lower offset of the partition is "
+    "still being processed (its head-gap check is off by one, and skipped while nothing was committed), "
+    "so a SIGKILL loses that call. Remove this marker once ingest/worker.py acks in offset order."))
+def test_a_slow_call_in_flight_is_not_lost_when_later_calls_are_committed_first(pipeline):
+    """Deterministic: one long call then twelve short ones on one partition; the short ones are
+    stored and committed while the long one is still encoding; SIGKILL; restart: the long one
+    must still be stored (it is not: the group already committed past it)."""
     pipeline.stop_worker()
     pipeline.env.update(FAST_FAILOVER)
     pipeline.start_worker()
-    slow_audio = pcm_to_wav(sine_pcm(1.0) * 900)  # 15 minutes
-    slow = Call(audio=slow_audio, tenant="acme", agent_id="a", caller_number="0611111111",
-                started_at=NOW - timedelta(minutes=30), recording_id="slow")
-    small = [Call(audio=sine_wav(1.0, freqs=(300.0 + 5 * i,)), tenant="acme", agent_id="a",
-                  caller_number="0622222222", started_at=NOW - timedelta(minutes=30), recording_id=f"small-{i}")
-             for i in range(12)]
-
-    async def send():
-        async with Producer(pipeline.kafka, pipeline.storage, inline_max_bytes=pipeline.inline_max_bytes) as p:
-            msgs = [p.message_for(c) for c in [slow, *small]]
-        prod = AIOKafkaProducer(bootstrap_servers=pipeline.kafka.bootstrap_servers, acks="all",
-                                max_request_size=10 * 1024 * 1024)
-        await prod.start()
-        try:
-            for m in msgs:
-                await prod.send_and_wait(pipeline.kafka.recordings_topic, m.to_bytes(),
-                                         key=m.recording_id.encode(), partition=0)
-        finally:
-            await prod.stop()
-    asyncio.run(send())
-    t0 = time.monotonic()
-    wait_for_stored(pipeline, 12, {"w": (pipeline.process, pipeline.log_path)})
-    t1 = time.monotonic()
-    async def committed0():
-        admin = AIOKafkaAdminClient(bootstrap_servers=pipeline.kafka.bootstrap_servers)
-        await admin.start()
-        try:
-            c = await admin.list_consumer_group_offsets(pipeline.env["CALLVAULT_INGEST_APP_ID"])
-            m = c.get(TopicPartition(pipeline.kafka.recordings_topic, 0))
-            return m.offset if m else None
-        finally:
-            await admin.close()
-    deadline = time.monotonic() + 10
-    while (off := asyncio.run(committed0())) != 13 and time.monotonic() < deadline:
+    workers = lambda: {"worker": (pipeline.process, pipeline.log_path)}  # noqa: E731
+    short = lambda i: Call(audio=sine_wav(1.0, freqs=(300.0 + 5 * i,)), tenant="acme",  # noqa: E731
+                           agent_id="agent-1", caller_number=f"06 22 22 22 {i:02d}",
+                           started_at=NOW - timedelta(minutes=30), recording_id=f"short-{i:02d}")
+    # Warm up: partition 0 has a committed offset (2) before the test proper.
+    _send_to_partition(pipeline, [short(0), short(1)], 0)
+    wait_for_stored(pipeline, 2, workers())
+    deadline = time.monotonic() + 20
+    while asyncio.run(_committed_offset(pipeline, 0)) != 2:
+        assert time.monotonic() < deadline, "warm-up calls never committed"
         time.sleep(0.2)
-    slow_rows = pipeline.count(t.recordings)
-    print(f"\n12 small stored after {t1 - t0:.1f}s; committed offset p0={off}; rows={slow_rows}")
+
+    from tests.audio_fixtures import pcm_to_wav, sine_pcm
+    long_call = Call(audio=pcm_to_wav(sine_pcm(1.0) * 900), tenant="acme", agent_id="agent-1",  # 15 min
+                     caller_number="06 11 11 11 11", started_at=NOW - timedelta(minutes=30), recording_id="long")
+    _send_to_partition(pipeline, [long_call, *[short(i) for i in range(2, 14)]], 0)  # offsets 2, 3..14
+    wait_for_stored(pipeline, 14, workers())
+    deadline = time.monotonic() + 10
+    while (committed := asyncio.run(_committed_offset(pipeline, 0))) != 15 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    with pipeline.engine.connect() as conn:
+        long_stored = conn.execute(sa.select(t.recordings.c.id).where(
+            t.recordings.c.external_id == "long")).first() is not None
     pipeline.stop_worker(sig=signal.SIGKILL)
-    with pipeline.engine.connect() as conn:
-        has_slow = conn.execute(sa.select(t.recordings.c.external_id).where(t.recordings.c.external_id == "slow")).first()
-    print("slow stored before kill:", has_slow is not None)
+    if long_stored or committed != 15:
+        pytest.skip(f"inconclusive: long call stored={long_stored}, committed offset={committed}")
+    # The long call (offset 2) was in flight, yet the group's committed offset is already 15.
     pipeline.start_worker()
-    time.sleep(25)
-    with pipeline.engine.connect() as conn:
-        has_slow = conn.execute(sa.select(t.recordings.c.external_id).where(t.recordings.c.external_id == "slow")).first()
-    print("slow stored 25 s after restart:", has_slow is not None, "committed p0:", asyncio.run(committed0()))
-    assert has_slow is not None
+    batch = Batch([], {"long": 900_000, **{f"short-{i:02d}": 1000 for i in range(14)}})
+    wait_until_done(pipeline, batch, workers(), timeout=60)

@@ -181,3 +181,17 @@ def test_every_kind_of_bad_input_is_dead_lettered_and_counted(pipeline):
     assert 'callvault_ingest_outcomes_total{outcome="stored"} 1.0' in metrics
     assert "callvault_ingest_consumed_total 9.0" in metrics
     assert "callvault_ingest_processing_seconds_count 9.0" in metrics
+
+
+def test_the_worker_sweeps_expired_copies_on_its_interval(pipeline):
+    pipeline.stop_worker()
+    pipeline.env["CALLVAULT_INGEST_SWEEP_INTERVAL_SECONDS"] = "1"
+    pipeline.start_worker()
+    pipeline.push(call(sine_wav(1.0), recording_id="tel-sweep"))
+    event = pipeline.wait_for(stored, count=1)[0]
+    with pipeline.engine.begin() as conn:  # as if three months had passed
+        conn.execute(t.copies.update().values(expires_at=datetime.now(timezone.utc) - timedelta(seconds=1)))
+    expired = pipeline.wait_for(lambda e: e.get("type") == "expired", count=1)[0]
+    assert expired["copy_id"] == event["copy_id"] and expired["tier"] == "production"
+    assert pipeline.count(t.recordings) == 0 and pipeline.count(t.copies) == 0
+    assert list(pipeline.store.list(pipeline.storage.recordings_bucket)) == []

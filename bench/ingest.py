@@ -1,0 +1,434 @@
+"""Ingest throughput and produce→stored latency through the real pipeline, against baselines.
+
+Pipeline: N one-minute 8 kHz µ-law calls → Kafka (scratch recordings topic, 4 partitions) →
+a real ``callvault worker`` subprocess (default settings: concurrency 4) → MinIO (scratch
+buckets made by ``storage.admin.init_buckets``) → PostgreSQL catalog (scratch schema migrated
+to head), exactly as the ``pipeline`` test fixture sets it up. One 60 s call is synthesised
+(ffmpeg's flite voice looped to 60 s, µ-law WAV, ~480 KB) and sent N times under distinct
+recording ids and caller numbers. At ~480 KB it is below the default 512 KiB inline limit,
+so the audio travels inline (base64, ~640 KB messages): no claim check, no landing bucket.
+
+Measured, per storage format (``opus``: decode + Opus encode, the default; ``flac``: decode
++ FLAC, the cheap "pass-through"-like mode):
+
+- backlog run: all N messages produced at once (messages built beforehand), a warm worker;
+  calls/s = N / (last stored event's Kafka timestamp − first produced message's timestamp);
+  produce→stored latency per call = stored event's Kafka timestamp − its message's timestamp;
+- low-rate run: one call every 0.5 s, the same latency (no queueing).
+
+Baselines, same run, same bytes:
+
+- raw I/O floor: boto3 ``put_object`` of each call's bytes to an identically configured
+  bucket plus one INSERT (own transaction) per call into a PostgreSQL table; sequential, and
+  with a pool of 4 threads;
+- ffmpeg alone: the same WAV → Ogg/Opus (or FLAC) with the worker's encoder settings, N
+  times, ``nproc`` processes in parallel; per core = calls/s ÷ nproc.
+
+    .venv/bin/python -m bench.ingest [--quick] [--n N] [--modes opus,flac]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import common  # noqa: E402
+
+SPEECH = ("Hello, thank you for calling customer support. My name is Anna, how can I help you today? "
+          "I would like to check the status of my order please. Of course, can you give me your order number? "
+          "It is four five seven, one two nine. Thank you, one moment please, I am looking it up.")
+INLINE_MAX = 512 * 1024  # the product default (IngestSettings.inline_max_bytes)
+PARTITIONS = 4
+ENCODER_ARGS = {  # what ingest.audio.normalise runs for an 8 kHz mono call
+    "opus": ["-c:a", "libopus", "-application", "voip", "-b:a", "16k", "-ar", "8000", "-f", "ogg"],
+    "flac": ["-c:a", "flac", "-compression_level", "5", "-f", "flac"],
+}
+SUFFIX = {"opus": ".ogg", "flac": ".flac"}
+
+
+# -- the audio -----------------------------------------------------------------------------------
+def make_call_wav(directory: Path) -> Path:
+    """One 60 s, 8 kHz mono µ-law WAV of synthetic speech (flite), looped to length."""
+    speech, call = directory / "speech.wav", directory / "call.wav"
+    base = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y"]
+    text = SPEECH.replace("'", "").replace(":", " ").replace(",", " ")
+    try:
+        subprocess.run([*base, "-f", "lavfi", "-i", f"flite=text='{text}':voice=slt", str(speech)],
+                       check=True, capture_output=True)
+        src = ["-stream_loop", "-1", "-i", str(speech)]
+    except subprocess.CalledProcessError:  # ffmpeg without libflite: a tone instead
+        src = ["-f", "lavfi", "-i", "sine=frequency=440:duration=60"]
+    subprocess.run([*base, *src, "-t", "60", "-ar", "8000", "-ac", "1", "-c:a", "pcm_mulaw",
+                    "-map_metadata", "-1", "-fflags", "+bitexact", str(call)], check=True, capture_output=True)
+    return call
+
+
+# -- baselines -------------------------------------------------------------------------------------
+def ffmpeg_alone(src: Path, n: int, fmt: str, parallel: int, workdir: Path) -> dict:
+    """Transcode the same file n times, ``parallel`` ffmpeg processes at a time."""
+    def one(i: int) -> None:
+        out = workdir / f"ff-{fmt}-{i % (2 * parallel)}{SUFFIX[fmt]}"
+        subprocess.run(["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-i", str(src),
+                        *ENCODER_ARGS[fmt], "-map_metadata", "-1", "-fflags", "+bitexact", "-flags:a", "+bitexact",
+                        str(out)], check=True, capture_output=True)
+
+    one(0)  # warm the page cache
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(parallel) as pool:
+        list(pool.map(one, range(n)))
+    wall = time.perf_counter() - t0
+    out_bytes = (workdir / f"ff-{fmt}-0{SUFFIX[fmt]}").stat().st_size
+    return {"n": n, "parallel": parallel, "wall_s": wall, "calls_per_s": n / wall,
+            "calls_per_s_per_core": n / wall / parallel, "output_bytes": out_bytes}
+
+
+def raw_floor(st, audio: bytes, n: int, threads: int) -> dict:
+    """boto3 put_object of the bytes + one INSERT per call into PostgreSQL; no Kafka, no ffmpeg."""
+    import psycopg
+
+    from storage.admin import init_buckets
+    from storage.objectstore import s3_client
+
+    settings = common.storage_settings(st, common.unique("bench-raw"))
+    init_buckets(settings, say=lambda _m: None)  # same bucket configuration as the worker writes to
+    schema, _url = common.pg_schema(st, common.unique("bench_raw"))
+    dsn = st.postgres_url.replace("postgresql+psycopg://", "postgresql://")
+    s3 = s3_client(settings)
+    local = threading.local()
+    conns: list = []
+
+    def conn():
+        if not hasattr(local, "conn"):
+            local.conn = psycopg.connect(dsn, autocommit=True, options=f"-csearch_path={schema}")
+            conns.append(local.conn)
+        return local.conn
+
+    try:
+        conn().execute("CREATE TABLE raw_calls (id uuid PRIMARY KEY, object_key text NOT NULL, "
+                       "size_bytes bigint NOT NULL, created_at timestamptz NOT NULL DEFAULT now())")
+
+        def one(_i: int) -> None:
+            rid = uuid.uuid4()
+            key = f"acme/{rid}/production"
+            s3.put_object(Bucket=settings.recordings_bucket, Key=key, Body=audio)
+            conn().execute("INSERT INTO raw_calls (id, object_key, size_bytes) VALUES (%s, %s, %s)",
+                           (rid, key, len(audio)))
+
+        for i in range(min(5, n)):  # warm-up: connections of every thread, the bucket
+            one(i)
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(one, range(threads)))
+        conn().execute("TRUNCATE raw_calls")
+        t0 = time.perf_counter()
+        if threads == 1:
+            for i in range(n):
+                one(i)
+        else:
+            with ThreadPoolExecutor(threads) as pool:
+                list(pool.map(one, range(n)))
+        wall = time.perf_counter() - t0
+        rows = conn().execute("SELECT count(*) FROM raw_calls").fetchone()[0]
+        assert rows == n, f"{rows} rows, expected {n}"
+    finally:
+        for c in conns:
+            c.close()
+        common.drop_pg_schema(st, schema)
+        common.delete_buckets(settings, [settings.recordings_bucket, settings.landing_bucket,
+                                         settings.exports_bucket])
+    return {"n": n, "threads": threads, "wall_s": wall, "calls_per_s": n / wall, "bytes_per_call": len(audio)}
+
+
+# -- the pipeline --------------------------------------------------------------------------------
+@dataclass
+class Scratch:
+    pipe: object  # tests.integration.pipeline.Pipeline
+    prefix: str
+    schema: str
+
+
+@contextmanager
+def scratch_pipeline(st, storage_format: str, log_path: Path):
+    """A real worker on scratch topics, buckets and schema, as the `pipeline` test fixture builds it."""
+    import sqlalchemy as sa
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    from ingest.settings import KafkaSettings
+    from storage.admin import init_buckets
+    from storage.catalog import tables as t
+    from storage.catalog.db import make_engine
+    from storage.catalog.migrate import upgrade
+    from storage.objectstore import ObjectStore
+    from tests.integration.pipeline import Pipeline, create_topics
+
+    prefix = common.unique(f"bench-{storage_format}")
+    bootstrap = st.kafka.address
+    kafka = KafkaSettings(bootstrap_servers=bootstrap, recordings_topic=f"{prefix}.recordings",
+                          dlq_topic=f"{prefix}.recordings.dlq", events_topic=f"{prefix}.events",
+                          partitions=PARTITIONS)
+    asyncio.run(create_topics(bootstrap, [kafka.recordings_topic], PARTITIONS))
+    storage = common.storage_settings(st, prefix)
+    init_buckets(storage, say=lambda _m: None)
+    schema, url = common.pg_schema(st, prefix)
+    upgrade(url)
+    engine = make_engine(url, echo=False)
+    with engine.begin() as conn:
+        conn.execute(t.tenants.insert().values(id="acme", name="Acme", created_at=datetime.now(timezone.utc)))
+    env = {
+        **os.environ,
+        "CALLVAULT_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "CALLVAULT_KAFKA_RECORDINGS_TOPIC": kafka.recordings_topic,
+        "CALLVAULT_KAFKA_DLQ_TOPIC": kafka.dlq_topic,
+        "CALLVAULT_KAFKA_EVENTS_TOPIC": kafka.events_topic,
+        "CALLVAULT_KAFKA_PARTITIONS": str(PARTITIONS),
+        "CALLVAULT_INGEST_APP_ID": prefix,
+        "CALLVAULT_INGEST_WEB_PORT": "0",
+        "CALLVAULT_INGEST_METRICS_PORT": "0",
+        "CALLVAULT_INGEST_INLINE_MAX_BYTES": str(INLINE_MAX),
+        "CALLVAULT_INGEST_STORAGE_FORMAT": storage_format,
+        "CALLVAULT_STORAGE_ENDPOINT_URL": storage.endpoint_url,
+        "CALLVAULT_STORAGE_REGION": storage.region,
+        "CALLVAULT_STORAGE_ACCESS_KEY": storage.access_key.get_secret_value(),
+        "CALLVAULT_STORAGE_SECRET_KEY": storage.secret_key.get_secret_value(),
+        "CALLVAULT_STORAGE_MASTER_KEY": storage.master_key.get_secret_value(),
+        "CALLVAULT_STORAGE_RECORDINGS_BUCKET": storage.recordings_bucket,
+        "CALLVAULT_STORAGE_LANDING_BUCKET": storage.landing_bucket,
+        "CALLVAULT_STORAGE_EXPORTS_BUCKET": storage.exports_bucket,
+        "CALLVAULT_CATALOG_URL": url,
+    }
+    env.pop("CALLVAULT_INGEST_CONCURRENCY", None)  # the product default
+    pipe = Pipeline(kafka=kafka, storage=storage, engine=engine, store=ObjectStore.from_settings(storage), env=env,
+                    log_path=log_path, inline_max_bytes=INLINE_MAX)
+    log_path.unlink(missing_ok=True)
+    try:
+        yield Scratch(pipe, prefix, schema)
+    finally:
+        pipe.stop_worker()
+        engine.dispose()
+
+        async def drop() -> None:
+            admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+            await admin.start()
+            try:
+                doomed = [n for n in await admin.list_topics() if n.startswith(prefix)]
+                if doomed:
+                    await admin.delete_topics(doomed)
+            finally:
+                await admin.close()
+
+        asyncio.run(drop())
+        common.drop_pg_schema(st, schema)
+        common.delete_buckets(storage, [storage.recordings_bucket, storage.landing_bucket, storage.exports_bucket])
+
+
+def build_messages(pipe, audio: bytes, count: int, tag: str) -> list[tuple[bytes, bytes, str]]:
+    """(key, value, recording id) per call: distinct recording ids and caller numbers."""
+    from ingest.producer import Call, Producer
+
+    producer = Producer(pipe.kafka, pipe.storage, inline_max_bytes=INLINE_MAX)
+    started = datetime.now(timezone.utc) - timedelta(minutes=2)
+    out = []
+    for i in range(count):
+        rid = f"bench-{tag}-{i:05d}-{uuid.uuid4().hex[:8]}"
+        msg = producer.message_for(Call(audio=audio, tenant="acme", agent_id=f"agent-{i % 20}",
+                                        caller_number=f"+336{10_000_000 + i + (hash(tag) % 1000) * 10_000:08d}",
+                                        started_at=started, recording_id=rid, team_id="team-1",
+                                        audio_format="wav"))
+        assert msg.audio.inline is not None, "expected inline audio"
+        out.append((rid.encode(), msg.to_bytes(), rid))
+    return out
+
+
+async def _produce_and_observe(pipe, messages, *, interval: float | None, timeout: float) -> dict:
+    """Send messages (all at once, or one per ``interval`` s); collect their stored events."""
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+    kafka = pipe.kafka
+    wanted = {rid for _k, _v, rid in messages}
+    consumer = AIOKafkaConsumer(kafka.events_topic, kafka.dlq_topic, bootstrap_servers=kafka.bootstrap_servers,
+                                auto_offset_reset="earliest", enable_auto_commit=False,
+                                fetch_max_bytes=64 * 1024 * 1024)
+    # The same producer configuration as ingest.producer.Producer.
+    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap_servers, acks="all", enable_idempotence=True,
+                                max_request_size=10 * 1024 * 1024, linger_ms=5)
+    await consumer.start()
+    await producer.start()
+    produced: dict[str, float] = {}
+    events: dict[str, tuple[str, float]] = {}
+    dead: list[dict] = []
+
+    async def produce() -> None:
+        pending = []
+        for key, value, rid in messages:
+            pending.append((rid, await producer.send(kafka.recordings_topic, value, key=key)))
+            if interval:
+                await asyncio.sleep(interval)
+        for rid, fut in pending:
+            produced[rid] = (await fut).timestamp / 1000.0
+
+    try:
+        task = asyncio.create_task(produce())
+        deadline = time.monotonic() + timeout
+        while len(events) + len(dead) < len(wanted):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{len(events)}/{len(wanted)} events after {timeout:.0f}s; worker log:\n"
+                                   f"{pipe.worker_log()}")
+            if pipe.process is not None and pipe.process.poll() is not None:
+                raise RuntimeError(f"worker exited ({pipe.process.returncode}):\n{pipe.worker_log()}")
+            batch = await consumer.getmany(timeout_ms=200)
+            for records in batch.values():
+                for r in records:
+                    if r.topic == kafka.dlq_topic:
+                        key = (r.key or b"").decode()
+                        if key in wanted:
+                            dead.append({"key": key, "headers": {k: v.decode() for k, v in r.headers}})
+                        continue
+                    ev = json.loads(r.value)
+                    if ev.get("external_id") in wanted:
+                        events[ev["external_id"]] = (ev["type"], r.timestamp / 1000.0)
+        await task
+    finally:
+        await producer.stop()
+        await consumer.stop()
+    return {"produced": produced, "events": events, "dead": dead}
+
+
+def measure(scratch: Scratch, messages, *, interval: float | None, timeout: float) -> dict:
+    pipe = scratch.pipe
+    pid = pipe.process.pid
+    cpu0, host0 = common.process_cpu_seconds(pid), common.host_cpu()
+    t0 = time.perf_counter()
+    obs = asyncio.run(_produce_and_observe(pipe, messages, interval=interval, timeout=timeout))
+    wall = time.perf_counter() - t0
+    cpu1, host1 = common.process_cpu_seconds(pid), common.host_cpu()
+    produced, events, dead = obs["produced"], obs["events"], obs["dead"]
+    if dead:
+        raise RuntimeError(f"{len(dead)} calls dead-lettered, first: {dead[0]['headers']}")
+    outcomes = {}
+    for kind, _ts in events.values():
+        outcomes[kind] = outcomes.get(kind, 0) + 1
+    if outcomes != {"stored": len(messages)}:
+        raise RuntimeError(f"unexpected outcomes {outcomes}")
+    lat = [events[rid][1] - produced[rid] for rid in produced]
+    first, last = min(produced.values()), max(ts for _k, ts in events.values())
+    n = len(messages)
+    return {
+        "n": n, "interval_s": interval,
+        "span_s": last - first, "calls_per_s": n / (last - first),
+        "produce_s": max(produced.values()) - first,
+        "latency_ms": {k: 1000 * v for k, v in common.summary(lat).items() if k != "n"},
+        "worker_cpu_s_per_call": (cpu1 - cpu0) / n,
+        "host_cpu_busy_pct": 100.0 * (host1[0] - host0[0]) / max(1, host1[1] - host0[1]),
+        "bench_wall_s": wall,
+    }
+
+
+def run_worker_mode(st, fmt: str, audio: bytes, n: int, low_n: int, interval: float, out_dir: Path) -> dict:
+    import sqlalchemy as sa
+
+    from storage.catalog import tables as t
+
+    log_path = out_dir / f"ingest-{fmt}-worker.log"
+    with scratch_pipeline(st, fmt, log_path) as scratch:
+        pipe = scratch.pipe
+        common.say(f"ingest[{fmt}]: starting worker, warm-up")
+        pipe.start_worker()
+        t0 = time.perf_counter()
+        warm = build_messages(pipe, audio, 2, f"{fmt}-warm")
+        measure(scratch, warm, interval=None, timeout=240)
+        startup = time.perf_counter() - t0
+        backlog_msgs = build_messages(pipe, audio, n, f"{fmt}-backlog")
+        common.say(f"ingest[{fmt}]: backlog of {n}")
+        backlog = measure(scratch, backlog_msgs, interval=None, timeout=max(300, 10 * n))
+        common.say(f"  {backlog['calls_per_s']:.2f} calls/s, p50 {backlog['latency_ms']['median']:.0f} ms, "
+                   f"p99 {backlog['latency_ms']['p99']:.0f} ms, worker CPU {backlog['worker_cpu_s_per_call']:.3f}"
+                   f" s/call, host busy {backlog['host_cpu_busy_pct']:.0f}%")
+        time.sleep(2)
+        low_msgs = build_messages(pipe, audio, low_n, f"{fmt}-low")
+        common.say(f"ingest[{fmt}]: low rate, {low_n} calls one per {interval}s")
+        low = measure(scratch, low_msgs, interval=interval, timeout=max(120, 10 * low_n))
+        common.say(f"  p50 {low['latency_ms']['median']:.0f} ms, p99 {low['latency_ms']['p99']:.0f} ms")
+        with pipe.engine.connect() as conn:
+            copies = conn.execute(sa.select(sa.func.count(), sa.func.avg(t.copies.c.size_bytes))
+                                  .select_from(t.copies)).one()
+            recordings = conn.execute(sa.select(sa.func.count()).select_from(t.recordings)).scalar()
+        total = n + low_n + 2
+        assert copies[0] == total and recordings == total, (copies, recordings, total)
+        objects = sum(1 for _ in pipe.store.list(pipe.storage.recordings_bucket))
+        assert objects == total, (objects, total)
+        return {"format": fmt, "worker_startup_s": startup, "backlog": backlog, "low_rate": low,
+                "catalog": {"recordings": recordings, "copies": copies[0], "objects": objects,
+                            "avg_stored_bytes": float(copies[1])},
+                "worker_log": str(log_path.relative_to(common.ROOT))}
+
+
+def run(n: int, quick: bool, modes: list[str]) -> dict:
+    st = common.stack()
+    cores = os.cpu_count() or 1
+    low_n, interval = (10 if quick else 20), 0.5
+    results: dict = {"benchmark": "ingest", "date": common.now_iso(), "quick": quick, "n": n, "cores": cores,
+                     "partitions": PARTITIONS, "worker_concurrency": 4, "modes": {}, "baselines": {}}
+    with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
+        tmpdir = Path(tmp)
+        wav = make_call_wav(tmpdir)
+        audio = wav.read_bytes()
+        results["audio"] = {"bytes": len(audio), "seconds": 60, "format": "WAV pcm_mulaw 8 kHz mono",
+                            "content": "flite speech looped" if (tmpdir / "speech.wav").exists() else "440 Hz sine",
+                            "inline": len(audio) <= INLINE_MAX, "inline_max_bytes": INLINE_MAX}
+        for fmt in modes:
+            common.say(f"baseline: ffmpeg alone -> {fmt}, {n} x, {cores} parallel")
+            results["baselines"][f"ffmpeg_{fmt}"] = ffmpeg_alone(wav, n, fmt, cores, tmpdir)
+            common.say(f"  {results['baselines'][f'ffmpeg_{fmt}']['calls_per_s']:.2f} calls/s")
+        for threads in (1, 4):
+            common.say(f"baseline: raw I/O floor, {n} x put_object + INSERT, {threads} thread(s)")
+            results["baselines"][f"raw_floor_{threads}"] = raw_floor(st, audio, n, threads)
+            common.say(f"  {results['baselines'][f'raw_floor_{threads}']['calls_per_s']:.1f} calls/s")
+        for fmt in modes:
+            common.OUT.mkdir(parents=True, exist_ok=True)
+            mode = run_worker_mode(st, fmt, audio, n, low_n, interval, common.OUT)
+            b = results["baselines"]
+            rate = mode["backlog"]["calls_per_s"]
+            mode["per_core_calls_per_s"] = rate / cores
+            mode["ratios"] = {
+                "vs_raw_floor_1": rate / b["raw_floor_1"]["calls_per_s"],
+                "vs_raw_floor_4": rate / b["raw_floor_4"]["calls_per_s"],
+                f"vs_ffmpeg_{fmt}": rate / b[f"ffmpeg_{fmt}"]["calls_per_s"],
+            }
+            if fmt != "opus" and "ffmpeg_opus" in b:
+                mode["ratios"]["vs_ffmpeg_opus"] = rate / b["ffmpeg_opus"]["calls_per_s"]
+            results["modes"][fmt] = mode
+            common.say(f"  ratios: {mode['ratios']}")
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="N=40 and 10 low-rate calls")
+    parser.add_argument("--n", type=int, help="calls per run (default 200, --quick 40)")
+    parser.add_argument("--modes", default="opus,flac", help="storage formats to run (opus,flac)")
+    args = parser.parse_args(argv)
+    n = args.n or (40 if args.quick else 200)
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    results = run(n, args.quick, modes)
+    path = common.write_json("ingest", results)
+    common.say(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

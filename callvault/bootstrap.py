@@ -1,0 +1,43 @@
+"""Dependency wiring: build the engine, object store and key ring once, from settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import sqlalchemy as sa
+
+from lifecycle.retention import Bounds
+from lifecycle.settings import LifecycleSettings, get_lifecycle_settings
+from storage.catalog.db import make_engine
+from storage.keys import KeyRing
+from storage.objectstore import ObjectStore
+from storage.residency import check_settings
+from storage.settings import StorageSettings, get_catalog_settings, get_storage_settings
+
+
+@dataclass
+class Services:
+    engine: sa.Engine
+    store: ObjectStore
+    keys: KeyRing
+    storage: StorageSettings
+    lifecycle: LifecycleSettings
+
+    @property
+    def bounds(self) -> Bounds:
+        return Bounds(self.lifecycle.min_months, self.lifecycle.max_months)
+
+
+def build_services(storage: StorageSettings | None = None, catalog_url: str | None = None,
+                   lifecycle: LifecycleSettings | None = None) -> Services:
+    storage = storage or get_storage_settings()
+    check_settings(storage)  # residency: refused before anything is built
+    return Services(engine=make_engine(catalog_url or get_catalog_settings().url), store=ObjectStore.from_settings(storage),
+                    keys=KeyRing.from_settings(storage), storage=storage,
+                    lifecycle=lifecycle or get_lifecycle_settings())
+
+
+@lru_cache
+def services() -> Services:
+    return build_services()
