@@ -60,8 +60,8 @@ def run(quick: bool = False, reps: int | None = None) -> dict:
     from storage.catalog.db import make_engine
     from storage.catalog.migrate import upgrade
     from storage.copies import object_key_for, put_encrypted, read_copy, read_copy_range, upsert_copy
-    from storage.crypto import FRAME_SIZE, decrypt_bytes, encode_context, encrypt_bytes, encrypt_stream,
-                                new_data_key
+    from storage.crypto import (FRAME_SIZE, decrypt_bytes, encode_context, encrypt_bytes, encrypt_stream,
+                                new_data_key)
     from storage.keys import KeyRing
     from storage.objectstore import ObjectStore
 
@@ -192,7 +192,8 @@ def run(quick: bool = False, reps: int | None = None) -> dict:
                 "cpu": {"encrypt_mb_s": mbps(cpu_enc), "encrypt_stream_mb_s": mbps(cpu_stream),
                         "decrypt_mb_s": mbps(cpu_dec), "sha256_mb_s": mbps(cpu_sha),
                         "encrypt_ms": 1000 * common.median(cpu_enc),
-                        "encrypt_stream_ms": 1000 * common.median(cpu_stream), "decrypt_ms": 1000 * common.median(cpu_dec),
+                        "encrypt_stream_ms": 1000 * common.median(cpu_stream),
+                        "decrypt_ms": 1000 * common.median(cpu_dec),
                         "sha256_ms": 1000 * common.median(cpu_sha)},
             }
             results["sizes"].append(entry)

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import subprocess
@@ -60,6 +61,7 @@ ENCODER_ARGS = {  # what ingest.audio.normalise runs for an 8 kHz mono call
     "flac": ["-c:a", "flac", "-compression_level", "5", "-f", "flac"],
 }
 SUFFIX = {"opus": ".ogg", "flac": ".flac"}
+_NUMBERS = itertools.count()  # a distinct caller number per call (a caller key each, as in real traffic)
 
 
 # -- the audio -----------------------------------------------------------------------------------
@@ -246,7 +248,7 @@ def build_messages(pipe, audio: bytes, count: int, tag: str) -> list[tuple[bytes
     for i in range(count):
         rid = f"bench-{tag}-{i:05d}-{uuid.uuid4().hex[:8]}"
         msg = producer.message_for(Call(audio=audio, tenant="acme", agent_id=f"agent-{i % 20}",
-                                        caller_number=f"+336{10_000_000 + i + (hash(tag) % 1000) * 10_000:08d}",
+                                        caller_number=f"+336{10_000_000 + next(_NUMBERS):08d}",
                                         started_at=started, recording_id=rid, team_id="team-1",
                                         audio_format="wav"))
         assert msg.audio.inline is not None, "expected inline audio"

@@ -259,6 +259,25 @@ def lifecycle_sweep(
     typer.echo(report.summary())
 
 
+@lifecycle_app.command("report")
+def lifecycle_report_cmd(
+    html_out: Path = typer.Option(Path("lifecycle-report.html"), "--html", help="where to write the chart page"),
+    tenant: list[str] = typer.Option([], help="only these tenants (repeatable)"),
+) -> None:
+    """Per tenant and tier: copies and bytes now, what expires in 7/30/90 days; table + HTML chart."""
+    from datetime import timezone
+
+    from callvault.bootstrap import services
+    from lifecycle.report import html_chart, lifecycle_report, text_table
+
+    now = datetime.now(timezone.utc)
+    with services().engine.connect() as conn:
+        rows = lifecycle_report(conn, now=now, tenants=tenant or None)
+    typer.echo(text_table(rows))
+    html_out.write_text(html_chart(rows, now=now))
+    typer.echo(f"chart: {html_out.resolve()}")
+
+
 @app.command("push")
 def push(
     audio: Path = typer.Argument(..., exists=True, dir_okay=False, help="audio file (wav, mp3, ogg, opus, flac)"),

@@ -71,7 +71,7 @@ def pipeline(kafka_bootstrap, storage_settings, pg_schema_url, tmp_path) -> Iter
     from storage.catalog import tables as t
     from storage.catalog.db import make_engine
     from storage.objectstore import ObjectStore
-    from tests.integration.pipeline import Pipeline, create_topics
+    from tests.integration.pipeline import Pipeline, create_topics, service_env
 
     prefix = unique("e2e")
     kafka = KafkaSettings(bootstrap_servers=kafka_bootstrap, recordings_topic=f"{prefix}.recordings",
@@ -85,7 +85,7 @@ def pipeline(kafka_bootstrap, storage_settings, pg_schema_url, tmp_path) -> Iter
         conn.execute(t.tenants.insert().values(id="acme", name="Acme", created_at=datetime.now(timezone.utc)))
     inline_max = 64 * 1024
     env = {
-        **os.environ,
+        **service_env(storage, pg_schema_url),
         "CALLVAULT_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
         "CALLVAULT_KAFKA_RECORDINGS_TOPIC": kafka.recordings_topic,
         "CALLVAULT_KAFKA_DLQ_TOPIC": kafka.dlq_topic,
@@ -94,15 +94,6 @@ def pipeline(kafka_bootstrap, storage_settings, pg_schema_url, tmp_path) -> Iter
         "CALLVAULT_INGEST_WEB_PORT": "0",
         "CALLVAULT_INGEST_METRICS_PORT": "0",
         "CALLVAULT_INGEST_INLINE_MAX_BYTES": str(inline_max),
-        "CALLVAULT_STORAGE_ENDPOINT_URL": storage.endpoint_url,
-        "CALLVAULT_STORAGE_REGION": storage.region,
-        "CALLVAULT_STORAGE_ACCESS_KEY": storage.access_key.get_secret_value(),
-        "CALLVAULT_STORAGE_SECRET_KEY": storage.secret_key.get_secret_value(),
-        "CALLVAULT_STORAGE_MASTER_KEY": master,
-        "CALLVAULT_STORAGE_RECORDINGS_BUCKET": storage.recordings_bucket,
-        "CALLVAULT_STORAGE_LANDING_BUCKET": storage.landing_bucket,
-        "CALLVAULT_STORAGE_EXPORTS_BUCKET": storage.exports_bucket,
-        "CALLVAULT_CATALOG_URL": pg_schema_url,
     }
     pipe = Pipeline(kafka=kafka, storage=storage, engine=engine, store=ObjectStore.from_settings(storage), env=env,
                     log_path=tmp_path / "worker.log", inline_max_bytes=inline_max)

@@ -114,3 +114,19 @@ async def create_topics(bootstrap: str, names: list[str], partitions: int) -> No
         await admin.create_topics([NewTopic(n, num_partitions=partitions, replication_factor=1) for n in names])
     finally:
         await admin.close()
+
+
+def service_env(storage: StorageSettings, catalog_url: str) -> dict[str, str]:
+    """Environment for a callvault process using these storage settings and this catalog."""
+    return {
+        **os.environ,
+        "CALLVAULT_STORAGE_ENDPOINT_URL": storage.endpoint_url or "",
+        "CALLVAULT_STORAGE_REGION": storage.region or "",
+        "CALLVAULT_STORAGE_ACCESS_KEY": storage.access_key.get_secret_value(),
+        "CALLVAULT_STORAGE_SECRET_KEY": storage.secret_key.get_secret_value(),
+        "CALLVAULT_STORAGE_MASTER_KEY": storage.master_key.get_secret_value(),
+        "CALLVAULT_STORAGE_RECORDINGS_BUCKET": storage.recordings_bucket,
+        "CALLVAULT_STORAGE_LANDING_BUCKET": storage.landing_bucket,
+        "CALLVAULT_STORAGE_EXPORTS_BUCKET": storage.exports_bucket,
+        "CALLVAULT_CATALOG_URL": catalog_url,
+    }

@@ -207,3 +207,25 @@ def test_ten_thousand_holds_no_cap(catalog, store, keys, scratch_bucket):
     assert len(result.changed) == 10_000 and result.mirrored == 0
     report = sweep(catalog, store, now=NOW)
     assert report.deleted_copies == 0 and report.held_expired == 10_000
+
+
+def test_lifecycle_report_counts_copies_bytes_and_upcoming_expiries(catalog, store, keys, scratch_bucket, tmp_path):
+    from lifecycle.report import html_chart, lifecycle_report, text_table
+
+    for days in (3, 20, 60, 200):
+        store_copy(catalog, store, keys, scratch_bucket, b"r" * 1000, expires_at=NOW + timedelta(days=days))
+    rid, nh, held, _ = store_copy(catalog, store, keys, scratch_bucket, b"r" * 1000, expires_at=NOW + timedelta(days=1))
+    with catalog.begin() as conn:
+        set_hold(conn, store, copy_ids=[held], reason="case 9", actor="ic-1", now=NOW, mirror=False)
+        create_copy(conn, store, keys, recording_id=rid, tier="training", actor="coach", now=NOW,
+                    training_report="use in onboarding")
+        report = lifecycle_report(conn, now=NOW)
+    by_tier = {r.tier: r for r in report}
+    prod = by_tier["production"]
+    assert (prod.copies, prod.held, prod.expiring) == (5, 1, {7: 1, 30: 2, 90: 3})
+    assert prod.bytes == sum(r["size_bytes"] for r in rows(catalog, t.copies, t.copies.c.tier == "production"))
+    assert by_tier["training"].copies == 1 and by_tier["training"].expiring == {7: 0, 30: 0, 90: 0}
+    table = text_table(report)
+    assert "acme" in table and "production" in table
+    page = html_chart(report, now=NOW)
+    assert page.count("<rect") == 2 * 4 and "expire ≤30 days: 2" in page and "<svg" in page
