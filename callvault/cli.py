@@ -278,6 +278,82 @@ def lifecycle_report_cmd(
     typer.echo(f"chart: {html_out.resolve()}")
 
 
+users_app = typer.Typer(no_args_is_help=True, help="People who may use the API: roles, tenants, teams")
+app.add_typer(users_app, name="users")
+
+
+@users_app.command("add")
+def users_add(
+    user_id: str,
+    role: str = typer.Option(..., help="consultant, manager, coach, internal-control or it"),
+    tenant: list[str] = typer.Option(..., help="tenant slug (repeatable); * for a group-level user"),
+    team: list[str] = typer.Option([], help="TENANT/TEAM/RELATION, relation = member, manager or coach (repeatable)"),
+    agent: str = typer.Option(None, help="the agent id of a consultant's calls"),
+    contract_end: datetime = typer.Option(None, formats=["%Y-%m-%d"], help="no access after this day"),
+    name: str = typer.Option(None, help="display name"),
+) -> None:
+    """Register a user."""
+    from callvault.bootstrap import services
+    from access.identities import add_user
+
+    teams = []
+    for spec in team:
+        parts = spec.split("/")
+        if len(parts) != 3:
+            raise typer.BadParameter(f"--team {spec!r}: expected TENANT/TEAM/RELATION, e.g. acme/collections-1/manager")
+        teams.append(tuple(parts))
+    with services().engine.begin() as conn:
+        user = add_user(conn, user_id=user_id, role=role, tenants=tenant, teams=teams, agent_id=agent,
+                        contract_end=contract_end.date() if contract_end else None, display_name=name)
+    typer.echo(f"user {user.id} added: {user.role.value} of {', '.join(sorted(user.tenants))}")
+
+
+@users_app.command("revoke")
+def users_revoke(user_id: str) -> None:
+    """Revoke a user at once: every request is refused, even with an unexpired token."""
+    from callvault.bootstrap import services
+    from access.identities import revoke_user
+
+    with services().engine.begin() as conn:
+        revoke_user(conn, user_id)
+    typer.echo(f"user {user_id} revoked")
+
+
+@users_app.command("token")
+def users_token(user_id: str, minutes: int = typer.Option(None, help="lifetime (default from settings)")) -> None:
+    """Print a bearer token for a user (HS256, signed with CALLVAULT_ACCESS_JWT_SECRET)."""
+    from datetime import timedelta
+
+    from access.identities import load_user
+    from access.settings import get_access_settings
+    from access.tokens import issue_token
+    from callvault.bootstrap import services
+
+    with services().engine.connect() as conn:
+        if load_user(conn, user_id) is None:
+            raise typer.BadParameter(f"user {user_id!r} does not exist; add it with `callvault users add`")
+    typer.echo(issue_token(user_id, get_access_settings(), ttl=timedelta(minutes=minutes) if minutes else None))
+
+
+audit_app = typer.Typer(no_args_is_help=True, help="The tamper-evident audit trail")
+app.add_typer(audit_app, name="audit")
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Walk the hash chain; exit 1 naming the first edited, deleted or reordered entry."""
+    from access.audit import verify
+    from callvault.bootstrap import services
+
+    with services().engine.connect() as conn:
+        result = verify(conn)
+    if result.ok:
+        typer.echo(f"audit trail intact: {result.entries} entries")
+        return
+    _err(f"audit trail broken at entry seq={result.first_bad_seq}: {result.problem}")
+    raise typer.Exit(1)
+
+
 @app.command("push")
 def push(
     audio: Path = typer.Argument(..., exists=True, dir_okay=False, help="audio file (wav, mp3, ogg, opus, flac)"),

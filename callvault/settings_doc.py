@@ -6,12 +6,14 @@ from pydantic_settings import BaseSettings
 
 
 def settings_classes() -> list[type[BaseSettings]]:
+    from access.settings import AccessSettings
     from deploy.local.settings import StackSettings
     from ingest.settings import IngestSettings, KafkaSettings
     from lifecycle.settings import LifecycleSettings
     from storage.settings import CatalogSettings, StorageSettings
 
-    return [StackSettings, KafkaSettings, IngestSettings, StorageSettings, CatalogSettings, LifecycleSettings]
+    return [StackSettings, KafkaSettings, IngestSettings, StorageSettings, CatalogSettings, LifecycleSettings,
+            AccessSettings]
 
 
 def env_names() -> list[str]:

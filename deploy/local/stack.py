@@ -38,21 +38,15 @@ def _toml_value(value: object) -> str:
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def ensure_local_config(settings: StackSettings) -> dict[str, str]:
-    """Create the local secrets and client settings once; return the secrets."""
-    path = settings.home / "callvault.toml"
-    if path.exists():
-        with path.open("rb") as fh:
-            current = tomllib.load(fh)
-        if "local" in current:
-            return current["local"]
+def _generated_sections(settings: StackSettings) -> dict[str, dict[str, object]]:
+    """Fresh local secrets and the client settings that use them (only missing ones are kept)."""
     local = {
         "minio_root_user": "callvault",
         "minio_root_password": secrets.token_urlsafe(24),
         "minio_kms_key": base64.b64encode(secrets.token_bytes(32)).decode(),
         "postgres_password": secrets.token_urlsafe(24),
     }
-    sections = {
+    return {
         "local": local,
         "storage": {
             "endpoint_url": f"http://{settings.host}:{settings.minio_port}",
@@ -62,16 +56,34 @@ def ensure_local_config(settings: StackSettings) -> dict[str, str]:
             "master_key": base64.b64encode(secrets.token_bytes(32)).decode(),
         },
         "kafka": {"bootstrap_servers": f"{settings.host}:{settings.kafka_port}"},
+        "access": {"jwt_secret": secrets.token_urlsafe(32)},
     }
-    settings.home.mkdir(parents=True, exist_ok=True)
-    lines = ["# Written by `callvault stack up` for the local stack. Secrets: keep out of version control."]
-    for name, values in sections.items():
-        lines.append(f"\n[{name}]")
-        lines.extend(f"{key} = {_toml_value(val)}" for key, val in values.items())
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write("\n".join(lines) + "\n")
-    return local
+
+
+def ensure_local_config(settings: StackSettings) -> dict[str, str]:
+    """Create the local secrets and client settings once (adding sections a newer callvault
+    needs to an older file, never replacing a secret); return the server secrets."""
+    path = settings.home / "callvault.toml"
+    current: dict[str, dict[str, object]] = {}
+    if path.exists():
+        with path.open("rb") as fh:
+            current = tomllib.load(fh)
+    fresh = _generated_sections(settings)
+    if "local" in current:
+        # The servers already run with the existing secrets: only add wholly missing sections.
+        fresh = {name: values for name, values in fresh.items() if name not in current}
+    if fresh:
+        merged = {**current, **fresh}
+        settings.home.mkdir(parents=True, exist_ok=True)
+        lines = ["# Written by `callvault stack up` for the local stack. Secrets: keep out of version control."]
+        for name, values in merged.items():
+            lines.append(f"\n[{name}]")
+            lines.extend(f"{key} = {_toml_value(val)}" for key, val in values.items())
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write("\n".join(lines) + "\n")
+        current = merged
+    return current["local"]  # type: ignore[return-value]
 
 
 def postgres_url(settings: StackSettings, local: dict[str, str], database: str = "callvault") -> str:

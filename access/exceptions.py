@@ -1,0 +1,44 @@
+"""Errors of the access package, each with the HTTP status the API maps it to.
+
+    CallvaultError
+    └── AccessError
+        ├── Unauthenticated     401  no token, a bad or expired token, an unknown user
+        ├── Forbidden           403  the policy said no (the decision is audited)
+        ├── NotFound            404  no such recording or copy, or not visible to the user
+        ├── InvalidRange        416  a byte range outside the audio
+        └── BadRequest          400  a malformed request the schema could not catch
+"""
+
+from __future__ import annotations
+
+from callvault.errors import CallvaultError
+
+
+class AccessError(CallvaultError):
+    code = "access_error"
+    status = 400
+
+
+class Unauthenticated(AccessError):
+    code = "unauthenticated"
+    status = 401
+
+
+class Forbidden(AccessError):
+    code = "forbidden"
+    status = 403
+
+
+class NotFound(AccessError):
+    code = "not_found"
+    status = 404
+
+
+class InvalidRange(AccessError):
+    code = "range_not_satisfiable"
+    status = 416
+
+
+class BadRequest(AccessError):
+    code = "bad_request"
+    status = 400

@@ -1,0 +1,91 @@
+"""Users: role, tenants, teams, agent id, contract end, revocation; and break-glass grants.
+
+Rows live in the catalog (``users``, ``team_memberships``, ``break_glass``); the policy works
+on the plain ``policy.User`` built here, so it stays free of SQL.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime, timedelta, timezone
+
+import sqlalchemy as sa
+
+from storage.catalog import tables as t
+
+from . import audit
+from .exceptions import BadRequest, Forbidden, NotFound
+from .policy import Action, BreakGlass, Relation, Role, User, decide
+
+
+def add_user(conn: sa.Connection, *, user_id: str, role: str, tenants: list[str], display_name: str | None = None,
+             teams: list[tuple[str, str, str]] = (), agent_id: str | None = None,
+             contract_end: date | None = None, now: datetime | None = None) -> User:
+    try:
+        role_ = Role(role)
+    except ValueError:
+        raise BadRequest(f"unknown role {role!r}", hint=f"one of {', '.join(r.value for r in Role)}") from None
+    if role_ is Role.CONSULTANT and not agent_id:
+        raise BadRequest("a consultant needs the agent id their calls carry (--agent)")
+    if conn.execute(sa.select(t.users.c.id).where(t.users.c.id == user_id)).first():
+        raise BadRequest(f"user {user_id!r} already exists")
+    now = now or datetime.now(timezone.utc)
+    conn.execute(t.users.insert().values(id=user_id, display_name=display_name or user_id, role=role_.value,
+                                         tenants=sorted(tenants), agent_id=agent_id, contract_end=contract_end,
+                                         revoked=False, created_at=now))
+    for tenant, team, relation in teams:
+        conn.execute(t.team_memberships.insert().values(user_id=user_id, tenant_id=tenant, team_id=team,
+                                                        relation=Relation(relation).value))
+    audit.append(conn, actor="admin", role="it", action="user:add", target_type="user", target_id=user_id,
+                 outcome="done", at=now, detail={"role": role_.value, "tenants": sorted(tenants)})
+    return load_user(conn, user_id)  # type: ignore[return-value]
+
+
+def revoke_user(conn: sa.Connection, user_id: str, *, now: datetime | None = None, actor: str = "admin") -> None:
+    now = now or datetime.now(timezone.utc)
+    if conn.execute(t.users.update().where(t.users.c.id == user_id).values(revoked=True, revoked_at=now)).rowcount == 0:
+        raise NotFound(f"user {user_id!r} does not exist")
+    audit.append(conn, actor=actor, role="it", action="user:revoke", target_type="user", target_id=user_id,
+                 outcome="done", at=now)
+
+
+def load_user(conn: sa.Connection, user_id: str) -> User | None:
+    row = conn.execute(sa.select(t.users).where(t.users.c.id == user_id)).mappings().first()
+    if row is None:
+        return None
+    teams = conn.execute(sa.select(t.team_memberships.c.tenant_id, t.team_memberships.c.team_id,
+                                   t.team_memberships.c.relation).where(t.team_memberships.c.user_id == user_id))
+    return User(id=row["id"], role=Role(row["role"]), tenants=frozenset(row["tenants"] or []),
+                teams=frozenset((tn, tm, Relation(rel)) for tn, tm, rel in teams), agent_id=row["agent_id"],
+                contract_end=row["contract_end"], revoked=row["revoked"])
+
+
+def open_break_glass(conn: sa.Connection, user: User, *, ticket: str, minutes: int, max_minutes: int,
+                     recording_id: uuid.UUID | None, now: datetime) -> BreakGlass:
+    """IT opens time-limited playback with a ticket reference; audited whether allowed or not."""
+    decision = decide(user, Action.BREAK_GLASS, None, now=now)
+    if not ticket.strip():
+        decision = type(decision)(False, "a ticket reference is required")
+    elif not 0 < minutes <= max_minutes:
+        decision = type(decision)(False, f"break-glass lasts 1..{max_minutes} minutes")
+    audit.append(conn, actor=user.id, role=user.role.value, action=Action.BREAK_GLASS.value,
+                 target_type="recording" if recording_id else "tenant",
+                 target_id=str(recording_id) if recording_id else ",".join(sorted(user.tenants)),
+                 outcome="allowed" if decision.allowed else "denied", reason=ticket or decision.reason, at=now,
+                 detail={"minutes": minutes, "why": decision.reason})
+    if not decision.allowed:
+        raise Forbidden(decision.reason)
+    expires = now + timedelta(minutes=minutes)
+    conn.execute(t.break_glass.insert().values(id=uuid.uuid4(), user_id=user.id, ticket=ticket, granted_at=now,
+                                               expires_at=expires, recording_id=recording_id))
+    return BreakGlass(ticket, expires, str(recording_id) if recording_id else None)
+
+
+def active_grant(conn: sa.Connection, user_id: str, recording_id: uuid.UUID, now: datetime) -> BreakGlass | None:
+    row = conn.execute(sa.select(t.break_glass).where(
+        t.break_glass.c.user_id == user_id, t.break_glass.c.expires_at > now,
+        sa.or_(t.break_glass.c.recording_id.is_(None), t.break_glass.c.recording_id == recording_id))
+        .order_by(t.break_glass.c.expires_at.desc()).limit(1)).mappings().first()
+    if row is None:
+        return None
+    return BreakGlass(row["ticket"], row["expires_at"], str(row["recording_id"]) if row["recording_id"] else None)

@@ -1,0 +1,30 @@
+"""Access settings (``CALLVAULT_ACCESS_*``): tokens, break-glass, the API's address."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field, SecretStr
+from pydantic_settings import SettingsConfigDict
+
+from callvault.config import SectionSettings
+
+
+class AccessSettings(SectionSettings):
+    model_config = SettingsConfigDict(env_prefix="CALLVAULT_ACCESS_")
+    toml_section = "access"
+
+    jwt_secret: SecretStr | None = Field(None, description="HS256 secret for bearer tokens (local stack: generated)")
+    jwt_issuer: str = Field("callvault", description="Expected `iss` of tokens")
+    jwt_audience: str = Field("callvault-api", description="Expected `aud` of tokens")
+    oidc_jwks_url: str | None = Field(None, description="Accept RS256/ES256 tokens signed by this OIDC JWKS instead")
+    token_ttl_minutes: int = Field(480, description="Lifetime of tokens issued by `callvault users token`")
+    break_glass_max_minutes: int = Field(120, description="Longest break-glass grant IT may open")
+    api_host: str = Field("127.0.0.1", description="Address `callvault api` listens on")
+    api_port: int = Field(8080, description="Port `callvault api` listens on")
+    stream_url_ttl_seconds: int = Field(300, description="Lifetime of a signed download/stream link")
+
+
+@lru_cache
+def get_access_settings() -> AccessSettings:
+    return AccessSettings()

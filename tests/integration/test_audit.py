@@ -1,0 +1,82 @@
+"""The audit trail on PostgreSQL: `verify` catches an edited, a deleted and a reordered entry."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from access.audit import append, verify
+from storage.catalog import tables as t
+from storage.catalog.migrate import upgrade
+from tests.integration.catalog_helpers import NOW
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def trail(pg_engine):
+    upgrade(pg_engine)
+    with pg_engine.begin() as conn:
+        for i in range(6):
+            append(conn, actor=f"user-{i}", role="manager", action="recording:audio:stream", target_type="copy",
+                   target_id=f"copy-{i}", outcome="allowed" if i % 2 else "denied", reason="in scope",
+                   detail={"range": [0, 1000 * i]}, at=NOW + timedelta(seconds=i))
+    with pg_engine.connect() as conn:
+        assert verify(conn).ok and verify(conn).entries == 6
+    return pg_engine
+
+
+def seqs(engine):
+    with engine.connect() as conn:
+        return conn.execute(sa.select(t.audit_events.c.seq).order_by(t.audit_events.c.seq)).scalars().all()
+
+
+def test_an_edited_entry_is_detected(trail):
+    third = seqs(trail)[2]
+    with trail.begin() as conn:
+        conn.execute(t.audit_events.update().where(t.audit_events.c.seq == third).values(outcome="allowed"))
+        result = verify(conn)
+    assert not result.ok and result.first_bad_seq == third and "edited" in result.problem
+
+
+def test_a_deleted_entry_is_detected(trail):
+    s = seqs(trail)
+    with trail.begin() as conn:
+        conn.execute(t.audit_events.delete().where(t.audit_events.c.seq == s[3]))
+        result = verify(conn)
+    assert not result.ok and result.first_bad_seq == s[4] and "deleted or reordered" in result.problem
+
+
+def test_a_reordered_pair_is_detected(trail):
+    s = seqs(trail)
+    with trail.begin() as conn:
+        rows = {r["seq"]: dict(r) for r in conn.execute(sa.select(t.audit_events)).mappings()}
+        a, b = rows[s[1]], rows[s[2]]
+        # Swap the two entries' places, each keeping its own content and hashes.
+        conn.execute(t.audit_events.delete().where(t.audit_events.c.seq.in_([s[1], s[2]])))
+        conn.execute(t.audit_events.insert(), [{**b, "seq": s[1]}, {**a, "seq": s[2]}])
+        result = verify(conn)
+    assert not result.ok and result.first_bad_seq == s[1]
+
+
+def test_appends_from_concurrent_transactions_keep_one_chain(pg_engine):
+    import threading
+
+    upgrade(pg_engine)
+
+    def writer(n: int) -> None:
+        for i in range(20):
+            with pg_engine.begin() as conn:
+                append(conn, actor=f"w{n}", role="it", action="lifecycle:sweep:run", target_type="tenant",
+                       target_id="acme", outcome="done")
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    with pg_engine.connect() as conn:
+        result = verify(conn)
+    assert result.ok and result.entries == 80
