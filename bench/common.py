@@ -11,6 +11,7 @@ import re
 import statistics
 import subprocess
 import sys
+import time
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
@@ -124,6 +125,95 @@ def process_cpu_seconds(pid: int) -> float:
     fields = stat[stat.rindex(")") + 2:].split()
     ticks = sum(int(fields[i]) for i in (11, 12, 13, 14))
     return ticks / os.sysconf("SC_CLK_TCK")
+
+
+# -- other people's load ------------------------------------------------------------------------
+# This machine may be shared (other sessions run test suites that start workers and ffmpeg).
+# Each measurement records how much CPU processes *not ours* used meanwhile, and each one
+# starts only once the host is quiet (or after a bounded wait, flagged in the results).
+SHARED_SERVERS = {"java", "minio", "postgres"}  # the stack: shared infrastructure, not "foreign"
+
+
+def _proc_table() -> dict[tuple[int, int], tuple[str, int, int]]:
+    """(pid, start time) -> (name, ppid, cpu ticks incl. reaped children)."""
+    table = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{d}/stat").read_text()
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1:stat.rindex(")")]
+        f = stat[stat.rindex(")") + 2:].split()
+        table[(int(d), int(f[19]))] = (name, int(f[1]), sum(int(f[i]) for i in (11, 12, 13, 14)))
+    return table
+
+
+def _own_pids(table) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for (pid, _start), (_name, ppid, _cpu) in table.items():
+        children.setdefault(ppid, []).append(pid)
+    own, todo = set(), [os.getpid()]
+    while todo:
+        pid = todo.pop()
+        if pid not in own:
+            own.add(pid)
+            todo += children.get(pid, [])
+    return own
+
+
+class CpuWatch:
+    """CPU used during a window: the whole host, and processes outside this benchmark's tree
+    and outside the stack's servers ("foreign": other sessions' tests, workers, ffmpeg)."""
+
+    def __init__(self) -> None:
+        self.t0 = time.monotonic()
+        self.host0 = host_cpu()
+        self.table0 = _proc_table()
+
+    def stop(self) -> dict:
+        wall = max(1e-6, time.monotonic() - self.t0)
+        host1, table1 = host_cpu(), _proc_table()
+        own = _own_pids(table1) | _own_pids(self.table0)
+        tck = os.sysconf("SC_CLK_TCK")
+        foreign: dict[str, float] = {}
+        for key, (name, _ppid, cpu) in table1.items():
+            if key[0] in own or name in SHARED_SERVERS:
+                continue
+            before = self.table0.get(key)
+            used = (cpu - before[2]) if before else cpu
+            if used > 0:
+                foreign[name] = foreign.get(name, 0.0) + used / tck
+        total = sum(foreign.values())
+        return {"wall_s": wall,
+                "host_busy_pct": 100.0 * (host1[0] - self.host0[0]) / max(1, host1[1] - self.host0[1]),
+                "foreign_cores": total / wall,
+                "foreign_top": dict(sorted(foreign.items(), key=lambda kv: -kv[1])[:4])}
+
+
+def wait_quiet(max_wait: float | None = None, busy_pct: float = 20.0, window: float = 3.0) -> dict:
+    """Wait until the whole host is below ``busy_pct`` for two windows in a row (the idle stack
+    uses a few %), at most ``max_wait`` s (env BENCH_MAX_QUIET_WAIT, default 900)."""
+    max_wait = float(os.environ.get("BENCH_MAX_QUIET_WAIT", 900)) if max_wait is None else max_wait
+    t0, calm, told = time.monotonic(), 0, False
+    last = {}
+    while True:
+        w = CpuWatch()
+        time.sleep(window)
+        last = w.stop()
+        calm = calm + 1 if last["host_busy_pct"] < busy_pct else 0
+        waited = time.monotonic() - t0
+        if calm >= 2:
+            return {"waited_s": waited, "quiet": True, "host_busy_pct": last["host_busy_pct"]}
+        if waited > max_wait:
+            say(f"  host still busy after {waited:.0f}s ({last['host_busy_pct']:.0f}%, foreign "
+                f"{last['foreign_top']}): measuring anyway, flagged")
+            return {"waited_s": waited, "quiet": False, "host_busy_pct": last["host_busy_pct"]}
+        if not told and waited > 10:
+            say(f"  waiting for a quiet host ({last['host_busy_pct']:.0f}% busy; foreign: "
+                f"{', '.join(last['foreign_top']) or 'stack servers'})")
+            told = True
 
 
 # -- machine ---------------------------------------------------------------------------------------

@@ -127,6 +127,8 @@ def run(quick: bool = False, reps: int | None = None) -> dict:
         for label, size in SIZES:
             common.say(f"encryption: {label} x {reps}")
             payload = os.urandom(size)
+            gate = common.wait_quiet()
+            watch = common.CpuWatch()
             raw_put, raw_get, enc_put, enc_get = [], [], [], []
             raw_sizes, enc_sizes = set(), set()
             for rep in range(reps):
@@ -173,6 +175,8 @@ def run(quick: bool = False, reps: int | None = None) -> dict:
                 assert plain == payload
                 del blob, plain
 
+            load = watch.stop()
+
             def mbps(seconds: list[float]) -> float:
                 return size / common.MB / common.median(seconds)
 
@@ -195,6 +199,7 @@ def run(quick: bool = False, reps: int | None = None) -> dict:
                         "encrypt_stream_ms": 1000 * common.median(cpu_stream),
                         "decrypt_ms": 1000 * common.median(cpu_dec),
                         "sha256_ms": 1000 * common.median(cpu_sha)},
+                "quiet_gate": gate, "foreign_cores": load["foreign_cores"], "foreign_top": load["foreign_top"],
             }
             results["sizes"].append(entry)
             common.say(f"  stored +{entry['stored_bytes']['overhead_pct']:.3f}%  put {entry['put']['raw_mb_s']:.0f}"
@@ -211,6 +216,8 @@ def run(quick: bool = False, reps: int | None = None) -> dict:
         start = size // 2 + 4096
         end = start + RANGE_LEN - 1
         common.say(f"encryption: ranged read x {range_reps}")
+        gate = common.wait_quiet()
+        watch = common.CpuWatch()
         with engine.connect() as conn:
             expected = store.get(bucket, raw_key, start=start, end=end)
             assert read_copy_range(conn, store, keys, copy_id, start, end).data == expected
@@ -234,6 +241,7 @@ def run(quick: bool = False, reps: int | None = None) -> dict:
             "raw_ms": {k: 1000 * v for k, v in common.summary(raw_r).items() if k != "n"},
             "encrypted_ms": {k: 1000 * v for k, v in common.summary(enc_r).items() if k != "n"},
             "ratio_median": common.median(raw_r) / common.median(enc_r),
+            "quiet_gate": gate, **{k: v for k, v in watch.stop().items() if k.startswith("foreign")},
         }
         common.say(f"  ranged p50 raw {results['range']['raw_ms']['median']:.2f} ms, encrypted "
                    f"{results['range']['encrypted_ms']['median']:.2f} ms")

@@ -91,13 +91,17 @@ def ffmpeg_alone(src: Path, n: int, fmt: str, parallel: int, workdir: Path) -> d
                         str(out)], check=True, capture_output=True)
 
     one(0)  # warm the page cache
+    quiet = common.wait_quiet()
+    watch = common.CpuWatch()
     t0 = time.perf_counter()
     with ThreadPoolExecutor(parallel) as pool:
         list(pool.map(one, range(n)))
     wall = time.perf_counter() - t0
+    load = watch.stop()
     out_bytes = (workdir / f"ff-{fmt}-0{SUFFIX[fmt]}").stat().st_size
     return {"n": n, "parallel": parallel, "wall_s": wall, "calls_per_s": n / wall,
-            "calls_per_s_per_core": n / wall / parallel, "output_bytes": out_bytes}
+            "calls_per_s_per_core": n / wall / parallel, "output_bytes": out_bytes, "quiet_gate": quiet,
+            "foreign_cores": load["foreign_cores"], "foreign_top": load["foreign_top"]}
 
 
 def raw_floor(st, audio: bytes, n: int, threads: int) -> dict:
@@ -137,6 +141,8 @@ def raw_floor(st, audio: bytes, n: int, threads: int) -> dict:
         with ThreadPoolExecutor(threads) as pool:
             list(pool.map(one, range(threads)))
         conn().execute("TRUNCATE raw_calls")
+        quiet = common.wait_quiet()
+        watch = common.CpuWatch()
         t0 = time.perf_counter()
         if threads == 1:
             for i in range(n):
@@ -145,6 +151,7 @@ def raw_floor(st, audio: bytes, n: int, threads: int) -> dict:
             with ThreadPoolExecutor(threads) as pool:
                 list(pool.map(one, range(n)))
         wall = time.perf_counter() - t0
+        load = watch.stop()
         rows = conn().execute("SELECT count(*) FROM raw_calls").fetchone()[0]
         assert rows == n, f"{rows} rows, expected {n}"
     finally:
@@ -153,7 +160,8 @@ def raw_floor(st, audio: bytes, n: int, threads: int) -> dict:
         common.drop_pg_schema(st, schema)
         common.delete_buckets(settings, [settings.recordings_bucket, settings.landing_bucket,
                                          settings.exports_bucket])
-    return {"n": n, "threads": threads, "wall_s": wall, "calls_per_s": n / wall, "bytes_per_call": len(audio)}
+    return {"n": n, "threads": threads, "wall_s": wall, "calls_per_s": n / wall, "bytes_per_call": len(audio),
+            "quiet_gate": quiet, "foreign_cores": load["foreign_cores"], "foreign_top": load["foreign_top"]}
 
 
 # -- the pipeline --------------------------------------------------------------------------------
@@ -313,11 +321,11 @@ async def _produce_and_observe(pipe, messages, *, interval: float | None, timeou
 def measure(scratch: Scratch, messages, *, interval: float | None, timeout: float) -> dict:
     pipe = scratch.pipe
     pid = pipe.process.pid
-    cpu0, host0 = common.process_cpu_seconds(pid), common.host_cpu()
+    cpu0, watch = common.process_cpu_seconds(pid), common.CpuWatch()
     t0 = time.perf_counter()
     obs = asyncio.run(_produce_and_observe(pipe, messages, interval=interval, timeout=timeout))
     wall = time.perf_counter() - t0
-    cpu1, host1 = common.process_cpu_seconds(pid), common.host_cpu()
+    cpu1, load = common.process_cpu_seconds(pid), watch.stop()
     produced, events, dead = obs["produced"], obs["events"], obs["dead"]
     if dead:
         raise RuntimeError(f"{len(dead)} calls dead-lettered, first: {dead[0]['headers']}")
@@ -335,8 +343,10 @@ def measure(scratch: Scratch, messages, *, interval: float | None, timeout: floa
         "produce_s": max(produced.values()) - first,
         "latency_ms": {k: 1000 * v for k, v in common.summary(lat).items() if k != "n"},
         "worker_cpu_s_per_call": (cpu1 - cpu0) / n,
-        "host_cpu_busy_pct": 100.0 * (host1[0] - host0[0]) / max(1, host1[1] - host0[1]),
+        "host_cpu_busy_pct": load["host_busy_pct"],
+        "foreign_cores": load["foreign_cores"], "foreign_top": load["foreign_top"],
         "bench_wall_s": wall,
+        "latencies_ms": [round(1000 * x, 1) for x in lat],
     }
 
 
@@ -356,13 +366,14 @@ def run_worker_mode(st, fmt: str, audio: bytes, n: int, low_n: int, interval: fl
         startup = time.perf_counter() - t0
         backlog_msgs = build_messages(pipe, audio, n, f"{fmt}-backlog")
         common.say(f"ingest[{fmt}]: backlog of {n}")
+        gate_backlog = common.wait_quiet()
         backlog = measure(scratch, backlog_msgs, interval=None, timeout=max(300, 10 * n))
         common.say(f"  {backlog['calls_per_s']:.2f} calls/s, p50 {backlog['latency_ms']['median']:.0f} ms, "
                    f"p99 {backlog['latency_ms']['p99']:.0f} ms, worker CPU {backlog['worker_cpu_s_per_call']:.3f}"
                    f" s/call, host busy {backlog['host_cpu_busy_pct']:.0f}%")
-        time.sleep(2)
         low_msgs = build_messages(pipe, audio, low_n, f"{fmt}-low")
         common.say(f"ingest[{fmt}]: low rate, {low_n} calls one per {interval}s")
+        gate_low = common.wait_quiet()
         low = measure(scratch, low_msgs, interval=interval, timeout=max(120, 10 * low_n))
         common.say(f"  p50 {low['latency_ms']['median']:.0f} ms, p99 {low['latency_ms']['p99']:.0f} ms")
         with pipe.engine.connect() as conn:
@@ -373,10 +384,23 @@ def run_worker_mode(st, fmt: str, audio: bytes, n: int, low_n: int, interval: fl
         assert copies[0] == total and recordings == total, (copies, recordings, total)
         objects = sum(1 for _ in pipe.store.list(pipe.storage.recordings_bucket))
         assert objects == total, (objects, total)
+        backlog["quiet_gate"], low["quiet_gate"] = gate_backlog, gate_low
         return {"format": fmt, "worker_startup_s": startup, "backlog": backlog, "low_rate": low,
                 "catalog": {"recordings": recordings, "copies": copies[0], "objects": objects,
                             "avg_stored_bytes": float(copies[1])},
                 "worker_log": str(log_path.relative_to(common.ROOT))}
+
+
+def _mean_baseline(runs: list[dict]) -> dict:
+    """A baseline measured before and after the worker: the mean rate, and each run kept."""
+    out = dict(runs[0])
+    out["calls_per_s"] = sum(r["calls_per_s"] for r in runs) / len(runs)
+    if "calls_per_s_per_core" in out:
+        out["calls_per_s_per_core"] = out["calls_per_s"] / out["parallel"]
+    out["runs"] = [{k: r[k] for k in ("calls_per_s", "wall_s", "foreign_cores", "quiet_gate")} for r in runs]
+    out["spread_pct"] = 100.0 * (max(r["calls_per_s"] for r in runs) - min(r["calls_per_s"] for r in runs)) / out[
+        "calls_per_s"]
+    return out
 
 
 def run(n: int, quick: bool, modes: list[str]) -> dict:
@@ -392,18 +416,33 @@ def run(n: int, quick: bool, modes: list[str]) -> dict:
         results["audio"] = {"bytes": len(audio), "seconds": 60, "format": "WAV pcm_mulaw 8 kHz mono",
                             "content": "flite speech looped" if (tmpdir / "speech.wav").exists() else "440 Hz sine",
                             "inline": len(audio) <= INLINE_MAX, "inline_max_bytes": INLINE_MAX}
+        b = results["baselines"]
+        floors: dict[int, list[dict]] = {1: [], 4: []}
+
+        def floor_runs(when: str) -> None:
+            for threads in (1, 4):
+                common.say(f"baseline ({when}): raw I/O floor, {n} x put_object + INSERT, {threads} thread(s)")
+                x = raw_floor(st, audio, n, threads)
+                floors[threads].append(x)
+                common.say(f"  {x['calls_per_s']:.1f} calls/s (foreign load {x['foreign_cores']:.2f} cores)")
+
+        floor_runs("before")
         for fmt in modes:
-            common.say(f"baseline: ffmpeg alone -> {fmt}, {n} x, {cores} parallel")
-            results["baselines"][f"ffmpeg_{fmt}"] = ffmpeg_alone(wav, n, fmt, cores, tmpdir)
-            common.say(f"  {results['baselines'][f'ffmpeg_{fmt}']['calls_per_s']:.2f} calls/s")
+            runs = []
+            for when in ("before", "after"):
+                if when == "after":
+                    common.OUT.mkdir(parents=True, exist_ok=True)
+                    mode = run_worker_mode(st, fmt, audio, n, low_n, interval, common.OUT)
+                common.say(f"baseline ({when} worker): ffmpeg alone -> {fmt}, {n} x, {cores} parallel")
+                x = ffmpeg_alone(wav, n, fmt, cores, tmpdir)
+                runs.append(x)
+                common.say(f"  {x['calls_per_s']:.2f} calls/s (foreign load {x['foreign_cores']:.2f} cores)")
+            b[f"ffmpeg_{fmt}"] = _mean_baseline(runs)
+            results["modes"][fmt] = mode
+        floor_runs("after")
         for threads in (1, 4):
-            common.say(f"baseline: raw I/O floor, {n} x put_object + INSERT, {threads} thread(s)")
-            results["baselines"][f"raw_floor_{threads}"] = raw_floor(st, audio, n, threads)
-            common.say(f"  {results['baselines'][f'raw_floor_{threads}']['calls_per_s']:.1f} calls/s")
-        for fmt in modes:
-            common.OUT.mkdir(parents=True, exist_ok=True)
-            mode = run_worker_mode(st, fmt, audio, n, low_n, interval, common.OUT)
-            b = results["baselines"]
+            b[f"raw_floor_{threads}"] = _mean_baseline(floors[threads])
+        for fmt, mode in results["modes"].items():
             rate = mode["backlog"]["calls_per_s"]
             mode["per_core_calls_per_s"] = rate / cores
             mode["ratios"] = {
@@ -413,8 +452,7 @@ def run(n: int, quick: bool, modes: list[str]) -> dict:
             }
             if fmt != "opus" and "ffmpeg_opus" in b:
                 mode["ratios"]["vs_ffmpeg_opus"] = rate / b["ffmpeg_opus"]["calls_per_s"]
-            results["modes"][fmt] = mode
-            common.say(f"  ratios: {mode['ratios']}")
+            common.say(f"{fmt} ratios: " + ", ".join(f"{k} {v:.2f}" for k, v in mode["ratios"].items()))
     return results
 
 

@@ -30,6 +30,17 @@ def _ratio(x: float) -> str:
     return f"{x:.2f}×"
 
 
+def _foreign(x: dict) -> str:
+    runs = x.get("runs") or [x]
+    worst = max(r.get("foreign_cores", 0.0) for r in runs)
+    flagged = any(not (r.get("quiet_gate") or {}).get("quiet", True) for r in runs)
+    return f"{worst:.2f}" + (" ⚠" if flagged or worst > 0.25 else "")
+
+
+def _spread(x: dict) -> str:
+    return f"{x['spread_pct']:.0f}%" if "spread_pct" in x else "–"
+
+
 def _goal(ok: bool) -> str:
     return "met" if ok else "**missed**"
 
@@ -48,7 +59,9 @@ def machine_section(m: dict) -> list[str]:
         f"| ffmpeg | {m['ffmpeg']} |",
         "",
         "All servers are the local stack (`callvault stack up`) on the same machine as the benchmark, over "
-        "loopback: the figures compare callvault with baselines that share the same servers and cores.",
+        "loopback: the figures compare callvault with baselines that share the same servers and cores. "
+        "⚠ marks a measurement during which other processes used more than a quarter of a core (or the host "
+        "never became quiet): treat it with care.",
         "",
     ]
 
@@ -67,21 +80,26 @@ def ingest_section(r: dict) -> list[str]:
         "timing. calls/s = N ÷ (last `stored` event's Kafka timestamp − first message's Kafka timestamp).",
         "",
         "### Baselines (same run, same bytes)", "",
-        "| Baseline | calls/s | per core | note |", "|---|---:|---:|---|",
+        "Each baseline ran before and after the worker runs (ffmpeg: right before and right after the worker "
+        "of its format); the figure is the mean, the spread is (max − min) ÷ mean. \"Foreign load\": CPU "
+        "used meanwhile by processes that are neither this benchmark's nor the stack servers' (this host is "
+        "shared with other sessions' test suites), in cores; each measurement first waits for a quiet host.",
+        "",
+        "| Baseline | calls/s | per core | spread | foreign load | note |", "|---|---:|---:|---:|---:|---|",
     ]
     for fmt in ("opus", "flac"):
         key = f"ffmpeg_{fmt}"
         if key in b:
             x = b[key]
             lines.append(f"| ffmpeg alone → {fmt} | {_f(x['calls_per_s'])} | {_f(x['calls_per_s_per_core'])} | "
-                         f"{x['parallel']} processes in parallel, worker's encoder settings, "
+                         f"{_spread(x)} | {_foreign(x)} | {x['parallel']} processes in parallel, worker's encoder settings, "
                          f"{_f(x['output_bytes'] / 1000, 0)} kB out |")
     for threads in (1, 4):
         key = f"raw_floor_{threads}"
         if key in b:
             x = b[key]
             lines.append(f"| raw I/O floor, {threads} thread{'s' if threads > 1 else ''} | {_f(x['calls_per_s'], 1)} "
-                         f"| – | boto3 `put_object` of the {_f(x['bytes_per_call'] / 1000, 0)} kB + one INSERT "
+                         f"| – | {_spread(x)} | {_foreign(x)} | boto3 `put_object` of the {_f(x['bytes_per_call'] / 1000, 0)} kB + one INSERT "
                          "(own transaction) into PostgreSQL |")
     lines += ["", "### callvault worker vs baselines", "",
               "| Mode | Measure | callvault | Baseline | Baseline value | Ratio | Goal (issue 9) |",
@@ -111,15 +129,16 @@ def ingest_section(r: dict) -> list[str]:
               "Per call: the `stored` event's Kafka timestamp − the produced message's Kafka timestamp. Under a "
               "backlog (all N produced at once) it is dominated by queueing; the low-rate run sends one call "
               "every 0.5 s.", "",
-              "| Mode | Run | calls | p50 ms | p99 ms | max ms | Goal p99 < 250 ms | host CPU busy |",
-              "|---|---|---:|---:|---:|---:|---|---:|"]
+              "| Mode | Run | calls | calls/s | p50 ms | p99 ms | max ms | Goal p99 < 250 ms | host CPU busy | "
+              "foreign load |", "|---|---|---:|---:|---:|---:|---:|---|---:|---:|"]
     for fmt, mode in r["modes"].items():
         for run, label in (("backlog", "backlog (all at once)"), ("low_rate", "low rate (1 per 0.5 s)")):
             x = mode[run]
             lat = x["latency_ms"]
             goal = _goal(lat["p99"] < 250) if run == "low_rate" else "– (queueing)"
-            lines.append(f"| {fmt} | {label} | {x['n']} | {_f(lat['median'], 0)} | {_f(lat['p99'], 0)} | "
-                         f"{_f(lat['max'], 0)} | {goal} | {_f(x['host_cpu_busy_pct'], 0)}% |")
+            lines.append(f"| {fmt} | {label} | {x['n']} | {_f(x['calls_per_s'])} | {_f(lat['median'], 0)} | "
+                         f"{_f(lat['p99'], 0)} | {_f(lat['max'], 0)} | {goal} | {_f(x['host_cpu_busy_pct'], 0)}% | "
+                         f"{_foreign(x)} |")
     lines += ["", "Stored objects (average, encrypted): " + ", ".join(
         f"{fmt} {_f(m['catalog']['avg_stored_bytes'] / 1000, 1)} kB" for fmt, m in r["modes"].items())
         + f"; every run checked: all calls `stored`, none dead-lettered, catalog rows = objects = calls.", ""]
@@ -141,14 +160,14 @@ def encryption_section(r: dict) -> list[str]:
         lines.append(f"| {s['label']} | {sb['raw']:,} | {sb['encrypted']:,} | +{sb['overhead_bytes']:,} B "
                      f"(+{sb['overhead_pct']:.3f}%) |")
     lines += ["", "### Throughput against MinIO", "",
-              "| Payload | put raw MB/s | put encrypted MB/s | ratio | get raw MB/s | get encrypted MB/s | ratio |",
-              "|---|---:|---:|---:|---:|---:|---:|"]
+              "| Payload | put raw MB/s | put encrypted MB/s | ratio | get raw MB/s | get encrypted MB/s | ratio | "
+              "foreign load |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for s in r["sizes"]:
         p, g = s["put"], s["get"]
         lines.append(f"| {s['label']} | {_f(p['raw_mb_s'], 0)} ({_f(p['raw_ms'], 1)} ms) | "
                      f"{_f(p['encrypted_mb_s'], 0)} ({_f(p['encrypted_ms'], 1)} ms) | {_ratio(p['ratio'])} | "
                      f"{_f(g['raw_mb_s'], 0)} ({_f(g['raw_ms'], 1)} ms) | {_f(g['encrypted_mb_s'], 0)} "
-                     f"({_f(g['encrypted_ms'], 1)} ms) | {_ratio(g['ratio'])} |")
+                     f"({_f(g['encrypted_ms'], 1)} ms) | {_ratio(g['ratio'])} | {_foreign(s)} |")
     lines += ["", "Ratio = raw time ÷ encrypted time (1.00× = no cost).", "",
               "### Pure CPU (no I/O)", "",
               "| Payload | `encrypt_bytes` MB/s | `encrypt_stream`, 1 MiB chunks (as `put_encrypted`) MB/s | "

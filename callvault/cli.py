@@ -354,6 +354,111 @@ def audit_verify() -> None:
     raise typer.Exit(1)
 
 
+subjects_app = typer.Typer(no_args_is_help=True, help="Data-subject rights, by phone number (several at once)")
+app.add_typer(subjects_app, name="subjects")
+
+_TENANT = typer.Option(..., help="tenant (data controller) the request is for")
+_ACTOR = typer.Option(..., help="internal-control user running the request (audited)")
+
+
+def _subject_run(fn, **kwargs):
+    from datetime import timezone
+
+    from access.subjects import Actor
+    from callvault.bootstrap import services
+
+    svc = services()
+    with svc.engine.begin() as conn:
+        return fn(conn, svc, actor=Actor(kwargs.pop("actor")), now=datetime.now(timezone.utc), **kwargs)
+
+
+def _print_erasure(report) -> None:
+    typer.echo(f"erased {len(report.erased_copies)} copies of {len(report.erased_recordings)} recordings; "
+               f"caller keys destroyed: {report.keys_destroyed}")
+    for kept in report.kept_copies:
+        typer.echo(f"kept {kept['tier']} copy {kept['copy_id']} (recording {kept['recording_id']}): "
+                   f"legal hold: {kept['hold_reason']}")
+
+
+@subjects_app.command("object")
+def subjects_object(numbers: list[str], tenant: str = _TENANT, actor: str = _ACTOR) -> None:
+    """Objection: never record these numbers again; erase what exists (except held copies)."""
+    from access.subjects import object_to_recording
+
+    _print_erasure(_subject_run(lambda conn, svc, **kw: object_to_recording(conn, svc.store, svc.keys, **kw),
+                                tenant=tenant, numbers=numbers, actor=actor))
+
+
+@subjects_app.command("erase")
+def subjects_erase(numbers: list[str], tenant: str = _TENANT, actor: str = _ACTOR) -> None:
+    """Erasure: every copy, every version, and the caller key; held copies kept and listed."""
+    from access.subjects import erase
+
+    _print_erasure(_subject_run(lambda conn, svc, **kw: erase(conn, svc.store, svc.keys, **kw),
+                                tenant=tenant, numbers=numbers, actor=actor))
+
+
+@subjects_app.command("export")
+def subjects_export(numbers: list[str], tenant: str = _TENANT, actor: str = _ACTOR,
+                    out: Path = typer.Option(None, help="write the ZIP here (default: export-<id>.zip)")) -> None:
+    """Access / portability: store a 36-month extract and write the ZIP (audio + JSON/CSV manifest)."""
+    from access.subjects import export, render_export_zip
+
+    def run(conn, svc, **kw):
+        result = export(conn, svc.store, svc.keys, **kw)
+        return result, (render_export_zip(conn, svc.store, svc.keys, tenant=kw["tenant"],
+                                          request_id=result.request_id) if result.recordings else b"")
+
+    result, payload = _subject_run(run, tenant=tenant, numbers=numbers, actor=actor)
+    if not result.recordings:
+        typer.echo("no recordings of these numbers")
+        return
+    path = out or Path(f"export-{result.request_id}.zip")
+    path.write_bytes(payload)
+    typer.echo(f"request {result.request_id}: {result.recordings} recordings -> {path.resolve()}")
+
+
+@subjects_app.command("rectify")
+def subjects_rectify(numbers: list[str], tenant: str = _TENANT, actor: str = _ACTOR,
+                     new_number: str = typer.Option(None, help="the correct caller number"),
+                     agent: str = typer.Option(None, help="the correct agent id"),
+                     team: str = typer.Option(None, help="the correct team id")) -> None:
+    """Rectification of the recordings of NUMBERS (before/after audited)."""
+    import sqlalchemy as sa
+
+    from access.subjects import hashes, rectify
+    from storage.catalog import tables as t
+
+    def run(conn, svc, **kw):
+        ids = conn.execute(sa.select(t.recordings.c.id).where(
+            t.recordings.c.tenant_id == tenant,
+            t.recordings.c.number_hash.in_(hashes(svc.keys, tenant, numbers)))).scalars().all()
+        return rectify(conn, svc.keys, tenant=tenant, recording_ids=ids, caller_number=new_number, agent_id=agent,
+                       team_id=team, **kw) if ids else 0
+
+    typer.echo(f"rectified {_subject_run(run, actor=actor)} recordings")
+
+
+@subjects_app.command("restrict")
+def subjects_restrict(numbers: list[str], tenant: str = _TENANT, actor: str = _ACTOR) -> None:
+    """Restriction: only internal control may play these recordings until lifted."""
+    from access.subjects import restrict
+
+    n = _subject_run(lambda conn, svc, **kw: restrict(conn, svc.keys, **kw), tenant=tenant, numbers=numbers,
+                     actor=actor)
+    typer.echo(f"restricted {n} recordings")
+
+
+@subjects_app.command("lift")
+def subjects_lift(numbers: list[str], tenant: str = _TENANT, actor: str = _ACTOR) -> None:
+    """Lift a restriction."""
+    from access.subjects import restrict
+
+    n = _subject_run(lambda conn, svc, **kw: restrict(conn, svc.keys, lift=True, **kw), tenant=tenant,
+                     numbers=numbers, actor=actor)
+    typer.echo(f"lifted the restriction of {n} recordings")
+
+
 @app.command("push")
 def push(
     audio: Path = typer.Argument(..., exists=True, dir_okay=False, help="audio file (wav, mp3, ogg, opus, flac)"),

@@ -1,0 +1,254 @@
+"""Data-subject rights, requested by phone number (several per request, any usual format).
+
+- objection: the number joins the suppression list (keyed hash) and its unheld copies are erased;
+- access / portability: every recording is copied into a ``complaint-extract`` copy (36 months)
+  with reason ``gdpr-request:<id>``; the ZIP (audio + JSON and CSV manifest) is rendered from
+  those copies when downloaded, so the export is stored once, encrypted, with its own clock;
+- erasure: every unheld copy (all tiers, all object versions) deleted, recordings left without
+  a copy deleted, and the caller key destroyed (crypto-shredding reaches backups and old
+  versions). Held copies survive: their data keys are first re-wrapped under a separate hold key;
+- rectification: corrects the number, agent or team of recordings, audited before/after (numbers
+  as keyed hashes only); a corrected number moves the copies' data keys under the new key;
+- restriction: flags every recording of the number; only internal control may play it until lifted.
+
+Every step writes a PII-free audit entry (ids, counts, hashes; never a number or audio).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import uuid
+import zipfile
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from ingest.phone import normalise_number
+from lifecycle.copies import create_copy
+from storage.catalog import tables as t
+from storage.copies import read_copy
+from storage.keys import CALLER, HOLD, KeyRing
+from storage.objectstore import ObjectStore
+from storage.suppressions import suppress
+
+from . import audit
+from .exceptions import BadRequest, NotFound
+
+GDPR_REASON = "gdpr-request:"
+
+
+@dataclass(frozen=True)
+class Actor:
+    id: str
+    role: str = "internal-control"
+
+
+def hashes(keys: KeyRing, tenant: str, numbers: list[str]) -> list[str]:
+    """The keyed hashes of the numbers (any usual format; duplicates folded), in order."""
+    if not numbers:
+        raise BadRequest("give at least one phone number")
+    return list(dict.fromkeys(keys.number_hash(tenant, normalise_number(n)) for n in numbers))
+
+
+def _recordings(conn: sa.Connection, tenant: str, number_hashes: list[str]) -> list[sa.RowMapping]:
+    return conn.execute(sa.select(t.recordings).where(
+        t.recordings.c.tenant_id == tenant, t.recordings.c.number_hash.in_(number_hashes))
+        .order_by(t.recordings.c.started_at)).mappings().all()
+
+
+def _copies(conn: sa.Connection, recording_ids: list[uuid.UUID]) -> list[sa.RowMapping]:
+    if not recording_ids:
+        return []
+    return conn.execute(sa.select(t.copies).where(t.copies.c.recording_id.in_(recording_ids))
+                        .order_by(t.copies.c.created_at)).mappings().all()
+
+
+# -- erasure and objection -----------------------------------------------------------------
+
+@dataclass
+class ErasureReport:
+    erased_recordings: list[str] = field(default_factory=list)
+    erased_copies: list[dict] = field(default_factory=list)   # {copy_id, recording_id, tier}
+    kept_copies: list[dict] = field(default_factory=list)     # {copy_id, recording_id, tier, hold_reason}
+    keys_destroyed: int = 0
+
+    def as_dict(self) -> dict:
+        return {"erased_recordings": self.erased_recordings, "erased_copies": self.erased_copies,
+                "kept_copies": self.kept_copies, "keys_destroyed": self.keys_destroyed}
+
+
+def erase(conn: sa.Connection, store: ObjectStore, keys: KeyRing, *, tenant: str, numbers: list[str],
+          actor: Actor, now: datetime, action: str = "subject:erase") -> ErasureReport:
+    report = ErasureReport()
+    number_hashes = hashes(keys, tenant, numbers)
+    recordings = _recordings(conn, tenant, number_hashes)
+    copies = _copies(conn, [r["id"] for r in recordings])
+    held = [c for c in copies if c["hold"]]
+    doomed = [c for c in copies if not c["hold"]]
+    by_recording = {r["id"]: r for r in recordings}
+    # 1. Held copies must stay readable: move their data keys under a hold key first.
+    for c in held:
+        number_hash = by_recording[c["recording_id"]]["number_hash"]
+        data_key = keys.unwrap_data_key(conn, caller_key_id=c["caller_key_id"], wrapped=c["wrapped_data_key"],
+                                        object_key=c["object_key"])
+        hold_key = keys.caller_key(conn, tenant=tenant, number_hash=number_hash, purpose=HOLD)
+        conn.execute(t.copies.update().where(t.copies.c.id == c["id"]).values(
+            caller_key_id=hold_key.id, wrapped_data_key=keys.wrap_data_key(hold_key, data_key,
+                                                                            object_key=c["object_key"])))
+        report.kept_copies.append({"copy_id": str(c["id"]), "recording_id": str(c["recording_id"]),
+                                   "tier": c["tier"], "hold_reason": c["hold_reason"]})
+    # 2. Unheld copies: every object version, then the rows.
+    by_bucket: dict[str, list[str]] = defaultdict(list)
+    for c in doomed:
+        by_bucket[c["bucket"]].append(c["object_key"])
+    for bucket, object_keys in by_bucket.items():
+        store.delete_many(bucket, object_keys)
+    doomed_ids = [c["id"] for c in doomed]
+    for i in range(0, len(doomed_ids), 1000):
+        conn.execute(t.copies.delete().where(t.copies.c.id.in_(doomed_ids[i:i + 1000])))
+    report.erased_copies = [{"copy_id": str(c["id"]), "recording_id": str(c["recording_id"]), "tier": c["tier"]}
+                            for c in doomed]
+    kept_recordings = {c["recording_id"] for c in held}
+    gone = [r["id"] for r in recordings if r["id"] not in kept_recordings]
+    for i in range(0, len(gone), 1000):
+        conn.execute(t.recordings.delete().where(t.recordings.c.id.in_(gone[i:i + 1000])))
+    report.erased_recordings = [str(r) for r in gone]
+    # 3. Crypto-shred: the caller keys go, so every old version and backup is unreadable.
+    for number_hash in number_hashes:
+        report.keys_destroyed += KeyRing.destroy(conn, tenant=tenant, number_hash=number_hash, purpose=CALLER)
+    audit.append(conn, actor=actor.id, role=actor.role, action=action, target_type="subject",
+                 target_id=",".join(h[:16] for h in number_hashes), outcome="done", at=now,
+                 detail={"tenant": tenant, "erased_recordings": len(gone), "erased_copies": len(doomed),
+                         "kept_held_copies": len(held), "keys_destroyed": report.keys_destroyed})
+    return report
+
+
+def object_to_recording(conn: sa.Connection, store: ObjectStore, keys: KeyRing, *, tenant: str,
+                        numbers: list[str], actor: Actor, now: datetime) -> ErasureReport:
+    """The number is never recorded again, and what exists (unheld) is erased."""
+    for number_hash in hashes(keys, tenant, numbers):
+        suppress(conn, tenant=tenant, number_hash=number_hash, actor=actor.id, now=now)
+    return erase(conn, store, keys, tenant=tenant, numbers=numbers, actor=actor, now=now, action="subject:object")
+
+
+# -- restriction ---------------------------------------------------------------------------
+
+def restrict(conn: sa.Connection, keys: KeyRing, *, tenant: str, numbers: list[str], actor: Actor, now: datetime,
+             lift: bool = False) -> int:
+    number_hashes = hashes(keys, tenant, numbers)
+    changed = conn.execute(t.recordings.update().where(
+        t.recordings.c.tenant_id == tenant, t.recordings.c.number_hash.in_(number_hashes))
+        .values(restricted=not lift, restricted_at=None if lift else now)).rowcount
+    audit.append(conn, actor=actor.id, role=actor.role, action="subject:lift" if lift else "subject:restrict",
+                 target_type="subject", target_id=",".join(h[:16] for h in number_hashes), outcome="done", at=now,
+                 detail={"tenant": tenant, "recordings": changed})
+    return changed
+
+
+# -- rectification -------------------------------------------------------------------------
+
+def rectify(conn: sa.Connection, keys: KeyRing, *, tenant: str, recording_ids: list[uuid.UUID], actor: Actor,
+            now: datetime, caller_number: str | None = None, agent_id: str | None = None,
+            team_id: str | None = None) -> int:
+    """Correct metadata; a new number re-wraps the copies' data keys under the new number's key."""
+    if caller_number is None and agent_id is None and team_id is None:
+        raise BadRequest("nothing to rectify: give a number, an agent or a team")
+    rows = conn.execute(sa.select(t.recordings).where(t.recordings.c.tenant_id == tenant,
+                                                      t.recordings.c.id.in_(recording_ids))).mappings().all()
+    if len(rows) != len(set(recording_ids)):
+        raise NotFound("some recordings do not exist in this tenant (expired or erased?)")
+    new_e164 = normalise_number(caller_number) if caller_number is not None else None
+    for row in rows:
+        changes: dict = {}
+        before: dict = {}
+        after: dict = {}
+        if new_e164 is not None and new_e164 != row["caller_number"]:
+            new_hash = keys.number_hash(tenant, new_e164)
+            new_key = keys.caller_key(conn, tenant=tenant, number_hash=new_hash)
+            for c in _copies(conn, [row["id"]]):
+                if c["hold"]:
+                    continue  # a held copy stays under its (hold or caller) key: its evidence is frozen
+                data_key = keys.unwrap_data_key(conn, caller_key_id=c["caller_key_id"],
+                                                wrapped=c["wrapped_data_key"], object_key=c["object_key"])
+                conn.execute(t.copies.update().where(t.copies.c.id == c["id"]).values(
+                    caller_key_id=new_key.id,
+                    wrapped_data_key=keys.wrap_data_key(new_key, data_key, object_key=c["object_key"])))
+            changes.update(caller_number=new_e164, number_hash=new_hash)
+            before["number_hash"], after["number_hash"] = row["number_hash"][:16], new_hash[:16]
+        for name, value in (("agent_id", agent_id), ("team_id", team_id)):
+            if value is not None and value != row[name]:
+                changes[name] = value
+                before[name], after[name] = row[name], value
+        if changes:
+            conn.execute(t.recordings.update().where(t.recordings.c.id == row["id"]).values(**changes))
+        audit.append(conn, actor=actor.id, role=actor.role, action="subject:rectify", target_type="recording",
+                     target_id=str(row["id"]), outcome="done", at=now, detail={"before": before, "after": after})
+    return len(rows)
+
+
+# -- access and portability ------------------------------------------------------------------
+
+@dataclass
+class ExportResult:
+    request_id: str
+    recordings: int
+    copies: list[str]
+
+
+def export(conn: sa.Connection, store: ObjectStore, keys: KeyRing, *, tenant: str, numbers: list[str], actor: Actor,
+           now: datetime, request_id: str | None = None) -> ExportResult:
+    """Store the subject's recordings as 36-month ``complaint-extract`` copies of this request."""
+    request_id = request_id or uuid.uuid4().hex[:12]
+    number_hashes = hashes(keys, tenant, numbers)
+    recordings = _recordings(conn, tenant, number_hashes)
+    created = []
+    for r in recordings:
+        info = create_copy(conn, store, keys, recording_id=r["id"], tier="complaint-extract", actor=actor.id,
+                           role=actor.role, now=now, reason=f"{GDPR_REASON}{request_id}")
+        created.append(str(info.copy_id))
+    audit.append(conn, actor=actor.id, role=actor.role, action="subject:export", target_type="subject",
+                 target_id=",".join(h[:16] for h in number_hashes), outcome="done", at=now,
+                 detail={"tenant": tenant, "request_id": request_id, "recordings": len(recordings)})
+    return ExportResult(request_id, len(recordings), created)
+
+
+MANIFEST_FIELDS = ("recording_id", "telephony_id", "call_started_at", "direction", "agent_id", "team_id",
+                   "duration_ms", "copy_id", "tier", "retention_until", "audio_file")
+
+
+def render_export_zip(conn: sa.Connection, store: ObjectStore, keys: KeyRing, *, tenant: str,
+                      request_id: str) -> bytes:
+    """The ZIP of a stored export: one audio file per recording and manifest.json + manifest.csv
+    listing every copy (tier and retention date) of each exported recording."""
+    extracts = conn.execute(sa.select(t.copies, t.recordings.c.tenant_id).join(
+        t.recordings, t.recordings.c.id == t.copies.c.recording_id).where(
+        t.recordings.c.tenant_id == tenant, t.copies.c.reason == f"{GDPR_REASON}{request_id}")).mappings().all()
+    if not extracts:
+        raise NotFound(f"no export {request_id!r} in tenant {tenant!r} (expired or never made)")
+    buf = io.BytesIO()
+    manifest: list[dict] = []
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as zf:
+        for ex in extracts:
+            rec = conn.execute(sa.select(t.recordings).where(t.recordings.c.id == ex["recording_id"])).mappings().one()
+            ext = "flac" if rec["audio_format"] == "flac" else "ogg"
+            name = f"audio/{rec['started_at']:%Y%m%dT%H%M%SZ}_{rec['id']}.{ext}"
+            zf.writestr(name, read_copy(conn, store, keys, ex["id"]))
+            for c in _copies(conn, [rec["id"]]):
+                manifest.append({"recording_id": str(rec["id"]), "telephony_id": rec["external_id"],
+                                 "call_started_at": rec["started_at"].isoformat(), "direction": rec["direction"],
+                                 "agent_id": rec["agent_id"], "team_id": rec["team_id"] or "",
+                                 "duration_ms": rec["duration_ms"], "copy_id": str(c["id"]), "tier": c["tier"],
+                                 "retention_until": c["expires_at"].isoformat(),
+                                 "audio_file": name if c["id"] == ex["id"] else ""})
+        zf.writestr("manifest.json", json.dumps({"request_id": request_id, "tenant": tenant, "copies": manifest},
+                                                indent=2))
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=MANIFEST_FIELDS)
+        writer.writeheader()
+        writer.writerows(manifest)
+        zf.writestr("manifest.csv", text.getvalue())
+    return buf.getvalue()
