@@ -7,6 +7,7 @@ callers from ids (never a phone number, see ``storage.keys``).
 from __future__ import annotations
 
 import io
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import BinaryIO, Iterable, Iterator
@@ -20,6 +21,7 @@ from .exceptions import ObjectNotFound, ObjectStoreUnavailable, StorageError
 from .settings import StorageSettings
 
 DELETE_BATCH = 1000  # S3 DeleteObjects limit
+LIST_CONCURRENCY = 8
 MULTIPART_THRESHOLD = 16 * 1024 * 1024
 _NOT_FOUND = {"NoSuchKey", "404", "NotFound", "NoSuchVersion"}
 
@@ -177,11 +179,17 @@ class ObjectStore:
         return self.delete_many(bucket, [key])
 
     def delete_many(self, bucket: str, keys: Iterable[str]) -> int:
-        """Delete all versions of many keys with DeleteObjects, 1,000 entries per call."""
+        """Delete all versions of many keys with DeleteObjects, 1,000 entries per call.
+
+        Each key's versions are listed first (in parallel: one LIST per key is the cost
+        that dominates a sweep), so old versions and delete markers go too.
+        """
+        keys = list(keys)
+        with ThreadPoolExecutor(max_workers=LIST_CONCURRENCY) as pool:
+            listed = list(pool.map(lambda k: (k, [(vk, v) for vk, v in self.versions(bucket, k) if vk == k]), keys))
         batch: list[dict] = []
         deleted = 0
-        for key in keys:
-            found = [(k, v) for k, v in self.versions(bucket, key) if k == key]
+        for key, found in listed:
             for k, version in found or [(key, None)]:
                 entry = {"Key": k}
                 if version and version != "null":
