@@ -36,5 +36,21 @@ def markdown_table() -> str:
     return "\n".join(lines)
 
 
+def update_readme(path: str = "README.md") -> None:
+    """Replace the settings table in the README with the current one."""
+    from pathlib import Path
+
+    readme = Path(path)
+    text = readme.read_text()
+    start = text.index("| environment variable |")
+    end = text.index("\n\n", start)
+    readme.write_text(text[:start] + markdown_table() + text[end:])
+
+
 if __name__ == "__main__":
-    print(markdown_table())
+    import sys
+
+    if "--write-readme" in sys.argv:
+        update_readme()
+    else:
+        print(markdown_table())

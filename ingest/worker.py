@@ -151,7 +151,7 @@ def create_app(kafka: KafkaSettings | None = None, ingest_settings: IngestSettin
 
     @app.task
     async def declare_output_topics() -> None:
-        metrics.serve(ingest_settings.metrics_port)
+        metrics.serve(ingest_settings.metrics_port, ingest_settings.metrics_host)
         # faust creates the topics its agents consume; the ones it only writes to are ours to declare.
         for topic in (topics.dlq, topics.events):
             await topic.maybe_declare()

@@ -102,7 +102,7 @@ def init_buckets(settings: StorageSettings, *, client: Minio | None = None,
             if client.get_bucket_encryption(bucket) is None:
                 client.set_bucket_encryption(bucket, SSEConfig(SSERule.new_sse_s3_rule()))
                 report.add(f"{bucket}: default server-side encryption (SSE-S3) set")
-            wanted = _lifecycle_for(kind, max_months, aws=settings.endpoint_url is None)
+            wanted = _lifecycle_for(kind, max_months, aws=not settings.endpoint_url)
             if _rules_signature(client.get_bucket_lifecycle(bucket)) != _rules_signature(wanted):
                 client.set_bucket_lifecycle(bucket, wanted)
                 report.add(f"{bucket}: lifecycle rules set ({len(wanted.rules)} rules)")
