@@ -2,8 +2,8 @@
 
 - Kubernetes: strict validation (unknown fields fail) against the official JSON schemas bundled,
   offline, by the ``kubernetes-validate`` package, for 1.30 and for the newest version it ships.
-- Compose: validation against the Compose Specification schema, vendored as
-  ``deploy/compose/compose-spec.json`` (provenance in ``compose-spec.NOTICE.md``).
+- Compose: validation against the Compose Specification schema, taken from the Go module
+  ``github.com/compose-spec/compose-go/v2`` (the Go module proxy caches it; nothing vendored).
 - Every ``CALLVAULT_*`` name is a real setting; secrets are placeholders and stay out of the
   ConfigMap; workers never outnumber the recordings topic's partitions.
 
@@ -14,8 +14,10 @@ broken copy to prove it can fail.
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import re
+import subprocess
 from pathlib import Path
 
 import jsonschema
@@ -34,7 +36,7 @@ DEPLOY = ROOT / "deploy"
 COMPOSE_DIR = DEPLOY / "compose"
 K8S_DIR = DEPLOY / "k8s"
 COMPOSE_FILE = COMPOSE_DIR / "compose.yaml"
-COMPOSE_SCHEMA = COMPOSE_DIR / "compose-spec.json"
+COMPOSE_GO = "github.com/compose-spec/compose-go/v2@v2.13.0"
 ENV_EXAMPLE = COMPOSE_DIR / ".env.example"
 
 K8S_VERSIONS = ("1.30", latest_version())
@@ -129,8 +131,16 @@ def k8s_schema_errors(doc: dict, version: str) -> list[str]:
     return []
 
 
+@functools.lru_cache
+def compose_schema() -> dict:
+    """The official Compose schema, as shipped inside compose-go (downloaded once by `go mod`)."""
+    out = subprocess.run(["go", "mod", "download", "-json", COMPOSE_GO], capture_output=True, text=True,
+                         check=True, cwd=ROOT, timeout=300)
+    return json.loads((Path(json.loads(out.stdout)["Dir"]) / "schema" / "compose-spec.json").read_text())
+
+
 def compose_schema_errors(spec: dict) -> list[str]:
-    validator = jsonschema.Draft202012Validator(json.loads(COMPOSE_SCHEMA.read_text()))
+    validator = jsonschema.Draft202012Validator(compose_schema())
     return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(spec)]
 
 
