@@ -76,8 +76,9 @@ class VerifyResult:
 
 
 def _rows(conn: sa.Connection) -> Iterator[dict[str, Any]]:
-    result = conn.execution_options(yield_per=1000).execute(
-        sa.select(t.audit_events).order_by(t.audit_events.c.seq))
+    # Options on the statement, not the connection: the caller may go on writing with it.
+    result = conn.execute(sa.select(t.audit_events).order_by(t.audit_events.c.seq)
+                          .execution_options(yield_per=1000))
     for row in result.mappings():
         yield dict(row)
 

@@ -68,9 +68,13 @@ def open_break_glass(conn: sa.Connection, user: User, *, ticket: str, minutes: i
         decision = type(decision)(False, "a ticket reference is required")
     elif not 0 < minutes <= max_minutes:
         decision = type(decision)(False, f"break-glass lasts 1..{max_minutes} minutes")
+    if recording_id is not None and conn.execute(
+            sa.select(t.recordings.c.id).where(t.recordings.c.id == recording_id)).first() is None:
+        raise NotFound(f"recording {recording_id} does not exist (expired or erased?)")
+    tenants = ",".join(sorted(user.tenants))
     audit.append(conn, actor=user.id, role=user.role.value, action=Action.BREAK_GLASS.value,
                  target_type="recording" if recording_id else "tenant",
-                 target_id=str(recording_id) if recording_id else ",".join(sorted(user.tenants)),
+                 target_id=str(recording_id) if recording_id else (tenants if len(tenants) <= 200 else "many"),
                  outcome="allowed" if decision.allowed else "denied", reason=ticket or decision.reason, at=now,
                  detail={"minutes": minutes, "why": decision.reason})
     if not decision.allowed:

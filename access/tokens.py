@@ -43,7 +43,9 @@ def verify_token(token: str, settings: AccessSettings) -> str:
     """The user id (``sub``) of a valid token; Unauthenticated otherwise (never says why in detail)."""
     try:
         if settings.oidc_jwks_url:
-            client = _jwks_clients.setdefault(settings.oidc_jwks_url, jwt.PyJWKClient(settings.oidc_jwks_url))
+            client = _jwks_clients.get(settings.oidc_jwks_url)
+            if client is None:
+                client = _jwks_clients[settings.oidc_jwks_url] = jwt.PyJWKClient(settings.oidc_jwks_url)
             key = client.get_signing_key_from_jwt(token).key
             claims = jwt.decode(token, key, algorithms=["RS256", "ES256"], audience=settings.jwt_audience,
                                 issuer=settings.jwt_issuer, options={"require": ["exp", "sub"]})

@@ -509,6 +509,23 @@ def worker(loglevel: str = typer.Option("info", "--loglevel", "-l", help="crit, 
     run_worker(loglevel)
 
 
+@app.command("api")
+def api(host: str = typer.Option(None, help="listen address (default: CALLVAULT_ACCESS_API_HOST)"),
+        port: int = typer.Option(None, help="port (default: CALLVAULT_ACCESS_API_PORT)")) -> None:
+    """Serve the HTTP API (OpenAPI at /openapi.json) with uvicorn until interrupted."""
+    import uvicorn
+
+    from access.api import create_app
+    from access.settings import get_access_settings
+    from callvault.bootstrap import services
+
+    settings = get_access_settings()
+    # Services first, so a refused setting (residency, missing secret) stops here with its message.
+    # No access log: a query string may hold a phone number; the API counts routes in /metrics.
+    uvicorn.run(create_app(services(), settings), host=host or settings.api_host, port=port or settings.api_port,
+                access_log=False)
+
+
 def main() -> None:
     try:
         app()

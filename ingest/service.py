@@ -119,6 +119,19 @@ def _tenant_overrides(conn: sa.Connection, tenant: str) -> dict[str, int]:
     return {tier: months for tier, months in rows}
 
 
+def _duplicate(deps: IngestDeps, tenant: str, external_id: str, rid: uuid.UUID) -> IngestResult:
+    """A redelivery: the event repeats what was stored (copy, duration, expiry), so a consumer
+    that missed the ``stored`` event (a crash between the commit and its send) still learns it."""
+    with deps.engine.connect() as conn:
+        row = conn.execute(sa.select(t.recordings.c.duration_ms, t.copies.c.id, t.copies.c.expires_at)
+                           .join(t.copies, sa.and_(t.copies.c.recording_id == t.recordings.c.id,
+                                                   t.copies.c.tier == Tier.PRODUCTION.value), isouter=True)
+                           .where(t.recordings.c.id == rid)).first()
+    if row is None:
+        return IngestResult(Outcome.DUPLICATE, tenant, external_id, rid)
+    return IngestResult(Outcome.DUPLICATE, tenant, external_id, rid, row.id, row.duration_ms, row.expires_at)
+
+
 def ingest(raw: bytes, deps: IngestDeps) -> IngestResult:
     msg = parse_message(raw, default_region=deps.settings.default_region)
     now = deps.clock()
@@ -141,7 +154,7 @@ def ingest(raw: bytes, deps: IngestDeps) -> IngestResult:
             raise RecordingConflict(f"recording {external_id!r} of tenant {tenant!r} is already stored with "
                                     "different audio or redaction spans", hint="send it under a new recording id")
         _drop_landing(msg, deps)
-        return IngestResult(Outcome.DUPLICATE, tenant, external_id, rid)
+        return _duplicate(deps, tenant, external_id, rid)
     expiry = expires_at(Tier.PRODUCTION, call_started_at=msg.started_at, copy_created_at=now, overrides=overrides)
     if expiry <= now:  # nothing is kept longer than its tier allows, not even for a moment
         _drop_landing(msg, deps)
@@ -179,7 +192,7 @@ def ingest(raw: bytes, deps: IngestDeps) -> IngestResult:
             raise RecordingConflict(f"recording {external_id!r} of tenant {tenant!r} is already stored with "
                                     "different audio or redaction spans") from None
         _drop_landing(msg, deps)
-        return IngestResult(Outcome.DUPLICATE, tenant, external_id, rid)
+        return _duplicate(deps, tenant, external_id, rid)
     _drop_landing(msg, deps)
     return IngestResult(Outcome.STORED, tenant, external_id, rid, copy_id, processed.duration_ms, expiry)
 

@@ -88,8 +88,9 @@ def create_app(kafka: KafkaSettings | None = None, ingest_settings: IngestSettin
     topics = Topics(
         recordings=app.topic(kafka.recordings_topic, key_serializer="raw", value_serializer="raw",
                              partitions=kafka.partitions, internal=True),
+        # Room for the largest message the recordings topic takes, plus the reason headers.
         dlq=app.topic(kafka.dlq_topic, key_serializer="raw", value_serializer="raw",
-                      partitions=kafka.partitions, internal=True),
+                      partitions=kafka.partitions, internal=True, config={"max.message.bytes": "12582912"}),
         events=app.topic(kafka.events_topic, key_serializer="raw", value_serializer="raw",
                          partitions=kafka.partitions, internal=True),
     )
@@ -101,10 +102,26 @@ def create_app(kafka: KafkaSettings | None = None, ingest_settings: IngestSettin
             state["deps"] = deps or build_deps(get_storage_settings(), ingest_settings, get_catalog_settings().url)
         return state["deps"]
 
+    async def send_until_acked(topic: faust.TopicT, *, key: bytes | None, value: bytes,
+                               headers: dict[str, bytes] | None = None) -> None:
+        """Kafka must acknowledge an event or a dead letter before its message is acknowledged:
+        a failed send is retried with backoff, never dropped (the message would be lost)."""
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                delivered = await topic.send(key=key, value=value, headers=headers)
+                await delivered
+                return
+            except Exception as exc:  # noqa: BLE001 - broker errors of any kind: retry
+                metrics.RETRIES.labels(f"send-{type(exc).__name__}").inc()
+                delay = min(MAX_BACKOFF_SECONDS, 0.5 * 2 ** min(attempt, 6))
+                log.warning("retrying send to %s in %.1fs: %s", topic.get_topic_name(), delay, type(exc).__name__)
+                await asyncio.sleep(delay)
+
     async def dead_letter(event: faust.EventT, code: str, message: str) -> None:
         headers = {"callvault-reason": code.encode(), "callvault-error": message[:1000].encode()}
-        delivered = await topics.dlq.send(key=event.key, value=event.value, headers=headers)
-        await delivered  # wait for Kafka's acknowledgement before this event is acknowledged
+        await send_until_acked(topics.dlq, key=event.key, value=event.value, headers=headers)
         metrics.REJECTED.labels(code).inc()
         log.warning("dead-lettered partition=%s offset=%s reason=%s", event.message.partition,
                     event.message.offset, code)
@@ -131,9 +148,8 @@ def create_app(kafka: KafkaSettings | None = None, ingest_settings: IngestSettin
             except Exception as exc:  # noqa: BLE001 - classified below
                 error = exc
             else:
-                delivered = await topics.events.send(key=str(result.recording_id).encode(),
-                                                     value=json.dumps(result.event()).encode())
-                await delivered
+                await send_until_acked(topics.events, key=str(result.recording_id).encode(),
+                                       value=json.dumps(result.event()).encode())
                 metrics.OUTCOMES.labels(result.outcome.value).inc()
                 if result.outcome.value == "stored" and event.message.timestamp:
                     metrics.PRODUCE_TO_STORED.observe(max(0.0, time.time() - event.message.timestamp))
@@ -156,10 +172,13 @@ def create_app(kafka: KafkaSettings | None = None, ingest_settings: IngestSettin
         for topic in (topics.dlq, topics.events):
             await topic.maybe_declare()
 
-    @app.agent(topics.recordings, concurrency=ingest_settings.concurrency, name="callvault.ingest")
+    # One agent taking batches, not `concurrency=N` agents: faust acknowledges a batch only when
+    # all of it is done, so no offset is committed past a call still being processed (with N
+    # agents, calls finish out of order and faust 0.15 can commit past a lower, unfinished one).
+    @app.agent(topics.recordings, name="callvault.ingest")
     async def ingest_agent(stream):
-        async for event in stream.events():
-            await handle(event)
+        async for events in stream.take_events(ingest_settings.concurrency, within=0.05):
+            await asyncio.gather(*(handle(event) for event in events))
 
     if ingest_settings.sweep_interval_seconds > 0:
         @app.timer(ingest_settings.sweep_interval_seconds, on_leader=True)
@@ -175,7 +194,7 @@ def create_app(kafka: KafkaSettings | None = None, ingest_settings: IngestSettin
                 pool, lambda: sweep(d.engine, d.store, now=datetime.now(timezone.utc),
                                     batch_size=get_lifecycle_settings().sweep_batch_size))
             for event in report.events:
-                await topics.events.send(key=event["copy_id"].encode(), value=json.dumps(event).encode())
+                await send_until_acked(topics.events, key=event["copy_id"].encode(), value=json.dumps(event).encode())
             if report.deleted_copies:
                 log.info("sweep: %s", report.summary())
 

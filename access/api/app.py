@@ -1,0 +1,53 @@
+"""The HTTP API: ``create_app`` wires settings, services, errors, metrics and the routes.
+
+    GET    /healthz                         catalog reachable? (no auth)
+    GET    /metrics                         Prometheus text (no auth; labels carry no ids)
+    GET    /recordings                      search (number, agent, team, from, to, tier, tenant)
+    GET    /recordings/{id}                 detail: copies, retention, holds, redactions, restriction
+    POST   /recordings/{id}/copies          monitoring / training / complaint-extract copy
+    POST   /recordings/{id}/hold            legal hold on every copy; DELETE releases it
+    GET    /copies/{id}/audio               playback with HTTP Range (200 / 206 / 416)
+    GET    /copies/{id}/export              download as an attachment (internal control)
+    POST   /copies/{id}/hold                legal hold on one copy; DELETE releases it
+    GET    /lifecycle/report                copies, bytes and expiries per tenant and tier
+    GET    /audit, /audit/verify            the trail, and its hash-chain check
+    POST   /break-glass                     IT: time-limited playback with a ticket
+    GET    /openapi.json, /docs             the schema
+
+Creating the app connects to nothing: services are built on the first request that needs
+them (or passed in, as tests do).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Callable
+
+from fastapi import FastAPI
+
+import callvault
+from callvault.bootstrap import Services
+
+from ..settings import AccessSettings, get_access_settings
+from . import errors
+from .deps import ApiContext, utcnow
+from .metrics import ApiMetrics, MetricsMiddleware
+from .views import audio, audit, break_glass, copies, health, holds, lifecycle, recordings
+
+ROUTERS = (health.router, recordings.router, audio.router, copies.router, holds.router, lifecycle.router,
+           audit.router, break_glass.router)
+
+
+def create_app(services: Services | None = None, settings: AccessSettings | None = None, *,
+               clock: Callable[[], datetime] = utcnow) -> FastAPI:
+    app = FastAPI(title="callvault", version=getattr(callvault, "__version__", "0.1.0"),
+                  description="Call recordings: role-gated search, playback with HTTP Range, copies, "
+                              "legal holds, lifecycle report and a tamper-evident audit trail.")
+    metrics = ApiMetrics()
+    app.state.ctx = ApiContext(settings=settings or get_access_settings(), metrics=metrics, clock=clock,
+                               _services=services)
+    errors.install(app)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    for router in ROUTERS:
+        app.include_router(router)
+    return app

@@ -1,0 +1,120 @@
+"""The one place where errors become HTTP answers: ``{"error": {"code", "message"}}``.
+
+    CallvaultError                              status
+    ├── AccessError                             its own ``.status`` (401, 403, 404, 416, 400)
+    ├── lifecycle NotFound, storage ObjectNotFound  404
+    ├── CopyNotAllowed, UnknownTier, RetentionOutOfBounds, ingest InvalidMessage  422
+    ├── KeyDestroyedError                       410  the audio was crypto-shredded (erasure)
+    ├── ObjectStoreUnavailable, ConfigurationError  503  the server cannot serve now
+    ├── IntegrityError, UndecryptableError      500  stored data is damaged (never the client's fault)
+    └── any other CallvaultError                400
+    request validation (FastAPI)                422  code ``validation_error``, with the fields
+    SQLAlchemy IntegrityError                   409  a concurrent request won the same write
+    SQLAlchemy OperationalError                 503  the catalog is unreachable
+    anything else                               500  code ``internal_error``, no traceback
+
+Messages of our errors carry ids and reasons, never a phone number or audio, so they can be
+returned as they are. Validation errors drop the offending ``input``: it may be a number.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from typing import Any
+
+import sqlalchemy.exc
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from callvault.errors import CallvaultError, ConfigurationError
+from ingest.exceptions import InvalidMessage
+from lifecycle.exceptions import CopyNotAllowed, RetentionOutOfBounds, UnknownTier
+from lifecycle.exceptions import NotFound as LifecycleNotFound
+from storage.exceptions import (
+    IntegrityError,
+    KeyDestroyedError,
+    ObjectNotFound,
+    ObjectStoreUnavailable,
+    UndecryptableError,
+)
+
+from ..exceptions import AccessError
+
+log = logging.getLogger("callvault.api")
+
+# Most specific first: the first class an error is an instance of decides its status.
+STATUS: tuple[tuple[type[CallvaultError], int], ...] = (
+    (LifecycleNotFound, 404),
+    (ObjectNotFound, 404),
+    (CopyNotAllowed, 422),
+    (UnknownTier, 422),
+    (RetentionOutOfBounds, 422),
+    (InvalidMessage, 422),
+    (KeyDestroyedError, 410),
+    (ObjectStoreUnavailable, 503),
+    (ConfigurationError, 503),
+    (IntegrityError, 500),
+    (UndecryptableError, 500),
+)
+
+
+def status_of(exc: CallvaultError) -> int:
+    if isinstance(exc, AccessError):
+        return exc.status
+    return next((status for cls, status in STATUS if isinstance(exc, cls)), 400)
+
+
+def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, **{k: v for k, v in extra.items() if v is not None}}}
+
+
+def error_response(status: int, code: str, message: str, *, headers: dict[str, str] | None = None,
+                   **extra: Any) -> JSONResponse:
+    return JSONResponse(error_body(code, message, **extra), status_code=status, headers=headers)
+
+
+async def _callvault_error(_request: Request, exc: CallvaultError) -> JSONResponse:
+    status = status_of(exc)
+    if status >= 500:
+        log.error("%s answered %d: %s", type(exc).__name__, status, exc.code)
+    return error_response(status, exc.code, exc.message, hint=exc.hint)
+
+
+async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    fields = [{"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
+              for e in exc.errors()]
+    return error_response(422, "validation_error", "the request does not match the API schema", fields=fields)
+
+
+async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    return error_response(exc.status_code, code, str(exc.detail), headers=getattr(exc, "headers", None))
+
+
+async def _conflict(_request: Request, exc: sqlalchemy.exc.IntegrityError) -> JSONResponse:
+    log.warning("catalog refused a write (constraint): %s", type(exc.orig).__name__)
+    return error_response(409, "conflict", "a concurrent request changed the same record; retry")
+
+
+async def _catalog_down(_request: Request, exc: sqlalchemy.exc.OperationalError) -> JSONResponse:
+    log.error("catalog unavailable: %s", type(exc.orig).__name__)
+    return error_response(503, "catalog_unavailable", "the catalog database cannot be reached")
+
+
+async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+    # The type and the frames, not the text: an exception's text may quote a value of the request.
+    log.error("unexpected %s while answering a request\n%s", type(exc).__name__,
+              "".join(traceback.format_tb(exc.__traceback__)))
+    return error_response(500, "internal_error", "internal error")
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(CallvaultError, _callvault_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(sqlalchemy.exc.IntegrityError, _conflict)  # type: ignore[arg-type]
+    app.add_exception_handler(sqlalchemy.exc.OperationalError, _catalog_down)  # type: ignore[arg-type]
+    app.add_exception_handler(Exception, _unexpected)

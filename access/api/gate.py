@@ -1,0 +1,74 @@
+"""Decide, count and audit in one step, inside the request's unit of work.
+
+An allowed decision is audited in the same transaction as what it allows, so the entry and
+the effect commit together. A denial is audited and *committed* before the refusal is
+raised: leaving the unit of work rolls back, and a refusal must never vanish with it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from storage.catalog.db import UnitOfWork
+
+from .. import audit
+from ..exceptions import AccessError, Forbidden
+from ..policy import Action, BreakGlass, Decision, Target, User, decide
+from .metrics import ApiMetrics
+
+
+_TARGET_ID_MAX = 200  # audit_events.target_id
+
+
+def tenants_label(tenants) -> str:
+    """A target id naming a set of tenants; a long list is summarised to fit the column."""
+    label = ",".join(sorted(tenants))
+    return label if len(label) <= _TARGET_ID_MAX else f"{len(tenants)} tenants"
+
+
+@dataclass
+class Gate:
+    uow: UnitOfWork
+    user: User
+    now: datetime
+    metrics: ApiMetrics
+
+    def record(self, action: str, *, target_type: str, target_id: str, outcome: str, reason: str | None = None,
+               detail: dict[str, Any] | None = None) -> None:
+        audit.append(self.uow.conn, actor=self.user.id, role=self.user.role.value, action=action,
+                     target_type=target_type, target_id=target_id, outcome=outcome, reason=reason,
+                     detail=detail, at=self.now)
+
+    def refuse(self, action: str, reason: str, *, target_type: str, target_id: str,
+               detail: dict[str, Any] | None = None, error: AccessError | None = None) -> AccessError:
+        """Audit and commit a denial; returns the error for the caller to raise."""
+        self.record(action, target_type=target_type, target_id=target_id, outcome="denied", reason=reason,
+                    detail=detail)
+        self.uow.commit()
+        return error or Forbidden(reason)
+
+    def decide(self, action: Action, target: Target | None, *, grant: BreakGlass | None = None) -> Decision:
+        """The policy's decision, counted but not audited (search rules on many copies, audits once)."""
+        decision = decide(self.user, action, target, now=self.now, grant=grant)
+        self.metrics.decision(action.value, decision.allowed)
+        return decision
+
+    def check(self, action: Action, target: Target | None, *, target_type: str, target_id: str,
+              grant: BreakGlass | None = None, detail: dict[str, Any] | None = None, audit_allowed: bool = True,
+              denied: AccessError | None = None) -> Decision:
+        """The policy's decision; a denial is audited, committed and raised (``denied`` or 403)."""
+        decision = self.decide(action, target, grant=grant)
+        if not decision.allowed:
+            raise self.refuse(action.value, decision.reason, target_type=target_type, target_id=target_id,
+                              detail=detail, error=denied)
+        if audit_allowed:
+            self.allowed(action, decision, target_type=target_type, target_id=target_id, detail=detail)
+        return decision
+
+    def allowed(self, action: Action, decision: Decision, *, target_type: str, target_id: str,
+                detail: dict[str, Any] | None = None, outcome: str = "allowed") -> None:
+        self.record(action.value, target_type=target_type, target_id=target_id, outcome=outcome,
+                    reason=decision.ticket or decision.reason,
+                    detail={**(detail or {}), **({"ticket": decision.ticket} if decision.ticket else {})} or None)

@@ -1,0 +1,60 @@
+"""Prometheus metrics of the API, on a registry of its own (one per app, so tests can build many).
+
+Labels are route templates (``/copies/{copy_id}/audio``), methods, statuses, actions and
+outcomes: never a query string, an id or a number.
+"""
+
+from __future__ import annotations
+
+import time
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+
+class ApiMetrics:
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("callvault_api_requests_total", "HTTP requests by route template and status",
+                                ["route", "method", "status"], registry=self.registry)
+        self.latency = Histogram("callvault_api_request_seconds", "Time to the response's first byte, by route",
+                                 ["route"], registry=self.registry,
+                                 buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+        self.decisions = Counter("callvault_api_decisions_total", "Policy decisions by action and outcome",
+                                 ["action", "outcome"], registry=self.registry)
+
+    def decision(self, action: str, allowed: bool) -> None:
+        self.decisions.labels(action=action, outcome="allowed" if allowed else "denied").inc()
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class MetricsMiddleware:
+    """Counts every answer under the route that matched (FastAPI puts it in the scope)."""
+
+    def __init__(self, app: ASGIApp, metrics: ApiMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status, started = 500, time.perf_counter()
+
+        async def watch(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                route = getattr(scope.get("route"), "path", "unmatched")
+                self.metrics.latency.labels(route=route).observe(time.perf_counter() - started)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        finally:
+            route = getattr(scope.get("route"), "path", "unmatched")
+            self.metrics.requests.labels(route=route, method=scope["method"], status=str(status)).inc()

@@ -1,0 +1,195 @@
+"""Request and response bodies of the API (pydantic): the OpenAPI document is built from them.
+
+Free text that reaches the catalog (reasons, tickets, reports, filters) refuses NUL and
+unpaired surrogates, which PostgreSQL cannot store; the schema says so, so a client (or
+schemathesis) gets a 422 instead of a database error.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, Field
+
+Tier = Literal["production", "monitoring", "training", "complaint-extract"]
+NewCopyTier = Literal["monitoring", "training", "complaint-extract"]
+
+
+def _storable(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode text") from None
+    return value
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value
+
+
+Text = Annotated[str, AfterValidator(_storable)]
+Reason = Annotated[str, Field(min_length=1, max_length=500), AfterValidator(_storable), AfterValidator(_not_blank)]
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="stable machine code, e.g. forbidden, not_found, range_not_satisfiable")
+    message: str
+    hint: str | None = None
+    fields: list[dict[str, Any]] | None = None
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for the error statuses a route can answer."""
+    return {status: {"model": ErrorBody} for status in (401, 403, 422, *statuses)}
+
+
+class Health(BaseModel):
+    status: Literal["ok", "unavailable"]
+    catalog: Literal["ok", "unavailable"]
+
+
+class CopySummary(BaseModel):
+    id: uuid.UUID
+    tier: Tier
+    expires_at: datetime
+    hold: bool
+    audio_bytes: int = Field(description="length of the decrypted audio (what a full download returns)")
+    stored_bytes: int = Field(description="size of the encrypted object")
+
+
+class CopyDetail(CopySummary):
+    created_at: datetime
+    created_by: str
+    reason: str = Field(description="complaint / request reference of an extract; empty otherwise")
+    has_training_report: bool
+    hold_reason: str | None = None
+    hold_actor: str | None = None
+    hold_at: datetime | None = None
+
+
+class Redaction(BaseModel):
+    start_ms: int
+    end_ms: int
+
+
+class RecordingSummary(BaseModel):
+    id: uuid.UUID
+    tenant: str
+    external_id: str
+    started_at: datetime
+    direction: str
+    caller_number: str = Field(description="E.164; masked for IT")
+    numbers_masked: bool
+    agent_id: str
+    team_id: str | None
+    duration_ms: int
+    audio_format: str
+    restricted: bool
+    copies: list[CopySummary]
+
+
+class RecordingDetail(RecordingSummary):
+    restricted_at: datetime | None = None
+    created_at: datetime
+    redactions: list[Redaction] = Field(description="spans silenced at ingest (payment data)")
+    retained_until: datetime | None = Field(description="latest expiry of the visible copies, held ones aside")
+    held: bool = Field(description="at least one visible copy is under legal hold (it does not expire)")
+    copies: list[CopyDetail]  # type: ignore[assignment]
+
+
+class SearchResult(BaseModel):
+    items: list[RecordingSummary]
+    limit: int
+    offset: int
+    next_offset: int | None = Field(description="offset of the next page; null on the last page")
+
+
+class NewCopy(BaseModel):
+    tier: NewCopyTier
+    reason: Annotated[Text, Field(max_length=500)] = Field(
+        "", description="complaint or GDPR request reference: required for complaint-extract, empty otherwise")
+    training_report: Annotated[Text, Field(max_length=20000)] | None = Field(
+        None, description="the coach's report: required for a training copy")
+
+
+class CopyCreated(BaseModel):
+    copy_id: uuid.UUID
+    recording_id: uuid.UUID
+    tier: NewCopyTier
+    expires_at: datetime
+    created: bool = Field(description="false when that copy already existed (the request is idempotent)")
+
+
+class HoldRequest(BaseModel):
+    reason: Reason = Field(description="case or litigation reference")
+
+
+class HoldOutcome(BaseModel):
+    changed: list[uuid.UUID]
+    unchanged: list[uuid.UUID]
+    refused: list[uuid.UUID] = Field(description="copies already being deleted (expired): not held")
+    mirrored: int = Field(description="copies whose S3 object legal hold was set or cleared too")
+
+
+class ReportRow(BaseModel):
+    tenant: str
+    tier: Tier
+    copies: int
+    bytes: int
+    held: int
+    expiring: dict[str, int] = Field(description="days -> unheld copies expiring within them")
+
+
+class LifecycleReport(BaseModel):
+    generated_at: datetime
+    tenants: list[str]
+    rows: list[ReportRow]
+
+
+class AuditEntry(BaseModel):
+    seq: int
+    at: datetime
+    actor: str
+    role: str
+    action: str
+    target_type: str
+    target_id: str
+    outcome: str
+    reason: str | None
+    detail: dict[str, Any] | list[Any] | None
+    prev_hash: str | None
+    hash: str
+
+
+class AuditPage(BaseModel):
+    entries: list[AuditEntry]
+    next_after_seq: int | None = Field(description="pass as after_seq for the next page; null at the end")
+
+
+class AuditVerification(BaseModel):
+    ok: bool
+    entries: int
+    first_bad_seq: int | None = None
+    problem: str | None = None
+
+
+class BreakGlassRequest(BaseModel):
+    ticket: Annotated[Text, Field(min_length=1, max_length=100)] = Field(description="incident ticket reference")
+    minutes: int = Field(ge=1, le=1_000_000, description="how long (at most the configured maximum)")
+    recording_id: uuid.UUID | None = Field(None, description="limit the grant to one recording")
+
+
+class BreakGlassGrant(BaseModel):
+    ticket: str
+    expires_at: datetime
+    recording_id: uuid.UUID | None

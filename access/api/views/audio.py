@@ -1,0 +1,117 @@
+"""``GET /copies/{id}/audio`` (playback, HTTP Range) and ``GET /copies/{id}/export`` (download).
+
+Two actions, audited apart: a listen (``recording:audio:stream``, with its byte range, and
+the break-glass ticket for IT) and a download (``recording:audio:export``, internal control).
+Range handling is in ``ranges``; a multi-range request gets the whole audio (200).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header
+from fastapi.responses import Response, StreamingResponse
+
+from callvault.errors import CallvaultError
+
+from ...exceptions import InvalidRange, NotFound
+from ...identities import active_grant
+from ...policy import Action, Decision, Role, User
+from .. import catalog
+from ..deps import ApiContext, context, current_user, now
+from ..errors import error_response
+from ..gate import Gate
+from ..models import errors
+from ..ranges import Unsatisfiable, parse_range
+from ..streaming import EXTENSIONS, AudioSpan, content_type
+
+router = APIRouter(tags=["audio"])
+
+_AUDIO = {"content": {"audio/ogg": {"schema": {"type": "string", "format": "binary"}},
+                      "audio/flac": {"schema": {"type": "string", "format": "binary"}}}}
+_RANGE_DOC = ("bytes=a-b, bytes=a- or bytes=-n (suffix). A malformed or multi-range header is ignored "
+              "(the whole audio, 200).")
+
+
+def _etag(copy) -> str:
+    return f'"{copy["stored_sha256"][:32]}"'
+
+
+def _stream(ctx: ApiContext, gate: Gate, action: Action, decision: Decision, found: catalog.CopyOf, start: int,
+            end: int, detail: dict) -> AudioSpan:
+    """The span, first window read; a failure to read it (object gone, key destroyed) is audited."""
+    svc = ctx.services
+    try:
+        return AudioSpan(svc.engine, svc.store, svc.keys, found.copy["id"], start, end).prime()
+    except CallvaultError as exc:
+        gate.allowed(action, decision, target_type="copy", target_id=str(found.copy["id"]), outcome="failed",
+                     detail={**detail, "error": exc.code})
+        gate.uow.commit()
+        raise
+
+
+def _open(uow, copy_id: uuid.UUID) -> catalog.CopyOf:
+    found = catalog.copy_of(uow.conn, copy_id)
+    if found is None:
+        raise NotFound(f"copy {copy_id} not found")
+    return found
+
+
+@router.get("/copies/{copy_id}/audio", response_class=StreamingResponse,
+            responses={200: _AUDIO, 206: {**_AUDIO, "description": "the requested byte range"},
+                       **errors(404, 410), 416: {"description": "range outside the audio"}})
+def stream_audio(copy_id: uuid.UUID,
+                 range_: Annotated[str | None, Header(alias="range", max_length=200, description=_RANGE_DOC)] = None,
+                 if_range: Annotated[str | None, Header(alias="if-range", max_length=200)] = None,
+                 user: User = Depends(current_user), at: datetime = Depends(now),
+                 ctx: ApiContext = Depends(context)) -> Response:
+    with ctx.unit_of_work() as uow:
+        gate = Gate(uow, user, at, ctx.metrics)
+        found = _open(uow, copy_id)
+        grant = active_grant(uow.conn, user.id, found.recording["id"], at) if user.role is Role.IT else None
+        decision = gate.check(Action.STREAM, found.target, target_type="copy", target_id=str(copy_id),
+                              grant=grant, audit_allowed=False)
+        total, etag = found.audio_bytes, _etag(found.copy)
+        audited = {"recording_id": str(found.recording["id"]), "tier": found.copy["tier"], "total": total}
+        try:
+            wanted = parse_range(range_, total, if_range=if_range, etag=etag)
+        except Unsatisfiable:
+            gate.allowed(Action.STREAM, decision, target_type="copy", target_id=str(copy_id), outcome="failed",
+                         detail={**audited, "start": None, "end": None, "unsatisfiable": True})
+            uow.commit()
+            return error_response(416, InvalidRange.code, f"range outside the audio (0-{total - 1})",
+                                  headers={"Content-Range": f"bytes */{total}"})
+        start, end = (wanted.start, wanted.end) if wanted else (0, total - 1)
+        audited.update(start=start, end=end)
+        body = _stream(ctx, gate, Action.STREAM, decision, found, start, end, audited) if total else []
+        gate.allowed(Action.STREAM, decision, target_type="copy", target_id=str(copy_id), detail=audited)
+        uow.commit()
+    headers = {"Accept-Ranges": "bytes", "Content-Length": str(end - start + 1 if total else 0), "ETag": etag,
+               "Cache-Control": "private, no-store", "Content-Disposition": "inline"}
+    if wanted is not None:
+        headers["Content-Range"] = wanted.content_range(total)
+    return StreamingResponse(body, status_code=206 if wanted else 200, headers=headers,
+                             media_type=content_type(found.recording["audio_format"]))
+
+
+@router.get("/copies/{copy_id}/export", response_class=StreamingResponse,
+            responses={200: {**_AUDIO, "description": "the whole audio as an attachment"}, **errors(404, 410)})
+def export_audio(copy_id: uuid.UUID, user: User = Depends(current_user), at: datetime = Depends(now),
+                 ctx: ApiContext = Depends(context)) -> Response:
+    with ctx.unit_of_work() as uow:
+        gate = Gate(uow, user, at, ctx.metrics)
+        found = _open(uow, copy_id)
+        decision = gate.check(Action.EXPORT, found.target, target_type="copy", target_id=str(copy_id),
+                              audit_allowed=False)
+        total = found.audio_bytes
+        audited = {"recording_id": str(found.recording["id"]), "tier": found.copy["tier"], "bytes": total}
+        body = _stream(ctx, gate, Action.EXPORT, decision, found, 0, total - 1, audited) if total else []
+        gate.allowed(Action.EXPORT, decision, target_type="copy", target_id=str(copy_id), detail=audited)
+        uow.commit()
+    media = content_type(found.recording["audio_format"])
+    name = f'{found.recording["id"]}-{found.copy["tier"]}.{EXTENSIONS.get(media, "bin")}'
+    return StreamingResponse(body, media_type=media, headers={
+        "Content-Length": str(total), "Content-Disposition": f'attachment; filename="{name}"',
+        "Cache-Control": "private, no-store"})

@@ -1,0 +1,521 @@
+"""The HTTP API on real MinIO + PostgreSQL, through httpx (FastAPI's TestClient).
+
+Who sees what per role, HTTP Range playback checked byte for byte against the decrypted
+audio, revocation and contract end with unexpired tokens, IT break-glass, restriction,
+copies, holds, and the audit trail every decision lands in (and that still verifies).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import uuid
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+
+import pytest
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
+
+from access.api import create_app
+from access.api.ranges import ByteRange, Unsatisfiable, parse_range
+from access.api.streaming import windows
+from access.audit import verify
+from access.identities import add_user, revoke_user
+from access.settings import AccessSettings
+from access.tokens import issue_token
+from callvault.bootstrap import Services
+from lifecycle.settings import LifecycleSettings
+from storage.catalog import tables as t
+from storage.catalog.migrate import upgrade
+from storage.copies import read_copy
+from tests.integration.catalog_helpers import FRAME, store_copy
+
+pytestmark = pytest.mark.integration
+
+NUMBER = "+33612345678"
+OTHER_NUMBER = "+33698765432"
+SECRET = SecretStr("x" * 40)
+
+
+@dataclass
+class World:
+    """An app over a fresh PostgreSQL schema and MinIO bucket, with one user of each role."""
+
+    client: TestClient
+    engine: sa.Engine
+    services: Services
+    settings: AccessSettings
+    bucket: str
+    recordings: dict[str, uuid.UUID] = field(default_factory=dict)
+    copies: dict[str, uuid.UUID] = field(default_factory=dict)
+    audio: dict[str, bytes] = field(default_factory=dict)
+
+    def auth(self, user_id: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {issue_token(user_id, self.settings)}"}
+
+    def get(self, path: str, user: str | None, **kw):
+        return self.client.get(path, headers={**(self.auth(user) if user else {}), **kw.pop("headers", {})}, **kw)
+
+    def post(self, path: str, user: str, **kw):
+        return self.client.post(path, headers=self.auth(user), **kw)
+
+    def delete(self, path: str, user: str, **kw):
+        return self.client.delete(path, headers=self.auth(user), **kw)
+
+    def audit_rows(self, **where) -> list[dict]:
+        a = t.audit_events
+        with self.engine.connect() as conn:
+            query = sa.select(a).order_by(a.c.seq)
+            for column, value in where.items():
+                query = query.where(a.c[column] == value)
+            return [dict(r) for r in conn.execute(query).mappings()]
+
+    def add_call(self, name: str, *, agent: str, team: str | None, number: str = NUMBER, tenant: str = "acme",
+                 size: int = 6 * FRAME + 77, tiers: tuple[str, ...] = ("production",), started_ago_h: int = 1,
+                 restricted: bool = False) -> uuid.UUID:
+        rid, keys = uuid.uuid4(), self.services.keys
+        number_hash = keys.number_hash(tenant, number)
+        started = datetime.now(timezone.utc) - timedelta(hours=started_ago_h)
+        with self.engine.begin() as conn:
+            conn.execute(t.recordings.insert().values(
+                id=rid, tenant_id=tenant, external_id=f"ext-{rid}", started_at=started, direction="inbound",
+                caller_number=number, number_hash=number_hash, agent_id=agent, team_id=team, duration_ms=4000,
+                audio_format="opus", channels=1, redactions=[[1000, 2000]], restricted=restricted,
+                created_at=started, content_sha256="0" * 64))
+        audio = os.urandom(size)
+        for tier in tiers:
+            _, _, copy_id, _ = store_copy(self.engine, self.services.store, keys, self.bucket, audio, tier=tier,
+                                          rid=rid, number_hash=number_hash,
+                                          training_report="report" if tier == "training" else None)
+            self.copies[f"{name}/{tier}"] = copy_id
+        self.recordings[name], self.audio[name] = rid, audio
+        return rid
+
+
+USERS = [
+    dict(user_id="consultant-1", role="consultant", tenants=["acme"], agent_id="a1",
+         teams=[("acme", "t1", "member")]),
+    dict(user_id="consultant-2", role="consultant", tenants=["acme"], agent_id="a2",
+         teams=[("acme", "t1", "member")]),
+    dict(user_id="manager-1", role="manager", tenants=["acme"], teams=[("acme", "t1", "manager")]),
+    dict(user_id="coach-1", role="coach", tenants=["acme"], teams=[("acme", "t1", "coach")]),
+    dict(user_id="control-1", role="internal-control", tenants=["acme"]),
+    dict(user_id="control-group", role="internal-control", tenants=["*"]),
+    dict(user_id="it-1", role="it", tenants=["acme"]),
+]
+
+
+def build_world(engine: sa.Engine, store, keys, bucket: str, storage_settings) -> World:
+    upgrade(engine)
+    now = datetime.now(timezone.utc)
+    with engine.begin() as conn:
+        conn.execute(t.tenants.insert(), [dict(id="acme", name="Acme", created_at=now),
+                                          dict(id="other", name="Other", created_at=now)])
+        for spec in USERS:
+            add_user(conn, **spec)
+    services = Services(engine, store, keys, storage=storage_settings, lifecycle=LifecycleSettings())
+    settings = AccessSettings(jwt_secret=SECRET)
+    world = World(TestClient(create_app(services, settings)), engine, services, settings, bucket)
+    # Team t1: agents a1 and a2; team t2: agent a3; another tenant's call with the same number.
+    world.add_call("own", agent="a1", team="t1", tiers=("production", "monitoring", "training"), started_ago_h=1)
+    world.add_call("teammate", agent="a2", team="t1", number=OTHER_NUMBER, started_ago_h=2)
+    world.add_call("elsewhere", agent="a3", team="t2", number=OTHER_NUMBER, started_ago_h=3)
+    world.add_call("other-tenant", agent="a1", team="t1", tenant="other", started_ago_h=4)
+    return world
+
+
+@pytest.fixture
+def world(pg_engine, store, keys, scratch_bucket, storage_settings):
+    w = build_world(pg_engine, store, keys, scratch_bucket, storage_settings)
+    with w.client:
+        yield w
+    with pg_engine.connect() as conn:
+        result = verify(conn)
+    assert result.ok, result.problem
+
+
+def names(world: World, response) -> set[str]:
+    by_id = {str(v): k for k, v in world.recordings.items()}
+    return {by_id[item["id"]] for item in response.json()["items"]}
+
+
+def tiers_of(response, name_id: uuid.UUID) -> set[str]:
+    item = next(i for i in response.json()["items"] if i["id"] == str(name_id))
+    return {c["tier"] for c in item["copies"]}
+
+
+# --- operations and authentication -------------------------------------------------------------
+
+def test_healthz_and_metrics_need_no_token(world):
+    assert world.get("/healthz", None).json() == {"status": "ok", "catalog": "ok"}
+    world.get("/recordings", "control-1")
+    text = world.get("/metrics", None).text
+    assert 'callvault_api_requests_total{method="GET",route="/recordings",status="200"} 1.0' in text
+    assert 'callvault_api_decisions_total{action="recording:search",outcome="allowed"}' in text
+
+
+@pytest.mark.parametrize("headers, code", [
+    ({}, "unauthenticated"),
+    ({"Authorization": "Bearer not-a-jwt"}, "unauthenticated"),
+    ({"Authorization": "Basic dXNlcjpwYXNz"}, "unauthenticated"),
+])
+def test_requests_without_a_valid_token_are_401_json(world, headers, code):
+    response = world.client.get("/recordings", headers=headers)
+    assert response.status_code == 401 and response.json()["error"]["code"] == code
+
+
+def test_expired_tokens_and_unknown_users_are_401(world):
+    expired = issue_token("control-1", world.settings, now=datetime.now(timezone.utc) - timedelta(hours=2),
+                          ttl=timedelta(minutes=5))
+    ghost = issue_token("nobody", world.settings)
+    for token in (expired, ghost):
+        response = world.client.get("/recordings", headers={"Authorization": f"Bearer {token}"})
+        assert response.status_code == 401, response.text
+
+
+def test_a_revoked_user_is_refused_at_once_even_with_an_unexpired_token(world):
+    headers = world.auth("consultant-1")
+    assert world.client.get("/recordings", headers=headers).status_code == 200
+    with world.engine.begin() as conn:
+        revoke_user(conn, "consultant-1")
+    response = world.client.get("/recordings", headers=headers)
+    assert response.status_code == 403 and response.json()["error"]["message"] == "account revoked"
+    stream = world.client.get(f"/copies/{world.copies['own/production']}/audio", headers=headers)
+    assert stream.status_code == 403
+    denied = world.audit_rows(actor="consultant-1", outcome="denied")
+    assert [r["target_id"] for r in denied] == ["GET /recordings", "GET /copies/{copy_id}/audio"]
+    assert all(r["action"] == "api:request" and r["reason"] == "account revoked" for r in denied)
+
+
+def test_a_user_past_their_contract_end_is_refused(world):
+    with world.engine.begin() as conn:
+        add_user(conn, user_id="leaver", role="consultant", tenants=["acme"], agent_id="a1",
+                 contract_end=date.today() - timedelta(days=1))
+    response = world.get(f"/copies/{world.copies['own/production']}/audio", "leaver")
+    assert response.status_code == 403 and "contract ended" in response.json()["error"]["message"]
+    assert world.audit_rows(actor="leaver")[-1]["outcome"] == "denied"
+
+
+# --- search and detail -------------------------------------------------------------------------
+
+def test_search_shows_each_role_only_what_it_may_see(world):
+    rec = world.recordings
+    consultant = world.get("/recordings", "consultant-1")
+    assert names(world, consultant) == {"own"}
+    assert tiers_of(consultant, rec["own"]) == {"production", "training"}  # not the monitoring copy
+    manager = world.get("/recordings", "manager-1")
+    assert names(world, manager) == {"own", "teammate"}
+    assert tiers_of(manager, rec["own"]) == {"production", "monitoring", "training"}
+    coach = world.get("/recordings", "coach-1")
+    assert names(world, coach) == {"own", "teammate"} and tiers_of(coach, rec["own"]) == {"production", "training"}
+    control = world.get("/recordings", "control-1").json()["items"]
+    assert [i["id"] for i in control] == [str(rec[n]) for n in ("own", "teammate", "elsewhere")]  # newest first
+    assert control[0]["caller_number"] == NUMBER and not control[0]["numbers_masked"]
+    group = world.get("/recordings", "control-group")
+    assert names(world, group) == {"own", "teammate", "elsewhere", "other-tenant"}
+    it = world.get("/recordings", "it-1").json()["items"]
+    assert len(it) == 3 and all(i["numbers_masked"] for i in it)
+    assert it[0]["caller_number"] == "+33 6 •• •• •• 78" and NUMBER not in json.dumps(it)
+
+
+def test_search_filters_by_number_in_any_format_agent_team_tier_tenant_and_time(world):
+    rec = world.recordings
+    by_number = world.get("/recordings", "control-group", params={"number": "06 12 34 56 78"})
+    assert names(world, by_number) == {"own", "other-tenant"}
+    assert names(world, world.get("/recordings", "control-1", params={"number": "0612345678"})) == {"own"}
+    assert names(world, world.get("/recordings", "control-1", params={"agent": "a2"})) == {"teammate"}
+    assert names(world, world.get("/recordings", "control-1", params={"team": "t2"})) == {"elsewhere"}
+    assert names(world, world.get("/recordings", "control-1", params={"tier": "monitoring"})) == {"own"}
+    assert names(world, world.get("/recordings", "control-group", params={"tenant": "other"})) == {"other-tenant"}
+    assert names(world, world.get("/recordings", "control-1", params={"tenant": "other"})) == set()
+    since = (datetime.now(timezone.utc) - timedelta(hours=2, minutes=30)).isoformat()
+    assert names(world, world.get("/recordings", "control-1", params={"from": since})) == {"own", "teammate"}
+    page = world.get("/recordings", "control-1", params={"limit": 2}).json()
+    assert [i["id"] for i in page["items"]] == [str(rec["own"]), str(rec["teammate"])] and page["next_offset"] == 2
+    last = world.get("/recordings", "control-1", params={"limit": 2, "offset": 2}).json()
+    assert [i["id"] for i in last["items"]] == [str(rec["elsewhere"])] and last["next_offset"] is None
+    bad = world.get("/recordings", "control-1", params={"number": "12"})
+    assert bad.status_code == 422 and bad.json()["error"]["code"] == "invalid_number"
+
+
+def test_one_audit_entry_per_search_and_never_the_number(world, caplog):
+    caplog.set_level(logging.DEBUG)
+    world.get("/recordings", "consultant-1", params={"number": "06 12 34 56 78", "tier": "production"})
+    world.get("/recordings", "consultant-1", params={"number": "06 12"})
+    searches = world.audit_rows(action="recording:search")
+    assert len(searches) == 1
+    entry = searches[0]
+    assert entry["outcome"] == "allowed" and entry["detail"]["has_number_filter"] is True
+    assert entry["detail"]["tier"] == "production" and entry["detail"]["results"] == 1
+    trail = json.dumps([{k: v for k, v in r.items()} for r in world.audit_rows()], default=str)
+    logs = "\n".join(r.getMessage() for r in caplog.records)
+    for text in (trail, logs):
+        assert "612345678" not in text and "12 34 56" not in text and "06 12" not in text
+
+
+def test_recording_detail_for_the_visible_and_404_for_the_rest(world):
+    rec = world.recordings
+    own = world.get(f"/recordings/{rec['own']}", "consultant-1")
+    assert own.status_code == 200, own.text
+    body = own.json()
+    assert {c["tier"] for c in body["copies"]} == {"production", "training"}
+    assert body["redactions"] == [{"start_ms": 1000, "end_ms": 2000}] and body["restricted"] is False
+    assert body["retained_until"] is not None and body["held"] is False
+    hidden = world.get(f"/recordings/{rec['elsewhere']}", "consultant-1")
+    assert hidden.status_code == 404 and hidden.json()["error"]["code"] == "not_found"
+    assert world.get(f"/recordings/{uuid.uuid4()}", "control-1").status_code == 404
+    views = world.audit_rows(action="recording:metadata:view")
+    assert [(v["actor"], v["outcome"], v["target_id"]) for v in views] == [
+        ("consultant-1", "allowed", str(rec["own"])), ("consultant-1", "denied", str(rec["elsewhere"]))]
+    it = world.get(f"/recordings/{rec['own']}", "it-1").json()
+    assert it["numbers_masked"] and it["caller_number"] == "+33 6 •• •• •• 78"
+
+
+# --- audio and HTTP Range ----------------------------------------------------------------------
+
+def test_range_requests_return_the_exact_bytes_with_correct_headers(world):
+    copy_id = world.copies["own/production"]
+    with world.engine.connect() as conn:
+        full = read_copy(conn, world.services.store, world.services.keys, copy_id)
+    total = len(full)
+    url = f"/copies/{copy_id}/audio"
+
+    whole = world.get(url, "consultant-1")
+    assert whole.status_code == 200 and whole.content == full
+    assert whole.headers["accept-ranges"] == "bytes" and whole.headers["content-length"] == str(total)
+    assert whole.headers["content-type"] == "audio/ogg" and "content-range" not in whole.headers
+
+    cases = {
+        "bytes=0-99": (0, 99),
+        f"bytes={FRAME - 5}-{3 * FRAME + 7}": (FRAME - 5, 3 * FRAME + 7),  # crosses three frame boundaries
+        "bytes=5000-": (5000, total - 1),
+        "bytes=-500": (total - 500, total - 1),  # suffix
+        f"bytes=100-{total + 1000}": (100, total - 1),  # end clamped
+        f"bytes=-{total * 2}": (0, total - 1),  # suffix longer than the audio
+    }
+    for header, (start, end) in cases.items():
+        part = world.get(url, "consultant-1", headers={"Range": header})
+        assert part.status_code == 206, (header, part.text)
+        assert part.headers["content-range"] == f"bytes {start}-{end}/{total}", header
+        assert part.headers["content-length"] == str(end - start + 1)
+        assert part.content == full[start:end + 1], header
+
+    for header in (f"bytes={total}-", f"bytes={total + 5}-{total + 9}", "bytes=-0"):
+        refused = world.get(url, "consultant-1", headers={"Range": header})
+        assert refused.status_code == 416, header
+        assert refused.headers["content-range"] == f"bytes */{total}"
+        assert refused.json()["error"]["code"] == "range_not_satisfiable"
+    for ignored in ("bytes=0-9,20-29", "items=0-5", "bytes=9-2", "bytes=abc"):
+        response = world.get(url, "consultant-1", headers={"Range": ignored})
+        assert response.status_code == 200 and response.content == full, ignored
+
+    streams = world.audit_rows(action="recording:audio:stream", actor="consultant-1")
+    allowed = [(r["detail"]["start"], r["detail"]["end"]) for r in streams if r["outcome"] == "allowed"]
+    assert allowed[:1 + len(cases)] == [(0, total - 1), *cases.values()]
+    assert [r["outcome"] for r in streams].count("failed") == 3  # the 416s
+
+
+def test_long_audio_streams_in_windows_and_seeks_across_them(world):
+    rid = world.add_call("long", agent="a1", team="t1", size=600 * 1024 + 13)
+    copy_id = world.copies["long/production"]
+    audio = world.audio["long"]
+    assert list(windows(10, 600 * 1024 + 12))[:2] == [(10, 256 * 1024 - 1), (256 * 1024, 512 * 1024 - 1)]
+    whole = world.get(f"/copies/{copy_id}/audio", "consultant-1")
+    assert whole.status_code == 200 and whole.content == audio
+    start, end = 256 * 1024 - 100, 512 * 1024 + 100  # three windows
+    part = world.get(f"/copies/{copy_id}/audio", "consultant-1", headers={"Range": f"bytes={start}-{end}"})
+    assert part.status_code == 206 and part.content == audio[start:end + 1]
+    assert rid
+
+
+def test_stream_denied_is_403_json_and_audited(world):
+    copy_id = world.copies["own/monitoring"]
+    response = world.get(f"/copies/{copy_id}/audio", "consultant-1")
+    assert response.status_code == 403 and response.json()["error"]["code"] == "forbidden"
+    entry = world.audit_rows(action="recording:audio:stream")[-1]
+    assert (entry["actor"], entry["role"], entry["outcome"], entry["target_id"]) == (
+        "consultant-1", "consultant", "denied", str(copy_id))
+    assert "monitoring" in entry["reason"]
+    assert world.get(f"/copies/{copy_id}/audio", "manager-1").status_code == 200
+    assert world.get(f"/copies/{uuid.uuid4()}/audio", "manager-1").status_code == 404
+
+
+def test_it_plays_audio_only_after_break_glass_and_the_ticket_is_audited(world):
+    rid, copy_id = world.recordings["own"], world.copies["own/production"]
+    assert world.get(f"/copies/{copy_id}/audio", "it-1").status_code == 403
+    too_long = world.post("/break-glass", "it-1", json={"ticket": "INC-42", "minutes": 10_000})
+    assert too_long.status_code == 403
+    assert world.post("/break-glass", "consultant-1", json={"ticket": "INC-42", "minutes": 5}).status_code == 403
+    assert world.post("/break-glass", "it-1", json={"ticket": "INC-42", "minutes": 5,
+                                                     "recording_id": str(uuid.uuid4())}).status_code == 404
+    grant = world.post("/break-glass", "it-1", json={"ticket": "INC-42", "minutes": 30, "recording_id": str(rid)})
+    assert grant.status_code == 201, grant.text
+    assert grant.json()["ticket"] == "INC-42" and grant.json()["recording_id"] == str(rid)
+    played = world.get(f"/copies/{copy_id}/audio", "it-1", headers={"Range": "bytes=0-9"})
+    assert played.status_code == 206 and played.content == world.audio["own"][:10]
+    # The grant covers that recording only.
+    assert world.get(f"/copies/{world.copies['teammate/production']}/audio", "it-1").status_code == 403
+    streams = world.audit_rows(action="recording:audio:stream", actor="it-1")
+    assert [r["outcome"] for r in streams] == ["denied", "allowed", "denied"]
+    assert streams[1]["reason"] == "INC-42" and streams[1]["detail"]["ticket"] == "INC-42"
+    assert (streams[1]["detail"]["start"], streams[1]["detail"]["end"]) == (0, 9)
+    glass = world.audit_rows(action="recording:break-glass:open")
+    assert [(g["actor"], g["outcome"]) for g in glass] == [("it-1", "denied"), ("consultant-1", "denied"),
+                                                            ("it-1", "allowed")]
+
+
+def test_a_restricted_recording_is_playable_by_internal_control_only(world):
+    world.add_call("restricted", agent="a1", team="t1", restricted=True)
+    copy_id = world.copies["restricted/production"]
+    for user in ("consultant-1", "manager-1", "coach-1"):
+        response = world.get(f"/copies/{copy_id}/audio", user)
+        assert response.status_code == 403 and "restricted" in response.json()["error"]["message"], user
+    assert world.get(f"/copies/{copy_id}/audio", "control-1").content == world.audio["restricted"]
+    detail = world.get(f"/recordings/{world.recordings['restricted']}", "consultant-1").json()
+    assert detail["restricted"] is True  # metadata stays visible; the audio does not
+
+
+def test_export_is_an_attachment_for_internal_control_audited_apart_from_streams(world):
+    copy_id = world.copies["own/production"]
+    assert world.get(f"/copies/{copy_id}/export", "manager-1").status_code == 403
+    export = world.get(f"/copies/{copy_id}/export", "control-1")
+    assert export.status_code == 200 and export.content == world.audio["own"]
+    assert export.headers["content-disposition"].startswith("attachment;")
+    rows = world.audit_rows(action="recording:audio:export")
+    assert [(r["actor"], r["outcome"]) for r in rows] == [("manager-1", "denied"), ("control-1", "allowed")]
+    assert not world.audit_rows(action="recording:audio:stream")
+
+
+# --- copies, holds, report, audit --------------------------------------------------------------
+
+def test_coach_creates_a_training_copy_while_a_consultant_is_refused(world):
+    rid = world.recordings["teammate"]
+    refused = world.post(f"/recordings/{rid}/copies", "consultant-1",
+                         json={"tier": "training", "training_report": "good call"})
+    assert refused.status_code == 403
+    denied = world.audit_rows(action="copy:training:create")
+    assert [(d["actor"], d["outcome"]) for d in denied] == [("consultant-1", "denied")]
+    no_report = world.post(f"/recordings/{rid}/copies", "coach-1", json={"tier": "training"})
+    assert no_report.status_code == 422 and no_report.json()["error"]["code"] == "copy_not_allowed"
+    made = world.post(f"/recordings/{rid}/copies", "coach-1",
+                      json={"tier": "training", "training_report": "clear, empathetic"})
+    assert made.status_code == 201, made.text
+    body = made.json()
+    assert body["tier"] == "training" and body["created"] is True
+    copy_id = body["copy_id"]
+    assert world.get(f"/copies/{copy_id}/audio", "coach-1").content == world.audio["teammate"]
+    again = world.post(f"/recordings/{rid}/copies", "coach-1",
+                       json={"tier": "training", "training_report": "clear, empathetic"})
+    assert again.status_code == 200 and again.json()["copy_id"] == copy_id and again.json()["created"] is False
+    assert world.post(f"/recordings/{rid}/copies", "manager-1", json={"tier": "monitoring"}).status_code == 201
+    assert world.post(f"/recordings/{rid}/copies", "manager-1",
+                      json={"tier": "complaint-extract", "reason": "C-1"}).status_code == 403
+    extract = world.post(f"/recordings/{rid}/copies", "control-1", json={"tier": "complaint-extract", "reason": "C-1"})
+    assert extract.status_code == 201
+    assert world.post(f"/recordings/{uuid.uuid4()}/copies", "control-1",
+                      json={"tier": "monitoring"}).status_code == 404
+    assert [r["outcome"] for r in world.audit_rows(action="copy")] == ["done"] * 3  # lifecycle's own entries
+
+
+def test_holds_are_set_and_released_by_internal_control_only(world):
+    copy_id, rid = world.copies["own/production"], world.recordings["own"]
+    assert world.post(f"/copies/{copy_id}/hold", "manager-1", json={"reason": "LIT-7"}).status_code == 403
+    assert world.post(f"/copies/{copy_id}/hold", "control-1", json={"reason": "   "}).status_code == 422
+    held = world.post(f"/copies/{copy_id}/hold", "control-1", json={"reason": "LIT-7"})
+    assert held.status_code == 200 and held.json()["changed"] == [str(copy_id)]
+    detail = world.get(f"/recordings/{rid}", "control-1").json()
+    production = next(c for c in detail["copies"] if c["tier"] == "production")
+    assert production["hold"] and production["hold_reason"] == "LIT-7" and production["hold_actor"] == "control-1"
+    everything = world.post(f"/recordings/{rid}/hold", "control-1", json={"reason": "LIT-8"}).json()
+    assert everything["unchanged"] == [str(copy_id)] and len(everything["changed"]) == 2
+    assert world.delete(f"/copies/{copy_id}/hold", "consultant-1").status_code == 403
+    released = world.delete(f"/recordings/{rid}/hold", "control-1", params={"reason": "case closed"})
+    assert released.status_code == 200 and len(released.json()["changed"]) == 3
+    assert world.delete(f"/copies/{copy_id}/hold", "control-1").json()["unchanged"] == [str(copy_id)]
+    assert world.post(f"/copies/{uuid.uuid4()}/hold", "control-1", json={"reason": "x"}).status_code == 404
+    decisions = [(r["action"], r["actor"], r["outcome"]) for r in world.audit_rows(target_type="copy")
+                 if r["action"].startswith("copy:hold")]
+    assert ("copy:hold:set", "manager-1", "denied") in decisions
+    assert ("copy:hold:release", "consultant-1", "denied") in decisions
+    assert [r["action"] for r in world.audit_rows(action="hold")] == ["hold"] * 3
+
+
+def test_lifecycle_report_for_internal_control_and_it(world):
+    report = world.get("/lifecycle/report", "control-1")
+    assert report.status_code == 200
+    rows = {(r["tenant"], r["tier"]): r for r in report.json()["rows"]}
+    assert rows[("acme", "production")]["copies"] == 3 and ("other", "production") not in rows
+    assert set(rows[("acme", "production")]["expiring"]) == {"7", "30", "90"}
+    assert world.get("/lifecycle/report", "it-1").status_code == 200
+    assert world.get("/lifecycle/report", "manager-1").status_code == 403
+    entries = world.audit_rows(action="lifecycle:report:view")
+    assert [e["outcome"] for e in entries] == ["allowed", "allowed", "denied"]
+
+
+def test_audit_is_read_and_verified_by_internal_control_after_everything(world):
+    world.get("/recordings", "consultant-1")
+    world.get(f"/copies/{world.copies['own/production']}/audio", "consultant-1", headers={"Range": "bytes=1-2"})
+    world.post(f"/copies/{world.copies['own/production']}/hold", "control-1", json={"reason": "LIT-9"})
+    world.delete(f"/copies/{world.copies['own/production']}/hold", "control-1")
+    assert world.get("/audit", "consultant-1").status_code == 403
+    assert world.get("/audit/verify", "it-1").status_code == 403
+    page = world.get("/audit", "control-1", params={"limit": 5})
+    assert page.status_code == 200
+    assert [e["seq"] for e in page.json()["entries"]] == sorted(e["seq"] for e in page.json()["entries"])
+    after = page.json()["next_after_seq"]
+    rest = world.get("/audit", "control-1", params={"after_seq": after, "limit": 1000}).json()
+    assert rest["entries"][0]["seq"] > after and rest["next_after_seq"] is None
+    assert rest["entries"][-1]["action"] == "audit:read"  # the previous page's read, audited
+    verified = world.get("/audit/verify", "control-1").json()
+    assert verified["ok"] is True and verified["entries"] >= 10
+    assert world.audit_rows()[-1]["detail"] == {"ok": True, "entries": verified["entries"]}
+
+
+# --- errors ------------------------------------------------------------------------------------
+
+def test_errors_are_json_with_a_stable_code(world):
+    assert world.get("/copies/not-a-uuid/audio", "control-1").json()["error"]["code"] == "validation_error"
+    assert world.get("/nowhere", "control-1").json()["error"]["code"] == "not_found"
+    assert world.client.put("/healthz").json()["error"]["code"] == "method_not_allowed"
+    bad_tier = world.post(f"/recordings/{world.recordings['own']}/copies", "control-1", json={"tier": "gold"})
+    assert bad_tier.status_code == 422 and bad_tier.json()["error"]["fields"][0]["loc"] == ["body", "tier"]
+    nul = world.get("/recordings", "control-1", params={"agent": "a\x00"})
+    assert nul.status_code == 422
+    naive = world.get("/recordings", "control-1", params={"from": "2026-01-01T00:00:00"})
+    assert naive.status_code == 200
+    ancient = world.get("/recordings", "control-1", params={"from": "0001-01-01T00:00:00+01:00"})
+    assert ancient.status_code == 400
+
+
+def test_openapi_documents_every_operation_with_models(world):
+    schema = world.client.get("/openapi.json").json()
+    assert {"/recordings", "/copies/{copy_id}/audio", "/break-glass", "/audit/verify"} <= set(schema["paths"])
+    assert "HTTPBearer" in schema["components"]["securitySchemes"]
+    assert schema["paths"]["/recordings"]["get"]["responses"]["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/SearchResult"}
+
+
+# --- Range parsing, pure -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("header, expected", [
+    (None, None), ("bytes=0-0", ByteRange(0, 0)), ("bytes=10-", ByteRange(10, 99)), ("bytes=-1", ByteRange(99, 99)),
+    ("bytes=90-1000", ByteRange(90, 99)), ("bytes=5-2", None), ("bytes=1-2,4-5", None), ("lines=1-2", None),
+    ("bytes=-", None), ("bytes= 3 - 4 ", ByteRange(3, 4)), ("BYTES=1-1", ByteRange(1, 1)),
+    ("bytes=0-" + "9" * 40, ByteRange(0, 99)),
+])
+def test_parse_range(header, expected):
+    assert parse_range(header, 100) == expected
+
+
+@pytest.mark.parametrize("header", ["bytes=100-", "bytes=-0", "bytes=" + "9" * 40 + "-"])
+def test_parse_range_unsatisfiable(header):
+    with pytest.raises(Unsatisfiable):
+        parse_range(header, 100)
+
+
+def test_if_range_with_another_validator_gets_everything():
+    assert parse_range("bytes=0-1", 100, if_range='"old"', etag='"new"') is None
+    assert parse_range("bytes=0-1", 100, if_range='"new"', etag='"new"') == ByteRange(0, 1)
