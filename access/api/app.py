@@ -12,6 +12,8 @@
     GET    /lifecycle/report                copies, bytes and expiries per tenant and tier
     GET    /audit, /audit/verify            the trail, and its hash-chain check
     POST   /break-glass                     IT: time-limited playback with a ticket
+    POST   /subjects/{object,erase,restrict,lift,rectify,export}   data-subject requests by number
+    GET    /exports/{tenant}/{id}.zip       the export ZIP, by a short-lived signed link
     GET    /openapi.json, /docs             the schema
 
 Creating the app connects to nothing: services are built on the first request that needs
@@ -32,10 +34,10 @@ from ..settings import AccessSettings, get_access_settings
 from . import errors
 from .deps import ApiContext, utcnow
 from .metrics import ApiMetrics, MetricsMiddleware
-from .views import audio, audit, break_glass, copies, health, holds, lifecycle, recordings
+from .views import audio, audit, break_glass, copies, health, holds, lifecycle, recordings, subjects
 
 ROUTERS = (health.router, recordings.router, audio.router, copies.router, holds.router, lifecycle.router,
-           audit.router, break_glass.router)
+           audit.router, break_glass.router, subjects.router)
 
 
 def create_app(services: Services | None = None, settings: AccessSettings | None = None, *,

@@ -1,0 +1,191 @@
+"""Data-subject requests through the API (internal control), and the export download link.
+
+    POST /subjects/object | erase | restrict | lift | rectify | export    {tenant, numbers[, ...]}
+    GET  /exports/{tenant}/{request_id}.zip?user=&expires=&sig=           short-lived signed link
+
+The export link is signed (HMAC-SHA256 with the token secret) over tenant, request, user and
+expiry, so it can be opened by a browser without the bearer token, for a few minutes, and
+only as the user it was made for; every download is audited under that user.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from datetime import datetime, timedelta, timezone
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
+
+from ...exceptions import Forbidden, NotFound, Unauthenticated
+from ...identities import load_user
+from ...policy import Action, User, account_state
+from ...subjects import Actor, erase, export, object_to_recording, rectify, render_export_zip, restrict
+from ..deps import ApiContext, context, current_user, now
+from ..gate import Gate
+from ..models import Text, errors
+
+router = APIRouter(tags=["data-subject requests"])
+
+Number = Annotated[Text, Field(min_length=3, max_length=40, description="a phone number, any usual format")]
+
+
+class SubjectRequest(BaseModel):
+    tenant: Annotated[Text, Field(min_length=1, max_length=64)]
+    numbers: list[Number] = Field(min_length=1, max_length=100)
+
+
+class RectifyRequest(SubjectRequest):
+    new_number: Number | None = None
+    agent_id: Annotated[Text, Field(min_length=1, max_length=100)] | None = None
+    team_id: Annotated[Text, Field(min_length=1, max_length=100)] | None = None
+
+
+class KeptCopy(BaseModel):
+    copy_id: str
+    recording_id: str
+    tier: str
+    hold_reason: str | None
+
+
+class ErasedCopy(BaseModel):
+    copy_id: str
+    recording_id: str
+    tier: str
+
+
+class ErasureOutcome(BaseModel):
+    erased_recordings: list[str]
+    erased_copies: list[ErasedCopy]
+    kept_copies: list[KeptCopy] = Field(description="copies kept because of a legal hold, with its reason")
+    keys_destroyed: int
+
+
+class CountOutcome(BaseModel):
+    recordings: int
+
+
+class ExportOutcome(BaseModel):
+    request_id: str
+    recordings: int
+    download_url: str | None = Field(description="signed link to the ZIP, valid until expires_at")
+    expires_at: datetime | None
+
+
+def _authorise(gate: Gate, user: User, action: str, tenant: str) -> None:
+    decision = gate.decide(Action.SUBJECT_REQUEST, None)
+    if not decision.allowed or not user.in_tenant(tenant):
+        reason = decision.reason if not decision.allowed else f"tenant {tenant} is outside the user's tenants"
+        raise gate.refuse(action, reason, target_type="tenant", target_id=tenant)
+    gate.record(action, target_type="tenant", target_id=tenant, outcome="allowed", reason=decision.reason)
+
+
+def _run(ctx: ApiContext, user: User, at: datetime, action: str, tenant: str, fn):
+    with ctx.unit_of_work() as uow:
+        _authorise(Gate(uow, user, at, ctx.metrics), user, action, tenant)
+        result = fn(uow.conn, ctx.services, Actor(user.id, user.role.value))
+        uow.commit()
+    return result
+
+
+def _erasure(report) -> ErasureOutcome:
+    return ErasureOutcome(**report.as_dict())
+
+
+@router.post("/subjects/object", response_model=ErasureOutcome, responses=errors())
+def subjects_object(body: SubjectRequest, user: User = Depends(current_user), at: datetime = Depends(now),
+                    ctx: ApiContext = Depends(context)) -> ErasureOutcome:
+    return _erasure(_run(ctx, user, at, "subject:object", body.tenant, lambda conn, svc, actor: object_to_recording(
+        conn, svc.store, svc.keys, tenant=body.tenant, numbers=body.numbers, actor=actor, now=at)))
+
+
+@router.post("/subjects/erase", response_model=ErasureOutcome, responses=errors())
+def subjects_erase(body: SubjectRequest, user: User = Depends(current_user), at: datetime = Depends(now),
+                   ctx: ApiContext = Depends(context)) -> ErasureOutcome:
+    return _erasure(_run(ctx, user, at, "subject:erase", body.tenant, lambda conn, svc, actor: erase(
+        conn, svc.store, svc.keys, tenant=body.tenant, numbers=body.numbers, actor=actor, now=at)))
+
+
+@router.post("/subjects/restrict", response_model=CountOutcome, responses=errors())
+def subjects_restrict(body: SubjectRequest, user: User = Depends(current_user), at: datetime = Depends(now),
+                      ctx: ApiContext = Depends(context)) -> CountOutcome:
+    return CountOutcome(recordings=_run(ctx, user, at, "subject:restrict", body.tenant, lambda conn, svc, actor: restrict(
+        conn, svc.keys, tenant=body.tenant, numbers=body.numbers, actor=actor, now=at)))
+
+
+@router.post("/subjects/lift", response_model=CountOutcome, responses=errors())
+def subjects_lift(body: SubjectRequest, user: User = Depends(current_user), at: datetime = Depends(now),
+                  ctx: ApiContext = Depends(context)) -> CountOutcome:
+    return CountOutcome(recordings=_run(ctx, user, at, "subject:lift", body.tenant, lambda conn, svc, actor: restrict(
+        conn, svc.keys, tenant=body.tenant, numbers=body.numbers, actor=actor, now=at, lift=True)))
+
+
+@router.post("/subjects/rectify", response_model=CountOutcome, responses=errors())
+def subjects_rectify(body: RectifyRequest, user: User = Depends(current_user), at: datetime = Depends(now),
+                     ctx: ApiContext = Depends(context)) -> CountOutcome:
+    import sqlalchemy as sa
+
+    from storage.catalog import tables as t
+
+    from ...subjects import hashes
+
+    def run(conn, svc, actor):
+        ids = conn.execute(sa.select(t.recordings.c.id).where(
+            t.recordings.c.tenant_id == body.tenant,
+            t.recordings.c.number_hash.in_(hashes(svc.keys, body.tenant, body.numbers)))).scalars().all()
+        if not ids:
+            return 0
+        return rectify(conn, svc.keys, tenant=body.tenant, recording_ids=ids, actor=actor, now=at,
+                       caller_number=body.new_number, agent_id=body.agent_id, team_id=body.team_id)
+
+    return CountOutcome(recordings=_run(ctx, user, at, "subject:rectify", body.tenant, run))
+
+
+def sign(secret: str, tenant: str, request_id: str, user_id: str, expires: int) -> str:
+    message = f"{tenant}\n{request_id}\n{user_id}\n{expires}".encode()
+    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+
+
+@router.post("/subjects/export", response_model=ExportOutcome, responses=errors())
+def subjects_export(body: SubjectRequest, user: User = Depends(current_user), at: datetime = Depends(now),
+                    ctx: ApiContext = Depends(context)) -> ExportOutcome:
+    result = _run(ctx, user, at, "subject:export", body.tenant, lambda conn, svc, actor: export(
+        conn, svc.store, svc.keys, tenant=body.tenant, numbers=body.numbers, actor=actor, now=at))
+    if not result.recordings:
+        return ExportOutcome(request_id=result.request_id, recordings=0, download_url=None, expires_at=None)
+    expires = int((at + timedelta(seconds=ctx.settings.stream_url_ttl_seconds)).timestamp())
+    secret = ctx.settings.jwt_secret.get_secret_value() if ctx.settings.jwt_secret else ""
+    sig = sign(secret, body.tenant, result.request_id, user.id, expires)
+    url = f"/exports/{body.tenant}/{result.request_id}.zip?user={user.id}&expires={expires}&sig={sig}"
+    return ExportOutcome(request_id=result.request_id, recordings=result.recordings, download_url=url,
+                         expires_at=datetime.fromtimestamp(expires, timezone.utc))
+
+
+@router.get("/exports/{tenant}/{request_id}.zip", responses={**errors(404), 200: {"content": {"application/zip": {}}}},
+            response_class=Response)
+def download_export(tenant: str, request_id: str, user: Annotated[str, Query(max_length=64)],
+                    expires: Annotated[int, Query(ge=0, le=2**40)], sig: Annotated[str, Query(max_length=128, description="hex HMAC")],
+                    at: datetime = Depends(now), ctx: ApiContext = Depends(context)) -> Response:
+    secret = ctx.settings.jwt_secret.get_secret_value() if ctx.settings.jwt_secret else ""
+    expected = sign(secret, tenant, request_id, user, expires).encode()
+    if not secret or not hmac.compare_digest(expected, sig.encode("utf-8", "surrogatepass")):
+        raise Unauthenticated("invalid download link")
+    if at.timestamp() > expires:
+        raise Unauthenticated("download link expired", hint="ask for the export again")
+    svc = ctx.services
+    with ctx.unit_of_work() as uow:
+        who = load_user(uow.conn, user)
+        if who is None or account_state(who, at) is not None or not who.in_tenant(tenant):
+            raise Forbidden("the link's user may no longer download this export")
+        gate = Gate(uow, who, at, ctx.metrics)
+        try:
+            payload = render_export_zip(uow.conn, svc.store, svc.keys, tenant=tenant, request_id=request_id)
+        except NotFound:
+            raise NotFound(f"export {request_id} not found") from None
+        gate.record("subject:export:download", target_type="export", target_id=request_id, outcome="allowed",
+                    detail={"tenant": tenant, "bytes": len(payload)})
+        uow.commit()
+    return Response(payload, media_type="application/zip",
+                    headers={"Content-Disposition": f'attachment; filename="callvault-export-{request_id}.zip"'})
