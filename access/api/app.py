@@ -6,7 +6,8 @@
     GET    /recordings/{id}                 detail: copies, retention, holds, redactions, restriction
     POST   /recordings/{id}/copies          monitoring / training / complaint-extract copy
     POST   /recordings/{id}/hold            legal hold on every copy; DELETE releases it
-    GET    /copies/{id}/audio               playback with HTTP Range (200 / 206 / 416)
+    GET    /copies/{id}/audio               playback with HTTP Range (200 / 206 / 416); bearer or stream link
+    POST   /copies/{id}/stream-link         a signed, short-lived URL of that audio (for an <audio> element)
     GET    /copies/{id}/export              download as an attachment (internal control)
     POST   /copies/{id}/hold                legal hold on one copy; DELETE releases it
     GET    /lifecycle/report                copies, bytes and expiries per tenant and tier
@@ -15,6 +16,7 @@
     POST   /subjects/{object,erase,restrict,lift,rectify,export}   data-subject requests by number
     GET    /exports/{tenant}/{id}.zip       the export ZIP, by a short-lived signed link
     GET    /openapi.json, /docs             the schema
+    GET    /console/...                     the web console (``access.console``); / redirects there
 
 Creating the app connects to nothing: services are built on the first request that needs
 them (or passed in, as tests do).
@@ -30,6 +32,7 @@ from fastapi import FastAPI
 import callvault
 from callvault.bootstrap import Services
 
+from ..console import install as install_console
 from ..settings import AccessSettings, get_access_settings
 from . import errors
 from .deps import ApiContext, utcnow
@@ -52,4 +55,5 @@ def create_app(services: Services | None = None, settings: AccessSettings | None
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     for router in ROUTERS:
         app.include_router(router)
+    install_console(app)
     return app

@@ -4,18 +4,25 @@ The caller is established afresh on every request: the bearer token only says wh
 calling (``tokens.verify_token``); the user is then loaded from the catalog, so a revocation
 or a past contract end refuses the very next request even with an unexpired token. Such a
 refusal is a decision and is audited.
+
+Audio may instead be fetched with a signed stream link (``listener``): the link names the
+user, and the same checks then apply to that user.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Callable
+from typing import Annotated, Callable
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from callvault.bootstrap import Services
+from callvault.errors import ConfigurationError
 from storage.catalog.db import UnitOfWork
 
 from .. import audit
@@ -71,6 +78,11 @@ def current_user(request: Request, credentials: HTTPAuthorizationCredentials | N
         user = load_user(conn, user_id)
     if user is None:
         raise Unauthenticated("invalid token")
+    return _active(request, ctx, user, at)
+
+
+def _active(request: Request, ctx: ApiContext, user: User, at: datetime) -> User:
+    """The user, unless revoked or past their contract end (a refusal that is audited)."""
     refused = account_state(user, at)
     if refused is not None:
         route = getattr(request.scope.get("route"), "path", request.url.path)
@@ -80,3 +92,61 @@ def current_user(request: Request, credentials: HTTPAuthorizationCredentials | N
         ctx.metrics.decision("api:request", False)
         raise Forbidden(refused.reason)
     return user
+
+
+# --- signed stream links -------------------------------------------------------------------------
+# An <audio> element cannot send an Authorization header. ``POST /copies/{id}/stream-link``
+# (policy-checked and audited) hands out a URL signed for one copy, one user and a few
+# minutes; ``GET /copies/{id}/audio`` accepts it instead of a bearer, then decides and audits
+# every range as that user. The user is reloaded on each request, so a revocation still
+# applies at once.
+
+def link_secret(settings: AccessSettings) -> str:
+    if settings.jwt_secret is None:
+        raise ConfigurationError("CALLVAULT_ACCESS_JWT_SECRET", "is not set", hint="stream links are signed with it")
+    return settings.jwt_secret.get_secret_value()
+
+
+def stream_signature(secret: str, copy_id: uuid.UUID | str, user_id: str, expires: int) -> str:
+    # NUL separators and a fixed prefix: never the message of an export link (``subjects.sign``).
+    message = f"callvault:stream\x00{copy_id}\x00{user_id}\x00{expires}".encode()
+    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+
+
+@dataclass(frozen=True)
+class StreamLink:
+    copy_id: uuid.UUID
+    user_id: str
+    expires: int
+
+
+def stream_link(copy_id: uuid.UUID,
+                user: Annotated[str | None, Query(max_length=64, description="stream link: its user")] = None,
+                expires: Annotated[int | None, Query(ge=0, le=2**40, description="stream link: expiry, Unix time")] = None,
+                sig: Annotated[str | None, Query(max_length=128, description="stream link: hex HMAC")] = None,
+                ctx: ApiContext = Depends(context), at: datetime = Depends(now)) -> StreamLink | None:
+    """The verified link of a request, or None when it carries none (then a bearer is needed)."""
+    if user is None and expires is None and sig is None:
+        return None
+    secret = ctx.settings.jwt_secret.get_secret_value() if ctx.settings.jwt_secret else ""
+    if not secret or user is None or expires is None or sig is None:
+        raise Unauthenticated("invalid stream link")
+    expected = stream_signature(secret, copy_id, user, expires).encode()
+    if not hmac.compare_digest(expected, sig.encode("utf-8", "surrogatepass")):
+        raise Unauthenticated("invalid stream link")
+    if at.timestamp() > expires:
+        raise Unauthenticated("stream link expired", hint="ask for a new one (POST /copies/{id}/stream-link)")
+    return StreamLink(copy_id, user, expires)
+
+
+def listener(request: Request, link: StreamLink | None = Depends(stream_link),
+             credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),
+             ctx: ApiContext = Depends(context), at: datetime = Depends(now)) -> User:
+    """Who is streaming: the user a valid stream link names, else the bearer's."""
+    if link is None:
+        return current_user(request, credentials, ctx, at)
+    with ctx.services.engine.connect() as conn:
+        user = load_user(conn, link.user_id)
+    if user is None:
+        raise Unauthenticated("invalid stream link")
+    return _active(request, ctx, user, at)

@@ -3,16 +3,22 @@
 Two actions, audited apart: a listen (``recording:audio:stream``, with its byte range, and
 the break-glass ticket for IT) and a download (``recording:audio:export``, internal control).
 Range handling is in ``ranges``; a multi-range request gets the whole audio (200).
+
+``POST /copies/{id}/stream-link`` is for an ``<audio>`` element, which cannot send a bearer:
+the same decision as a listen, audited, then a URL signed for that copy and user, valid
+``stream_url_ttl_seconds``. Each request made with it is decided and audited again.
 """
 
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import Annotated
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Header
 from fastapi.responses import Response, StreamingResponse
+from pydantic import BaseModel
 
 from callvault.errors import CallvaultError
 
@@ -20,7 +26,8 @@ from ...exceptions import InvalidRange, NotFound
 from ...identities import active_grant
 from ...policy import Action, Decision, Role, User
 from .. import catalog
-from ..deps import ApiContext, context, current_user, now
+from ..deps import ApiContext, StreamLink, context, current_user, link_secret, listener, now, stream_link, \
+    stream_signature
 from ..errors import error_response
 from ..gate import Gate
 from ..models import errors
@@ -65,8 +72,8 @@ def _open(uow, copy_id: uuid.UUID) -> catalog.CopyOf:
 def stream_audio(copy_id: uuid.UUID,
                  range_: Annotated[str | None, Header(alias="range", max_length=200, description=_RANGE_DOC)] = None,
                  if_range: Annotated[str | None, Header(alias="if-range", max_length=200)] = None,
-                 user: User = Depends(current_user), at: datetime = Depends(now),
-                 ctx: ApiContext = Depends(context)) -> Response:
+                 user: User = Depends(listener), link: StreamLink | None = Depends(stream_link),
+                 at: datetime = Depends(now), ctx: ApiContext = Depends(context)) -> Response:
     with ctx.unit_of_work() as uow:
         gate = Gate(uow, user, at, ctx.metrics)
         found = _open(uow, copy_id)
@@ -75,6 +82,8 @@ def stream_audio(copy_id: uuid.UUID,
                               grant=grant, audit_allowed=False)
         total, etag = found.audio_bytes, _etag(found.copy)
         audited = {"recording_id": str(found.recording["id"]), "tier": found.copy["tier"], "total": total}
+        if link is not None:
+            audited["via"] = "stream-link"
         try:
             wanted = parse_range(range_, total, if_range=if_range, etag=etag)
         except Unsatisfiable:
@@ -94,6 +103,30 @@ def stream_audio(copy_id: uuid.UUID,
         headers["Content-Range"] = wanted.content_range(total)
     return StreamingResponse(body, status_code=206 if wanted else 200, headers=headers,
                              media_type=content_type(found.recording["audio_format"]))
+
+
+class StreamLinkIssued(BaseModel):
+    url: str
+    expires_at: datetime
+
+
+@router.post("/copies/{copy_id}/stream-link", response_model=StreamLinkIssued, responses=errors(404))
+def new_stream_link(copy_id: uuid.UUID, user: User = Depends(current_user), at: datetime = Depends(now),
+                    ctx: ApiContext = Depends(context)) -> StreamLinkIssued:
+    secret = link_secret(ctx.settings)
+    expires = int((at + timedelta(seconds=ctx.settings.stream_url_ttl_seconds)).timestamp())
+    with ctx.unit_of_work() as uow:
+        gate = Gate(uow, user, at, ctx.metrics)
+        found = _open(uow, copy_id)
+        grant = active_grant(uow.conn, user.id, found.recording["id"], at) if user.role is Role.IT else None
+        gate.check(Action.STREAM, found.target, target_type="copy", target_id=str(copy_id), grant=grant,
+                   detail={"recording_id": str(found.recording["id"]), "tier": found.copy["tier"],
+                           "stream_link_expires": expires})
+        uow.commit()
+    sig = stream_signature(secret, copy_id, user.id, expires)
+    query = urlencode({"user": user.id, "expires": expires, "sig": sig})
+    return StreamLinkIssued(url=f"/copies/{copy_id}/audio?{query}",
+                            expires_at=datetime.fromtimestamp(expires, timezone.utc))
 
 
 @router.get("/copies/{copy_id}/export", response_class=StreamingResponse,

@@ -23,7 +23,7 @@ from ...exceptions import Forbidden, NotFound, Unauthenticated
 from ...identities import load_user
 from ...policy import Action, User, account_state
 from ...subjects import Actor, erase, export, object_to_recording, rectify, render_export_zip, restrict
-from ..deps import ApiContext, context, current_user, now
+from ..deps import ApiContext, context, current_user, link_secret, now
 from ..gate import Gate
 from ..models import Text, errors
 
@@ -156,7 +156,7 @@ def subjects_export(body: SubjectRequest, user: User = Depends(current_user), at
     if not result.recordings:
         return ExportOutcome(request_id=result.request_id, recordings=0, download_url=None, expires_at=None)
     expires = int((at + timedelta(seconds=ctx.settings.stream_url_ttl_seconds)).timestamp())
-    secret = ctx.settings.jwt_secret.get_secret_value() if ctx.settings.jwt_secret else ""
+    secret = link_secret(ctx.settings)  # no secret: a clear configuration error, not a dead link
     sig = sign(secret, body.tenant, result.request_id, user.id, expires)
     url = f"/exports/{body.tenant}/{result.request_id}.zip?user={user.id}&expires={expires}&sig={sig}"
     return ExportOutcome(request_id=result.request_id, recordings=result.recordings, download_url=url,
@@ -168,9 +168,8 @@ def subjects_export(body: SubjectRequest, user: User = Depends(current_user), at
 def download_export(tenant: str, request_id: str, user: Annotated[str, Query(max_length=64)],
                     expires: Annotated[int, Query(ge=0, le=2**40)], sig: Annotated[str, Query(max_length=128, description="hex HMAC")],
                     at: datetime = Depends(now), ctx: ApiContext = Depends(context)) -> Response:
-    secret = ctx.settings.jwt_secret.get_secret_value() if ctx.settings.jwt_secret else ""
-    expected = sign(secret, tenant, request_id, user, expires).encode()
-    if not secret or not hmac.compare_digest(expected, sig.encode("utf-8", "surrogatepass")):
+    expected = sign(link_secret(ctx.settings), tenant, request_id, user, expires).encode()
+    if not hmac.compare_digest(expected, sig.encode("utf-8", "surrogatepass")):
         raise Unauthenticated("invalid download link")
     if at.timestamp() > expires:
         raise Unauthenticated("download link expired", hint="ask for the export again")
