@@ -139,7 +139,9 @@ def chromium() -> str:
     return str(CHROMIUM)
 
 
-@pytest.fixture(scope="session")
+# Package scope, not session: Playwright's sync API keeps an event loop running in the main
+# thread while it is open, and the integration tests after these call asyncio.run().
+@pytest.fixture(scope="package")
 def browser(chromium: str):
     from playwright.sync_api import sync_playwright
 
