@@ -181,7 +181,6 @@ class Scratch:
 @contextmanager
 def scratch_pipeline(st, storage_format: str, log_path: Path):
     """A real worker on scratch topics, buckets and schema, as the `pipeline` test fixture builds it."""
-    import sqlalchemy as sa
     from aiokafka.admin import AIOKafkaAdminClient
 
     from ingest.settings import KafkaSettings

@@ -13,7 +13,7 @@ same one-minute µ-law call as ``bench.ingest``:
 
     .venv/bin/python -m bench.profile_ingest [--n 20] [--modes opus,flac]
 
-Writes ``bench/out/profile-<format>-{service,worker}.txt`` and ``.html``.
+Writes ``bench/out/profile-<format>-service.{txt,html}`` and ``profile-<format>-worker.txt``.
 """
 
 from __future__ import annotations
@@ -67,7 +67,6 @@ def profile_service(st, fmt: str, audio: bytes, n: int) -> Path:
 
 def profile_worker(st, fmt: str, audio: bytes, n: int) -> Path:
     out = common.OUT / f"profile-{fmt}-worker.txt"
-    html = common.OUT / f"profile-{fmt}-worker.html"
     with bi.scratch_pipeline(st, fmt, common.OUT / f"profile-{fmt}-worker.log") as scratch:
         pipe = scratch.pipe
         log = pipe.log_path.open("ab")
@@ -87,7 +86,6 @@ def profile_worker(st, fmt: str, audio: bytes, n: int) -> Path:
             os.killpg(pipe.process.pid, signal.SIGKILL)
     if not out.exists():
         common.say(f"profile[{fmt}] worker: pyinstrument wrote nothing (see {pipe.log_path})")
-    del html
     return out
 
 

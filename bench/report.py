@@ -219,7 +219,7 @@ def render(machine: dict, ingest: dict | None, encryption: dict | None) -> str:
         lines += encryption_section(encryption)
     notes = common.ROOT / "bench" / "NOTES.md"
     if notes.exists():
-        lines += ["## Analysis", "", f"See [NOTES.md](NOTES.md) (profile of the worker and what limits it).", ""]
+        lines += ["## Analysis", "", "See [NOTES.md](NOTES.md) (profile of the worker and what limits it).", ""]
     return "\n".join(lines).rstrip() + "\n"
 
 
