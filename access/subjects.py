@@ -21,7 +21,6 @@ import io
 import json
 import uuid
 import zipfile
-from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -102,11 +101,7 @@ def erase(conn: sa.Connection, store: ObjectStore, keys: KeyRing, *, tenant: str
         report.kept_copies.append({"copy_id": str(c["id"]), "recording_id": str(c["recording_id"]),
                                    "tier": c["tier"], "hold_reason": c["hold_reason"]})
     # 2. Unheld copies: every object version, then the rows.
-    by_bucket: dict[str, list[str]] = defaultdict(list)
-    for c in doomed:
-        by_bucket[c["bucket"]].append(c["object_key"])
-    for bucket, object_keys in by_bucket.items():
-        store.delete_many(bucket, object_keys)
+    store.delete_located((c["bucket"], c["object_key"]) for c in doomed)
     doomed_ids = [c["id"] for c in doomed]
     for i in range(0, len(doomed_ids), 1000):
         conn.execute(t.copies.delete().where(t.copies.c.id.in_(doomed_ids[i:i + 1000])))

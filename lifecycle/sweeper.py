@@ -17,7 +17,6 @@ on ``expires_at`` over unheld copies), not with the size of the catalog.
 from __future__ import annotations
 
 import uuid
-from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Callable
@@ -113,11 +112,7 @@ def sweep(engine: sa.Engine, store: ObjectStore, *, now: datetime, batch_size: i
         rows = _mark(engine, now, batch_size)
         if not rows:
             break
-        by_bucket: dict[str, list[str]] = defaultdict(list)
-        for r in rows:
-            by_bucket[r.bucket].append(r.object_key)
-        for bucket, keys in by_bucket.items():
-            store.delete_many(bucket, keys)
+        store.delete_located((r.bucket, r.object_key) for r in rows)
         deleted, empty = _delete_rows(engine, rows, now)
         report.batches += 1
         report.deleted_copies += deleted

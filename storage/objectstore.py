@@ -7,6 +7,7 @@ callers from ids (never a phone number, see ``storage.keys``).
 from __future__ import annotations
 
 import io
+from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -201,6 +202,13 @@ class ObjectStore:
         if batch:
             deleted += self._delete_batch(bucket, batch)
         return deleted
+
+    def delete_located(self, located: Iterable[tuple[str, str]]) -> int:
+        """``delete_many`` for (bucket, key) pairs that may span buckets (sweeps, erasures)."""
+        by_bucket: dict[str, list[str]] = defaultdict(list)
+        for bucket, key in located:
+            by_bucket[bucket].append(key)
+        return sum(self.delete_many(bucket, keys) for bucket, keys in by_bucket.items())
 
     def _delete_batch(self, bucket: str, batch: list[dict]) -> int:
         try:
