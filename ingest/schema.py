@@ -3,8 +3,12 @@
 The contract is strict on purpose.  Unknown keys are refused (``extra="forbid"``): a typo
 such as ``"redaction"`` for ``"redactions"`` would otherwise drop the payment spans and
 store a card number.  Times must carry an offset, because retention runs on the call's
-start and "10:00" means two instants a DST change apart.  Numbers and millisecond values
-are strictly typed (no "100" for 100, no Unix timestamps).  Anything new goes into a v2.
+start and "10:00" means two instants a DST change apart; a start before 2000 is a reset
+clock (Unix epoch, year 1), refused rather than silently expired on arrival.  Numbers and
+millisecond values are strictly typed (no "100" for 100, no Unix timestamps).  A key given
+twice in one object is refused: JSON parsers disagree on which one wins, so
+``"redactions": [...], "redactions": []`` could mean spans to one reader and none to us.
+Anything new goes into a v2.
 
 Validation errors are turned into ``InvalidMessage`` with field paths and error types only:
 pydantic's own errors carry the offending *input* (the number, the base64 audio) and must
@@ -21,6 +25,7 @@ import binascii
 import json
 import re
 import sys
+from collections import Counter
 from datetime import datetime, timedelta, timezone
 from enum import StrEnum
 from pathlib import Path
@@ -38,6 +43,7 @@ SCHEMA_V1 = "callvault.recording/v1"
 JSON_SCHEMA_PATH = Path(__file__).with_name("schema") / "recording-v1.schema.json"
 MAX_REDACTIONS = 1000
 MAX_CALL_MS = 24 * 3600 * 1000  # no call lasts a day; bounds spans to sane integers
+EARLIEST_START = datetime(2000, 1, 1, tzinfo=timezone.utc)  # before: a reset clock, not a call
 
 
 class Direction(StrEnum):
@@ -133,7 +139,8 @@ class AudioPayload(_Model):
 
 
 class RecordingMessage(_Model):
-    """One recorded call. Kafka key: the recording_id. Delivery is at least once; replays are harmless."""
+    """One recorded call. Kafka key: the recording_id. Delivery is at least once; replays are harmless.
+    A key appears at most once per object."""
 
     model_config = ConfigDict(title="callvault recording message v1", validate_by_name=True,
                               validate_by_alias=True, serialize_by_alias=True)
@@ -141,7 +148,8 @@ class RecordingMessage(_Model):
     schema_: Literal["callvault.recording/v1"] = Field(alias="schema")
     recording_id: RecordingId = Field(description="Telephony's id for the call; the idempotency key.")
     tenant: Slug = Field(description="The client (data controller) the call belongs to.")
-    started_at: Instant = Field(description="Call start, RFC 3339 with an offset (Z or +01:00).")
+    started_at: Instant = Field(description="Call start, RFC 3339 with an offset (Z or +01:00), not before 2000.",
+                                json_schema_extra={"formatMinimum": EARLIEST_START.isoformat().replace("+00:00", "Z")})
     direction: Direction
     caller_number: str = Field(max_length=MAX_INPUT_LENGTH, repr=False, description=(
         "The customer's number, whatever the direction. Any format; national numbers are read as French "
@@ -158,6 +166,13 @@ class RecordingMessage(_Model):
     @classmethod
     def _to_utc(cls, value: datetime | None) -> datetime | None:
         return None if value is None else value.astimezone(timezone.utc)
+
+    @field_validator("started_at")
+    @classmethod
+    def _not_before_2000(cls, value: datetime) -> datetime:
+        if value < EARLIEST_START:
+            raise PydanticCustomError("too_early", "is before 2000: a reset clock, not a call")
+        return value
 
     @field_validator("caller_number")
     @classmethod
@@ -195,7 +210,7 @@ _SAFE_MSG_TYPES = frozenset({
     "string_too_long", "string_pattern_mismatch", "int_type", "greater_than", "greater_than_equal",
     "less_than", "less_than_equal", "too_long", "too_short", "datetime_type", "datetime_parsing", "bytes_type",
     "model_type", "model_attributes_type", "dict_type", "tuple_type", "json_invalid", "json_type",
-    "invalid_number", "base64", "span_order", "audio_source",
+    "invalid_number", "base64", "span_order", "audio_source", "too_early",
 })
 _SAFE_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 _SAFE_SCHEMA = re.compile(r"^[A-Za-z._/-]*\d{0,3}$")
@@ -215,8 +230,12 @@ def _translate(exc: ValidationError) -> InvalidMessage:
             shown = e["input"] if len(e["input"]) <= 64 and _SAFE_SCHEMA.match(e["input"]) else "<other>"
             return UnsupportedSchema(f"unsupported schema {shown!r}; this worker reads {SCHEMA_V1!r}",
                                      errors=[FieldError(("schema",), "unsupported_schema")])
-    errors = [FieldError(tuple(_safe_loc(p) for p in e["loc"]), e["type"],
-                         e["msg"][:160] if e["type"] in _SAFE_MSG_TYPES else "") for e in raw]
+    return _invalid([FieldError(tuple(_safe_loc(p) for p in e["loc"]), e["type"],
+                                e["msg"][:160] if e["type"] in _SAFE_MSG_TYPES else "") for e in raw])
+
+
+def _invalid(errors: list[FieldError]) -> InvalidMessage:
+    """The most specific error class that covers every problem found."""
     if all(e.type == "invalid_number" for e in errors):
         return InvalidNumber.from_errors(errors)
     if all(e.loc[:1] == ("redactions",) for e in errors):
@@ -224,12 +243,41 @@ def _translate(exc: ValidationError) -> InvalidMessage:
     return InvalidMessage.from_errors(errors)
 
 
+class _Object(dict):
+    """A parsed JSON object that remembers which of its keys were given more than once."""
+
+    repeated: list[str]
+
+
+def _object(pairs: list[tuple[str, Any]]) -> _Object:
+    obj = _Object(pairs)
+    obj.repeated = [key for key, n in Counter(key for key, _ in pairs).items() if n > 1]
+    return obj
+
+
+def _repeated_keys(value: Any, loc: tuple[str | int, ...] = ()) -> Iterable[FieldError]:
+    if isinstance(value, _Object):
+        for key in value.repeated:
+            yield FieldError(tuple(_safe_loc(p) for p in (*loc, key)), "duplicate_key", "key given more than once")
+        for key, item in value.items():
+            yield from _repeated_keys(item, (*loc, key))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _repeated_keys(item, (*loc, i))
+
+
 def parse_message(raw: bytes, *, default_region: str = "FR") -> RecordingMessage:
     """Bytes from Kafka to a validated message, or ``InvalidMessage`` (or a subclass)."""
     try:
-        return RecordingMessage.model_validate_json(raw, context={"default_region": default_region})
+        msg = RecordingMessage.model_validate_json(raw, context={"default_region": default_region})
     except ValidationError as exc:
         raise _translate(exc) from None
+    # Only a valid message is parsed again (shallow, and already known to be UTF-8 JSON):
+    # pydantic keeps the last of repeated keys without a word.
+    errors = list(_repeated_keys(json.loads(raw, object_pairs_hook=_object)))
+    if errors:
+        raise _invalid(errors)
+    return msg
 
 
 def guess_format(data: bytes) -> AudioFormat | None:

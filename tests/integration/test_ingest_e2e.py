@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import io
 import json
+import time
+import urllib.request
+from collections import Counter
 from datetime import datetime, timedelta, timezone
 
 import pytest
 import sqlalchemy as sa
+from prometheus_client.parser import text_string_to_metric_families
 from pydub import AudioSegment
 
 from ingest.producer import Call
 from lifecycle.tiers import add_months
-from ingest.schema import build_message
 from ingest.service import recording_uuid
 from storage.catalog import tables as t
 from storage.copies import read_copy
 from storage.keys import KeyRing
 from tests.audio_fixtures import encode, sine_wav
+from tests.bad_input_corpus import CORPUS, LIMITS, NUMBER_FORMS, World, good, leaked
 
 pytestmark = pytest.mark.integration
 NOW = datetime.now(timezone.utc).replace(microsecond=0)
@@ -78,31 +82,6 @@ def test_redelivery_is_a_duplicate_and_changed_audio_is_a_conflict(pipeline):
     assert len(versions.get("Versions", [])) == 1  # the duplicate wrote nothing
 
 
-def test_bad_messages_are_dead_lettered_with_reasons_and_good_calls_keep_flowing(pipeline):
-    good = build_message(recording_id="tel-ok", tenant="acme", started_at=NOW, caller_number="0612345678",
-                         agent_id="a1", audio=sine_wav(1.0))
-    as_dict = json.loads(good.to_bytes())
-    bad = {
-        "not json": b"\x00\x01garbage",
-        "missing field": json.dumps({k: v for k, v in as_dict.items() if k != "agent_id"}).encode(),
-        "naive time": json.dumps({**as_dict, "recording_id": "x1", "started_at": "2026-11-23T10:00:00"}).encode(),
-        "bad number": json.dumps({**as_dict, "recording_id": "x2", "caller_number": "12"}).encode(),
-        "unknown tenant": json.dumps({**as_dict, "recording_id": "x3", "tenant": "nobody"}).encode(),
-        "not audio": json.dumps({**as_dict, "recording_id": "x4",
-                                 "audio": {"inline": "aGVsbG8gd29ybGQgdGhpcyBpcyBub3QgYXVkaW8="}}).encode(),
-        "schema v2": json.dumps({**as_dict, "recording_id": "x5", "schema": "callvault.recording/v2"}).encode(),
-    }
-    pipeline.push_raw(*[(b"bad", value) for value in bad.values()], (b"tel-ok", good.to_bytes()))
-    pipeline.wait_for(stored, count=1)
-    dead = pipeline.wait_for(lambda e: e.get("type") == "dead-letter", count=len(bad))
-    reasons = sorted(d["reason"] for d in dead)
-    assert reasons == sorted(["invalid_message", "invalid_message", "invalid_message", "invalid_number",
-                              "unknown_tenant", "undecodable_audio", "unsupported_schema"])
-    assert {d["value"] for d in dead} == set(bad.values())  # kept whole, for replay
-    assert all(d["error"] for d in dead)
-    assert "0612345678" not in pipeline.worker_log() and "+33612345678" not in pipeline.worker_log()
-
-
 def test_an_objecting_number_is_never_stored(pipeline):
     keys = KeyRing.from_settings(pipeline.storage)
     with pipeline.engine.begin() as conn:
@@ -136,51 +115,61 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_every_kind_of_bad_input_is_dead_lettered_and_counted(pipeline):
-    import hashlib
-    import urllib.request
+def _metrics(port: int) -> dict[tuple[str, str], float]:
+    """The worker's Prometheus samples as {(name, first label value or ""): value}."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    return {(sample.name, next(iter(sample.labels.values()), "")): sample.value
+            for family in text_string_to_metric_families(text) for sample in family.samples}
 
-    from ingest.schema import AudioRef
-    from tests.audio_fixtures import pcm_to_wav
 
+def test_the_bad_input_corpus_is_dead_lettered_with_reasons_and_good_calls_keep_flowing(pipeline):
+    """Every kind of bad input in tests/bad_input_corpus.py, with a good call every 16 of them."""
     port = _free_port()
     pipeline.stop_worker()
-    pipeline.env.update({"CALLVAULT_INGEST_METRICS_PORT": str(port), "CALLVAULT_INGEST_MAX_DURATION_SECONDS": "30"})
+    pipeline.env.update({"CALLVAULT_INGEST_METRICS_PORT": str(port),
+                         **{f"CALLVAULT_INGEST_{name.upper()}": str(value) for name, value in LIMITS.items()}})
     pipeline.start_worker()
-
-    def msg(rid: str, audio, **kw) -> bytes:
-        base = dict(recording_id=rid, tenant="acme", started_at=NOW, caller_number="0612345678", agent_id="a1",
-                    audio=audio, audio_format="wav")
-        return build_message(**{**base, **kw}).to_bytes()
-
-    wav = sine_wav(2.0)
     landing = pipeline.storage.landing_bucket
-    pipeline.store.put(landing, "acme/changed", b"other bytes")
-    cases = {
-        "truncated": (msg("b1", wav[: len(wav) // 3]), "truncated_audio"),
-        "empty wav": (msg("b2", pcm_to_wav(b"", 8000, 1)), "empty_audio"),
-        "too long": (msg("b3", sine_wav(31.0)), "audio_too_large"),
-        "span outside": (msg("b4", wav, redactions=[(5000, 6000)]), "invalid_redaction"),
-        "far future": (msg("b5", wav, started_at=NOW + timedelta(days=2)), "invalid_message"),
-        "missing claim": (msg("b6", AudioRef(bucket=landing, key="acme/nothing", size=10, sha256="0" * 64)),
-                          "claim_check_failed"),
-        "foreign bucket": (msg("b7", AudioRef(bucket="some-us-bucket", key="k", size=10, sha256="0" * 64)),
-                           "claim_check_failed"),
-        "altered claim": (msg("b8", AudioRef(bucket=landing, key="acme/changed", size=11,
-                                             sha256=hashlib.sha256(b"expected").hexdigest())),
-                          "claim_check_failed"),
-    }
-    pipeline.push_raw(*[(k.encode(), v) for k, (v, _) in cases.items()],
-                      (b"ok", msg("good-after-bad", wav)))
-    pipeline.wait_for(stored, count=1)
-    dead = pipeline.wait_for(lambda e: e.get("type") == "dead-letter", count=len(cases))
-    assert {d["key"].decode(): d["reason"] for d in dead} == {k: code for k, (_, code) in cases.items()}
-    assert pipeline.count(t.recordings) == 1
-    metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    assert 'callvault_ingest_rejected_total{code="claim_check_failed"} 3.0' in metrics
-    assert 'callvault_ingest_outcomes_total{outcome="stored"} 1.0' in metrics
-    assert "callvault_ingest_consumed_total 9.0" in metrics
-    assert "callvault_ingest_processing_seconds_count 9.0" in metrics
+    world = World(now=NOW, landing_bucket=landing, put=lambda key, data: pipeline.store.put(landing, key, data))
+    bad = {case.key: (case, case.build(world)) for case in CORPUS}
+    bad_messages = [(key, blob) for key, (_, blob) in bad.items()]
+    messages: list[tuple[bytes, bytes]] = []
+    for n, i in enumerate(range(0, len(bad_messages), 16)):
+        messages += [(f"good-{n}".encode(), good(world, f"good-{n}")), *bad_messages[i:i + 16]]
+    messages.append((b"good-last", good(world, "good-last")))
+    goods = sorted(key.decode() for key, _ in messages if key.startswith(b"good-"))
+
+    pipeline.push_raw(*messages)
+    out = pipeline.wait_for(lambda e: e.get("type") in ("stored", "dead-letter"), count=len(messages), timeout=240)
+
+    assert sorted(e["external_id"] for e in out if e["type"] == "stored") == goods
+    dead = [d for d in out if d["type"] == "dead-letter"]
+    assert sorted(d["key"] for d in dead) == sorted(bad)  # each bad input dead-lettered exactly once
+    wrong = {}
+    for d in dead:
+        case, blob = bad[d["key"]]
+        if (d["reason"], case.says in d["error"], leaked(d["error"], blob), d["value"] == blob) != (
+                case.reason, True, [], True):
+            wrong[case.name] = {"expected": (str(case.reason), case.says), "got": (d["reason"], d["error"][:300]),
+                                "leaked": leaked(d["error"], blob), "value kept": d["value"] == blob}
+    assert wrong == {}
+    assert pipeline.process.poll() is None  # the worker is still alive
+    assert pipeline.count(t.recordings) == len(goods)
+    log = pipeline.log_path.read_text(errors="replace")
+    assert [form for form in NUMBER_FORMS if form in log] == []
+
+    expected = {("callvault_ingest_rejected_total", code): float(n)
+                for code, n in Counter(str(case.reason) for case in CORPUS).items()}
+    expected |= {("callvault_ingest_outcomes_total", "stored"): float(len(goods)),
+                 ("callvault_ingest_consumed_total", ""): float(len(messages)),
+                 ("callvault_ingest_processing_seconds_count", ""): float(len(messages))}
+    deadline = time.monotonic() + 10  # a counter moves just after its record is acknowledged
+    seen = _metrics(port)
+    while {key: seen.get(key) for key in expected} != expected and time.monotonic() < deadline:
+        time.sleep(0.2)
+        seen = _metrics(port)
+    assert {key: seen.get(key) for key in expected} == expected
+    assert sum(v for (name, _), v in seen.items() if name == "callvault_ingest_rejected_total") == len(CORPUS)
 
 
 def test_the_worker_sweeps_expired_copies_on_its_interval(pipeline):

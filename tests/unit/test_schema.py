@@ -144,6 +144,8 @@ BAD = [
     ("started_at", "2026-03-29T01:30:00", "started_at", InvalidMessage),
     ("started_at", 1774744200, "started_at", InvalidMessage),
     ("started_at", "yesterday", "started_at", InvalidMessage),
+    ("started_at", "1970-01-01T00:00:00Z", "started_at", InvalidMessage),  # a reset clock
+    ("started_at", "2000-01-01T00:30:00+01:00", "started_at", InvalidMessage),  # 1999 in UTC
     ("sent_at", "2026-03-29T00:35:00", "sent_at", InvalidMessage),
     ("direction", "sideways", "direction", InvalidMessage),
     ("caller_number", "0612", "caller_number", InvalidNumber),
@@ -209,6 +211,33 @@ def test_unknown_key_holding_pii_is_not_echoed() -> None:
         parse_message(raw(data))
     assert {e.path for e in info.value.errors} == {"<key>", "caller"}
     assert_pii_free(str(info.value))
+
+
+def test_the_first_second_of_2000_is_a_valid_start() -> None:
+    data = valid()
+    data["started_at"] = "2000-01-01T01:00:00+01:00"
+    assert parse_message(raw(data)).started_at == schema.EARLIEST_START
+
+
+@pytest.mark.parametrize(("text", "path", "error"), [
+    ('"tenant": "other", ', "tenant", InvalidMessage),
+    ('"redactions": [], ', "redactions", InvalidRedaction),
+    ('"caller_number": "+33 6 12 34 56 78", ', "caller_number", InvalidMessage),
+])
+def test_a_key_given_twice_is_refused(text: str, path: str, error: type) -> None:
+    """Parsers disagree on which of two equal keys wins; ours took the last without a word."""
+    blob = b"{" + text.encode() + raw(valid())[1:]
+    with pytest.raises(InvalidMessage) as info:
+        parse_message(blob)
+    assert type(info.value) is error and [e.path for e in info.value.errors] == [path]
+    assert_pii_free(str(info.value))
+
+
+def test_a_nested_key_given_twice_is_reported_by_its_path() -> None:
+    blob = raw(valid()).replace(b'"end_ms": 2000}', b'"end_ms": 2000, "end_ms": 1500}')
+    with pytest.raises(InvalidRedaction) as info:
+        parse_message(blob)
+    assert [e.path for e in info.value.errors] == ["redactions.0.end_ms"]
 
 
 def test_odd_schema_value_is_not_echoed() -> None:
@@ -278,6 +307,8 @@ def test_json_schema_describes_the_contract() -> None:
     assert doc["properties"]["schema"]["const"] == "callvault.recording/v1"
     assert doc["$defs"]["AudioPayload"]["oneOf"] == [{"required": ["inline"]}, {"required": ["ref"]}]
     assert doc["$defs"]["Redaction"]["properties"]["start_ms"]["minimum"] == 0
+    started = doc["properties"]["started_at"]
+    assert datetime.fromisoformat(started["formatMinimum"]) == schema.EARLIEST_START
 
 
 def test_parse_default_region_is_configurable() -> None:
