@@ -44,6 +44,9 @@ OPUS_RATES = (8000, 12000, 16000, 24000, 48000)  # the only input rates libopus 
 MAX_INPUT_BYTES = 512 * 1024 * 1024
 MAX_DURATION_MS = 4 * 3600 * 1000
 TRUNCATION_SLACK_MS = 250  # MP3 headers overstate by encoder delay + padding (~170 ms at 8 kHz)
+WAV_SLACK_MS = 20  # a WAV's data size is exact: only a trailing partial frame may be missing
+MIN_DURATION_MS = 100  # shorter is no call (a header and a few samples), whatever it claims
+RATE_RANGE = (8000, 48000)  # narrowband telephony to full band; other rates are a broken header
 _DEMUXERS = {"wav": "wav", "mp3": "mp3", "ogg": "ogg", "opus": "ogg", "flac": "flac"}
 
 
@@ -179,13 +182,20 @@ def _decode(data: bytes, hint: str | None, max_duration_ms: int) -> tuple[AudioS
     stderr = result.stderr.decode("utf-8", "replace")
     segment = _segment_from_wav(result.stdout)
     del result
-    decoded = duration_ms(segment)
     if segment.frame_count() == 0:
         raise EmptyAudio("the audio decodes to no samples")
+    if not RATE_RANGE[0] <= segment.frame_rate <= RATE_RANGE[1]:
+        raise UndecodableAudio(f"a sample rate of {segment.frame_rate} Hz: calls are sampled at "
+                               f"{RATE_RANGE[0]} to {RATE_RANGE[1]} Hz, so the header is wrong")
+    decoded = duration_ms(segment)
+    if decoded < MIN_DURATION_MS:
+        raise EmptyAudio(f"the audio lasts {decoded} ms: under {MIN_DURATION_MS} ms is not a call")
     if decoded > max_duration_ms:
         raise AudioTooLarge(f"the audio lasts over {max_duration_ms} ms, the cap")
+    is_wav = data[:4] == b"RIFF" and data[8:12] == b"WAVE"
     for announced in _declared_ms(data, stderr):
-        if decoded < announced - max(TRUNCATION_SLACK_MS, announced // 50):
+        slack = WAV_SLACK_MS if is_wav else max(TRUNCATION_SLACK_MS, announced // 50)
+        if decoded < announced - slack:
             raise TruncatedAudio(f"the file is cut short: it announces {announced} ms but holds {decoded} ms")
     if data[:4] == b"OggS" and not _ogg_complete(data):
         raise TruncatedAudio("the Ogg stream has no final page: the file is cut short")

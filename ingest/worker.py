@@ -190,9 +190,15 @@ def create_app(kafka: KafkaSettings | None = None, ingest_settings: IngestSettin
             from lifecycle.sweeper import sweep
 
             d = get_deps()
-            report = await asyncio.get_running_loop().run_in_executor(
-                pool, lambda: sweep(d.engine, d.store, now=datetime.now(timezone.utc),
-                                    batch_size=get_lifecycle_settings().sweep_batch_size))
+            try:
+                report = await asyncio.get_running_loop().run_in_executor(
+                    pool, lambda: sweep(d.engine, d.store, now=datetime.now(timezone.utc),
+                                        batch_size=get_lifecycle_settings().sweep_batch_size))
+            except Exception as exc:  # noqa: BLE001 - a server down: the next interval sweeps again
+                # A sweep stopped midway converges when re-run; the timer must outlive the outage.
+                metrics.RETRIES.labels(f"sweep-{type(exc).__name__}").inc()
+                log.warning("sweep failed, retried at the next interval: %s", type(exc).__name__)
+                return
             for event in report.events:
                 await send_until_acked(topics.events, key=event["copy_id"].encode(), value=json.dumps(event).encode())
             if report.deleted_copies:

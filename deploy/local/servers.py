@@ -193,11 +193,11 @@ class KafkaServer(Server):
 
     @property
     def data_dir(self) -> Path:
-        return self.settings.home / "kafka" / "data"
+        return self.settings.home / self.name / "data"
 
     @property
     def config_path(self) -> Path:
-        return self.settings.home / "kafka" / "server.properties"
+        return self.settings.home / self.name / "server.properties"
 
     def ports(self) -> list[int]:
         return [self.port, self.settings.kafka_controller_port]
@@ -298,7 +298,7 @@ class MinioServer(Server):
             what="building MinIO", env=env, cwd=self.settings.home)
 
     def command(self) -> tuple[list[str], dict[str, str]]:
-        data = self.data_dir or self.settings.home / "minio" / "data"
+        data = self.data_dir or self.settings.home / self.name / "data"
         data.mkdir(parents=True, exist_ok=True)
         env = {
             "MINIO_ROOT_USER": self.secrets["minio_root_user"],

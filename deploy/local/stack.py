@@ -99,14 +99,19 @@ class Stack:
     postgres: PostgresServer
 
     @classmethod
-    def from_settings(cls, settings: StackSettings | None = None) -> "Stack":
+    def from_settings(cls, settings: StackSettings | None = None, *, instance: str = "") -> "Stack":
+        """The stack these settings describe. A named ``instance`` is a second, independent set
+        of servers (own names, pid files, logs and data; the installs are shared), which needs
+        its own ports and PostgreSQL directory in ``settings``: the fault tests stop and restart
+        theirs without disturbing the main stack."""
         settings = settings or StackSettings()
         local = ensure_local_config(settings)
+        suffix = f"-{instance}" if instance else ""
         return cls(
             settings=settings,
-            kafka=KafkaServer("kafka", settings, settings.kafka_port, local),
-            minio=MinioServer("minio", settings, settings.minio_port, local),
-            postgres=PostgresServer("postgres", settings, settings.postgres_port, local),
+            kafka=KafkaServer(f"kafka{suffix}", settings, settings.kafka_port, local),
+            minio=MinioServer(f"minio{suffix}", settings, settings.minio_port, local),
+            postgres=PostgresServer(f"postgres{suffix}", settings, settings.postgres_port, local),
         )
 
     @property

@@ -44,7 +44,7 @@ def pg_schema_url(postgres_url: str) -> Iterator[str]:
     from storage.catalog.migrate import upgrade
 
     schema = unique("e2e").replace("-", "_")
-    admin = sa.create_engine(postgres_url)
+    admin = sa.create_engine(postgres_url, pool_pre_ping=True)  # survives a server restart (fault suite)
     with admin.begin() as conn:
         conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
     url = f"{postgres_url}?options=-csearch_path%3D{schema}"
