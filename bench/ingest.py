@@ -8,8 +8,8 @@ to head), exactly as the ``pipeline`` test fixture sets it up. One 60 s call is 
 recording ids and caller numbers. At ~480 KB it is below the default 512 KiB inline limit,
 so the audio travels inline (base64, ~640 KB messages): no claim check, no landing bucket.
 
-Measured, per storage format (``opus``: decode + Opus encode, the default; ``flac``: decode
-+ FLAC, the cheap "pass-through"-like mode):
+Measured, per storage format (``passthrough``: the µ-law WAV kept as it came, spans silenced in
+place, no ffmpeg run; ``opus``: decode + Opus encode, the default; ``flac``: decode + FLAC):
 
 - backlog run: all N messages produced at once (messages built beforehand), a warm worker;
   calls/s = N / (last stored event's Kafka timestamp − first produced message's timestamp);
@@ -25,7 +25,7 @@ Baselines, same run, same bytes:
 - ffmpeg alone: the same WAV → Ogg/Opus (or FLAC) with the worker's encoder settings, N
   times, ``nproc`` processes in parallel; per core = calls/s ÷ nproc.
 
-    .venv/bin/python -m bench.ingest [--quick] [--n N] [--modes opus,flac]
+    .venv/bin/python -m bench.ingest [--quick] [--n N] [--modes passthrough,opus,flac]
 """
 
 from __future__ import annotations
@@ -471,6 +471,10 @@ def run(n: int, quick: bool, modes: list[str]) -> dict:
 
         floor_runs("before")
         for fmt in modes:
+            if fmt == "passthrough":  # no encoder: its baseline is the raw I/O floor alone
+                common.OUT.mkdir(parents=True, exist_ok=True)
+                results["modes"][fmt] = run_worker_mode(st, fmt, audio, n, low_n, interval, common.OUT)
+                continue
             runs = []
             for when in ("before", "after"):
                 if when == "after":
@@ -491,8 +495,9 @@ def run(n: int, quick: bool, modes: list[str]) -> dict:
             mode["ratios"] = {
                 "vs_raw_floor_1": rate / b["raw_floor_1"]["calls_per_s"],
                 "vs_raw_floor_4": rate / b["raw_floor_4"]["calls_per_s"],
-                f"vs_ffmpeg_{fmt}": rate / b[f"ffmpeg_{fmt}"]["calls_per_s"],
             }
+            if f"ffmpeg_{fmt}" in b:
+                mode["ratios"][f"vs_ffmpeg_{fmt}"] = rate / b[f"ffmpeg_{fmt}"]["calls_per_s"]
             if fmt != "opus" and "ffmpeg_opus" in b:
                 mode["ratios"]["vs_ffmpeg_opus"] = rate / b["ffmpeg_opus"]["calls_per_s"]
             common.say(f"{fmt} ratios: " + ", ".join(f"{k} {v:.2f}" for k, v in mode["ratios"].items()))
@@ -503,7 +508,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="N=40, 10 low-rate and 10 isolated calls")
     parser.add_argument("--n", type=int, help="calls per run (default 200, --quick 40)")
-    parser.add_argument("--modes", default="opus,flac", help="storage formats to run (opus,flac)")
+    parser.add_argument("--modes", default="passthrough,opus,flac",
+                        help="storage formats to run (passthrough,opus,flac)")
     args = parser.parse_args(argv)
     n = args.n or (40 if args.quick else 200)
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]

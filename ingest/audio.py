@@ -10,6 +10,10 @@ the WAV, MP3, Ogg and FLAC demuxers and the file protocol are enabled: ffmpeg's 
 other demuxers would find "audio" in garbage (random bytes sniff as raw AMR) and widen the
 attack surface for untrusted input (playlist formats can open other files or URLs).
 
+A plain WAV (16-bit PCM, A-law or µ-law, mono or stereo, sizes that hold) is decoded in
+process: G.711 is a fixed table, identical to ffmpeg's (tested code by code), so the common
+telephony file costs no ffmpeg run to decode, and none at all in ``passthrough`` storage.
+
 The input is written to a private temporary directory (ffmpeg needs a seekable file to see
 Ogg durations, MP3 gapless data and FLAC/WAV headers) and removed as soon as it is read.
 
@@ -21,10 +25,12 @@ redacted segment: redaction joins slices instead of copying twice).  Measured on
 
 from __future__ import annotations
 
+import audioop  # G.711 tables in C; deprecated in 3.13, where pydub already needs audioop-lts
 import hashlib
 import io
 import os
 import re
+import struct
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
@@ -38,8 +44,12 @@ from ingest.exceptions import (AudioEncodingFailed, AudioTooLarge, EmptyAudio, F
 from ingest.schema import merge_spans
 
 FFMPEG = "ffmpeg"
-StorageFormat = Literal["opus", "flac", "wav"]
+StorageFormat = Literal["opus", "flac", "wav", "passthrough"]
 MEDIA_TYPES: dict[str, str] = {"opus": "audio/ogg; codecs=opus", "flac": "audio/flac", "wav": "audio/wav"}
+# WAV format tags decoded here without ffmpeg: what telephony sends (G.711 and 16-bit PCM).
+_WAV_PCM, _WAV_ALAW, _WAV_MULAW, _WAV_EXTENSIBLE = 1, 6, 7, 0xFFFE
+_WAV_CODECS = {_WAV_PCM: "pcm_s16le", _WAV_ALAW: "pcm_alaw", _WAV_MULAW: "pcm_mulaw"}  # ffmpeg's names
+_WAV_SILENCE = {_WAV_PCM: b"\x00\x00", _WAV_ALAW: b"\xd5", _WAV_MULAW: b"\xff"}  # one sample of silence
 OPUS_RATES = (8000, 12000, 16000, 24000, 48000)  # the only input rates libopus takes
 MAX_INPUT_BYTES = 512 * 1024 * 1024
 MAX_DURATION_MS = 4 * 3600 * 1000
@@ -163,9 +173,88 @@ def _ogg_complete(data: bytes) -> bool:
     return bool(data[at + 5] & 0x04) and end <= len(data)
 
 
+@dataclass(frozen=True)
+class PlainWav:
+    """A complete, well-formed WAV of 16-bit PCM, A-law or µ-law, mono or stereo: the common
+    telephony file, decoded in process (G.711 is a fixed table) instead of by an ffmpeg run."""
+
+    tag: int
+    channels: int
+    rate: int
+    fmt_chunk: bytes  # the 'fmt ' chunk's body, kept for pass-through
+    samples: memoryview = field(repr=False)
+
+    @property
+    def block_align(self) -> int:
+        return self.channels * (2 if self.tag == _WAV_PCM else 1)
+
+    def pcm(self) -> bytes:
+        if self.tag == _WAV_MULAW:
+            return audioop.ulaw2lin(self.samples, 2)
+        if self.tag == _WAV_ALAW:
+            return audioop.alaw2lin(self.samples, 2)
+        return bytes(self.samples)
+
+
+def plain_wav(data: bytes) -> PlainWav | None:
+    """``data`` as a :class:`PlainWav`, or None when anything is unusual (other codecs, sizes
+    that do not hold, a streaming recorder's placeholder sizes): ffmpeg then decodes it and
+    reports what is wrong."""
+    if data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        return None
+    pos, fmt = 12, None
+    while pos + 8 <= len(data):
+        chunk, size = data[pos:pos + 4], int.from_bytes(data[pos + 4:pos + 8], "little")
+        body = data[pos + 8:pos + 8 + size]
+        if chunk == b"fmt ":
+            if size < 16:
+                return None
+            tag, channels, rate, byte_rate, align, bits = struct.unpack_from("<HHIIHH", body)
+            if tag == _WAV_EXTENSIBLE and size >= 40:
+                tag = int.from_bytes(body[24:26], "little")
+            width = 2 if tag == _WAV_PCM else 1
+            if (tag not in _WAV_CODECS or bits != 8 * width or channels not in (1, 2) or not rate
+                    or align != channels * width or byte_rate != rate * align):
+                return None
+            fmt = (tag, channels, rate, bytes(body))
+        elif chunk == b"data":
+            if fmt is None or len(body) != size or size % (fmt[1] * (2 if fmt[0] == _WAV_PCM else 1)):
+                return None
+            return PlainWav(fmt[0], fmt[1], fmt[2], fmt[3], memoryview(data)[pos + 8:pos + 8 + size])
+        pos += 8 + size + (size & 1)
+    return None
+
+
+def _check_rate(rate: int) -> None:
+    if not RATE_RANGE[0] <= rate <= RATE_RANGE[1]:
+        raise UndecodableAudio(f"a sample rate of {rate} Hz: calls are sampled at "
+                               f"{RATE_RANGE[0]} to {RATE_RANGE[1]} Hz, so the header is wrong")
+
+
+def _checked(segment: AudioSegment, max_duration_ms: int) -> int:
+    """The decoded call's duration, after the checks every decoded call must pass."""
+    if segment.frame_count() == 0:
+        raise EmptyAudio("the audio decodes to no samples")
+    _check_rate(segment.frame_rate)
+    decoded = duration_ms(segment)
+    if decoded < MIN_DURATION_MS:
+        raise EmptyAudio(f"the audio lasts {decoded} ms: under {MIN_DURATION_MS} ms is not a call")
+    if decoded > max_duration_ms:
+        raise AudioTooLarge(f"the audio lasts over {max_duration_ms} ms, the cap")
+    return decoded
+
+
 def _decode(data: bytes, hint: str | None, max_duration_ms: int) -> tuple[AudioSegment, str]:
     if not data:
         raise EmptyAudio("the audio is empty (0 bytes)")
+    wav = plain_wav(data)
+    if wav is not None:
+        _check_rate(wav.rate)
+        if len(wav.samples) // wav.block_align > (max_duration_ms / 1000 + 1) * wav.rate:
+            raise AudioTooLarge(f"the audio lasts over {max_duration_ms} ms, the cap")
+        segment = AudioSegment(data=wav.pcm(), sample_width=2, frame_rate=wav.rate, channels=wav.channels)
+        _checked(segment, max_duration_ms)
+        return segment, _WAV_CODECS[wav.tag]
     with tempfile.TemporaryDirectory(prefix="callvault-decode-") as tmp:
         path = os.path.join(tmp, "input")
         with open(path, "wb") as fh:
@@ -182,16 +271,7 @@ def _decode(data: bytes, hint: str | None, max_duration_ms: int) -> tuple[AudioS
     stderr = result.stderr.decode("utf-8", "replace")
     segment = _segment_from_wav(result.stdout)
     del result
-    if segment.frame_count() == 0:
-        raise EmptyAudio("the audio decodes to no samples")
-    if not RATE_RANGE[0] <= segment.frame_rate <= RATE_RANGE[1]:
-        raise UndecodableAudio(f"a sample rate of {segment.frame_rate} Hz: calls are sampled at "
-                               f"{RATE_RANGE[0]} to {RATE_RANGE[1]} Hz, so the header is wrong")
-    decoded = duration_ms(segment)
-    if decoded < MIN_DURATION_MS:
-        raise EmptyAudio(f"the audio lasts {decoded} ms: under {MIN_DURATION_MS} ms is not a call")
-    if decoded > max_duration_ms:
-        raise AudioTooLarge(f"the audio lasts over {max_duration_ms} ms, the cap")
+    decoded = _checked(segment, max_duration_ms)
     is_wav = data[:4] == b"RIFF" and data[8:12] == b"WAVE"
     for announced in _declared_ms(data, stderr):
         slack = WAV_SLACK_MS if is_wav else max(TRUNCATION_SLACK_MS, announced // 50)
@@ -282,6 +362,25 @@ def normalise(segment: AudioSegment, fmt: StorageFormat = "opus", *, bitrate: st
             return fh.read()
 
 
+def wav_with_silence(wav: PlainWav, spans: Iterable[tuple[int, int]]) -> bytes:
+    """Pass-through storage: the call's own samples in its own codec, each span overwritten with
+    the codec's silence (bounds rounded outwards to whole frames, as in ``silence_spans``), in
+    a minimal WAV: only the 'fmt ' and 'data' chunks, so no metadata chunk of the sender's (a
+    LIST/INFO chunk may name the caller) is kept."""
+    out = bytearray(wav.samples)
+    align, frames = wav.block_align, len(out) // wav.block_align
+    quiet = _WAV_SILENCE[wav.tag] * wav.channels
+    for start_ms, end_ms in spans:
+        first, last = start_ms * wav.rate // 1000, min(frames, -(-end_ms * wav.rate // 1000))
+        if first < last:
+            out[first * align:last * align] = quiet * (last - first)
+    fmt_pad, data_pad = b"\0" * (len(wav.fmt_chunk) & 1), b"\0" * (len(out) & 1)
+    riff_size = 4 + 8 + len(wav.fmt_chunk) + len(fmt_pad) + 8 + len(out) + len(data_pad)
+    return b"".join([b"RIFF", riff_size.to_bytes(4, "little"), b"WAVE",
+                     b"fmt ", len(wav.fmt_chunk).to_bytes(4, "little"), wav.fmt_chunk, fmt_pad,
+                     b"data", len(out).to_bytes(4, "little"), out, data_pad])
+
+
 def _pcm_sha256(segment: AudioSegment) -> str:
     digest = hashlib.sha256(f"s16le/{segment.frame_rate}/{segment.channels}\n".encode())
     digest.update(segment.raw_data)
@@ -292,6 +391,10 @@ def process(data: bytes, hint: str | None, spans: Iterable, fmt: StorageFormat =
             max_bytes: int = MAX_INPUT_BYTES, max_duration_ms: int = MAX_DURATION_MS,
             pad_ms: int = 0) -> ProcessedAudio:
     """Decode, silence the redaction spans, encode for storage: the whole audio path of ingest.
+
+    ``fmt="passthrough"`` stores a plain WAV (16-bit PCM, A-law, µ-law) as it came, with the
+    spans silenced in its own codec and no ffmpeg run at all; any other input is transcoded
+    to Opus.  The content hash is the same in every mode (it hashes the silenced PCM).
 
     A span that starts at or after the end of the audio is refused (InvalidRedaction): the
     message and the audio disagree, and storing it could keep a card number audible.  A span
@@ -311,7 +414,13 @@ def process(data: bytes, hint: str | None, spans: Iterable, fmt: StorageFormat =
                                errors=[FieldError(("redactions",), "outside_audio")])
     silenced = tuple((start, min(end, total)) for start, end in pairs)
     segment = silence_spans(segment, silenced)
+    wav = plain_wav(data) if fmt == "passthrough" else None
+    if wav is not None:
+        stored, fmt = wav_with_silence(wav, silenced), "wav"
+    else:
+        fmt = "opus" if fmt == "passthrough" else fmt
+        stored = normalise(segment, fmt)
     return ProcessedAudio(
-        data=normalise(segment, fmt), format=fmt, media_type=MEDIA_TYPES[fmt], duration_ms=total,
+        data=stored, format=fmt, media_type=MEDIA_TYPES[fmt], duration_ms=total,
         channels=segment.channels, sample_rate=segment.frame_rate, content_sha256=_pcm_sha256(segment),
         source_sha256=source_sha256, source_codec=codec, silenced=silenced)

@@ -33,7 +33,9 @@ class IngestSettings(SectionSettings):
 
     app_id: str = Field("callvault-ingest", description="Kafka consumer group of the workers")
     concurrency: int = Field(4, description="Calls processed at once per worker")
-    storage_format: Literal["opus", "flac"] = Field("opus", description="Stored audio format: Ogg/Opus or FLAC")
+    storage_format: Literal["opus", "flac", "passthrough"] = Field("opus", description=(
+        "Stored audio format: Ogg/Opus, FLAC, or passthrough (a PCM/A-law/µ-law WAV is kept in its own codec, "
+        "spans silenced, no transcoding; other inputs become Opus)"))
     inline_max_bytes: int = Field(512 * 1024, description="Larger audio goes by claim check via the landing bucket")
     max_retries_unknown_error: int = Field(3, description="Attempts before an unexpected error dead-letters a call")
     sweep_interval_seconds: float = Field(300.0, description="How often the worker runs the lifecycle sweep (0: never)")

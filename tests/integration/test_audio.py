@@ -142,10 +142,13 @@ def test_more_than_two_channels_is_refused() -> None:
         decode(sine_wav(1.0, 8000, 3, (300, 500, 700)))
 
 
-def test_missing_ffmpeg_is_a_configuration_error(monkeypatch) -> None:
+def test_missing_ffmpeg_is_a_configuration_error(monkeypatch, sources) -> None:
+    segment = decode(sine_wav(0.2))  # a plain WAV is decoded without ffmpeg...
     monkeypatch.setattr(audio, "FFMPEG", "/nonexistent/ffmpeg")
     with pytest.raises(ConfigurationError, match="ffmpeg"):
-        decode(sine_wav(0.1))
+        decode(sources[("flac", 1)])  # ...any other file needs it
+    with pytest.raises(ConfigurationError, match="ffmpeg"):
+        normalise(segment, "opus")
 
 
 # --- redaction -----------------------------------------------------------------------------
@@ -239,3 +242,93 @@ def test_opus_is_small_for_narrowband_speech() -> None:
 def test_unknown_storage_format() -> None:
     with pytest.raises(ValueError):
         normalise(decode(sine_wav(0.1)), "aac")  # type: ignore[arg-type]
+
+
+# --- plain WAV without ffmpeg, and pass-through storage -------------------------------------
+
+def _every_code_wav(codec: str, channels: int) -> bytes:
+    """All 256 G.711 codes, or a full-scale 16-bit ramp, as a WAV."""
+    if codec in ("mulaw", "alaw"):
+        return _g711_wav(bytes(range(256)) * 40, codec, channels)
+    ramp = array.array("h", range(-32768, 32768, 7))
+    return pcm_to_wav(ramp.tobytes()[: len(ramp.tobytes()) // (2 * channels) * 2 * channels], 8000, channels)
+
+
+def _g711_wav(raw: bytes, codec: str, channels: int) -> bytes:
+    tag = {"alaw": 6, "mulaw": 7}[codec]
+    fmt = (tag.to_bytes(2, "little") + channels.to_bytes(2, "little") + (8000).to_bytes(4, "little")
+           + (8000 * channels).to_bytes(4, "little") + channels.to_bytes(2, "little") + (8).to_bytes(2, "little")
+           + (0).to_bytes(2, "little"))
+    raw = raw[: len(raw) // channels * channels]
+    body = b"WAVE" + b"fmt " + len(fmt).to_bytes(4, "little") + fmt + b"data" + len(raw).to_bytes(4, "little") + raw
+    return b"RIFF" + len(body).to_bytes(4, "little") + body
+
+
+@pytest.mark.parametrize("channels", [1, 2])
+@pytest.mark.parametrize("codec", ["mulaw", "alaw", "pcm_s16le"])
+def test_plain_wav_decodes_here_exactly_as_ffmpeg_does(monkeypatch, codec: str, channels: int) -> None:
+    """The in-process G.711 tables are ffmpeg's: the content hash of a call (its idempotency
+    fingerprint) does not depend on which path decoded it."""
+    data = _every_code_wav(codec, channels)
+    assert audio.plain_wav(data) is not None
+    here, here_codec = audio._decode(data, "wav", audio.MAX_DURATION_MS)
+    monkeypatch.setattr(audio, "plain_wav", lambda _data: None)
+    by_ffmpeg, ffmpeg_codec = audio._decode(data, "wav", audio.MAX_DURATION_MS)
+    assert here_codec == ffmpeg_codec == {"mulaw": "pcm_mulaw", "alaw": "pcm_alaw"}.get(codec, codec)
+    assert (here.frame_rate, here.channels) == (by_ffmpeg.frame_rate, by_ffmpeg.channels) == (8000, channels)
+    assert here.raw_data == by_ffmpeg.raw_data
+
+
+@pytest.mark.parametrize("codec", ["mulaw", "alaw"])
+def test_ffmpeg_written_g711_wavs_take_the_plain_path(sources, codec: str) -> None:
+    for channels in (1, 2):
+        wav = audio.plain_wav(sources[(codec, channels)])
+        assert wav is not None and wav.channels == channels and wav.rate == 8000
+
+
+@pytest.mark.parametrize("data", [
+    pytest.param(lambda s: s[("pcm_u8", 1)], id="8-bit-pcm"),
+    pytest.param(lambda s: s[("mulaw", 1)][:-7], id="data-cut-short"),
+    pytest.param(lambda s: s[("flac", 1)], id="not-a-wav"),
+])
+def test_anything_unusual_goes_to_ffmpeg(sources, data) -> None:
+    assert audio.plain_wav(data(sources)) is None
+
+
+def _chunks(wav: bytes) -> list[bytes]:
+    pos, found = 12, []
+    while pos + 8 <= len(wav):
+        size = int.from_bytes(wav[pos + 4:pos + 8], "little")
+        found.append(wav[pos:pos + 4])
+        pos += 8 + size + (size & 1)
+    return found
+
+
+@pytest.mark.parametrize("codec", ["mulaw", "alaw", "pcm_s16le"])
+def test_passthrough_keeps_the_codec_and_silences_spans_in_it(sources, codec: str) -> None:
+    source = sources[(codec, 2)]
+    # A LIST/INFO chunk as a PBX might write, naming the caller: never stored.
+    tagged = source[:12] + b"LIST" + (16).to_bytes(4, "little") + b"INFOICMT" + (4).to_bytes(4, "little") + b"0612" \
+        + source[12:]
+    tagged = b"RIFF" + (len(tagged) - 8).to_bytes(4, "little") + tagged[8:]
+    result = process(tagged, "wav", SPANS, "passthrough")
+    assert result.format == "wav" and result.media_type == "audio/wav" and result.source_codec.startswith("pcm_")
+    assert _chunks(result.data) == [b"fmt ", b"data"] and b"0612" not in result.data[:100]
+    stored, original = audio.plain_wav(result.data), audio.plain_wav(source)
+    assert (stored.tag, stored.channels, stored.rate) == (original.tag, 2, 8000)
+    align, silence = stored.block_align, audio._WAV_SILENCE[stored.tag] * 2
+    for start, end in MERGED:
+        first, last = start * 8, end * 8
+        assert bytes(stored.samples[first * align:last * align]) == silence * (last - first)
+    untouched = [(0, 500), (1200, 2000), (2400, 3000)]
+    for start, end in untouched:
+        assert stored.samples[start * 8 * align:end * 8 * align] == original.samples[start * 8 * align:end * 8 * align]
+    # Back through ffmpeg: the same call, silent in the spans, and the same fingerprint as Opus.
+    back = decode(result.data)
+    assert duration_ms(back) == 3000 and max(channel_rms(back, 550, 1150)) <= 8
+    assert result.content_sha256 == process(tagged, "wav", SPANS, "opus").content_sha256
+
+
+def test_passthrough_transcodes_what_is_not_a_plain_wav(sources) -> None:
+    result = process(sources[("mp3", 1)], "mp3", SPANS, "passthrough")
+    assert result.format == "opus" and result.data[:4] == b"OggS"
