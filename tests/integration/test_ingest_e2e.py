@@ -69,6 +69,24 @@ def test_calls_are_stored_encrypted_redacted_and_catalogued(pipeline):
     assert list(pipeline.store.list(pipeline.storage.landing_bucket)) == []
 
 
+def test_passthrough_stores_the_telephony_codec_with_spans_silenced(pipeline):
+    pipeline.stop_worker()
+    pipeline.env["CALLVAULT_INGEST_STORAGE_FORMAT"] = "passthrough"
+    pipeline.start_worker()
+    mulaw = encode(sine_wav(4.0, freqs=(440.0,)), "mulaw")
+    pipeline.push(call(mulaw, recording_id="tel-mulaw", redactions=((1000, 2500),)))
+    pipeline.wait_for(stored, count=1)
+    with pipeline.engine.connect() as conn:
+        row = conn.execute(sa.select(t.recordings)).one()
+        copy = conn.execute(sa.select(t.copies)).mappings().one()
+        audio = read_copy(conn, pipeline.store, KeyRing.from_settings(pipeline.storage), copy["id"])
+    assert row.audio_format == "wav" and abs(row.duration_ms - 4000) < 5
+    assert audio[:4] == b"RIFF" and audio[20:22] == (7).to_bytes(2, "little")  # still µ-law, not transcoded
+    data = audio.index(b"data") + 8
+    assert audio[data + 1000 * 8:data + 2500 * 8] == b"\xff" * 1500 * 8  # the span: µ-law silence
+    assert audio[data + 3000 * 8:data + 3100 * 8] == mulaw[-(1000 * 8):][:800]  # the rest: the sender's bytes
+
+
 def test_redelivery_is_a_duplicate_and_changed_audio_is_a_conflict(pipeline):
     audio = sine_wav(2.0)
     pipeline.push(call(audio, recording_id="tel-dup"))
