@@ -25,7 +25,6 @@ redacted segment: redaction joins slices instead of copying twice).  Measured on
 
 from __future__ import annotations
 
-import audioop  # G.711 tables in C; deprecated in 3.13, where pydub already needs audioop-lts
 import hashlib
 import io
 import os
@@ -33,10 +32,15 @@ import re
 import struct
 import subprocess
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from typing import Iterable, Literal
 
 from pydub import AudioSegment
+
+with warnings.catch_warnings():  # G.711 tables in C; gone in 3.13, where pydub already needs audioop-lts
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import audioop
 
 from callvault.errors import ConfigurationError
 from ingest.exceptions import (AudioEncodingFailed, AudioTooLarge, EmptyAudio, FieldError, InvalidRedaction,
