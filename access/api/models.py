@@ -174,6 +174,8 @@ class AuditEntry(BaseModel):
 class AuditPage(BaseModel):
     entries: list[AuditEntry]
     next_after_seq: int | None = Field(description="pass as after_seq for the next page; null at the end")
+    next_before_seq: int | None = Field(None, description=(
+        "newest first: pass as before_seq for the next (older) page; null at the end"))
 
 
 class AuditVerification(BaseModel):

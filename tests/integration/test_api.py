@@ -469,6 +469,26 @@ def test_audit_is_read_and_verified_by_internal_control_after_everything(world):
     rest = world.get("/audit", "control-1", params={"after_seq": after, "limit": 1000}).json()
     assert rest["entries"][0]["seq"] > after and rest["next_after_seq"] is None
     assert rest["entries"][-1]["action"] == "audit:read"  # the previous page's read, audited
+    # Newest first, page by page back to the start: the same entries in reverse.
+    everything = page.json()["entries"] + rest["entries"]
+    newest, before = [], None
+    while True:
+        params = {"newest_first": True, "limit": 4, **({"before_seq": before} if before else {})}
+        back = world.get("/audit", "control-1", params=params).json()
+        newest += back["entries"]
+        assert back["next_after_seq"] is None
+        if back["next_before_seq"] is None:
+            break
+        before = back["next_before_seq"]
+    assert [e["seq"] for e in newest][len(newest) - len(everything):] == [e["seq"] for e in reversed(everything)]
+    assert [e["seq"] for e in newest] == sorted((e["seq"] for e in newest), reverse=True)
+    # Who touched one copy: its stream and its hold and release, nothing about other targets.
+    own = str(world.copies["own/production"])
+    about = world.get("/audit", "control-1", params={"target_type": "copy", "target_id": own}).json()["entries"]
+    assert {e["target_id"] for e in about} == {own}
+    assert [e["action"] for e in about] == ["recording:audio:stream", "copy:hold:set", "hold", "copy:hold:release",
+                                            "release-hold"]
+    assert world.get("/audit", "control-1", params={"target_id": own}).status_code == 422
     verified = world.get("/audit/verify", "control-1").json()
     assert verified["ok"] is True and verified["entries"] >= 10
     assert world.audit_rows()[-1]["detail"] == {"ok": True, "entries": verified["entries"]}

@@ -10,6 +10,7 @@ from typing import Annotated
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Query
+from fastapi.exceptions import RequestValidationError
 
 from storage.catalog import tables as t
 
@@ -25,21 +26,44 @@ router = APIRouter(tags=["audit"])
 @router.get("/audit", response_model=AuditPage, responses=errors())
 def read_audit(limit: Annotated[int, Query(ge=1, le=1000)] = 100,
                after_seq: Annotated[int, Query(ge=0, le=2**62, description="entries after this seq")] = 0,
+               before_seq: Annotated[int | None, Query(ge=1, le=2**62, description=(
+                   "newest first: entries before this seq (omit for the newest page)"))] = None,
+               newest_first: Annotated[bool, Query(description="page from the newest entry back")] = False,
+               target_type: Annotated[str | None, Query(pattern=r"^[a-z:-]{1,40}$", description=(
+                   "with target_id: only entries about this target (copy, recording, subject, user...)"))] = None,
+               target_id: Annotated[str | None, Query(min_length=1, max_length=200, description=(
+                   "with target_type: e.g. a copy id, to see who played, exported or retagged it"))] = None,
                user: User = Depends(current_user), at: datetime = Depends(now),
                ctx: ApiContext = Depends(context)) -> AuditPage:
+    newest_first = newest_first or before_seq is not None
+    if (target_type is None) != (target_id is None):
+        raise RequestValidationError([{"type": "missing", "loc": ("query", "target_type" if target_id else "target_id"),
+                                       "msg": "target_type and target_id go together", "input": None}])
     with ctx.unit_of_work() as uow:
         gate = Gate(uow, user, at, ctx.metrics)
-        detail = {"after_seq": after_seq, "limit": limit}
+        detail = {"after_seq": after_seq, "limit": limit, "before_seq": before_seq, "newest_first": newest_first,
+                  "target_type": target_type, "target_id": target_id}
+        detail = {k: v for k, v in detail.items() if v not in (None, False)}
         decision = gate.check(Action.AUDIT_READ, None, target_type="audit", target_id="trail", detail=detail,
                               audit_allowed=False)
         a = t.audit_events
-        rows = list(uow.conn.execute(sa.select(a).where(a.c.seq > after_seq).order_by(a.c.seq).limit(limit + 1))
-                    .mappings())
+        query = sa.select(a)
+        if target_id is not None:  # ix_audit_events_target
+            query = query.where(a.c.target_type == target_type, a.c.target_id == target_id)
+        if newest_first:
+            query = query.where(a.c.seq < before_seq) if before_seq is not None else query
+            query = query.order_by(a.c.seq.desc())
+        else:
+            query = query.where(a.c.seq > after_seq).order_by(a.c.seq)
+        rows = list(uow.conn.execute(query.limit(limit + 1)).mappings())
         gate.allowed(Action.AUDIT_READ, decision, target_type="audit", target_id="trail", detail=detail)
         uow.commit()
     more = len(rows) > limit
     entries = [AuditEntry(**{k: row[k] for k in AuditEntry.model_fields}) for row in rows[:limit]]
-    return AuditPage(entries=entries, next_after_seq=entries[-1].seq if more and entries else None)
+    cursor = entries[-1].seq if more and entries else None
+    if newest_first:
+        return AuditPage(entries=entries, next_after_seq=None, next_before_seq=cursor)
+    return AuditPage(entries=entries, next_after_seq=cursor)
 
 
 @router.get("/audit/verify", response_model=AuditVerification, responses=errors())
