@@ -102,7 +102,7 @@ class ObjectStore:
         """Upload; large or streamed bodies go multipart (boto3 switches past the threshold).
 
         Bytes under the threshold go in one ``put_object``: s3transfer's thread pool costs a
-        call-sized object about as much as the upload itself (half the time of a pass-through
+        call-sized object about as much as the upload itself (40 % of a pass-through
         ingest in the profile, ``bench/NOTES.md``)."""
         extra = {"ContentType": content_type}
         if tags:
