@@ -55,16 +55,9 @@ def _status_kb(pid: int) -> dict[str, int]:
 
 def _descendants(root: int) -> dict[int, str]:
     """pid -> name of every process below ``root``."""
-    parent, names = {}, {}
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{d}/stat").read_text()
-        except OSError:
-            continue
-        names[int(d)] = stat[stat.index("(") + 1:stat.rindex(")")]
-        parent[int(d)] = int(stat[stat.rindex(")") + 2:].split()[1])
+    table = common._proc_table()
+    names = {pid: name for (pid, _start), (name, _ppid, _cpu) in table.items()}
+    parent = {pid: ppid for (pid, _start), (_name, ppid, _cpu) in table.items()}
     out, todo = {}, [root]
     children: dict[int, list[int]] = {}
     for pid, ppid in parent.items():
