@@ -34,7 +34,7 @@ import subprocess
 import tempfile
 import warnings
 from dataclasses import dataclass, field
-from typing import Iterable, Literal
+from typing import Iterable, Iterator, Literal
 
 from pydub import AudioSegment
 
@@ -127,22 +127,32 @@ def _decode_cmd(path: str, demuxer: str | None, rate: int | None, max_duration_m
             "-fflags", "+bitexact", "-f", "wav", "pipe:1"]
 
 
+def wav_chunks(data: bytes) -> Iterator[tuple[bytes, int, int]]:
+    """(chunk id, declared size, offset of its body) of each chunk of a RIFF/WAVE file, in
+    order; nothing for other data. The declared size is as written (it may overrun the data)."""
+    if data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        return
+    pos = 12
+    while pos + 8 <= len(data):
+        size = int.from_bytes(data[pos + 4:pos + 8], "little")
+        yield data[pos:pos + 4], size, pos + 8
+        pos += 8 + size + (size & 1)
+
+
 def _segment_from_wav(wav: bytes) -> AudioSegment:
     """ffmpeg's piped WAV: its sizes are placeholders (it cannot seek back), so read to the end."""
-    pos, channels, rate = 12, 0, 0
-    while wav[:4] == b"RIFF" and pos + 8 <= len(wav):
-        chunk, size = wav[pos:pos + 4], int.from_bytes(wav[pos + 4:pos + 8], "little")
+    channels, rate = 0, 0
+    for chunk, _size, at in wav_chunks(wav):
         if chunk == b"fmt ":
-            channels = int.from_bytes(wav[pos + 10:pos + 12], "little")
-            rate = int.from_bytes(wav[pos + 12:pos + 16], "little")
+            channels = int.from_bytes(wav[at + 2:at + 4], "little")
+            rate = int.from_bytes(wav[at + 4:at + 8], "little")
         elif chunk == b"data" and channels and rate:
             if channels > 2:
                 raise UndecodableAudio(f"{channels} audio channels: only mono and stereo calls are accepted")
-            pcm = wav[pos + 8:]
+            pcm = wav[at:]
             usable = len(pcm) - len(pcm) % (2 * channels)
             return AudioSegment(data=pcm[:usable] if usable != len(pcm) else pcm,
                                 sample_width=2, frame_rate=rate, channels=channels)
-        pos += 8 + size + (size & 1)
     raise UndecodableAudio("ffmpeg produced no audio stream")
 
 
@@ -153,17 +163,14 @@ def _declared_ms(data: bytes, stderr: str) -> list[int]:
     if match and "Estimating duration from bitrate" not in stderr:
         h, m, s = match.groups()
         found.append(round((int(h) * 3600 + int(m) * 60 + float(s)) * 1000))
-    if data[:4] == b"RIFF" and data[8:12] == b"WAVE":
-        pos, byte_rate = 12, 0
-        while pos + 8 <= len(data):
-            chunk, size = data[pos:pos + 4], int.from_bytes(data[pos + 4:pos + 8], "little")
-            if chunk == b"fmt ":
-                byte_rate = int.from_bytes(data[pos + 16:pos + 20], "little")
-            elif chunk == b"data":
-                if byte_rate and size not in (0, 0xFFFFFFFF):  # 0 / -1: written by a streaming recorder
-                    found.append(size * 1000 // byte_rate)
-                break
-            pos += 8 + size + (size & 1)
+    byte_rate = 0
+    for chunk, size, at in wav_chunks(data):
+        if chunk == b"fmt ":
+            byte_rate = int.from_bytes(data[at + 8:at + 12], "little")
+        elif chunk == b"data":
+            if byte_rate and size not in (0, 0xFFFFFFFF):  # 0 / -1: written by a streaming recorder
+                found.append(size * 1000 // byte_rate)
+            break
     return found
 
 
@@ -204,15 +211,12 @@ def plain_wav(data: bytes) -> PlainWav | None:
     """``data`` as a :class:`PlainWav`, or None when anything is unusual (other codecs, sizes
     that do not hold, a streaming recorder's placeholder sizes): ffmpeg then decodes it and
     reports what is wrong."""
-    if data[:4] != b"RIFF" or data[8:12] != b"WAVE":
-        return None
-    pos, fmt = 12, None
-    while pos + 8 <= len(data):
-        chunk, size = data[pos:pos + 4], int.from_bytes(data[pos + 4:pos + 8], "little")
-        body = data[pos + 8:pos + 8 + size]
+    fmt = None
+    for chunk, size, at in wav_chunks(data):
         if chunk == b"fmt ":
             if size < 16:
                 return None
+            body = data[at:at + size]
             tag, channels, rate, byte_rate, align, bits = struct.unpack_from("<HHIIHH", body)
             if tag == _WAV_EXTENSIBLE and size >= 40:
                 tag = int.from_bytes(body[24:26], "little")
@@ -222,10 +226,9 @@ def plain_wav(data: bytes) -> PlainWav | None:
                 return None
             fmt = (tag, channels, rate, bytes(body))
         elif chunk == b"data":
-            if fmt is None or len(body) != size or size % (fmt[1] * (2 if fmt[0] == _WAV_PCM else 1)):
+            if fmt is None or at + size > len(data) or size % (fmt[1] * (2 if fmt[0] == _WAV_PCM else 1)):
                 return None
-            return PlainWav(fmt[0], fmt[1], fmt[2], fmt[3], memoryview(data)[pos + 8:pos + 8 + size])
-        pos += 8 + size + (size & 1)
+            return PlainWav(fmt[0], fmt[1], fmt[2], fmt[3], memoryview(data)[at:at + size])
     return None
 
 

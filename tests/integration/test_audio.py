@@ -295,15 +295,6 @@ def test_anything_unusual_goes_to_ffmpeg(sources, data) -> None:
     assert audio.plain_wav(data(sources)) is None
 
 
-def _chunks(wav: bytes) -> list[bytes]:
-    pos, found = 12, []
-    while pos + 8 <= len(wav):
-        size = int.from_bytes(wav[pos + 4:pos + 8], "little")
-        found.append(wav[pos:pos + 4])
-        pos += 8 + size + (size & 1)
-    return found
-
-
 @pytest.mark.parametrize("codec", ["mulaw", "alaw", "pcm_s16le"])
 def test_passthrough_keeps_the_codec_and_silences_spans_in_it(sources, codec: str) -> None:
     source = sources[(codec, 2)]
@@ -313,7 +304,7 @@ def test_passthrough_keeps_the_codec_and_silences_spans_in_it(sources, codec: st
     tagged = b"RIFF" + (len(tagged) - 8).to_bytes(4, "little") + tagged[8:]
     result = process(tagged, "wav", SPANS, "passthrough")
     assert result.format == "wav" and result.media_type == "audio/wav" and result.source_codec.startswith("pcm_")
-    assert _chunks(result.data) == [b"fmt ", b"data"] and b"0612" not in result.data[:100]
+    assert [c for c, _size, _at in audio.wav_chunks(result.data)] == [b"fmt ", b"data"] and b"0612" not in result.data[:100]
     stored, original = audio.plain_wav(result.data), audio.plain_wav(source)
     assert (stored.tag, stored.channels, stored.rate) == (original.tag, 2, 8000)
     align, silence = stored.block_align, audio._WAV_SILENCE[stored.tag] * 2
