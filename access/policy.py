@@ -12,6 +12,9 @@ The default policy of the privacy rules (DESIGN.md §Roles):
 
 Everyone: no access once revoked or after the contract end date, none outside their
 tenants, and a restricted recording (GDPR restriction) is playable by internal control only.
+Expired means unplayable (DESIGN.md §Tiers): a copy past its expiry and not held is refused
+for every use of its audio, by every role, from the moment it expires rather than from the
+moment the sweeper gets to it; its metadata stays visible until the sweep.
 No I/O and no clock: the caller passes ``now`` and any break-glass grant.
 """
 
@@ -83,6 +86,7 @@ GLOBAL: dict[Role, frozenset[Action]] = {
 # Reading audio or making a new copy of it: what a GDPR restriction stops for all but internal control.
 USES_AUDIO = frozenset({Action.STREAM, Action.EXPORT, Action.COPY_MONITORING, Action.COPY_TRAINING,
                         Action.COPY_EXTRACT})
+EXPIRED = "expired, awaiting deletion"
 
 
 @dataclass(frozen=True)
@@ -112,6 +116,14 @@ class Target:
     team_id: str | None = None
     restricted: bool = False
     recording_id: str | None = None
+    expires_at: datetime | None = None  # None: not one stored copy, so no clock to check
+    held: bool = False
+
+
+def expired(target: Target, now: datetime) -> bool:
+    """Past its expiry and not under legal hold: the sweeper's own test (``expires_at <= now``),
+    so no copy is ever playable here yet already due for deletion there."""
+    return target.expires_at is not None and now >= target.expires_at and not target.held
 
 
 @dataclass(frozen=True)
@@ -163,6 +175,8 @@ def decide(user: User, action: Action, target: Target | None, *, now: datetime,
             else _deny(f"{user.role.value} may not {action.value}")
     if not user.in_tenant(target.tenant):
         return _deny(f"tenant {target.tenant} is outside the user's tenants")
+    if action in USES_AUDIO and expired(target, now):
+        return _deny(EXPIRED)
     if target.restricted and action in USES_AUDIO and user.role is not Role.INTERNAL_CONTROL:
         return _deny("recording is restricted (GDPR): internal control only")
     if not in_scope(user, target):

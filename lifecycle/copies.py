@@ -7,6 +7,11 @@ tag, its own clock (from its creation) and its own catalog row, linked to the re
 Objects are client-side encrypted with their key bound to the object key, so a byte-for-byte
 server-side CopyObject could not be decrypted under its new name: the copy is decrypted and
 re-encrypted here, then uploaded.
+
+Expired means unplayable, and copying is playing: a copy past its expiry and not held is never
+a source, even before the sweeper deletes it, or a copy would outlive the audio it came from.
+``source_query`` is the one choice of source; the API (``access.api.catalog.source_copy``)
+runs the same query, so the copy its policy rules on is the copy read here.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from access import audit
+from access.policy import EXPIRED
 from storage.catalog import tables as t
 from storage.copies import object_key_for, put_encrypted, read_copy, upsert_copy
 from storage.keys import KeyRing
@@ -48,6 +54,19 @@ def _check_request(tier: Tier, reason: str, training_report: str | None) -> None
         raise CopyNotAllowed(f"a {tier.value} copy takes no reason (only extracts do)")
 
 
+def source_query(recording_id: uuid.UUID, now: datetime) -> sa.Select:
+    """The copy a new copy is made from: the production original if it is still live and
+    usable, else the longest-lived usable copy. Usable is the sweeper's test negated
+    (``expires_at > now`` or held); when no copy is usable the best unusable one comes back,
+    labelled ``usable = false``, so the caller can say why instead of "not found"."""
+    c = t.copies.c
+    usable = sa.or_(c.expires_at > now, c.hold == sa.true())
+    return (sa.select(t.copies, usable.label("usable"))
+            .where(c.recording_id == recording_id, c.deleting_at.is_(None))
+            .order_by(usable.desc(), (c.tier == Tier.PRODUCTION.value).desc(), c.expires_at.desc(), c.id)
+            .limit(1))
+
+
 def create_copy(conn: sa.Connection, store: ObjectStore, keys: KeyRing, *, recording_id: uuid.UUID, tier: str,
                 actor: str, now: datetime, reason: str = "", training_report: str | None = None,
                 role: str = "system") -> CopyInfo:
@@ -61,15 +80,13 @@ def create_copy(conn: sa.Connection, store: ObjectStore, keys: KeyRing, *, recor
         t.copies.c.reason == reason)).first()
     if existing is not None:
         return CopyInfo(existing.id, recording_id, tier_, existing.expires_at, created=False)
-    # The source: the production original if it still exists, else the longest-lived copy.
-    source = conn.execute(sa.select(t.copies.c.id).where(
-        t.copies.c.recording_id == recording_id, t.copies.c.deleting_at.is_(None))
-        .order_by((t.copies.c.tier == Tier.PRODUCTION.value).desc(), t.copies.c.expires_at.desc())
-        .limit(1)).scalar()
-    if source is None:
+    chosen = conn.execute(source_query(recording_id, now)).mappings().first()
+    if chosen is None:
         raise NotFound(f"recording {recording_id} has no copy left to copy from")
+    if not chosen["usable"]:
+        raise CopyNotAllowed(f"recording {recording_id} has no copy to copy from: {EXPIRED}")
+    source, bucket = chosen["id"], chosen["bucket"]
     audio = read_copy(conn, store, keys, source)
-    bucket = conn.execute(sa.select(t.copies.c.bucket).where(t.copies.c.id == source)).scalar()
     key = object_key_for(recording["tenant_id"], recording_id, tier_.value, reason)
     stored = put_encrypted(conn, store, keys, bucket=bucket, tenant=recording["tenant_id"],
                            number_hash=recording["number_hash"], object_key=key, audio=audio,

@@ -1,16 +1,19 @@
 """Catalog reads of the API: a copy with its recording, a recording with its live copies.
 
 A copy the sweeper has started deleting (``deleting_at`` set) is gone as far as the API is
-concerned: it is neither listed, nor played, nor held.
+concerned: it is neither listed, nor played, nor held. A copy merely past its expiry is still
+listed; its target carries the expiry and the hold so the policy refuses its audio.
 """
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 
 import sqlalchemy as sa
 
+from lifecycle.copies import source_query
 from storage.catalog import tables as t
 from storage.copies import plaintext_length
 
@@ -19,10 +22,12 @@ from ..policy import Target
 _r, _c = t.recordings, t.copies
 
 
-def target(recording: sa.RowMapping, tier: str) -> Target:
-    return Target(tenant=recording["tenant_id"], tier=tier, agent_id=recording["agent_id"],
+def target(recording: sa.RowMapping, copy: sa.RowMapping) -> Target:
+    """What the policy rules on: the recording's scope and restriction, the copy's tier, and the
+    copy's own clock and hold (expired and unheld: no audio, even before the sweep)."""
+    return Target(tenant=recording["tenant_id"], tier=copy["tier"], agent_id=recording["agent_id"],
                   team_id=recording["team_id"], restricted=bool(recording["restricted"]),
-                  recording_id=str(recording["id"]))
+                  recording_id=str(recording["id"]), expires_at=copy["expires_at"], held=bool(copy["hold"]))
 
 
 @dataclass(frozen=True)
@@ -34,7 +39,7 @@ class CopyOf:
 
     @property
     def target(self) -> Target:
-        return target(self.recording, self.copy["tier"])
+        return target(self.recording, self.copy)
 
     @property
     def audio_bytes(self) -> int:
@@ -62,12 +67,12 @@ def copy_of(conn: sa.Connection, copy_id: uuid.UUID) -> CopyOf | None:
     return CopyOf(row, rec) if rec is not None else None
 
 
-def source_copy(conn: sa.Connection, recording_id: uuid.UUID) -> sa.RowMapping | None:
-    """The copy a new copy is made from (as ``lifecycle.copies.create_copy`` chooses it):
-    the production original if it still exists, else the longest-lived copy."""
-    return conn.execute(sa.select(_c).where(_c.c.recording_id == recording_id, _c.c.deleting_at.is_(None))
-                        .order_by((_c.c.tier == "production").desc(), _c.c.expires_at.desc())
-                        .limit(1)).mappings().first()
+def source_copy(conn: sa.Connection, recording_id: uuid.UUID, *, now: datetime) -> sa.RowMapping | None:
+    """The copy a new copy is made from, by ``lifecycle.copies.create_copy``'s own query: the
+    production original while it is usable, else the longest-lived usable copy. With none
+    usable it is the best expired one, so the policy refuses it as "expired, awaiting deletion"
+    (audited) rather than the API answering "not found"."""
+    return conn.execute(source_query(recording_id, now)).mappings().first()
 
 
 def all_tenants(conn: sa.Connection) -> list[str]:

@@ -130,7 +130,7 @@ def _visible(conn: sa.Connection, query: sa.Select, tier: str | None,
             by_recording.setdefault(copy["recording_id"], []).append(copy)
         for rid in ids:
             rec = recordings[rid]
-            decisions = [(copy, decide(Action.SEARCH, catalog.target(rec, copy["tier"])))
+            decisions = [(copy, decide(Action.SEARCH, catalog.target(rec, copy)))
                          for copy in by_recording.get(rid, [])]
             visible = [copy for copy, decision in decisions if decision.allowed]
             if visible:

@@ -7,9 +7,13 @@ from __future__ import annotations
 import itertools
 from datetime import date, datetime, timedelta, timezone
 
-import pytest
+import dataclasses
 
-from access.policy import Action, BreakGlass, Relation, Role, Target, User, decide
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from access.policy import EXPIRED, USES_AUDIO, Action, BreakGlass, Relation, Role, Target, User, decide
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
 TIERS = ("production", "monitoring", "training", "complaint-extract")
@@ -118,3 +122,52 @@ def test_contract_end_day_itself_still_works_the_day_after_does_not():
     target = make_target("production", "own", True, False)
     assert decide(user, Action.STREAM, target, now=NOW).allowed
     assert not decide(user, Action.STREAM, target, now=NOW + timedelta(days=1)).allowed
+
+
+# --- expired means unplayable (DESIGN.md §Tiers) ------------------------------------------------
+
+targets = st.builds(make_target, st.sampled_from(TIERS), st.sampled_from(("own", "team", "other")),
+                    st.just(True), st.booleans())
+grants = st.none() | st.builds(BreakGlass, st.just("INC-1"), st.just(NOW + timedelta(hours=1)),
+                               st.sampled_from((None, "rec-1")))
+past = st.timedeltas(min_value=timedelta(0), max_value=timedelta(days=3 * 365))
+
+
+@given(role=st.sampled_from(Role), action=st.sampled_from(sorted(USES_AUDIO)), target=targets, grant=grants,
+       overdue=past)
+def test_an_expired_unheld_copy_is_refused_every_use_of_its_audio(role, action, target, grant, overdue):
+    expired = dataclasses.replace(target, expires_at=NOW - overdue)
+    decision = decide(make_user(role, "active"), action, expired, now=NOW, grant=grant)
+    assert not decision.allowed and decision.reason == EXPIRED
+
+
+@given(role=st.sampled_from(Role), action=st.sampled_from(list(Action)), target=targets, grant=grants,
+       state=st.sampled_from(("active", "expired", "revoked")), overdue=past)
+def test_a_held_copy_is_decided_as_if_it_had_no_expiry(role, action, target, grant, state, overdue):
+    user = make_user(role, state)
+    held = dataclasses.replace(target, expires_at=NOW - overdue, held=True)
+    assert decide(user, action, held, now=NOW, grant=grant) == decide(user, action, target, now=NOW, grant=grant)
+
+
+@given(role=st.sampled_from(Role), action=st.sampled_from(list(Action)), target=targets, grant=grants,
+       early=st.timedeltas(min_value=timedelta(microseconds=1), max_value=timedelta(days=3 * 365)))
+def test_a_copy_before_its_expiry_is_decided_as_if_it_had_none(role, action, target, grant, early):
+    user = make_user(role, "active")
+    live = dataclasses.replace(target, expires_at=NOW + early)
+    assert decide(user, action, live, now=NOW, grant=grant) == decide(user, action, target, now=NOW, grant=grant)
+
+
+@pytest.mark.parametrize("action", [Action.VIEW_METADATA, Action.SEARCH, Action.HOLD, Action.RELEASE_HOLD])
+def test_an_expired_copy_is_still_listed_and_holdable(action):
+    control = make_user(Role.INTERNAL_CONTROL, "active")
+    expired = dataclasses.replace(make_target("production", "other", True, False), expires_at=NOW)
+    assert decide(control, action, expired, now=NOW).allowed  # metadata is not audio; a hold saves it
+
+
+def test_expiry_is_the_sweepers_comparison_at_the_instant_itself():
+    control = make_user(Role.INTERNAL_CONTROL, "active")
+    target = make_target("production", "other", True, False)
+    second = timedelta(seconds=1)
+    assert decide(control, Action.STREAM, dataclasses.replace(target, expires_at=NOW + second), now=NOW).allowed
+    at_expiry = decide(control, Action.STREAM, dataclasses.replace(target, expires_at=NOW), now=NOW)
+    assert not at_expiry.allowed and at_expiry.reason == EXPIRED

@@ -3,7 +3,9 @@ complaint-extract (internal control, with a reference) copy of a recording.
 
 The policy rules against the copy the new one is made from (the production original while it
 exists), so "may copy" means "may read that audio in that scope". The decision is audited,
-then ``lifecycle.copies.create_copy`` audits the copy itself; both commit together.
+then ``lifecycle.copies.create_copy`` audits the copy itself; both commit together. When
+every copy left is past its expiry and not held, the source is an expired one and the policy
+refuses it ("expired, awaiting deletion", 403, audited) before the sweeper has deleted it.
 """
 
 from __future__ import annotations
@@ -37,10 +39,10 @@ def new_copy(recording_id: uuid.UUID, body: NewCopy, user: User = Depends(curren
     with ctx.unit_of_work() as uow:
         gate = Gate(uow, user, at, ctx.metrics)
         rec = catalog.recording(uow.conn, recording_id)
-        source = catalog.source_copy(uow.conn, recording_id) if rec is not None else None
+        source = catalog.source_copy(uow.conn, recording_id, now=at) if rec is not None else None
         if rec is None or source is None:
             raise NotFound(f"recording {recording_id} not found (expired or erased?)")
-        gate.check(ACTIONS[body.tier], catalog.target(rec, source["tier"]), target_type="recording",
+        gate.check(ACTIONS[body.tier], catalog.target(rec, source), target_type="recording",
                    target_id=str(recording_id), detail={"tier": body.tier, "source_copy": str(source["id"])})
         info = create_copy(uow.conn, svc.store, svc.keys, recording_id=recording_id, tier=body.tier,
                            actor=user.id, role=user.role.value, now=at, reason=body.reason,

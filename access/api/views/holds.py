@@ -52,7 +52,7 @@ def _hold(ctx: ApiContext, user: User, at: datetime, action: Action, *, copy_id:
             raise NotFound(f"{target_type} {target_id} not found")
         detail = {"copies": [str(c["id"]) for _, c in pairs]}
         for rec, copy in pairs:
-            gate.check(action, catalog.target(rec, copy["tier"]), target_type=target_type, target_id=target_id,
+            gate.check(action, catalog.target(rec, copy), target_type=target_type, target_id=target_id,
                        detail=detail, audit_allowed=False)
         gate.record(action.value, target_type=target_type, target_id=target_id, outcome="allowed", reason=reason,
                     detail=detail)

@@ -92,7 +92,7 @@ def recording_detail(recording_id: uuid.UUID, user: User = Depends(current_user)
         visible: list[tuple] = []
         last: Decision | None = None
         for copy in catalog.live_copies(uow.conn, [recording_id]):
-            last = gate.decide(Action.VIEW_METADATA, catalog.target(rec, copy["tier"]))
+            last = gate.decide(Action.VIEW_METADATA, catalog.target(rec, copy))
             if last.allowed:
                 visible.append((copy, last))
         if not visible:
