@@ -92,22 +92,25 @@ def storage_check() -> None:
 
 @storage_app.command("reconcile")
 def storage_reconcile(
-    dry_run: bool = typer.Option(False, "--dry-run", help="report only, change nothing"),
+    repair: bool = typer.Option(False, "--repair", help="delete orphan objects and dangling rows (audited)"),
     grace_minutes: float = typer.Option(15.0, help="leave objects younger than this alone (in-flight writes)"),
 ) -> None:
-    """Find orphan objects and catalog rows whose object is missing; repair them; report counts."""
+    """Report orphan objects, rows whose object is missing and held copies whose object is missing;
+    repair the first two only with --repair (held copies are never touched).
+
+    Exits 4 while something is left: anything to repair (without --repair) or a held-copy incident."""
     from datetime import timedelta
 
+    from lifecycle.reconcile import reconcile
     from storage.catalog.db import make_engine
     from storage.objectstore import ObjectStore
-    from storage.reconcile import reconcile
     from storage.settings import get_catalog_settings, get_storage_settings
 
     settings = get_storage_settings()
     report = reconcile(make_engine(get_catalog_settings().url), ObjectStore.from_settings(settings),
-                       settings.recordings_bucket, repair=not dry_run,
+                       settings.recordings_bucket, repair=repair,
                        grace=timedelta(minutes=grace_minutes), say=typer.echo)
-    if dry_run and not report.clean:
+    if report.held_missing or report.held_orphans or (not repair and not report.clean):
         raise typer.Exit(4)
 
 

@@ -1,7 +1,24 @@
 """Legal holds: nothing deletes a held copy until the hold is released.
 
-A hold is recorded on the copy row (reason, actor, time) and mirrored to S3 object legal
-hold where the bucket has object lock, so even a direct delete through the S3 API fails.
+A hold is recorded on the copy row (reason, actor, time), which the sweeper and reconcile
+respect, and carried to the copy's object, out of reach of whatever acts on S3 alone:
+
+- **the lifecycle backstop** (``storage.admin``) expires objects tagged ``tier=X``. S3 legal
+  hold does not stop it: on a versioned bucket an Expiration rule still puts a delete marker
+  on a legally held current version, and a plain GET then answers 404. So a held copy's
+  object is retagged ``held-tier=X`` (its other tags kept), which no rule matches, and gets
+  ``tier=X`` back on release.
+- **a direct delete** through the S3 API: where the bucket has object lock, the current
+  version also gets an S3 object legal hold, so deleting that version fails (our deleters all
+  delete by version id; a delete without one only adds a marker, undone by removing it).
+
+S3 is changed before the caller commits the row. A failed protection raises, so the hold
+rolls back (objects already protected stay so until a release: it errs towards keeping). A
+failed release puts back every protection before raising, since its rows stay held. Setting
+a hold again re-protects the objects of copies already held (idempotent): the repair for an
+object rewritten since, or for a release whose S3 step went through but whose commit did not.
+A held copy whose object is missing is listed in ``missing`` (``reconcile`` reports it too).
+
 There is no cap on the number of holds. A copy the sweeper has already started deleting
 (``deleting_at`` set: it expired) cannot be held; the two updates are atomic per row, so
 either the hold or the deletion wins, never both.
@@ -10,18 +27,22 @@ either the hold or the deletion wins, never both.
 from __future__ import annotations
 
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import lru_cache
+from typing import Callable
 
 import sqlalchemy as sa
-from botocore.exceptions import ClientError
 
 from access import audit
+from storage.admin import held_tags, released_tags
 from storage.catalog import tables as t
-from storage.objectstore import ObjectStore, translate
+from storage.exceptions import ObjectNotFound
+from storage.objectstore import ObjectStore
 
 from .exceptions import NotFound
+
+S3_CONCURRENCY = 8  # two or three S3 calls per held copy: a recording's copies go in parallel
 
 
 @dataclass
@@ -29,12 +50,14 @@ class HoldResult:
     changed: list[uuid.UUID] = field(default_factory=list)
     unchanged: list[uuid.UUID] = field(default_factory=list)
     refused: list[uuid.UUID] = field(default_factory=list)  # already being deleted (expired)
-    mirrored: int = 0
+    mirrored: int = 0   # objects whose S3 legal hold was set or cleared
+    retagged: int = 0   # objects whose tags changed (out of, or back under, the backstop rules)
+    missing: list[uuid.UUID] = field(default_factory=list)  # copies whose object is not in the bucket
 
 
 def _target_copies(conn: sa.Connection, *, copy_ids: list[uuid.UUID] | None,
                    recording_id: uuid.UUID | None) -> list[sa.Row]:
-    query = sa.select(t.copies.c.id, t.copies.c.bucket, t.copies.c.object_key, t.copies.c.hold,
+    query = sa.select(t.copies.c.id, t.copies.c.tier, t.copies.c.bucket, t.copies.c.object_key, t.copies.c.hold,
                       t.copies.c.deleting_at)
     if recording_id is not None:
         query = query.where(t.copies.c.recording_id == recording_id)
@@ -46,35 +69,62 @@ def _target_copies(conn: sa.Connection, *, copy_ids: list[uuid.UUID] | None,
     return rows
 
 
-def _object_lock(store: ObjectStore, bucket: str) -> bool:
-    return _lock_cache(store, bucket)
+@dataclass(frozen=True)
+class _Done:
+    copy_id: uuid.UUID
+    retagged: bool = False
+    mirrored: bool = False
+    missing: bool = False
 
 
-@lru_cache(maxsize=64)
-def _lock_cache(store: ObjectStore, bucket: str) -> bool:
-    try:
-        conf = store.client.get_object_lock_configuration(Bucket=bucket)
-    except ClientError:
-        return False
-    return conf.get("ObjectLockConfiguration", {}).get("ObjectLockEnabled") == "Enabled"
-
-
-def _mirror(store: ObjectStore, rows: list[sa.Row], status: str) -> int:
-    mirrored = 0
-    for row in rows:
-        if not _object_lock(store, row.bucket):
-            continue
+def _step(store: ObjectStore, locked: dict[str, bool], on: bool) -> Callable[[sa.Row], _Done]:
+    """Protect (``on``) or unprotect one copy's object: tags, then legal hold where there is object lock."""
+    def apply(row: sa.Row) -> _Done:
         try:
-            store.client.put_object_legal_hold(Bucket=row.bucket, Key=row.object_key, LegalHold={"Status": status})
-        except ClientError as exc:
-            raise translate(exc, bucket=row.bucket, key=row.object_key) from exc
-        mirrored += 1
-    return mirrored
+            tags = store.get_tags(row.bucket, row.object_key)
+            wanted = (held_tags if on else released_tags)(tags, row.tier)
+            if wanted != tags:
+                store.put_tags(row.bucket, row.object_key, wanted)
+            if locked[row.bucket]:
+                store.set_legal_hold(row.bucket, row.object_key, on)
+        except ObjectNotFound:
+            return _Done(row.id, missing=True)
+        return _Done(row.id, retagged=wanted != tags, mirrored=locked[row.bucket])
+    return apply
+
+
+def _apply(store: ObjectStore, rows: list[sa.Row], on: bool, result: HoldResult) -> None:
+    """Run the S3 step on every row; if one fails, re-protect them all (when unprotecting) and raise."""
+    if not rows:
+        return
+    locked = {bucket: store.object_lock_enabled(bucket) for bucket in {r.bucket for r in rows}}
+    step = _step(store, locked, on)
+    done: list[_Done] = []
+    failure: Exception | None = None
+    with ThreadPoolExecutor(max_workers=S3_CONCURRENCY) as pool:
+        for future in [pool.submit(step, row) for row in rows]:
+            try:
+                done.append(future.result())
+            except Exception as exc:  # noqa: BLE001 - re-raised below, after the undo
+                failure = failure or exc
+    if failure is not None:
+        if not on:  # the rows stay held (the caller rolls back): protect their objects again,
+            redo = _step(store, locked, True)  # the failed ones too (a step may fail half way)
+            for row in rows:
+                try:
+                    redo(row)
+                except Exception:  # noqa: BLE001 - best effort; the first failure is what we report
+                    pass
+        raise failure
+    result.retagged += sum(d.retagged for d in done)
+    result.mirrored += sum(d.mirrored for d in done)
+    result.missing.extend(d.copy_id for d in done if d.missing)
 
 
 def set_hold(conn: sa.Connection, store: ObjectStore, *, reason: str, actor: str, now: datetime,
              copy_ids: list[uuid.UUID] | None = None, recording_id: uuid.UUID | None = None,
              mirror: bool = True, role: str = "system") -> HoldResult:
+    """Hold copies (or every copy of a recording); ``mirror=False`` records the hold in the catalog only."""
     if not reason.strip():
         raise ValueError("a legal hold needs a reason")
     result = HoldResult()
@@ -89,10 +139,10 @@ def set_hold(conn: sa.Connection, store: ObjectStore, *, reason: str, actor: str
                                .returning(t.copies.c.id)).scalars().all()
         refused = set(part) - set(updated)
         result.refused.extend(refused)
-    result.changed = [i for i in result.changed if i not in set(result.refused)]
+    refused = set(result.refused)
+    result.changed = [i for i in result.changed if i not in refused]
     if mirror:
-        held = set(result.changed)
-        result.mirrored = _mirror(store, [r for r in rows if r.id in held], "ON")
+        _apply(store, [r for r in rows if r.id not in refused], True, result)
     _audit(conn, "hold", result, actor=actor, role=role, reason=reason, now=now)
     return result
 
@@ -100,6 +150,7 @@ def set_hold(conn: sa.Connection, store: ObjectStore, *, reason: str, actor: str
 def release_hold(conn: sa.Connection, store: ObjectStore, *, actor: str, now: datetime,
                  copy_ids: list[uuid.UUID] | None = None, recording_id: uuid.UUID | None = None,
                  mirror: bool = True, role: str = "system", reason: str | None = None) -> HoldResult:
+    """Release holds: the copies' retention applies again (sweeper and backstop rules)."""
     result = HoldResult()
     rows = _target_copies(conn, copy_ids=copy_ids, recording_id=recording_id)
     ids = [row.id for row in rows if row.hold]
@@ -109,8 +160,10 @@ def release_hold(conn: sa.Connection, store: ObjectStore, *, actor: str, now: da
                      .values(hold=False, hold_reason=None, hold_actor=None, hold_at=None))
     result.changed = ids
     if mirror:
+        # Only the copies released here: touching a copy not held in our snapshot could undo
+        # a hold set concurrently.
         released = set(ids)
-        result.mirrored = _mirror(store, [r for r in rows if r.id in released], "OFF")
+        _apply(store, [r for r in rows if r.id in released], False, result)
     _audit(conn, "release-hold", result, actor=actor, role=role, reason=reason, now=now)
     return result
 

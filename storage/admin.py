@@ -4,6 +4,15 @@ tag-based lifecycle rules, through the minio SDK (which speaks to MinIO and AWS 
 Idempotent: each step reads the current state first and reports only what it changed.
 The lifecycle rules are a backstop to the sweeper, never the primary mechanism: an object
 tagged ``tier=X`` expires after tier X's longest allowed retention plus a grace period.
+
+Held objects are out of the rules' reach. A rule knows nothing of holds, and S3 object legal
+hold is no shield: on a versioned bucket an Expiration rule still puts a delete marker on a
+legally held current version, after which a plain GET answers 404 and the evidence is lost
+for every reader. So ``lifecycle.holds`` retags a held copy's object ``held-tier=X`` instead
+of ``tier=X`` (other tags kept; see ``held_tags``), which no rule here matches, and puts
+``tier=X`` back on release (``released_tags``). Hence, in the buckets that hold copies, every
+rule that expires objects filters on the ``tier`` tag alone: one filtering on a prefix, or
+on nothing, would reach held objects too (the landing bucket holds no copies).
 """
 
 from __future__ import annotations
@@ -33,6 +42,20 @@ from .settings import StorageSettings
 
 GRACE_DAYS = 7
 LANDING_EXPIRY_DAYS = 1
+TIER_TAG = "tier"            # the object tag the backstop rules match
+HELD_TIER_TAG = "held-tier"  # what a held object carries instead: no rule matches it
+
+
+def held_tags(tags: dict[str, str], tier: str) -> dict[str, str]:
+    """An object's tags while its copy is held: ``tier`` becomes ``held-tier``, others kept."""
+    kept = {k: v for k, v in tags.items() if k not in (TIER_TAG, HELD_TIER_TAG)}
+    return {**kept, HELD_TIER_TAG: tier}
+
+
+def released_tags(tags: dict[str, str], tier: str) -> dict[str, str]:
+    """An object's tags once its hold is released: back under its tier's backstop rule."""
+    kept = {k: v for k, v in tags.items() if k not in (TIER_TAG, HELD_TIER_TAG)}
+    return {**kept, TIER_TAG: tier}
 
 
 def minio_admin_client(settings: StorageSettings) -> Minio:
@@ -70,7 +93,7 @@ def _lifecycle_for(bucket_kind: str, max_months: dict[Tier, int] | None, *, aws:
         return LifecycleConfig(rules)
     for tier, days in tier_backstop_days(max_months).items():
         tag = Tags.new_object_tags()
-        tag["tier"] = tier.value
+        tag[TIER_TAG] = tier.value
         rules.append(Rule(ENABLED, rule_filter=Filter(tag=tag), rule_id=f"backstop-{tier.value}",
                           expiration=Expiration(days=days),
                           noncurrent_version_expiration=NoncurrentVersionExpiration(noncurrent_days=1)))

@@ -25,6 +25,10 @@ DELETE_BATCH = 1000  # S3 DeleteObjects limit
 LIST_CONCURRENCY = 8
 MULTIPART_THRESHOLD = 16 * 1024 * 1024
 _NOT_FOUND = {"NoSuchKey", "404", "NotFound", "NoSuchVersion"}
+_NO_LOCK_CONFIG = {"ObjectLockConfigurationNotFoundError", "ObjectLockConfigurationNotFound"}
+# Asking an object's legal hold: never set (NoSuchObjectLockConfiguration), or the bucket has
+# no object lock (InvalidRequest): either way it is off.
+_NO_LEGAL_HOLD = {"NoSuchObjectLockConfiguration", "InvalidRequest"}
 
 
 def s3_client(settings: StorageSettings):
@@ -85,11 +89,16 @@ class ObjectInfo:
     last_modified: datetime | None = None
 
 
+def _code(exc: ClientError) -> str:
+    return exc.response.get("Error", {}).get("Code", "")
+
+
 class ObjectStore:
-    """put / get (ranges) / tags / delete (all versions) / batch delete / list."""
+    """put / get (ranges) / tags / legal hold / delete (all versions) / batch delete / list."""
 
     def __init__(self, client) -> None:
         self.client = client
+        self._locked_buckets: set[str] = set()  # object lock, once on, cannot be turned off
         self._transfer = TransferConfig(multipart_threshold=MULTIPART_THRESHOLD,
                                         multipart_chunksize=MULTIPART_THRESHOLD, max_concurrency=4)
 
@@ -167,6 +176,42 @@ class ObjectStore:
                 Bucket=bucket, Key=key, Tagging={"TagSet": [{"Key": k, "Value": v} for k, v in tags.items()]})
         except (ClientError, BotoCoreError) as exc:
             raise translate(exc, bucket=bucket, key=key) from exc
+
+    def object_lock_enabled(self, bucket: str) -> bool:
+        """Whether the bucket has S3 object lock (then an object version can carry a legal hold)."""
+        if bucket in self._locked_buckets:
+            return True
+        try:
+            conf = self.client.get_object_lock_configuration(Bucket=bucket)
+        except ClientError as exc:
+            if _code(exc) in _NO_LOCK_CONFIG:
+                return False
+            raise translate(exc, bucket=bucket) from exc
+        except BotoCoreError as exc:
+            raise translate(exc, bucket=bucket) from exc
+        enabled = conf.get("ObjectLockConfiguration", {}).get("ObjectLockEnabled") == "Enabled"
+        if enabled:
+            self._locked_buckets.add(bucket)
+        return enabled
+
+    def set_legal_hold(self, bucket: str, key: str, on: bool) -> None:
+        """Put or lift the legal hold of the current version (the bucket needs object lock)."""
+        try:
+            self.client.put_object_legal_hold(Bucket=bucket, Key=key, LegalHold={"Status": "ON" if on else "OFF"})
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc, bucket=bucket, key=key) from exc
+
+    def legal_hold(self, bucket: str, key: str) -> bool:
+        """Whether the current version is under legal hold (False where the bucket has no object lock)."""
+        try:
+            status = self.client.get_object_legal_hold(Bucket=bucket, Key=key)["LegalHold"]["Status"]
+        except ClientError as exc:
+            if _code(exc) in _NO_LEGAL_HOLD:
+                return False
+            raise translate(exc, bucket=bucket, key=key) from exc
+        except BotoCoreError as exc:
+            raise translate(exc, bucket=bucket, key=key) from exc
+        return status == "ON"
 
     def list(self, bucket: str, prefix: str = "") -> Iterator[ObjectInfo]:
         try:

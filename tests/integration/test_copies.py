@@ -10,12 +10,12 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
+from lifecycle.reconcile import reconcile
 from storage.catalog import tables as t
 from storage.copies import read_copy, read_copy_range
 from storage.crypto import DecryptionError
 from storage.exceptions import IntegrityError, KeyDestroyedError
 from storage.keys import KeyRing
-from storage.reconcile import reconcile
 from tests.integration.catalog_helpers import FRAME, store_copy
 
 pytestmark = pytest.mark.integration
@@ -136,17 +136,17 @@ def test_reconcile_repairs_a_simulated_crash(catalog, store, keys, scratch_bucke
     assert dry.orphan_objects == ["acme/orphan/production.cve"] and dry.dangling_rows == [lost]
     assert store.head(scratch_bucket, "acme/orphan/production.cve") is not None
 
-    report = reconcile(catalog, store, scratch_bucket, grace=timedelta(0))
+    report = reconcile(catalog, store, scratch_bucket, repair=True, grace=timedelta(0))
     assert (len(report.orphan_objects), len(report.dangling_rows), report.recordings_removed) == (1, 1, 1)
     assert [o.key for o in store.list(scratch_bucket)] == [kept_key]
     with catalog.connect() as conn:
         assert conn.execute(sa.select(t.copies.c.id)).scalars().all() == [kept]
         assert conn.execute(sa.select(t.recordings.c.id).where(t.recordings.c.id == rid)).first() is None
-    assert reconcile(catalog, store, scratch_bucket, grace=timedelta(0)).clean
+    assert reconcile(catalog, store, scratch_bucket, repair=True, grace=timedelta(0)).clean
 
 
 def test_reconcile_leaves_young_objects_alone(catalog, store, keys, scratch_bucket):
     store.put(scratch_bucket, "acme/inflight/production.cve", b"being written")
-    report = reconcile(catalog, store, scratch_bucket, grace=timedelta(minutes=15))
+    report = reconcile(catalog, store, scratch_bucket, repair=True, grace=timedelta(minutes=15))
     assert report.clean
     assert store.head(scratch_bucket, "acme/inflight/production.cve") is not None

@@ -46,10 +46,10 @@ from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 
 from ingest.producer import Call
 from ingest.service import recording_uuid
+from lifecycle.reconcile import reconcile
 from storage.catalog import tables as t
 from storage.copies import object_key_for, read_copy
 from storage.keys import KeyRing
-from storage.reconcile import reconcile
 from tests.audio_fixtures import pcm_to_wav, sine_pcm, sine_wav
 from tests.integration.pipeline import Pipeline, _decode
 

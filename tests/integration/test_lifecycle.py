@@ -18,12 +18,12 @@ from lifecycle.holds import release_hold, set_hold
 from lifecycle.retention import Bounds, set_retention
 from lifecycle.sweeper import _mark, sweep
 from lifecycle.tiers import DEFAULT_MAX_MONTHS, DEFAULT_MIN_MONTHS, add_months
+from lifecycle.reconcile import reconcile
 from storage.admin import init_buckets
 from storage.catalog import tables as t
 from storage.copies import read_copy
 from storage.exceptions import KeyDestroyedError
 from storage.keys import KeyRing
-from storage.reconcile import reconcile
 from tests.integration.catalog_helpers import NOW, new_recording, store_copy
 
 pytestmark = pytest.mark.integration
@@ -193,7 +193,8 @@ def test_an_expiring_copy_already_marked_cannot_be_held(catalog, store, keys, sc
 
 
 def test_ten_thousand_holds_no_cap(catalog, store, keys, scratch_bucket):
-    """10,000 held copies (catalog rows; this bucket has no object lock, so nothing to mirror)."""
+    """10,000 held copies (catalog rows whose objects were never written: each is listed as missing,
+    none is mirrored, and the hold stands)."""
     with catalog.begin() as conn:
         rid, nh = new_recording(conn, keys)
         caller = keys.caller_key(conn, tenant="acme", number_hash=nh)
@@ -204,7 +205,7 @@ def test_ten_thousand_holds_no_cap(catalog, store, keys, scratch_bucket):
                  created_by="t", expires_at=NOW - timedelta(days=1)) for i in range(10_000)])
     with catalog.begin() as conn:
         result = set_hold(conn, store, recording_id=rid, reason="class action", actor="ic-1", now=NOW)
-    assert len(result.changed) == 10_000 and result.mirrored == 0
+    assert len(result.changed) == 10_000 and result.mirrored == 0 and len(result.missing) == 10_000
     report = sweep(catalog, store, now=NOW)
     assert report.deleted_copies == 0 and report.held_expired == 10_000
 

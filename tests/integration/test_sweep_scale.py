@@ -18,11 +18,11 @@ import sqlalchemy as sa
 from pydantic import SecretStr
 
 from access.audit import verify
+from lifecycle.reconcile import reconcile
 from storage.admin import init_buckets
 from storage.catalog import tables as t
 from storage.catalog.db import make_engine
 from storage.objectstore import ObjectStore
-from storage.reconcile import reconcile
 from tests.integration.pipeline import service_env
 
 pytestmark = pytest.mark.integration
