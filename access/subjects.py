@@ -5,10 +5,12 @@
   with reason ``gdpr-request:<id>``; the ZIP (audio + JSON and CSV manifest) is rendered from
   those copies when downloaded, so the export is stored once, encrypted, with its own clock;
 - erasure: every unheld copy (all tiers, all object versions) deleted, recordings left without
-  a copy deleted, and the caller key destroyed (crypto-shredding reaches backups and old
-  versions). Held copies survive: their data keys are first re-wrapped under a separate hold key;
+  a copy deleted, and the caller keys destroyed, found by key id (``storage.erasure``); written
+  first to the erasure ledger, so a restored backup is erased again. Held copies survive: their
+  data keys are first re-wrapped under a separate hold key;
 - rectification: corrects the number, agent or team of recordings, audited before/after (numbers
-  as keyed hashes only); a corrected number moves the copies' data keys under the new key;
+  as keyed hashes only); a corrected number moves the recording and all its copies, held or
+  not, under the new number's key;
 - restriction: flags every recording of the number; only internal control may play it until lifted.
 
 Every step writes a PII-free audit entry (ids, counts, hashes; never a number or audio).
@@ -28,9 +30,12 @@ import sqlalchemy as sa
 
 from ingest.phone import normalise_number
 from lifecycle.copies import create_copy
+from lifecycle.exceptions import CopyNotAllowed
 from storage.catalog import tables as t
 from storage.copies import read_copy
-from storage.keys import CALLER, HOLD, KeyRing
+from storage import erasure
+from storage.keys import KeyRing
+from storage.ledger import ErasureLedger
 from storage.objectstore import ObjectStore
 from storage.suppressions import suppress
 
@@ -80,54 +85,37 @@ class ErasureReport:
                 "kept_copies": self.kept_copies, "keys_destroyed": self.keys_destroyed}
 
 
-def erase(conn: sa.Connection, store: ObjectStore, keys: KeyRing, *, tenant: str, numbers: list[str],
-          actor: Actor, now: datetime, action: str = "subject:erase") -> ErasureReport:
-    report = ErasureReport()
+def erase(conn: sa.Connection, store: ObjectStore, keys: KeyRing, ledger: ErasureLedger, *, tenant: str,
+          numbers: list[str], actor: Actor, now: datetime, action: str = "subject:erase") -> ErasureReport:
+    """Erase a caller: the copies wrapped by their keys and the recordings of their number.
+
+    The plan (ids and hashes only) goes to the erasure ledger before anything is destroyed,
+    so a catalog restored from a backup is erased again by its replay (``storage.erasure``)."""
     number_hashes = hashes(keys, tenant, numbers)
-    recordings = _recordings(conn, tenant, number_hashes)
-    copies = _copies(conn, [r["id"] for r in recordings])
-    held = [c for c in copies if c["hold"]]
-    doomed = [c for c in copies if not c["hold"]]
-    by_recording = {r["id"]: r for r in recordings}
-    # 1. Held copies must stay readable: move their data keys under a hold key first.
-    for c in held:
-        number_hash = by_recording[c["recording_id"]]["number_hash"]
-        data_key = keys.unwrap_data_key(conn, caller_key_id=c["caller_key_id"], wrapped=c["wrapped_data_key"],
-                                        object_key=c["object_key"])
-        hold_key = keys.caller_key(conn, tenant=tenant, number_hash=number_hash, purpose=HOLD)
-        conn.execute(t.copies.update().where(t.copies.c.id == c["id"]).values(
-            caller_key_id=hold_key.id, wrapped_data_key=keys.wrap_data_key(hold_key, data_key,
-                                                                            object_key=c["object_key"])))
-        report.kept_copies.append({"copy_id": str(c["id"]), "recording_id": str(c["recording_id"]),
-                                   "tier": c["tier"], "hold_reason": c["hold_reason"]})
-    # 2. Unheld copies: every object version, then the rows.
-    store.delete_located((c["bucket"], c["object_key"]) for c in doomed)
-    doomed_ids = [c["id"] for c in doomed]
-    for i in range(0, len(doomed_ids), 1000):
-        conn.execute(t.copies.delete().where(t.copies.c.id.in_(doomed_ids[i:i + 1000])))
+    shred = erasure.plan(conn, tenant=tenant, now=now, key_ids=erasure.live_caller_keys(conn, tenant, number_hashes),
+                         number_hashes=number_hashes)
+    ledger_key = ledger.record(shred.ledger_entry(), now=now)
+    report = ErasureReport(keys_destroyed=erasure.execute(conn, store, keys, shred, now=now))
+    report.kept_copies = [{"copy_id": str(c["id"]), "recording_id": str(c["recording_id"]), "tier": c["tier"],
+                           "hold_reason": c["hold_reason"]} for c in shred.held]
     report.erased_copies = [{"copy_id": str(c["id"]), "recording_id": str(c["recording_id"]), "tier": c["tier"]}
-                            for c in doomed]
-    kept_recordings = {c["recording_id"] for c in held}
-    gone = [r["id"] for r in recordings if r["id"] not in kept_recordings]
-    for i in range(0, len(gone), 1000):
-        conn.execute(t.recordings.delete().where(t.recordings.c.id.in_(gone[i:i + 1000])))
-    report.erased_recordings = [str(r) for r in gone]
-    # 3. Crypto-shred: the caller keys go, so every old version and backup is unreadable.
-    for number_hash in number_hashes:
-        report.keys_destroyed += KeyRing.destroy(conn, tenant=tenant, number_hash=number_hash, purpose=CALLER)
+                            for c in shred.doomed]
+    report.erased_recordings = [str(r) for r in shred.doomed_recordings]
     audit.append(conn, actor=actor.id, role=actor.role, action=action, target_type="subject",
                  target_id=",".join(h[:16] for h in number_hashes), outcome="done", at=now,
-                 detail={"tenant": tenant, "erased_recordings": len(gone), "erased_copies": len(doomed),
-                         "kept_held_copies": len(held), "keys_destroyed": report.keys_destroyed})
+                 detail={"tenant": tenant, "erased_recordings": len(report.erased_recordings),
+                         "erased_copies": len(shred.doomed), "kept_held_copies": len(shred.held),
+                         "keys_destroyed": report.keys_destroyed, "ledger_entry": ledger_key.rsplit("/", 1)[-1]})
     return report
 
 
-def object_to_recording(conn: sa.Connection, store: ObjectStore, keys: KeyRing, *, tenant: str,
-                        numbers: list[str], actor: Actor, now: datetime) -> ErasureReport:
+def object_to_recording(conn: sa.Connection, store: ObjectStore, keys: KeyRing, ledger: ErasureLedger, *,
+                        tenant: str, numbers: list[str], actor: Actor, now: datetime) -> ErasureReport:
     """The number is never recorded again, and what exists (unheld) is erased."""
     for number_hash in hashes(keys, tenant, numbers):
         suppress(conn, tenant=tenant, number_hash=number_hash, actor=actor.id, now=now)
-    return erase(conn, store, keys, tenant=tenant, numbers=numbers, actor=actor, now=now, action="subject:object")
+    return erase(conn, store, keys, ledger, tenant=tenant, numbers=numbers, actor=actor, now=now,
+                 action="subject:object")
 
 
 # -- restriction ---------------------------------------------------------------------------
@@ -149,7 +137,8 @@ def restrict(conn: sa.Connection, keys: KeyRing, *, tenant: str, numbers: list[s
 def rectify(conn: sa.Connection, keys: KeyRing, *, tenant: str, recording_ids: list[uuid.UUID], actor: Actor,
             now: datetime, caller_number: str | None = None, agent_id: str | None = None,
             team_id: str | None = None) -> int:
-    """Correct metadata; a new number re-wraps the copies' data keys under the new number's key."""
+    """Correct metadata; a new number moves the recording and *all* its copies, held or not,
+    under the new number's key (an erasure of either number then finds them by key)."""
     if caller_number is None and agent_id is None and team_id is None:
         raise BadRequest("nothing to rectify: give a number, an agent or a team")
     rows = conn.execute(sa.select(t.recordings).where(t.recordings.c.tenant_id == tenant,
@@ -161,18 +150,10 @@ def rectify(conn: sa.Connection, keys: KeyRing, *, tenant: str, recording_ids: l
         changes: dict = {}
         before: dict = {}
         after: dict = {}
-        if new_e164 is not None and new_e164 != row["caller_number"]:
-            new_hash = keys.number_hash(tenant, new_e164)
-            new_key = keys.caller_key(conn, tenant=tenant, number_hash=new_hash)
-            for c in _copies(conn, [row["id"]]):
-                if c["hold"]:
-                    continue  # a held copy stays under its (hold or caller) key: its evidence is frozen
-                data_key = keys.unwrap_data_key(conn, caller_key_id=c["caller_key_id"],
-                                                wrapped=c["wrapped_data_key"], object_key=c["object_key"])
-                conn.execute(t.copies.update().where(t.copies.c.id == c["id"]).values(
-                    caller_key_id=new_key.id,
-                    wrapped_data_key=keys.wrap_data_key(new_key, data_key, object_key=c["object_key"])))
-            changes.update(caller_number=new_e164, number_hash=new_hash)
+        new_hash = keys.number_hash(tenant, new_e164) if new_e164 is not None else None
+        if new_hash is not None and new_hash != row["number_hash"]:
+            _move_keys(conn, keys, tenant, row, new_hash, new_e164)
+            changes.update(number_hash=new_hash)
             before["number_hash"], after["number_hash"] = row["number_hash"][:16], new_hash[:16]
         for name, value in (("agent_id", agent_id), ("team_id", team_id)):
             if value is not None and value != row[name]:
@@ -185,6 +166,19 @@ def rectify(conn: sa.Connection, keys: KeyRing, *, tenant: str, recording_ids: l
     return len(rows)
 
 
+def _move_keys(conn: sa.Connection, keys: KeyRing, tenant: str, recording: sa.RowMapping, new_hash: str,
+               new_e164: str) -> None:
+    new_key = keys.caller_key(conn, tenant=tenant, number_hash=new_hash)
+    for c in _copies(conn, [recording["id"]]):
+        data_key = keys.unwrap_data_key(conn, caller_key_id=c["caller_key_id"], wrapped=c["wrapped_data_key"],
+                                        object_key=c["object_key"])
+        conn.execute(t.copies.update().where(t.copies.c.id == c["id"]).values(
+            caller_key_id=new_key.id, wrapped_data_key=keys.wrap_data_key(new_key, data_key, object_key=c["object_key"])))
+    conn.execute(t.recordings.update().where(t.recordings.c.id == recording["id"]).values(
+        caller_key_id=new_key.id, caller_number_sealed=keys.seal_number(
+            new_key, tenant=tenant, recording_id=recording["id"], e164=new_e164)))
+
+
 # -- access and portability ------------------------------------------------------------------
 
 @dataclass
@@ -192,6 +186,7 @@ class ExportResult:
     request_id: str
     recordings: int
     copies: list[str]
+    skipped_expired: int = 0  # recordings whose every copy is past expiry (awaiting the sweep)
 
 
 def export(conn: sa.Connection, store: ObjectStore, keys: KeyRing, *, tenant: str, numbers: list[str], actor: Actor,
@@ -200,15 +195,20 @@ def export(conn: sa.Connection, store: ObjectStore, keys: KeyRing, *, tenant: st
     request_id = request_id or uuid.uuid4().hex[:12]
     number_hashes = hashes(keys, tenant, numbers)
     recordings = _recordings(conn, tenant, number_hashes)
-    created = []
+    created, expired = [], 0
     for r in recordings:
-        info = create_copy(conn, store, keys, recording_id=r["id"], tier="complaint-extract", actor=actor.id,
-                           role=actor.role, now=now, reason=f"{GDPR_REASON}{request_id}")
+        try:
+            info = create_copy(conn, store, keys, recording_id=r["id"], tier="complaint-extract", actor=actor.id,
+                               role=actor.role, now=now, reason=f"{GDPR_REASON}{request_id}")
+        except CopyNotAllowed:  # every copy past its expiry, awaiting deletion: it is not kept for anyone
+            expired += 1
+            continue
         created.append(str(info.copy_id))
     audit.append(conn, actor=actor.id, role=actor.role, action="subject:export", target_type="subject",
                  target_id=",".join(h[:16] for h in number_hashes), outcome="done", at=now,
-                 detail={"tenant": tenant, "request_id": request_id, "recordings": len(recordings)})
-    return ExportResult(request_id, len(recordings), created)
+                 detail={"tenant": tenant, "request_id": request_id, "recordings": len(created),
+                         "skipped_expired": expired})
+    return ExportResult(request_id, len(created), created, skipped_expired=expired)
 
 
 MANIFEST_FIELDS = ("recording_id", "telephony_id", "call_started_at", "direction", "agent_id", "team_id",

@@ -223,13 +223,15 @@ def _world(engine, store, keys, bucket: str, sizes) -> list[dict]:
         audio = os.urandom(size)
         rid = uuid.uuid4()
         with engine.begin() as conn:
+            caller = keys.caller_key(conn, tenant="acme", number_hash=number_hash)
             conn.execute(t.recordings.insert().values(
                 id=rid, tenant_id="acme", external_id=f"ext-{rid}", started_at=now - timedelta(hours=1),
-                direction="inbound", caller_number=NUMBER, number_hash=number_hash, agent_id="a1", team_id="t1",
+                direction="inbound", caller_key_id=caller.id, number_hash=number_hash, agent_id="a1", team_id="t1",
+                caller_number_sealed=keys.seal_number(caller, tenant="acme", recording_id=rid, e164=NUMBER),
                 duration_ms=3_600_000, audio_format="opus", channels=1, redactions=[], restricted=False,
                 created_at=now, content_sha256="0" * 64))
             key = object_key_for("acme", rid, "production")
-            stored = put_encrypted(conn, store, keys, bucket=bucket, tenant="acme", number_hash=number_hash,
+            stored = put_encrypted(conn, store, keys, caller=caller, bucket=bucket,
                                    object_key=key, audio=audio, tags={"tier": "production", "tenant": "acme"})
             copy_id = upsert_copy(conn, recording_id=rid, tier="production", stored=stored, bucket=bucket,
                                   expires_at=now + timedelta(days=90), created_by="bench")

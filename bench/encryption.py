@@ -44,9 +44,11 @@ def _new_recording(conn, keys, number_hash: str) -> uuid.UUID:
     from storage.catalog import tables as t
 
     rid = uuid.uuid4()
+    caller = keys.caller_key(conn, tenant="acme", number_hash=number_hash)
     conn.execute(t.recordings.insert().values(
         id=rid, tenant_id="acme", external_id=f"bench-{rid}", started_at=NOW, direction="inbound",
-        caller_number=NUMBER, number_hash=number_hash, agent_id="a1", team_id="t1", duration_ms=60_000,
+        caller_number_sealed=keys.seal_number(caller, tenant="acme", recording_id=rid, e164=NUMBER),
+        caller_key_id=caller.id, number_hash=number_hash, agent_id="a1", team_id="t1", duration_ms=60_000,
         audio_format="opus", channels=1, redactions=[], restricted=False, created_at=NOW,
         content_sha256="0" * 64))
     return rid
@@ -89,8 +91,8 @@ def run(quick: bool = False, reps: int | None = None) -> dict:
                 rid = _new_recording(conn, keys, number_hash)
                 key = object_key_for("acme", rid, "production")
                 t0 = time.perf_counter()
-                stored = put_encrypted(conn, store, keys, bucket=bucket, tenant="acme", number_hash=number_hash,
-                                       object_key=key, audio=payload, tags={"tier": "production", "tenant": "acme"})
+                stored = put_encrypted(conn, store, keys, bucket=bucket, object_key=key, audio=payload,
+                                       caller=keys.caller_key(conn, tenant="acme", number_hash=number_hash), tags={"tier": "production", "tenant": "acme"})
                 elapsed = time.perf_counter() - t0
                 copy_id = upsert_copy(conn, recording_id=rid, tier="production", stored=stored, bucket=bucket,
                                       expires_at=NOW + timedelta(days=90), created_by="bench")

@@ -199,6 +199,10 @@ def scratch_pipeline(st, storage_format: str, log_path: Path):
     asyncio.run(create_topics(bootstrap, [kafka.recordings_topic], PARTITIONS))
     storage = common.storage_settings(st, prefix)
     init_buckets(storage, say=lambda _m: None)
+    from storage.admin import minio_admin_client
+    from storage.ledger import init_ledger_bucket
+
+    init_ledger_bucket(minio_admin_client(storage), storage, say=lambda _m: None)  # the worker replays it
     schema, url = common.pg_schema(st, prefix)
     upgrade(url)
     engine = make_engine(url, echo=False)

@@ -51,11 +51,11 @@ ROUNDS = 10  # each case's sweep is cut into this many rounds, alternating with 
 GOAL_RATIO = 1.2
 
 _RECORDINGS = """
-INSERT INTO recordings (id, tenant_id, external_id, started_at, direction, caller_number, number_hash, agent_id,
-                        team_id, duration_ms, audio_format, channels, redactions, restricted, created_at,
-                        content_sha256)
+INSERT INTO recordings (id, tenant_id, external_id, started_at, direction, caller_number_sealed, caller_key_id,
+                        number_hash, agent_id, team_id, duration_ms, audio_format, channels, redactions, restricted,
+                        created_at, content_sha256)
 SELECT md5('r' || i)::uuid, 'acme', 'ext-' || i, :now - interval '100 days' + (i % 86400) * interval '1 second',
-       'inbound', '+336' || lpad((i % 100000000)::text, 8, '0'), md5('n' || (i % 200000)) || md5('h' || (i % 200000)),
+       'inbound', decode(md5('p' || i), 'hex'), :key_id, md5('n' || (i % 200000)) || md5('h' || (i % 200000)),
        'agent-' || (i % 500), 'team-' || (i % 50), 60000 + i % 600000, 'opus', 1, '[]'::jsonb, false,
        :now - interval '100 days', md5('c' || i) || md5('d' || i)
 FROM generate_series(:lo, :hi - 1) AS i
@@ -89,7 +89,7 @@ def _load_catalog(engine, *, bucket: str, expired: int, total: int, now: datetim
     for lo in range(0, total, ROWS_PER_STATEMENT):
         hi = min(total, lo + ROWS_PER_STATEMENT)
         with engine.begin() as conn:
-            conn.execute(sa.text(_RECORDINGS), {"now": now, "lo": lo, "hi": hi})
+            conn.execute(sa.text(_RECORDINGS), {"now": now, "lo": lo, "hi": hi, "key_id": key_id})
             conn.execute(sa.text(_COPIES), {"now": now, "lo": lo, "hi": hi, "bucket": bucket, "key_id": key_id,
                                             "stride": stride})
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:

@@ -11,6 +11,7 @@ from lifecycle.retention import Bounds
 from lifecycle.settings import LifecycleSettings, get_lifecycle_settings
 from storage.catalog.db import make_engine
 from storage.keys import KeyRing
+from storage.ledger import ErasureLedger
 from storage.objectstore import ObjectStore
 from storage.residency import check_settings
 from storage.settings import StorageSettings, get_catalog_settings, get_storage_settings
@@ -23,6 +24,11 @@ class Services:
     keys: KeyRing
     storage: StorageSettings
     lifecycle: LifecycleSettings
+    ledger: ErasureLedger | None = None  # default: the erasure ledger the storage settings name
+
+    def __post_init__(self) -> None:
+        if self.ledger is None:
+            self.ledger = ErasureLedger.from_settings(self.store, self.storage)
 
     @property
     def bounds(self) -> Bounds:
@@ -33,7 +39,8 @@ def build_services(storage: StorageSettings | None = None, catalog_url: str | No
                    lifecycle: LifecycleSettings | None = None) -> Services:
     storage = storage or get_storage_settings()
     check_settings(storage)  # residency: refused before anything is built
-    return Services(engine=make_engine(catalog_url or get_catalog_settings().url), store=ObjectStore.from_settings(storage),
+    store = ObjectStore.from_settings(storage)
+    return Services(engine=make_engine(catalog_url or get_catalog_settings().url), store=store,
                     keys=KeyRing.from_settings(storage), storage=storage,
                     lifecycle=lifecycle or get_lifecycle_settings())
 

@@ -63,8 +63,9 @@ def stack_status(as_json: bool = typer.Option(False, "--json", help="machine-rea
 @storage_app.command("init")
 def storage_init() -> None:
     """Create or fix the buckets (versioning, object lock, SSE, lifecycle backstop) and migrate the catalog."""
-    from storage.admin import init_buckets
+    from storage.admin import init_buckets, minio_admin_client
     from storage.catalog.migrate import upgrade
+    from storage.ledger import init_ledger_bucket
     from storage.objectstore import s3_client
     from storage.residency import check_all, check_settings
     from storage.settings import get_catalog_settings, get_storage_settings
@@ -72,6 +73,7 @@ def storage_init() -> None:
     settings = get_storage_settings()
     check_settings(settings)  # refuse before creating anything
     init_buckets(settings, say=typer.echo)
+    init_ledger_bucket(minio_admin_client(settings), settings, say=typer.echo)
     check_all(s3_client(settings), settings)
     typer.echo(f"residency: buckets located in {settings.region} (allowed)")
     upgrade(get_catalog_settings().url)
@@ -98,17 +100,27 @@ def storage_reconcile(
     """Report orphan objects, rows whose object is missing and held copies whose object is missing;
     repair the first two only with --repair (held copies are never touched).
 
-    Exits 4 while something is left: anything to repair (without --repair) or a held-copy incident."""
-    from datetime import timedelta
+    Before anything else, replays the erasure ledger (after a catalog restore: keys destroyed and
+    rows deleted again). Exits 4 while something is left: anything to repair (without --repair)
+    or a held-copy incident."""
+    from datetime import timedelta, timezone
 
     from lifecycle.reconcile import reconcile
     from storage.catalog.db import make_engine
     from storage.objectstore import ObjectStore
     from storage.settings import get_catalog_settings, get_storage_settings
 
+    from lifecycle.erasures import replay_ledger
+    from storage.keys import KeyRing
+    from storage.ledger import ErasureLedger
+
     settings = get_storage_settings()
-    report = reconcile(make_engine(get_catalog_settings().url), ObjectStore.from_settings(settings),
-                       settings.recordings_bucket, repair=repair,
+    engine, store = make_engine(get_catalog_settings().url), ObjectStore.from_settings(settings)
+    # First the erasure ledger, always (not only with --repair): after a catalog restore, an
+    # erased caller must not come back, whatever else reconcile finds.
+    replay_ledger(engine, store, KeyRing.from_settings(settings), ErasureLedger.from_settings(store, settings),
+                  now=datetime.now(timezone.utc), say=typer.echo)
+    report = reconcile(engine, store, settings.recordings_bucket, repair=repair,
                        grace=timedelta(minutes=grace_minutes), say=typer.echo)
     if report.held_missing or report.held_orphans or (not repair and not report.clean):
         raise typer.Exit(4)
@@ -210,7 +222,7 @@ def holds_set(copy: list[str] = typer.Option([], help="copy id (repeatable)"),
     svc = services()
     with svc.engine.begin() as conn:
         result = set_hold(conn, svc.store, copy_ids=copy_ids, recording_id=recording_id, reason=reason,
-                          actor=actor, now=datetime.now(timezone.utc))
+                          actor=actor, now=datetime.now(timezone.utc), ledger=svc.ledger)
     typer.echo(f"held {len(result.changed)}, already held {len(result.unchanged)}, refused (being deleted) "
                f"{len(result.refused)}, mirrored to S3 {result.mirrored}")
 
@@ -229,7 +241,7 @@ def holds_release(copy: list[str] = typer.Option([], help="copy id (repeatable)"
     svc = services()
     with svc.engine.begin() as conn:
         result = release_hold(conn, svc.store, copy_ids=copy_ids, recording_id=recording_id, actor=actor,
-                              now=datetime.now(timezone.utc))
+                              now=datetime.now(timezone.utc), ledger=svc.ledger)
     typer.echo(f"released {len(result.changed)}, not held {len(result.unchanged)}")
 
 
@@ -338,6 +350,67 @@ def users_token(user_id: str, minutes: int = typer.Option(None, help="lifetime (
     typer.echo(issue_token(user_id, get_access_settings(), ttl=timedelta(minutes=minutes) if minutes else None))
 
 
+keys_app = typer.Typer(no_args_is_help=True, help="Master keys: versions, rotation, the number-hash key")
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("status")
+def keys_status() -> None:
+    """Live caller keys per master-key version (a retired version may be destroyed once it shows 0)."""
+    from callvault.bootstrap import services
+
+    svc = services()
+    with svc.engine.connect() as conn:
+        counts = svc.keys.versions_in_use(conn)
+    typer.echo(f"current master key version: {svc.keys.master_version}")
+    for version, n in sorted(counts.items()) or [("-", 0)]:
+        typer.echo(f"  {version}: {n} live caller keys")
+    typer.echo(f"number-hash key: {'pinned' if svc.keys.hash_key_pinned else 'derived from the master key'}")
+
+
+@keys_app.command("hash-key")
+def keys_hash_key() -> None:
+    """Print the number-hash key (base64), to pin as CALLVAULT_STORAGE_NUMBER_HASH_KEY before a rotation.
+
+    It cannot unwrap any key: it only keys the hashes the suppression list and lookups by number use."""
+    import base64
+
+    from callvault.bootstrap import services
+
+    typer.echo(base64.b64encode(services().keys.hash_key).decode())
+
+
+@keys_app.command("rotate-master")
+def keys_rotate_master(batch_size: int = typer.Option(1000, min=1, help="caller keys re-wrapped per transaction")) -> None:
+    """Re-wrap every live caller key under the current master key (CALLVAULT_STORAGE_MASTER_KEY).
+
+    Before: set the new key and a new CALLVAULT_STORAGE_MASTER_KEY_VERSION, move the old key into
+    CALLVAULT_STORAGE_RETIRED_MASTER_KEYS, and pin CALLVAULT_STORAGE_NUMBER_HASH_KEY. After: remove
+    and destroy the old key; every catalog backup taken before is then unreadable. Resumable."""
+    from callvault.bootstrap import services
+
+    svc = services()
+    if not svc.keys.hash_key_pinned:
+        raise CallvaultError("the number-hash key is derived from the master key: rotating the master would "
+                             "change every number hash (suppression list, lookups by number)",
+                             hint="before the rotation, with the old master key still current, run `callvault keys "
+                                  "hash-key` and set its output as CALLVAULT_STORAGE_NUMBER_HASH_KEY")
+    total = 0
+    while True:
+        with svc.engine.begin() as conn:
+            done = svc.keys.rotate(conn, batch_size=batch_size)
+        if not done:
+            break
+        total += done
+        typer.echo(f"re-wrapped {total} caller keys under master key {svc.keys.master_version}")
+    with svc.engine.connect() as conn:
+        left = {v: n for v, n in svc.keys.versions_in_use(conn).items() if v not in (svc.keys.master_version, "tenant")}
+    typer.echo(f"rotation done: {total} caller keys re-wrapped; every live key is under master key "
+               f"{svc.keys.master_version}" if not left else f"still under other versions: {left}")
+    if not left:
+        typer.echo("now remove the retired master keys from the configuration and destroy them")
+
+
 audit_app = typer.Typer(no_args_is_help=True, help="The tamper-evident audit trail")
 app.add_typer(audit_app, name="audit")
 
@@ -388,8 +461,9 @@ def subjects_object(numbers: list[str], tenant: str = _TENANT, actor: str = _ACT
     """Objection: never record these numbers again; erase what exists (except held copies)."""
     from access.subjects import object_to_recording
 
-    _print_erasure(_subject_run(lambda conn, svc, **kw: object_to_recording(conn, svc.store, svc.keys, **kw),
-                                tenant=tenant, numbers=numbers, actor=actor))
+    _print_erasure(_subject_run(
+        lambda conn, svc, **kw: object_to_recording(conn, svc.store, svc.keys, svc.ledger, **kw),
+        tenant=tenant, numbers=numbers, actor=actor))
 
 
 @subjects_app.command("erase")
@@ -397,7 +471,7 @@ def subjects_erase(numbers: list[str], tenant: str = _TENANT, actor: str = _ACTO
     """Erasure: every copy, every version, and the caller key; held copies kept and listed."""
     from access.subjects import erase
 
-    _print_erasure(_subject_run(lambda conn, svc, **kw: erase(conn, svc.store, svc.keys, **kw),
+    _print_erasure(_subject_run(lambda conn, svc, **kw: erase(conn, svc.store, svc.keys, svc.ledger, **kw),
                                 tenant=tenant, numbers=numbers, actor=actor))
 
 

@@ -28,7 +28,8 @@ from callvault.config import callvault_home
 from ingest.producer import Call, Producer
 from ingest.settings import get_ingest_settings, get_kafka_settings
 from ingest.topics import ensure_topics
-from storage.admin import init_buckets
+from storage.admin import init_buckets, minio_admin_client
+from storage.ledger import init_ledger_bucket
 from storage.catalog import tables as t
 from storage.catalog.db import make_engine
 from storage.catalog.migrate import upgrade
@@ -115,6 +116,7 @@ def run_demo(say: Callable[[str], None] = print, timeout: float = 120.0) -> int:
     storage, catalog = get_storage_settings(), get_catalog_settings()
     say("1/5 buckets and catalog")
     init_buckets(storage, say=lambda m: say(f"    {m}"))
+    init_ledger_bucket(minio_admin_client(storage), storage, say=lambda m: say(f"    {m}"))
     upgrade(catalog.url)
     engine = make_engine(catalog.url)
     keys = KeyRing.from_settings(storage)

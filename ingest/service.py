@@ -171,14 +171,17 @@ def ingest(raw: bytes, deps: IngestDeps) -> IngestResult:
             # concurrent delivery of the same call wait here, then fail, instead of overwriting
             # this object under another data key. Nothing is visible until the commit, which
             # happens only after the object is stored: object first, rows second.
+            caller = deps.keys.caller_key(conn, tenant=tenant, number_hash=number_hash)
             conn.execute(t.recordings.insert().values(
                 id=rid, tenant_id=tenant, external_id=external_id, started_at=msg.started_at,
-                direction=msg.direction.value, caller_number=msg.caller_number, number_hash=number_hash,
+                direction=msg.direction.value, number_hash=number_hash, caller_key_id=caller.id,
+                caller_number_sealed=deps.keys.seal_number(caller, tenant=tenant, recording_id=rid,
+                                                           e164=msg.caller_number),
                 agent_id=msg.agent_id, team_id=msg.team_id, duration_ms=processed.duration_ms,
                 audio_format=processed.format, channels=processed.channels,
                 redactions=[list(s) for s in msg.spans], created_at=now, content_sha256=print_))
-            stored = put_encrypted(conn, deps.store, deps.keys, bucket=bucket, tenant=tenant,
-                                   number_hash=number_hash, object_key=key, audio=processed.data,
+            stored = put_encrypted(conn, deps.store, deps.keys, caller=caller, bucket=bucket, object_key=key,
+                                   audio=processed.data,
                                    tags={"tier": Tier.PRODUCTION.value, "tenant": tenant})
             copy_id = upsert_copy(conn, recording_id=rid, tier=Tier.PRODUCTION.value, stored=stored,
                                   bucket=bucket, expires_at=expiry, created_by="ingest", now=now)

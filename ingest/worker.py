@@ -13,6 +13,9 @@ Delivery is at least once and nothing is lost:
   only, and an event is acknowledged when the agent has finished with it.
 
 Logs carry recording ids and reason codes, never a phone number or audio.
+
+Before the first message is handled, the erasure ledger is replayed (``lifecycle.erasures``),
+so a catalog restored from a backup never revives an erased caller.
 """
 
 from __future__ import annotations
@@ -20,9 +23,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
 import faust
 import sqlalchemy as sa
@@ -30,7 +35,9 @@ import sqlalchemy as sa
 from callvault.config import callvault_home
 from storage.catalog.db import make_engine
 from storage.exceptions import StorageError
+from lifecycle.erasures import replay_ledger
 from storage.keys import KeyRing
+from storage.ledger import ErasureLedger
 from storage.objectstore import ObjectStore
 from storage.residency import check_all
 from storage.settings import StorageSettings, get_catalog_settings, get_storage_settings
@@ -62,8 +69,11 @@ def build_deps(storage: StorageSettings, ingest_settings: IngestSettings, catalo
     check_all(store.client, storage)  # residency: refuse to start before a single byte moves
     engine = make_engine(catalog_url, pool_size=ingest_settings.concurrency + 2) if not catalog_url.startswith(
         "sqlite") else make_engine(catalog_url)
-    return IngestDeps(engine=engine, store=store, keys=KeyRing.from_settings(storage), storage=storage,
-                      settings=ingest_settings)
+    keys = KeyRing.from_settings(storage)
+    # Before the first call is stored: a restored catalog must first lose what was erased.
+    replay_ledger(engine, store, keys, ErasureLedger.from_settings(store, storage), now=datetime.now(timezone.utc),
+                  say=lambda line: log.info("%s", line))
+    return IngestDeps(engine=engine, store=store, keys=keys, storage=storage, settings=ingest_settings)
 
 
 def create_app(kafka: KafkaSettings | None = None, ingest_settings: IngestSettings | None = None,
@@ -96,10 +106,12 @@ def create_app(kafka: KafkaSettings | None = None, ingest_settings: IngestSettin
     )
     pool = ThreadPoolExecutor(max_workers=ingest_settings.concurrency, thread_name_prefix="ingest")
     state: dict[str, IngestDeps] = {}
+    building = threading.Lock()  # pool threads ask at once; deps (and the ledger replay) are built once
 
     def get_deps() -> IngestDeps:
-        if "deps" not in state:
-            state["deps"] = deps or build_deps(get_storage_settings(), ingest_settings, get_catalog_settings().url)
+        with building:
+            if "deps" not in state:
+                state["deps"] = deps or build_deps(get_storage_settings(), ingest_settings, get_catalog_settings().url)
         return state["deps"]
 
     async def send_until_acked(topic: faust.TopicT, *, key: bytes | None, value: bytes,

@@ -88,8 +88,9 @@ def create_copy(conn: sa.Connection, store: ObjectStore, keys: KeyRing, *, recor
     source, bucket = chosen["id"], chosen["bucket"]
     audio = read_copy(conn, store, keys, source)
     key = object_key_for(recording["tenant_id"], recording_id, tier_.value, reason)
-    stored = put_encrypted(conn, store, keys, bucket=bucket, tenant=recording["tenant_id"],
-                           number_hash=recording["number_hash"], object_key=key, audio=audio,
+    # Under the recording's own key (not today's number): erasure and rectification move them together.
+    stored = put_encrypted(conn, store, keys, caller=keys.key_by_id(conn, recording["caller_key_id"]), bucket=bucket,
+                           object_key=key, audio=audio,
                            tags={"tier": tier_.value, "tenant": recording["tenant_id"]})
     expiry = expires_at(tier_, call_started_at=recording["started_at"], copy_created_at=now,
                         overrides=tenant_overrides(conn, recording["tenant_id"]))

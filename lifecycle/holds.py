@@ -38,6 +38,7 @@ from access import audit
 from storage.admin import held_tags, released_tags
 from storage.catalog import tables as t
 from storage.exceptions import ObjectNotFound
+from storage.ledger import ErasureLedger
 from storage.objectstore import ObjectStore
 
 from .exceptions import NotFound
@@ -123,7 +124,7 @@ def _apply(store: ObjectStore, rows: list[sa.Row], on: bool, result: HoldResult)
 
 def set_hold(conn: sa.Connection, store: ObjectStore, *, reason: str, actor: str, now: datetime,
              copy_ids: list[uuid.UUID] | None = None, recording_id: uuid.UUID | None = None,
-             mirror: bool = True, role: str = "system") -> HoldResult:
+             mirror: bool = True, role: str = "system", ledger: ErasureLedger | None = None) -> HoldResult:
     """Hold copies (or every copy of a recording); ``mirror=False`` records the hold in the catalog only."""
     if not reason.strip():
         raise ValueError("a legal hold needs a reason")
@@ -141,6 +142,8 @@ def set_hold(conn: sa.Connection, store: ObjectStore, *, reason: str, actor: str
         result.refused.extend(refused)
     refused = set(result.refused)
     result.changed = [i for i in result.changed if i not in refused]
+    if ledger is not None:  # outside the catalog, so a restore of an older catalog keeps the hold
+        ledger.record_hold([str(i) for i in result.changed], on=True, actor=actor, now=now)
     if mirror:
         _apply(store, [r for r in rows if r.id not in refused], True, result)
     _audit(conn, "hold", result, actor=actor, role=role, reason=reason, now=now)
@@ -149,7 +152,8 @@ def set_hold(conn: sa.Connection, store: ObjectStore, *, reason: str, actor: str
 
 def release_hold(conn: sa.Connection, store: ObjectStore, *, actor: str, now: datetime,
                  copy_ids: list[uuid.UUID] | None = None, recording_id: uuid.UUID | None = None,
-                 mirror: bool = True, role: str = "system", reason: str | None = None) -> HoldResult:
+                 mirror: bool = True, role: str = "system", reason: str | None = None,
+                 ledger: ErasureLedger | None = None) -> HoldResult:
     """Release holds: the copies' retention applies again (sweeper and backstop rules)."""
     result = HoldResult()
     rows = _target_copies(conn, copy_ids=copy_ids, recording_id=recording_id)
@@ -159,6 +163,8 @@ def release_hold(conn: sa.Connection, store: ObjectStore, *, actor: str, now: da
         conn.execute(t.copies.update().where(t.copies.c.id.in_(ids[chunk:chunk + 1000]))
                      .values(hold=False, hold_reason=None, hold_actor=None, hold_at=None))
     result.changed = ids
+    if ledger is not None:
+        ledger.record_hold([str(i) for i in ids], on=False, actor=actor, now=now)
     if mirror:
         # Only the copies released here: touching a copy not held in our snapshot could undo
         # a hold set concurrently.

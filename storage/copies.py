@@ -29,7 +29,7 @@ from .crypto import (
     parse_header,
 )
 from .exceptions import IntegrityError, ObjectNotFound
-from .keys import KeyRing
+from .keys import CallerKey, KeyRing
 from .objectstore import ObjectStore
 
 
@@ -68,11 +68,9 @@ class _Hashing:
             yield chunk
 
 
-def put_encrypted(conn: sa.Connection, store: ObjectStore, keys: KeyRing, *, bucket: str, tenant: str,
-                  number_hash: str, object_key: str, audio: bytes, tags: dict[str, str],
-                  frame_size: int = FRAME_SIZE) -> StoredObject:
-    """Encrypt ``audio`` under a fresh data key wrapped by the caller's key, and upload it."""
-    caller = keys.caller_key(conn, tenant=tenant, number_hash=number_hash)
+def put_encrypted(conn: sa.Connection, store: ObjectStore, keys: KeyRing, *, caller: CallerKey, bucket: str,
+                  object_key: str, audio: bytes, tags: dict[str, str], frame_size: int = FRAME_SIZE) -> StoredObject:
+    """Encrypt ``audio`` under a fresh data key wrapped by ``caller`` (the recording's key), and upload it."""
     data_key = new_data_key()
     chunks = (audio[i:i + 1024 * 1024] for i in range(0, len(audio), 1024 * 1024))
     hashing = _Hashing(encrypt_stream(chunks, plaintext_length=len(audio), data_key=data_key,

@@ -389,3 +389,31 @@ def unwrap_key(wrapped: bytes, *, wrapping_key: bytes, context: bytes) -> bytes:
         return cipher.decrypt(nonce, sealed, _WRAP_AAD_PREFIX + context)
     except InvalidTag:
         raise DecryptionError("wrapped key failed: wrong wrapping key or context") from None
+
+
+_SEAL_VERSION = b"\x01"
+_SEAL_AAD_PREFIX = b"callvault/seal/v1\x00"  # domain-separates from key wraps and frames
+
+
+def seal(value: bytes, *, key: bytes, context: bytes) -> bytes:
+    """Encrypt a short value (a caller's number) under ``key``, bound to ``context``.
+
+    Same construction as ``wrap_key`` for values of any length: version (1) || nonce (12)
+    || ciphertext+tag. Whoever loses the key (erasure) loses the value with it.
+    """
+    cipher = AESGCM(_key(key, "key"))
+    nonce = os.urandom(_WRAP_NONCE_BYTES)
+    return _SEAL_VERSION + nonce + cipher.encrypt(nonce, bytes(value), _SEAL_AAD_PREFIX + _label(context, "context"))
+
+
+def unseal(sealed: bytes, *, key: bytes, context: bytes) -> bytes:
+    """Inverse of ``seal``; DecryptionError on wrong key, context or tampering."""
+    cipher = AESGCM(_key(key, "key"))
+    if len(sealed) < 1 + _WRAP_NONCE_BYTES + TAG_SIZE or bytes(sealed[:1]) != _SEAL_VERSION:
+        raise DecryptionError("sealed value is malformed")
+    split = 1 + _WRAP_NONCE_BYTES
+    try:
+        return cipher.decrypt(bytes(sealed[1:split]), bytes(sealed[split:]),
+                              _SEAL_AAD_PREFIX + _label(context, "context"))
+    except InvalidTag:
+        raise DecryptionError("sealed value failed: wrong key or context") from None

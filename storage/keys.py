@@ -1,13 +1,20 @@
 """The key hierarchy and crypto-shredding.
 
-    master key (settings; optionally one per tenant)
+    master key (settings, versioned; optionally one per tenant)
       └── caller key: one per caller number per tenant, stored wrapped in ``caller_keys``
-            └── data key: one per stored copy, stored wrapped in ``copies.wrapped_data_key``
+            ├── data key: one per stored copy, stored wrapped in ``copies.wrapped_data_key``
+            └── the caller's number, sealed in ``recordings.caller_number_sealed``
 
 Destroying a caller key (erasure) deletes its wrapped form from the catalog: every data key
-under it, and so every copy, old object version and backup of that caller's calls, becomes
-unreadable. Numbers are never stored in this table: lookups use a keyed hash (HMAC-SHA256
-under a key derived from the master key), so the table alone does not reveal who called.
+under it and the number sealed by it become unreadable, in every old object version too.
+A catalog *backup* still holds the wrapped key; two things reach it: the erasure ledger
+(``storage.ledger``), replayed after a restore, destroys the key again; and master-key
+rotation (``rotate``) re-wraps every live caller key under a new master, so once the old
+master is destroyed every key in an old backup is useless.
+
+Numbers are never stored in clear: lookups use a keyed hash (HMAC-SHA256 under the number-hash
+key, by default derived from the master key; pin it with ``number_hash_key`` before a rotation
+so hashes survive it).
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import hmac
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Mapping
 
 import sqlalchemy as sa
 from cryptography.hazmat.primitives import hashes
@@ -26,12 +34,17 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from callvault.errors import ConfigurationError
 
 from .catalog import tables as t
-from .crypto import DATA_KEY_BYTES, encode_context, new_data_key, unwrap_key, wrap_key
+from .crypto import DATA_KEY_BYTES, encode_context, new_data_key, seal, unseal, unwrap_key, wrap_key
 from .exceptions import KeyDestroyedError
 from .settings import StorageSettings
 
 CALLER = "caller"
 HOLD = "hold"
+TENANT_MASTER = "tenant"  # master_version of keys wrapped by a tenant's own master key
+
+
+def derive_hash_key(master_key: bytes) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"callvault/number-hash/v1").derive(master_key)
 
 
 def _decode_master(value: str, setting: str) -> bytes:
@@ -51,13 +64,20 @@ class CallerKey:
 
 
 class KeyRing:
-    """Creates, unwraps and destroys caller keys; wraps and unwraps data keys."""
+    """Creates, unwraps, moves and destroys caller keys; wraps and unwraps data keys; seals numbers."""
 
-    def __init__(self, master_key: bytes, tenant_master_keys: dict[str, bytes] | None = None) -> None:
+    def __init__(self, master_key: bytes, tenant_master_keys: dict[str, bytes] | None = None, *,
+                 master_version: str = "1", retired_masters: dict[str, bytes] | None = None,
+                 number_hash_key: bytes | None = None) -> None:
+        if master_version == TENANT_MASTER or master_version in (retired_masters or {}):
+            raise ConfigurationError("CALLVAULT_STORAGE_MASTER_KEY_VERSION",
+                                     f"{master_version!r} is reserved or already names a retired master key")
         self._master = master_key
+        self.master_version = master_version
+        self._masters = {**(retired_masters or {}), master_version: master_key}
         self._tenant_masters = tenant_master_keys or {}
-        self._hash_key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
-                              info=b"callvault/number-hash/v1").derive(master_key)
+        self.hash_key_pinned = number_hash_key is not None
+        self._hash_key = number_hash_key or derive_hash_key(master_key)
 
     @classmethod
     def from_settings(cls, settings: StorageSettings) -> "KeyRing":
@@ -66,14 +86,42 @@ class KeyRing:
                                      hint="a base64 32-byte key; `callvault stack up` generates one locally")
         tenants = {tenant: _decode_master(v.get_secret_value(), f"CALLVAULT_STORAGE_TENANT_MASTER_KEYS[{tenant}]")
                    for tenant, v in settings.tenant_master_keys.items()}
-        return cls(_decode_master(settings.master_key.get_secret_value(), "CALLVAULT_STORAGE_MASTER_KEY"), tenants)
+        retired = {version: _decode_master(v.get_secret_value(), f"CALLVAULT_STORAGE_RETIRED_MASTER_KEYS[{version}]")
+                   for version, v in settings.retired_master_keys.items()}
+        hash_key = (_decode_master(settings.number_hash_key.get_secret_value(), "CALLVAULT_STORAGE_NUMBER_HASH_KEY")
+                    if settings.number_hash_key is not None else None)
+        return cls(_decode_master(settings.master_key.get_secret_value(), "CALLVAULT_STORAGE_MASTER_KEY"), tenants,
+                   master_version=settings.master_key_version, retired_masters=retired, number_hash_key=hash_key)
+
+    @property
+    def hash_key(self) -> bytes:
+        """The number-hash key, for an operator pinning it before a rotation (never logged)."""
+        return self._hash_key
 
     def number_hash(self, tenant: str, e164: str) -> str:
         """Keyed hash of a normalised number within a tenant (suppression list, key lookup)."""
         return hmac.new(self._hash_key, encode_context(tenant, e164), hashlib.sha256).hexdigest()
 
-    def _master_for(self, tenant: str) -> bytes:
-        return self._tenant_masters.get(tenant, self._master)
+    def _wrapping_version(self, tenant: str) -> str:
+        return TENANT_MASTER if tenant in self._tenant_masters else self.master_version
+
+    def _master_for(self, tenant: str, version: str) -> bytes:
+        if version == TENANT_MASTER:
+            if tenant not in self._tenant_masters:
+                raise KeyDestroyedError(f"tenant {tenant}'s own master key is not configured: its caller keys "
+                                        "cannot be unwrapped", hint="set CALLVAULT_STORAGE_TENANT_MASTER_KEYS")
+            return self._tenant_masters[tenant]
+        if version not in self._masters:
+            raise KeyDestroyedError(
+                f"this key is wrapped by master key version {version!r}, which is not configured (retired and "
+                "destroyed): it is unreadable", hint="a catalog restored from an old backup needs no repair: "
+                "what it protects is gone; otherwise add the version to CALLVAULT_STORAGE_RETIRED_MASTER_KEYS")
+        return self._masters[version]
+
+    def _unwrap_row(self, row) -> CallerKey:
+        key = unwrap_key(row["wrapped_key"], wrapping_key=self._master_for(row["tenant_id"], row["master_version"]),
+                         context=self._context(row["tenant_id"], row["id"], row["purpose"]))
+        return CallerKey(row["id"], key)
 
     @staticmethod
     def _context(tenant: str, key_id: uuid.UUID, purpose: str) -> bytes:
@@ -90,8 +138,7 @@ class KeyRing:
             t.caller_keys.c.tenant_id == tenant, t.caller_keys.c.number_hash == number_hash,
             t.caller_keys.c.purpose == purpose, t.caller_keys.c.wrapped_key.is_not(None))).mappings().first()
         if row is not None:
-            return CallerKey(row["id"], unwrap_key(row["wrapped_key"], wrapping_key=self._master_for(tenant),
-                                                   context=self._context(tenant, row["id"], purpose)))
+            return self._unwrap_row(row)
         if not create:
             raise KeyDestroyedError(f"no live {purpose} key for this number in tenant {tenant}")
         key_id, key = uuid.uuid4(), new_data_key()
@@ -99,7 +146,8 @@ class KeyRing:
             with conn.begin_nested():  # two first calls from one number at once: one key wins
                 conn.execute(t.caller_keys.insert().values(
                     id=key_id, tenant_id=tenant, number_hash=number_hash, purpose=purpose,
-                    wrapped_key=wrap_key(key, wrapping_key=self._master_for(tenant),
+                    master_version=self._wrapping_version(tenant),
+                    wrapped_key=wrap_key(key, wrapping_key=self._master_for(tenant, self._wrapping_version(tenant)),
                                          context=self._context(tenant, key_id, purpose)),
                     created_at=datetime.now(timezone.utc)))
         except sa.exc.IntegrityError:
@@ -111,8 +159,7 @@ class KeyRing:
         if row is None or row["wrapped_key"] is None:
             raise KeyDestroyedError(
                 f"the key {key_id} protecting this copy was destroyed (erasure): the audio is unreadable")
-        return CallerKey(key_id, unwrap_key(row["wrapped_key"], wrapping_key=self._master_for(row["tenant_id"]),
-                                            context=self._context(row["tenant_id"], key_id, row["purpose"])))
+        return self._unwrap_row(row)
 
     @staticmethod
     def wrap_data_key(caller: CallerKey, data_key: bytes, *, object_key: str) -> bytes:
@@ -131,3 +178,53 @@ class KeyRing:
             t.caller_keys.c.purpose == purpose, t.caller_keys.c.wrapped_key.is_not(None),
         ).values(wrapped_key=None, destroyed_at=datetime.now(timezone.utc)))
         return result.rowcount
+
+    @staticmethod
+    def destroy_ids(conn: sa.Connection, key_ids: list[uuid.UUID], *, now: datetime) -> int:
+        """Crypto-shred keys by id (erasure, ledger replay); already destroyed ones are skipped."""
+        destroyed = 0
+        for i in range(0, len(key_ids), 1000):
+            destroyed += conn.execute(t.caller_keys.update().where(
+                t.caller_keys.c.id.in_(key_ids[i:i + 1000]), t.caller_keys.c.wrapped_key.is_not(None),
+            ).values(wrapped_key=None, destroyed_at=now)).rowcount
+        return destroyed
+
+    # -- the caller's number, sealed under the key of its recording ----------------------------
+
+    @staticmethod
+    def _number_context(tenant: str, recording_id: uuid.UUID) -> bytes:
+        return encode_context("caller-number", tenant, str(recording_id))
+
+    def seal_number(self, caller: CallerKey, *, tenant: str, recording_id: uuid.UUID, e164: str) -> bytes:
+        return seal(e164.encode(), key=caller.key, context=self._number_context(tenant, recording_id))
+
+    def open_number(self, conn: sa.Connection, recording: Mapping) -> str | None:
+        """The caller's number of a recording row; None once its key is destroyed."""
+        try:
+            caller = self.key_by_id(conn, recording["caller_key_id"])
+        except KeyDestroyedError:
+            return None
+        return unseal(recording["caller_number_sealed"], key=caller.key,
+                      context=self._number_context(recording["tenant_id"], recording["id"])).decode()
+
+    # -- master-key rotation ---------------------------------------------------------------
+
+    def rotate(self, conn: sa.Connection, *, batch_size: int = 1000) -> int:
+        """Re-wrap up to ``batch_size`` live caller keys wrapped by a retired master under the
+        current one; returns how many (0: done). Call in a loop, one transaction per batch."""
+        rows = conn.execute(sa.select(t.caller_keys).where(
+            t.caller_keys.c.wrapped_key.is_not(None), t.caller_keys.c.master_version != TENANT_MASTER,
+            t.caller_keys.c.master_version != self.master_version).limit(batch_size)).mappings().all()
+        for row in rows:
+            key = self._unwrap_row(row).key
+            conn.execute(t.caller_keys.update().where(t.caller_keys.c.id == row["id"]).values(
+                master_version=self.master_version,
+                wrapped_key=wrap_key(key, wrapping_key=self._master, context=self._context(
+                    row["tenant_id"], row["id"], row["purpose"]))))
+        return len(rows)
+
+    @staticmethod
+    def versions_in_use(conn: sa.Connection) -> dict[str, int]:
+        """Live caller keys per master version (what still needs each master)."""
+        return dict(conn.execute(sa.select(t.caller_keys.c.master_version, sa.func.count()).where(
+            t.caller_keys.c.wrapped_key.is_not(None)).group_by(t.caller_keys.c.master_version)).all())

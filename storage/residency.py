@@ -99,5 +99,6 @@ def check_all(client, settings: StorageSettings) -> None:
     check_settings(settings)
     for setting, bucket in (("CALLVAULT_STORAGE_RECORDINGS_BUCKET", settings.recordings_bucket),
                             ("CALLVAULT_STORAGE_LANDING_BUCKET", settings.landing_bucket),
-                            ("CALLVAULT_STORAGE_EXPORTS_BUCKET", settings.exports_bucket)):
+                            ("CALLVAULT_STORAGE_EXPORTS_BUCKET", settings.exports_bucket),
+                            ("CALLVAULT_STORAGE_LEDGER_BUCKET", settings.ledger_bucket)):
         check_bucket(client, bucket, settings, setting=setting)

@@ -26,11 +26,23 @@ class StorageSettings(SectionSettings):
     access_key: SecretStr | None = Field(None, description="S3 access key (local stack: generated)")
     secret_key: SecretStr | None = Field(None, description="S3 secret key (local stack: generated)")
     master_key: SecretStr | None = Field(None, description="Base64 32-byte key wrapping the caller keys")
+    master_key_version: str = Field("1", min_length=1, max_length=64,
+                                    description="Label of the current master key (stored beside each wrapped key)")
+    retired_master_keys: dict[str, SecretStr] = Field(
+        default_factory=dict, description="Older master keys by version, kept only until `callvault keys "
+        "rotate-master` has re-wrapped every caller key under the current one")
+    number_hash_key: SecretStr | None = Field(
+        None, description="Base64 32-byte key of the keyed number hashes (default: derived from the master key; "
+        "pin it before rotating the master, see `callvault keys hash-key`)")
     tenant_master_keys: dict[str, SecretStr] = Field(
         default_factory=dict, description="Optional per-tenant master keys (tenant -> base64 32 bytes)")
     recordings_bucket: str = Field("callvault-recordings", description="Bucket of encrypted recordings")
     landing_bucket: str = Field("callvault-landing", description="Bucket of claim-check uploads")
     exports_bucket: str = Field("callvault-exports", description="Bucket of data-subject exports")
+    ledger_bucket: str = Field("callvault-ledger", description="Object-locked bucket of the erasure ledger")
+    ledger_prefix: str = Field("callvault/", description="Key prefix of this catalog's ledger (erasures, holds)")
+    ledger_retention_days: int = Field(
+        3650, ge=1, description="COMPLIANCE retention of each ledger entry: longer than any catalog backup is kept")
 
 
 class CatalogSettings(SectionSettings):

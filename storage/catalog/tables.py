@@ -13,8 +13,10 @@ Python: services read and write rows through these tables and map them to datacl
 
 Conventions: ids are ``Uuid`` (native on PostgreSQL, CHAR(32) on SQLite) except tenants and
 users, which are slugs; timestamps are aware UTC (``UTCDateTime``); enums are VARCHAR + CHECK;
-phone numbers appear in clear only in ``recordings.caller_number``, every lookup by number
-goes through the keyed ``number_hash``. A change here needs a migration in
+phone numbers never appear in clear: ``recordings.caller_number_sealed`` is the number
+encrypted under the recording's caller key (gone with it on erasure, also in a restored
+backup once the erasure ledger is replayed), and every lookup by number goes through the
+keyed ``number_hash``. A change here needs a migration in
 ``storage/migrations/versions`` (the migration test compares the two).
 """
 
@@ -110,6 +112,8 @@ caller_keys = sa.Table(
     sa.Column("wrapped_key", sa.LargeBinary, nullable=True),
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Column("destroyed_at", UTCDateTime(), nullable=True),
+    # Which master key wraps it ("tenant": the tenant's own); rotation re-wraps and updates it.
+    sa.Column("master_version", sa.String(64), nullable=False, default="1", server_default="1"),
     sa.CheckConstraint("(wrapped_key IS NULL) = (destroyed_at IS NOT NULL)", name="destroyed_means_no_key"),
 )
 # One *live* key per number and purpose: after an erasure the destroyed row stays (copies and
@@ -125,7 +129,6 @@ recordings = sa.Table(
     sa.Column("external_id", sa.String(200), nullable=False),  # the telephony recording id
     sa.Column("started_at", UTCDateTime(), nullable=False),
     sa.Column("direction", string_enum("direction", DIRECTIONS), nullable=False),
-    sa.Column("caller_number", sa.String(32), nullable=False),  # E.164
     sa.Column("number_hash", HASH, nullable=False),
     sa.Column("agent_id", sa.String(100), nullable=False),
     sa.Column("team_id", sa.String(100), nullable=True),
@@ -138,9 +141,13 @@ recordings = sa.Table(
     sa.Column("restricted_at", UTCDateTime(), nullable=True),
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Column("content_sha256", HASH, nullable=False),  # normalised audio: replay vs conflict
+    # The E.164 number sealed (AES-GCM) under the caller key ``caller_key_id``; never in clear.
+    sa.Column("caller_number_sealed", sa.LargeBinary, nullable=False),
+    sa.Column("caller_key_id", sa.Uuid, sa.ForeignKey("caller_keys.id"), nullable=False),
     sa.UniqueConstraint("tenant_id", "external_id"),
 )
 sa.Index("ix_recordings_tenant_number", recordings.c.tenant_id, recordings.c.number_hash)
+sa.Index("ix_recordings_caller_key_id", recordings.c.caller_key_id)
 sa.Index("ix_recordings_tenant_agent_started", recordings.c.tenant_id, recordings.c.agent_id,
          recordings.c.started_at)
 sa.Index("ix_recordings_tenant_team_started", recordings.c.tenant_id, recordings.c.team_id,

@@ -114,9 +114,11 @@ class Console:
         number_hash = keys.number_hash(tenant, number)
         started = datetime.now(timezone.utc) - timedelta(hours=started_ago_h)
         with self.engine.begin() as conn:
+            caller = keys.caller_key(conn, tenant=tenant, number_hash=number_hash)
             conn.execute(t.recordings.insert().values(
                 id=rid, tenant_id=tenant, external_id=f"call-{name}", started_at=started, direction="inbound",
-                caller_number=number, number_hash=number_hash, agent_id=agent, team_id=team,
+                caller_number_sealed=keys.seal_number(caller, tenant=tenant, recording_id=rid, e164=number),
+                caller_key_id=caller.id, number_hash=number_hash, agent_id=agent, team_id=team,
                 duration_ms=AUDIO_SECONDS * 1000, audio_format="opus", channels=1, redactions=[[1000, 2000]],
                 restricted=restricted, restricted_at=started if restricted else None, created_at=started,
                 content_sha256="0" * 64))

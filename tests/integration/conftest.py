@@ -19,14 +19,30 @@ from tests.integration.catalog_helpers import NOW
 from tests.conftest import MinioEndpoint, empty_and_delete_bucket, unique
 
 
+LEDGER_BUCKET = "cv-test-erasure-ledger"
+
+
+@pytest.fixture(scope="session")
+def ledger_bucket(minio: MinioEndpoint) -> str:
+    """One object-locked ledger bucket for the whole run (COMPLIANCE objects cannot be deleted,
+    so neither can their bucket); each test writes under a prefix of its own."""
+    from storage.ledger import init_ledger_bucket
+
+    init_ledger_bucket(minio.minio_client(), StorageSettings(
+        endpoint_url=minio.url, region=minio.region, ledger_bucket=LEDGER_BUCKET), say=lambda _m: None)
+    return LEDGER_BUCKET
+
+
 @pytest.fixture
-def storage_settings(minio: MinioEndpoint) -> Iterator[StorageSettings]:
-    """Settings for the stack's MinIO with three unique bucket names; the buckets are removed after."""
+def storage_settings(minio: MinioEndpoint, ledger_bucket: str) -> Iterator[StorageSettings]:
+    """Settings for the stack's MinIO with three unique bucket names and a ledger prefix of
+    their own; the buckets are removed after (the ledger entries expire after a day)."""
     base = unique("t")
     settings = StorageSettings(
         endpoint_url=minio.url, region=minio.region, access_key=SecretStr(minio.access_key),
         secret_key=SecretStr(minio.secret_key), recordings_bucket=f"{base}-rec",
         landing_bucket=f"{base}-land", exports_bucket=f"{base}-exp",
+        ledger_bucket=ledger_bucket, ledger_prefix=f"{base}/", ledger_retention_days=1,
     )
     yield settings
     s3 = minio.boto3_client()
@@ -80,6 +96,10 @@ def pipeline(kafka_bootstrap, storage_settings, pg_schema_url, tmp_path) -> Iter
     master = base64.b64encode(os.urandom(32)).decode()
     storage = storage_settings.model_copy(update={"master_key": SecretStr(master)})
     init_buckets(storage, say=lambda _m: None)
+    from storage.admin import minio_admin_client
+    from storage.ledger import init_ledger_bucket
+
+    init_ledger_bucket(minio_admin_client(storage), storage, say=lambda _m: None)  # the fault suite's own MinIO
     engine = make_engine(pg_schema_url, echo=False)
     with engine.begin() as conn:
         conn.execute(t.tenants.insert().values(id="acme", name="Acme", created_at=datetime.now(timezone.utc)))
@@ -132,5 +152,12 @@ def keys() -> KeyRing:
 @pytest.fixture
 def store(minio) -> ObjectStore:
     return ObjectStore(minio.boto3_client())
+
+
+@pytest.fixture
+def ledger(store: ObjectStore, storage_settings: StorageSettings):
+    from storage.ledger import ErasureLedger
+
+    return ErasureLedger.from_settings(store, storage_settings)
 
 

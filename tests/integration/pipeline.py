@@ -128,5 +128,8 @@ def service_env(storage: StorageSettings, catalog_url: str) -> dict[str, str]:
         "CALLVAULT_STORAGE_RECORDINGS_BUCKET": storage.recordings_bucket,
         "CALLVAULT_STORAGE_LANDING_BUCKET": storage.landing_bucket,
         "CALLVAULT_STORAGE_EXPORTS_BUCKET": storage.exports_bucket,
+        "CALLVAULT_STORAGE_LEDGER_BUCKET": storage.ledger_bucket,
+        "CALLVAULT_STORAGE_LEDGER_PREFIX": storage.ledger_prefix,
+        "CALLVAULT_STORAGE_LEDGER_RETENTION_DAYS": str(storage.ledger_retention_days),
         "CALLVAULT_CATALOG_URL": catalog_url,
     }

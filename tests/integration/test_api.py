@@ -80,9 +80,11 @@ class World:
         number_hash = keys.number_hash(tenant, number)
         started = datetime.now(timezone.utc) - timedelta(hours=started_ago_h)
         with self.engine.begin() as conn:
+            caller = keys.caller_key(conn, tenant=tenant, number_hash=number_hash)
             conn.execute(t.recordings.insert().values(
                 id=rid, tenant_id=tenant, external_id=f"ext-{rid}", started_at=started, direction="inbound",
-                caller_number=number, number_hash=number_hash, agent_id=agent, team_id=team, duration_ms=4000,
+                caller_number_sealed=keys.seal_number(caller, tenant=tenant, recording_id=rid, e164=number),
+                caller_key_id=caller.id, number_hash=number_hash, agent_id=agent, team_id=team, duration_ms=4000,
                 audio_format="opus", channels=1, redactions=[[1000, 2000]], restricted=restricted,
                 created_at=started, content_sha256="0" * 64))
         audio = os.urandom(size)

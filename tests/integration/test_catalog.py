@@ -53,10 +53,11 @@ def caller_key(conn: sa.Connection, number_hash: str, tenant: str = "acme") -> u
     return key_id
 
 
-def recording_row(tenant: str = "acme", number_hash: str = "a" * 64, **overrides) -> dict:
+def recording_row(tenant: str = "acme", number_hash: str = "a" * 64, key_id: uuid.UUID | None = None,
+                  **overrides) -> dict:
     rid = uuid.uuid4()
     row = dict(id=rid, tenant_id=tenant, external_id=f"ext-{rid}", started_at=NOW, direction="inbound",
-               caller_number="+33612345678", number_hash=number_hash, agent_id="agent-1", team_id="team-1",
+               caller_number_sealed=os.urandom(40), caller_key_id=key_id, number_hash=number_hash, agent_id="agent-1", team_id="team-1",
                duration_ms=61_000, audio_format="opus", channels=2, redactions=[[1000, 5000]], restricted=False,
                created_at=NOW, content_sha256="c" * 64)
     return row | overrides
@@ -78,7 +79,7 @@ def copy_row(recording_id: uuid.UUID, key_id: uuid.UUID, tier: str = "production
 def test_upgrade_downgrade_upgrade(engine: sa.Engine) -> None:
     upgrade(engine)
     assert table_names(engine) == CATALOG_TABLES | {"alembic_version"}
-    assert current_revision(engine) == head_revision() == "0001"
+    assert current_revision(engine) == head_revision() == "0002"
 
     downgrade(engine, "base")
     assert table_names(engine) <= {"alembic_version"}
@@ -86,6 +87,40 @@ def test_upgrade_downgrade_upgrade(engine: sa.Engine) -> None:
 
     upgrade(engine)
     assert table_names(engine) == CATALOG_TABLES | {"alembic_version"}
+
+
+def test_0002_seals_the_numbers_of_an_existing_catalog(engine: sa.Engine, monkeypatch) -> None:
+    """A catalog of 0001 with numbers in clear: after the upgrade no number is in clear, each
+    opens with its caller key, and erasing that key makes it unreadable."""
+    import base64
+
+    from storage.keys import KeyRing
+    from storage.settings import StorageSettings
+
+    master = os.urandom(32)
+    monkeypatch.setenv("CALLVAULT_STORAGE_MASTER_KEY", base64.b64encode(master).decode())
+    keys = KeyRing.from_settings(StorageSettings())
+    upgrade(engine, "0001")
+    numbers = ["+33612345678", "+33698765432"]
+    ids = [uuid.uuid4(), uuid.uuid4()]
+    with engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO tenants (id, name, created_at) VALUES ('acme', 'Acme', :now)"), {"now": NOW})
+        for rid, number in zip(ids, numbers):
+            conn.execute(sa.text(
+                "INSERT INTO recordings (id, tenant_id, external_id, started_at, direction, caller_number, "
+                "number_hash, agent_id, duration_ms, audio_format, channels, redactions, restricted, created_at, "
+                "content_sha256) VALUES (:id, 'acme', :ext, :now, 'inbound', :number, :hash, 'a1', 1000, 'opus', "
+                "1, '[]', false, :now, :sha)"),
+                {"id": rid.hex if engine.dialect.name == "sqlite" else rid, "ext": f"e-{rid}", "now": NOW,
+                 "number": number, "hash": keys.number_hash("acme", number), "sha": "0" * 64})
+    upgrade(engine)
+    with engine.begin() as conn:
+        rows = {r["id"]: r for r in conn.execute(sa.select(t.recordings)).mappings()}
+        dump = repr(conn.execute(sa.text("SELECT * FROM recordings")).all())
+        assert not any(n in dump or n[1:] in dump for n in numbers)
+        assert [keys.open_number(conn, rows[rid]) for rid in ids] == numbers
+        KeyRing.destroy_ids(conn, [rows[ids[0]]["caller_key_id"]], now=NOW)
+        assert keys.open_number(conn, rows[ids[0]]) is None and keys.open_number(conn, rows[ids[1]]) == numbers[1]
 
 
 def test_upgrade_from_a_url_and_twice_is_a_no_op(tmp_path) -> None:
@@ -166,8 +201,8 @@ def test_core_tables_match_the_migration(engine: sa.Engine, twin: sa.Engine) -> 
 def test_deleting_a_recording_deletes_its_copies(catalog: sa.Engine) -> None:
     with catalog.begin() as conn:
         key_id = caller_key(conn, "a" * 64)
-        rec = recording_row()
-        conn.execute(t.recordings.insert(), [rec, recording_row()])
+        rec = recording_row(key_id=key_id)
+        conn.execute(t.recordings.insert(), [rec, recording_row(key_id=key_id)])
         conn.execute(t.copies.insert(), [copy_row(rec["id"], key_id),
                                          copy_row(rec["id"], key_id, "training")])
     with catalog.connect() as conn:
@@ -196,7 +231,7 @@ def insert_fails(engine: sa.Engine, table: sa.Table, row: dict) -> bool:
 def test_constraints(catalog: sa.Engine) -> None:
     with catalog.begin() as conn:
         key_id = caller_key(conn, "a" * 64)
-        rec = recording_row()
+        rec = recording_row(key_id=key_id)
         conn.execute(t.recordings.insert().values(**rec))
         conn.execute(t.copies.insert().values(**copy_row(rec["id"], key_id)))
         # Several complaint extracts of one recording, one per reference.
@@ -211,16 +246,16 @@ def test_constraints(catalog: sa.Engine) -> None:
     with pytest.raises(sa.exc.IntegrityError):
         with catalog.begin() as conn:
             conn.execute(sa.text("UPDATE copies SET tier = 'archive'"))
-    assert insert_fails(catalog, t.recordings, recording_row(direction="sideways"))
+    assert insert_fails(catalog, t.recordings, recording_row(key_id=key_id, direction="sideways"))
     # Same telephony id in the same tenant: refused (ingest replays are detected by it).
-    assert insert_fails(catalog, t.recordings, recording_row(external_id=rec["external_id"]))
+    assert insert_fails(catalog, t.recordings, recording_row(key_id=key_id, external_id=rec["external_id"]))
     # A hold needs its reason, actor and time; a training copy needs its report.
     assert insert_fails(catalog, t.copies, copy_row(rec["id"], key_id, "monitoring", hold=True))
     assert insert_fails(catalog, t.copies, copy_row(rec["id"], key_id, "training", training_report=None))
     # A copy must point at a recording and a key that exist (foreign keys are on in SQLite too).
     assert insert_fails(catalog, t.copies, copy_row(uuid.uuid4(), key_id, "monitoring"))
     # Naive timestamps are refused before reaching the database.
-    assert insert_fails(catalog, t.recordings, recording_row(started_at=NOW.replace(tzinfo=None)))
+    assert insert_fails(catalog, t.recordings, recording_row(key_id=key_id, started_at=NOW.replace(tzinfo=None)))
 
 
 def test_one_live_key_per_number_and_purpose(catalog: sa.Engine) -> None:
@@ -265,7 +300,7 @@ def seed_volume(engine: sa.Engine, recordings: int = 20_000, numbers: int = 6_00
         n = rng.randrange(numbers)
         agent = rng.randrange(200)
         started = BASE + timedelta(seconds=rng.randrange(90 * 86_400))
-        rec = recording_row(tenants[n % 3], hashes[n], external_id=f"ext-{i}", agent_id=f"agent-{agent}",
+        rec = recording_row(tenants[n % 3], hashes[n], keys[n], external_id=f"ext-{i}", agent_id=f"agent-{agent}",
                             team_id=f"team-{agent // 10}", started_at=started, created_at=started)
         recs.append(rec)
         held = rng.random() < 0.02

@@ -50,7 +50,10 @@ def test_calls_are_stored_encrypted_redacted_and_catalogued(pipeline):
     with pipeline.engine.connect() as conn:
         rows = {r.external_id: r for r in conn.execute(sa.select(t.recordings))}
         small_row, large_row = rows["tel-small"], rows["tel-large"]
-        assert small_row.caller_number == "+33612345678" and large_row.caller_number == "+33698765432"
+        keys = KeyRing.from_settings(pipeline.storage)
+        assert keys.open_number(conn, small_row._mapping) == "+33612345678"
+        assert keys.open_number(conn, large_row._mapping) == "+33698765432"
+        assert b"612345678" not in small_row.caller_number_sealed  # sealed, never in clear
         assert abs(small_row.duration_ms - 4000) < 60 and abs(large_row.duration_ms - 30000) < 60
         assert (small_row.channels, large_row.channels) == (1, 2)
         assert small_row.redactions == [[1000, 2500]]

@@ -126,7 +126,7 @@ def test_sweeper_deletes_expired_unheld_copies_objects_rows_and_empty_recordings
         set_hold(conn, store, copy_ids=[c for _, c, _ in held], reason="litigation L-7", actor="ic-1", now=NOW)
 
     with catalog.connect() as conn:
-        number = conn.execute(sa.select(t.recordings.c.caller_number).limit(1)).scalar()
+        number = keys.open_number(conn, conn.execute(sa.select(t.recordings).limit(1)).mappings().one())
     dry = sweep(catalog, store, now=NOW, dry_run=True)
     assert (dry.expired, dry.held_expired, dry.deleted_copies) == (6, 2, 0)
     progress = []

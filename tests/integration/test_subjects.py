@@ -23,6 +23,7 @@ from storage.copies import read_copy
 from storage.crypto import decrypt_bytes, encode_context
 from storage.exceptions import KeyDestroyedError
 from storage.keys import KeyRing
+from storage.ledger import ErasureLedger
 from tests.integration.catalog_helpers import NOW, new_recording, store_copy
 
 pytestmark = pytest.mark.integration
@@ -42,7 +43,7 @@ def calls_of(catalog, store, keys, bucket, number=NUMBER, n=2, tiers=("productio
 
 
 def test_erasure_reaches_every_copy_and_version_and_keeps_held_ones_readable(
-        catalog, store, keys, scratch_bucket, minio):
+        catalog, store, keys, ledger, scratch_bucket, minio):
     from minio.commonconfig import ENABLED
     from minio.versioningconfig import VersioningConfig
 
@@ -57,7 +58,7 @@ def test_erasure_reaches_every_copy_and_version_and_keeps_held_ones_readable(
     backup_bytes = store.get(scratch_bucket, old["object_key"], version_id=old_version["VersionId"])
 
     with catalog.begin() as conn:  # any usual format finds the same person
-        report = erase(conn, store, keys, tenant="acme", numbers=["06 12 34 56 78"], actor=IC, now=NOW)
+        report = erase(conn, store, keys, ledger, tenant="acme", numbers=["06 12 34 56 78"], actor=IC, now=NOW)
     assert len(report.erased_copies) == 5 and report.keys_destroyed == 1
     assert report.kept_copies == [{"copy_id": str(held_copy), "recording_id": str(held_rid),
                                    "tier": "production", "hold_reason": "litigation L-1"}]
@@ -97,22 +98,22 @@ def test_restriction_lets_only_internal_control_play_until_lifted(catalog, store
         assert conn.execute(sa.select(t.recordings.c.restricted)).scalars().all() == [False, False]
 
 
-def test_rectifying_a_number_moves_the_keys_and_audits_before_after(catalog, store, keys, scratch_bucket):
+def test_rectifying_a_number_moves_the_keys_and_audits_before_after(catalog, store, keys, ledger, scratch_bucket):
     [(rid, old_hash, copy_id, _)] = calls_of(catalog, store, keys, scratch_bucket, n=1)
     with catalog.begin() as conn:
         rectify(conn, keys, tenant="acme", recording_ids=[rid], actor=IC, now=NOW, caller_number="06 22 33 44 55",
                 agent_id="agent-9")
         row = conn.execute(sa.select(t.recordings).where(t.recordings.c.id == rid)).mappings().one()
-        assert (row["caller_number"], row["agent_id"]) == ("+33622334455", "agent-9")
+        assert (keys.open_number(conn, row), row["agent_id"]) == ("+33622334455", "agent-9")
         # Erasing the *old* number no longer touches the call; erasing the new one does.
-        assert erase(conn, store, keys, tenant="acme", numbers=[NUMBER], actor=IC, now=NOW).erased_copies == []
+        assert erase(conn, store, keys, ledger, tenant="acme", numbers=[NUMBER], actor=IC, now=NOW).erased_copies == []
         assert read_copy(conn, store, keys, copy_id)
         entry = conn.execute(sa.select(t.audit_events).where(t.audit_events.c.action == "subject:rectify")
                              ).mappings().one()
         assert entry["detail"]["before"]["agent_id"] == "a1" and entry["detail"]["after"]["agent_id"] == "agent-9"
         assert entry["detail"]["before"]["number_hash"] == old_hash[:16]
         assert "622334455" not in json.dumps(entry["detail"])
-        erased = erase(conn, store, keys, tenant="acme", numbers=["0622334455"], actor=IC, now=NOW)
+        erased = erase(conn, store, keys, ledger, tenant="acme", numbers=["0622334455"], actor=IC, now=NOW)
         assert [c["copy_id"] for c in erased.erased_copies] == [str(copy_id)]
 
 
@@ -152,7 +153,7 @@ def test_objection_erases_existing_calls_and_ingest_stores_nothing_more(pipeline
     pipeline.wait_for(lambda e: e.get("type") == "stored", count=1)
     keys = KeyRing.from_settings(pipeline.storage)
     with pipeline.engine.begin() as conn:
-        report = object_to_recording(conn, pipeline.store, keys, tenant="acme", numbers=["+33 6 12 34 56 78"],
+        report = object_to_recording(conn, pipeline.store, keys, ErasureLedger.from_settings(pipeline.store, pipeline.storage), tenant="acme", numbers=["+33 6 12 34 56 78"],
                                      actor=IC, now=now)
     assert len(report.erased_recordings) == 1
     pipeline.push(Call(audio=sine_wav(1.0), tenant="acme", agent_id="a1", caller_number="06-12-34-56-78",
@@ -163,7 +164,8 @@ def test_objection_erases_existing_calls_and_ingest_stores_nothing_more(pipeline
     assert list(pipeline.store.list(pipeline.storage.recordings_bucket)) == []
 
 
-def test_erasing_a_number_with_1000_copies_and_exporting_one_with_100(pg_engine, store, keys, scratch_bucket):
+def test_erasing_a_number_with_1000_copies_and_exporting_one_with_100(pg_engine, store, keys, ledger,
+                                                                     scratch_bucket):
     """On PostgreSQL; timings for the closing note are printed, not asserted."""
     from concurrent.futures import ThreadPoolExecutor
 
@@ -184,7 +186,7 @@ def test_erasing_a_number_with_1000_copies_and_exporting_one_with_100(pg_engine,
         list(pool.map(one, range(1100)))
     t0 = time.monotonic()
     with catalog.begin() as conn:
-        report = erase(conn, store, keys, tenant="acme", numbers=[NUMBER], actor=IC, now=NOW)
+        report = erase(conn, store, keys, ledger, tenant="acme", numbers=[NUMBER], actor=IC, now=NOW)
     erase_s = time.monotonic() - t0
     assert len(report.erased_copies) == 1000
     t0 = time.monotonic()

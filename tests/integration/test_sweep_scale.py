@@ -47,7 +47,8 @@ def test_sweep_of_10000_expired_copies_survives_sigkill(storage_settings, pg_sch
     for i in range(N):
         rid = uuid.uuid4()
         recordings.append(dict(id=rid, tenant_id="acme", external_id=f"x{i}", started_at=past - timedelta(days=92),
-                               direction="inbound", caller_number="+33600000000", number_hash="h" * 64,
+                               direction="inbound", caller_number_sealed=b"s" * 40, caller_key_id=key_id,
+                               number_hash="h" * 64,
                                agent_id="a", team_id="t", duration_ms=1000, audio_format="opus", channels=1,
                                redactions=[], created_at=past, content_sha256="0" * 64))
         copies.append(dict(id=uuid.uuid4(), recording_id=rid, tier="production", reason="",

@@ -59,10 +59,10 @@ def _hold(ctx: ApiContext, user: User, at: datetime, action: Action, *, copy_id:
         ids = [c["id"] for _, c in pairs]
         if action is Action.HOLD:
             result = set_hold(uow.conn, svc.store, copy_ids=ids, reason=reason or "", actor=user.id, now=at,
-                              role=user.role.value)
+                              role=user.role.value, ledger=svc.ledger)
         else:
             result = release_hold(uow.conn, svc.store, copy_ids=ids, actor=user.id, now=at, role=user.role.value,
-                                  reason=reason)
+                                  reason=reason, ledger=svc.ledger)
         uow.commit()
     return _outcome(result)
 

@@ -104,7 +104,9 @@ def recording_detail(recording_id: uuid.UUID, user: User = Depends(current_user)
                      detail={"copies": [str(c["id"]) for c, _ in visible]})
         uow.commit()
     copies = [c for c, _ in visible]
-    found = Found(rec, copies, any(d.mask_numbers for _, d in visible))
+    with ctx.services.engine.connect() as conn:
+        number = ctx.services.keys.open_number(conn, rec)
+    found = Found(rec, copies, any(d.mask_numbers for _, d in visible), number)
     unheld = [c["expires_at"] for c in copies if not c["hold"]]
     base = _summary(found).model_dump(exclude={"copies"})
     return RecordingDetail(

@@ -98,14 +98,14 @@ def _erasure(report) -> ErasureOutcome:
 def subjects_object(body: SubjectRequest, user: User = Depends(current_user), at: datetime = Depends(now),
                     ctx: ApiContext = Depends(context)) -> ErasureOutcome:
     return _erasure(_run(ctx, user, at, "subject:object", body.tenant, lambda conn, svc, actor: object_to_recording(
-        conn, svc.store, svc.keys, tenant=body.tenant, numbers=body.numbers, actor=actor, now=at)))
+        conn, svc.store, svc.keys, svc.ledger, tenant=body.tenant, numbers=body.numbers, actor=actor, now=at)))
 
 
 @router.post("/subjects/erase", response_model=ErasureOutcome, responses=errors())
 def subjects_erase(body: SubjectRequest, user: User = Depends(current_user), at: datetime = Depends(now),
                    ctx: ApiContext = Depends(context)) -> ErasureOutcome:
     return _erasure(_run(ctx, user, at, "subject:erase", body.tenant, lambda conn, svc, actor: erase(
-        conn, svc.store, svc.keys, tenant=body.tenant, numbers=body.numbers, actor=actor, now=at)))
+        conn, svc.store, svc.keys, svc.ledger, tenant=body.tenant, numbers=body.numbers, actor=actor, now=at)))
 
 
 @router.post("/subjects/restrict", response_model=CountOutcome, responses=errors())

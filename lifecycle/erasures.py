@@ -1,0 +1,78 @@
+"""Replay of the ledger: an erasure, and a legal hold, survive a catalog restore.
+
+Run by ``callvault storage reconcile`` and by the worker before it ingests anything. Each
+ledger entry is applied again in its own transaction (``storage.erasure.replay``); on a
+catalog that already reflects it (the usual case) nothing changes and nothing is written.
+An entry that did change something (keys destroyed again, rows deleted again, held copies
+re-wrapped) leaves one PII-free audit entry, so an operator sees the restore was caught.
+
+Before anything else the worker must have replayed: a call ingested into a restored catalog
+would otherwise be wrapped by a caller key the replay is about to destroy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Callable
+
+import sqlalchemy as sa
+
+from access.audit import append_many
+from storage import erasure
+from storage.keys import KeyRing
+from storage.ledger import ErasureLedger
+from storage.objectstore import ObjectStore
+
+
+@dataclass
+class ReplayReport:
+    entries: int = 0
+    replayed: int = 0
+    keys_destroyed: int = 0
+    copies_deleted: int = 0
+    recordings_deleted: int = 0
+    held_rewrapped: int = 0
+    holds_restored: int = 0
+
+    def summary(self) -> str:
+        holds = f"; {self.holds_restored} hold states re-applied from the journal" if self.holds_restored else ""
+        if not self.replayed:
+            return f"erasure ledger: {self.entries} entries, all already applied{holds}"
+        return (f"erasure ledger: {self.replayed} of {self.entries} entries applied again (catalog restored?): "
+                f"{self.keys_destroyed} keys destroyed, {self.copies_deleted} copies and "
+                f"{self.recordings_deleted} recordings deleted, {self.held_rewrapped} held copies kept readable{holds}")
+
+
+def replay_ledger(engine: sa.Engine, store: ObjectStore, keys: KeyRing, ledger: ErasureLedger, *, now: datetime,
+                  say: Callable[[str], None] = lambda _m: None) -> ReplayReport:
+    report = ReplayReport()
+    with engine.begin() as conn:  # holds first: an erasure replayed next must see them
+        restored = erasure.restore_holds(conn, ledger.hold_states(), now=now)
+        if restored:
+            report.holds_restored = len(restored)
+            append_many(conn, [{
+                "actor": "erasure-ledger", "role": "system", "action": "copy:hold:replay", "target_type": "copy",
+                "target_id": str(copy_id), "outcome": "done", "at": now,
+                "reason": "hold state re-applied from the journal after a catalog restore"} for copy_id in restored])
+    for name, entry in ledger.entries():
+        report.entries += 1
+        with engine.begin() as conn:
+            applied = erasure.replay(conn, store, keys, entry, now=now)
+            if applied is None:
+                continue
+            report.replayed += 1
+            report.keys_destroyed += len(applied.key_ids)
+            report.copies_deleted += len(applied.doomed)
+            report.recordings_deleted += len(applied.doomed_recordings)
+            report.held_rewrapped += len(applied.held)
+            append_many(conn, [{
+                "actor": "erasure-ledger", "role": "system", "action": "subject:erase:replay",
+                "target_type": "ledger-entry", "target_id": name.rsplit("/", 1)[-1], "outcome": "done", "at": now,
+                "reason": "erasure applied again after a catalog restore",
+                "detail": {"tenant": entry.tenant, "keys_destroyed": len(applied.key_ids),
+                           "copies_deleted": len(applied.doomed),
+                           "recordings_deleted": len(applied.doomed_recordings),
+                           "held_copies_kept": len(applied.held)}}])
+    say(report.summary())
+    return report

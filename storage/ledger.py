@@ -1,0 +1,139 @@
+"""The erasure ledger: every erasure, also written outside the catalog, append-only.
+
+A catalog backup holds what an erasure destroyed (the wrapped caller keys, the rows). So
+that restoring one cannot undo an erasure, each erasure is first written here: one JSON
+object per erasure in a bucket with object lock, each object under COMPLIANCE retention
+(nobody, not even the root account, can delete or overwrite it before it ends). After a
+restore, ``storage.erasure.replay`` applies every entry again to the catalog.
+
+An entry names ids and keyed hashes only, never a number or audio::
+
+    {"id", "at", "tenant", "number_hashes", "key_ids", "recording_ids", "copy_ids", "kept_copy_ids"}
+
+Keys sort by time (``<prefix>erase/<ns since epoch>-<id>.json``), so replay applies them in order.
+
+Legal holds are journalled beside them (``<prefix>hold/``: copy ids, on or off, actor, time;
+no free-text reason, since nothing here can ever be deleted), so a hold set after a backup
+survives its restore too: replay brings each copy to its latest journalled hold state.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Callable, Iterator
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from .exceptions import StorageError
+from .objectstore import ObjectStore, translate
+from .settings import StorageSettings
+
+COMPLIANCE = "COMPLIANCE"
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    tenant: str
+    key_ids: list[str]
+    recording_ids: list[str]
+    copy_ids: list[str]
+    number_hashes: list[str] = field(default_factory=list)
+    kept_copy_ids: list[str] = field(default_factory=list)
+    at: str = ""
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self), sort_keys=True).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes, name: str) -> "LedgerEntry":
+        try:
+            data = json.loads(raw)
+            return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+        except (ValueError, TypeError, KeyError) as exc:
+            raise StorageError(f"erasure ledger entry {name} is unreadable: {exc}",
+                               hint="the ledger is object-locked: report it, do not edit it") from exc
+
+
+class ErasureLedger:
+    """Append and read erasure entries under one prefix of an object-locked bucket."""
+
+    def __init__(self, store: ObjectStore, bucket: str, prefix: str = "callvault/", retention_days: int = 3650) -> None:
+        self.store, self.bucket, self.prefix, self.retention_days = store, bucket, prefix, retention_days
+
+    @classmethod
+    def from_settings(cls, store: ObjectStore, settings: StorageSettings) -> "ErasureLedger":
+        return cls(store, settings.ledger_bucket, settings.ledger_prefix, settings.ledger_retention_days)
+
+    def _put(self, kind: str, body: bytes, *, now: datetime, entry_id: str) -> str:
+        # Ordered by the writer's wall clock in nanoseconds, not by ``now`` (a caller's clock may
+        # repeat a value): a hold and its release in the same second must replay in order.
+        key = f"{self.prefix}{kind}/{time.time_ns():020d}-{entry_id}.json"
+        try:
+            self.store.client.put_object(
+                Bucket=self.bucket, Key=key, Body=body, ContentType="application/json",
+                ObjectLockMode=COMPLIANCE,
+                ObjectLockRetainUntilDate=datetime.now(timezone.utc) + timedelta(days=self.retention_days))
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc, bucket=self.bucket, key=key) from exc
+        return key
+
+    def record(self, entry: LedgerEntry, *, now: datetime) -> str:
+        """Write one erasure, locked in COMPLIANCE mode; an error here must abort the erasure."""
+        entry = LedgerEntry(**{**asdict(entry), "at": now.astimezone(timezone.utc).isoformat()})
+        return self._put("erase", entry.to_json(), now=now, entry_id=entry.id)
+
+    def record_hold(self, copy_ids: list[str], *, on: bool, actor: str, now: datetime) -> str | None:
+        """Journal a hold or a release of copies; an error here must abort the change."""
+        if not copy_ids:
+            return None
+        body = json.dumps({"copy_ids": sorted(copy_ids), "on": on, "actor": actor,
+                           "at": now.astimezone(timezone.utc).isoformat()}, sort_keys=True).encode()
+        return self._put("hold", body, now=now, entry_id=uuid.uuid4().hex)
+
+    def entries(self) -> Iterator[tuple[str, LedgerEntry]]:
+        """Every erasure, oldest first."""
+        for name in sorted(info.key for info in self.store.list(self.bucket, f"{self.prefix}erase/")):
+            yield name, LedgerEntry.from_json(self.store.get(self.bucket, name), name)
+
+    def hold_states(self) -> dict[str, tuple[bool, str, str]]:
+        """The latest journalled hold state of every copy: copy id -> (held, actor, time)."""
+        states: dict[str, tuple[bool, str, str]] = {}
+        for name in sorted(info.key for info in self.store.list(self.bucket, f"{self.prefix}hold/")):
+            try:
+                event = json.loads(self.store.get(self.bucket, name))
+                for copy_id in event["copy_ids"]:
+                    states[copy_id] = (bool(event["on"]), event["actor"], event["at"])
+            except (ValueError, KeyError, TypeError) as exc:
+                raise StorageError(f"hold journal entry {name} is unreadable: {exc}") from exc
+        return states
+
+
+def init_ledger_bucket(client, settings: StorageSettings, *, say: Callable[[str], None] = print) -> list[str]:
+    """Create the ledger bucket with versioning and object lock (idempotent; minio SDK client).
+
+    Object lock can only be chosen when a bucket is created: an existing bucket without it
+    is refused rather than used, since its entries could be deleted."""
+    from minio.error import S3Error
+
+    bucket, changes = settings.ledger_bucket, []
+    try:
+        if not client.bucket_exists(bucket):
+            client.make_bucket(bucket, location=settings.region, object_lock=True)
+            changes.append(f"{bucket}: created in {settings.region} with object lock (erasure ledger)")
+        try:
+            client.get_object_lock_config(bucket)
+        except S3Error as exc:
+            raise StorageError(f"erasure ledger bucket {bucket} has no object lock: its entries could be deleted",
+                               hint="object lock is chosen at creation: set CALLVAULT_STORAGE_LEDGER_BUCKET to a "
+                                    "new bucket name and run `callvault storage init`") from exc
+    except S3Error as exc:
+        raise StorageError(f"storage init failed on bucket {bucket}: {exc.code}: {exc.message}",
+                           hint="check the credentials' permissions and the endpoint") from exc
+    for line in changes:
+        say(line)
+    return changes

@@ -1,0 +1,221 @@
+"""The side paths that used to break the promises (issue 13), each walked exactly, on the
+real PostgreSQL and MinIO: a hold survives rectify-then-erase and a racing erasure; an
+erasure survives a pg_dump / pg_restore of the catalog, and a master-key rotation makes old
+backups' keys useless; the ledger cannot be deleted; the catalog keeps no number in clear."""
+
+from __future__ import annotations
+
+import base64
+import os
+import subprocess
+import sys
+import threading
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+from botocore.exceptions import ClientError
+from pydantic import SecretStr
+
+from access.audit import verify
+from access.subjects import erase, rectify
+from lifecycle.holds import release_hold, set_hold
+from storage.catalog import tables as t
+from storage.exceptions import KeyDestroyedError
+from storage.keys import KeyRing
+from tests.integration.pipeline import service_env
+from tests.support import pgbackup
+from tests.support.vault import IC, TENANT, Vault
+
+pytestmark = pytest.mark.integration
+A, B = "+33611111111", "+33622222222"
+
+
+@pytest.fixture
+def vault(storage_settings, pg_schema_url):
+    v = Vault.build(storage_settings, pg_schema_url)
+    yield v
+    v.dispose()
+
+
+def _erase(v: Vault, number: str):
+    with v.engine.begin() as conn:
+        return erase(conn, v.store, v.keys, v.ledger, tenant=TENANT, numbers=[number], actor=IC, now=v.now)
+
+
+def _hold(v: Vault, copy_id) -> None:
+    with v.engine.begin() as conn:
+        set_hold(conn, v.store, copy_ids=[copy_id], reason="case 12", actor="ic-1", now=v.now)
+
+
+def test_a_hold_survives_rectify_then_erase(vault: Vault) -> None:
+    """Hold the production copy of a call from A; rectify A to B; erase A: the held copy stays
+    readable. Erasing B then keeps and lists it; after the release, erasing B removes it."""
+    rid, copy_id = vault.call(A)
+    _hold(vault, copy_id)
+    with vault.engine.begin() as conn:
+        rectify(conn, vault.keys, tenant=TENANT, recording_ids=[rid], actor=IC, now=vault.now, caller_number=B)
+    report = _erase(vault, A)
+    assert (report.kept_copies, report.erased_copies, report.erased_recordings) == ([], [], [])
+    assert report.keys_destroyed == 1  # A's key went; it wrapped nothing any more
+    assert vault.readable(copy_id)
+
+    report = _erase(vault, B)
+    assert [k["copy_id"] for k in report.kept_copies] == [str(copy_id)] and report.erased_copies == []
+    assert vault.readable(copy_id)
+    with vault.engine.connect() as conn:  # the number of the kept recording moved with its copy
+        assert vault.keys.open_number(conn, vault.rows(t.recordings)[0]) == B
+
+    with vault.engine.begin() as conn:
+        release_hold(conn, vault.store, copy_ids=[copy_id], actor="ic-1", now=vault.now)
+    report = _erase(vault, B)
+    assert [c["copy_id"] for c in report.erased_copies] == [str(copy_id)]
+    assert not vault.readable(copy_id) and vault.rows(t.recordings) == []
+
+
+def test_rectify_moves_a_copy_held_after_an_erasure_too(vault: Vault) -> None:
+    """A copy kept under the hold key (its caller erased) moves to the rectified number's key."""
+    _, copy_id = vault.call(A)
+    _hold(vault, copy_id)
+    _erase(vault, A)
+    [rec] = vault.rows(t.recordings)
+    with vault.engine.begin() as conn:
+        rectify(conn, vault.keys, tenant=TENANT, recording_ids=[rec["id"]], actor=IC, now=vault.now, caller_number=B)
+    [copy] = vault.rows(t.copies)
+    [key] = vault.rows(t.caller_keys, t.caller_keys.c.id == copy["caller_key_id"])
+    assert key["purpose"] == "caller" and key["number_hash"] == vault.keys.number_hash(TENANT, B)
+    assert vault.readable(copy_id)
+
+
+def test_a_hold_committed_while_an_erasure_runs_is_refused_not_lost(vault: Vault) -> None:
+    """The erasure locks and marks the copies it deletes: a concurrent hold waits, then finds
+    the copy gone (and says so) instead of holding a copy whose object is being deleted."""
+    _, copy_id = vault.call(A)
+    started, release = threading.Event(), threading.Event()
+    outcome: dict = {}
+
+    def slow_erasure() -> None:
+        from storage import erasure
+
+        real_execute = erasure.execute
+
+        def paused(*args, **kwargs):
+            started.set()
+            release.wait(10)
+            return real_execute(*args, **kwargs)
+
+        erasure.execute = paused
+        try:
+            outcome["report"] = _erase(vault, A)
+        finally:
+            erasure.execute = real_execute
+
+    worker = threading.Thread(target=slow_erasure)
+    worker.start()
+    assert started.wait(10)
+
+    def hold() -> None:
+        try:
+            with vault.engine.begin() as conn:
+                outcome["hold"] = set_hold(conn, vault.store, copy_ids=[copy_id], reason="late", actor="ic-2",
+                                           now=vault.now)
+        except Exception as exc:  # noqa: BLE001 - the outcome is asserted below
+            outcome["hold_error"] = exc
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    holder.join(1.0)
+    assert holder.is_alive(), "the hold must wait for the erasure's lock"
+    release.set()
+    worker.join(20)
+    holder.join(20)
+    assert [c["copy_id"] for c in outcome["report"].erased_copies] == [str(copy_id)]
+    assert "hold" not in outcome or not outcome["hold"].changed
+    assert vault.rows(t.copies) == []
+
+
+def _cli(vault: Vault, *args: str, extra_env: dict | None = None) -> subprocess.CompletedProcess:
+    env = {**service_env(vault.storage, vault.url), **(extra_env or {})}
+    return subprocess.run([sys.executable, "-m", "callvault.cli", *args], env=env, capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_pg_restore_after_an_erasure_then_reconcile_erases_again(vault: Vault, tmp_path) -> None:
+    """pg_dump before an erasure, pg_restore after it, then `callvault storage reconcile`: the
+    erased number's audio is unreadable and its rows are gone; its held copy stays readable;
+    another caller is untouched. The backup itself holds no number in clear."""
+    erased = [vault.call(A) for _ in range(2)]
+    held_rid, held_copy = vault.call(A)
+    other_rid, other_copy = vault.call(B)
+    _hold(vault, held_copy)
+    backup = pgbackup.dump(vault.url, tmp_path / "catalog.sql")
+    text = backup.read_text()
+    assert A not in text and A[1:] not in text and B not in text  # numbers are sealed, never in clear
+
+    report = _erase(vault, A)
+    assert len(report.erased_copies) == 2 and [k["copy_id"] for k in report.kept_copies] == [str(held_copy)]
+    vault.engine.dispose()
+    pgbackup.restore(vault.url, backup)
+    # The restore revived the rows and the wrapped caller key of A:
+    assert len(vault.rows(t.copies)) == 4
+    assert vault.rows(t.caller_keys, t.caller_keys.c.wrapped_key.is_not(None),
+                      t.caller_keys.c.number_hash == vault.keys.number_hash(TENANT, A))
+
+    done = _cli(vault, "storage", "reconcile")
+    assert "1 of 1 entries applied again" in done.stdout, done.stdout + done.stderr
+    assert {c["id"] for c in vault.rows(t.copies)} == {held_copy, other_copy}
+    assert {r["id"] for r in vault.rows(t.recordings)} == {held_rid, other_rid}
+    for rid, copy_id in erased:
+        assert not vault.readable(copy_id) and vault.rows(t.recordings, t.recordings.c.id == rid) == []
+    assert vault.rows(t.caller_keys, t.caller_keys.c.wrapped_key.is_not(None), t.caller_keys.c.purpose == "caller",
+                      t.caller_keys.c.number_hash == vault.keys.number_hash(TENANT, A)) == []
+    assert vault.readable(held_copy) and vault.readable(other_copy)
+    with vault.engine.connect() as conn:
+        assert verify(conn).ok
+        replays = conn.execute(sa.select(t.audit_events).where(
+            t.audit_events.c.action == "subject:erase:replay")).mappings().all()
+    assert len(replays) == 1 and replays[0]["detail"]["copies_deleted"] == 2
+    again = _cli(vault, "storage", "reconcile")  # idempotent: nothing more to apply
+    assert "all already applied" in again.stdout and again.returncode == 0, again.stdout + again.stderr
+
+
+def test_rotating_the_master_key_makes_an_old_backup_useless(vault: Vault, tmp_path) -> None:
+    _, copy_id = vault.call(A)
+    old_backup = pgbackup.dump(vault.url, tmp_path / "old.sql")
+    refused = _cli(vault, "keys", "rotate-master")
+    assert refused.returncode == 1 and "hash-key" in refused.stderr  # hashes must be pinned first
+    hash_key = _cli(vault, "keys", "hash-key").stdout.strip()
+    new_master = SecretStr(base64.b64encode(os.urandom(32)).decode())
+    rotated_env = {"CALLVAULT_STORAGE_MASTER_KEY": new_master.get_secret_value(),
+                   "CALLVAULT_STORAGE_MASTER_KEY_VERSION": "2", "CALLVAULT_STORAGE_NUMBER_HASH_KEY": hash_key,
+                   "CALLVAULT_STORAGE_RETIRED_MASTER_KEYS":
+                       f'{{"1": "{vault.storage.master_key.get_secret_value()}"}}'}
+    done = _cli(vault, "keys", "rotate-master", extra_env=rotated_env)
+    assert done.returncode == 0 and "1 caller keys re-wrapped" in done.stdout, done.stdout + done.stderr
+    # The old master destroyed: only version 2 and the pinned hash key remain.
+    after = KeyRing(base64.b64decode(new_master.get_secret_value()), master_version="2",
+                    number_hash_key=base64.b64decode(hash_key))
+    assert after.number_hash(TENANT, A) == vault.keys.number_hash(TENANT, A)  # lookups by number survive
+    vault.keys = after
+    assert vault.readable(copy_id)
+    vault.engine.dispose()
+    pgbackup.restore(vault.url, old_backup)
+    with vault.engine.connect() as conn, pytest.raises(KeyDestroyedError, match="version '1'"):
+        [copy] = conn.execute(sa.select(t.copies)).mappings().all()
+        after.key_by_id(conn, copy["caller_key_id"])
+    assert not vault.readable(copy_id)
+
+
+def test_the_ledger_cannot_be_deleted_and_holds_no_number(vault: Vault) -> None:
+    vault.call(A)
+    _erase(vault, A)
+    [(name, entry)] = list(vault.ledger.entries())
+    raw = vault.store.get(vault.ledger.bucket, name)
+    assert A.encode() not in raw and A[1:].encode() not in raw
+    assert entry.number_hashes == [vault.keys.number_hash(TENANT, A)] and len(entry.key_ids) == 1
+    version = vault.store.client.head_object(Bucket=vault.ledger.bucket, Key=name)["VersionId"]
+    with pytest.raises(ClientError):
+        vault.store.client.delete_object(Bucket=vault.ledger.bucket, Key=name, VersionId=version)
+    retention = vault.store.client.get_object_retention(Bucket=vault.ledger.bucket, Key=name)["Retention"]
+    assert retention["Mode"] == "COMPLIANCE"
+    assert retention["RetainUntilDate"] > vault.now + timedelta(hours=23)
