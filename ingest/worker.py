@@ -180,6 +180,12 @@ def create_app(kafka: KafkaSettings | None = None, ingest_settings: IngestSettin
     @app.task
     async def declare_output_topics() -> None:
         metrics.serve(ingest_settings.metrics_port, ingest_settings.metrics_host)
+        try:  # at start, not at the first message: a restored catalog is erased again at once
+            await asyncio.get_running_loop().run_in_executor(pool, get_deps)
+        except Exception as exc:  # noqa: BLE001 - a server down: the first message builds them again
+            metrics.RETRIES.labels(f"start-{type(exc).__name__}").inc()
+            log.warning("start-up checks and ledger replay failed, retried with the first call: %s",
+                        type(exc).__name__)
         # faust creates the topics its agents consume; the ones it only writes to are ours to declare.
         for topic in (topics.dlq, topics.events):
             await topic.maybe_declare()

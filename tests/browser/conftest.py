@@ -32,7 +32,7 @@ from storage.catalog import tables as t
 from storage.catalog.migrate import upgrade
 from tests.audio_fixtures import encode, sine_wav
 from tests.integration.catalog_helpers import store_copy
-from tests.integration.conftest import keys, storage_settings, store  # noqa: F401 - fixtures
+from tests.integration.conftest import keys, ledger_bucket, storage_settings, store  # noqa: F401 - fixtures
 from tests.integration.test_api import NUMBER, OTHER_NUMBER, SECRET, USERS
 
 CHROMIUM = Path("/usr/bin/chromium")

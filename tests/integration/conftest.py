@@ -155,6 +155,16 @@ def store(minio) -> ObjectStore:
 
 
 @pytest.fixture
+def locked_bucket(storage_settings: StorageSettings) -> str:
+    """The recordings bucket as ``storage init`` makes it (backstop rules, object lock); the
+    storage_settings fixture empties it after, lifting legal holds."""
+    from storage.admin import init_buckets
+
+    init_buckets(storage_settings, say=lambda _m: None)
+    return storage_settings.recordings_bucket
+
+
+@pytest.fixture
 def ledger(store: ObjectStore, storage_settings: StorageSettings):
     from storage.ledger import ErasureLedger
 

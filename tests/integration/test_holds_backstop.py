@@ -17,7 +17,6 @@ from botocore.exceptions import ClientError
 
 from lifecycle.copies import create_copy
 from lifecycle.holds import release_hold, set_hold
-from storage.admin import init_buckets
 from storage.catalog import tables as t
 from storage.copies import read_copy
 from tests.integration.catalog_helpers import NOW, store_copy
@@ -84,19 +83,6 @@ def _state(store, bucket: str, key: str) -> tuple[dict[str, str], set[str], str]
         assert exc.response["Error"]["Code"] == "NoSuchObjectLockConfiguration"
         legal = "OFF"
     return tags, rules_matching(rules, key, tags), legal
-
-
-@pytest.fixture
-def locked_bucket(storage_settings, store):
-    """The recordings bucket made by ``storage init`` (backstop rules, object lock); legal holds
-    are lifted after the test so the bucket can be emptied."""
-    init_buckets(storage_settings, say=lambda _m: None)
-    bucket = storage_settings.recordings_bucket
-    yield bucket
-    for page in store.client.get_paginator("list_object_versions").paginate(Bucket=bucket):
-        for v in page.get("Versions", []):
-            store.client.put_object_legal_hold(Bucket=bucket, Key=v["Key"], VersionId=v["VersionId"],
-                                               LegalHold={"Status": "OFF"})
 
 
 def _two_copies(catalog, store, keys, bucket):

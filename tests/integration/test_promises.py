@@ -219,3 +219,38 @@ def test_the_ledger_cannot_be_deleted_and_holds_no_number(vault: Vault) -> None:
     retention = vault.store.client.get_object_retention(Bucket=vault.ledger.bucket, Key=name)["Retention"]
     assert retention["Mode"] == "COMPLIANCE"
     assert retention["RetainUntilDate"] > vault.now + timedelta(hours=23)
+
+
+def test_the_worker_replays_the_ledger_when_it_starts(pipeline, tmp_path) -> None:
+    """A restored catalog served by a worker that just started: the erased caller is gone
+    before anything else, with no reconcile run by hand and no call pushed."""
+    import time
+    from datetime import datetime, timezone
+
+    from ingest.producer import Call
+    from storage.ledger import ErasureLedger
+    from tests.audio_fixtures import sine_wav
+
+    now = datetime.now(timezone.utc)
+    pipeline.push(Call(audio=sine_wav(1.0), tenant=TENANT, agent_id="a1", caller_number=A,
+                       started_at=now - timedelta(minutes=1), recording_id="erased-later"))
+    [event] = pipeline.wait_for(lambda e: e.get("type") == "stored", count=1)
+    url = pipeline.env["CALLVAULT_CATALOG_URL"]
+    backup = pgbackup.dump(url, tmp_path / "catalog.sql")
+    keys = KeyRing.from_settings(pipeline.storage)
+    with pipeline.engine.begin() as conn:
+        erase(conn, pipeline.store, keys, ErasureLedger.from_settings(pipeline.store, pipeline.storage),
+              tenant=TENANT, numbers=[A], actor=IC, now=now)
+    pipeline.stop_worker()
+    pipeline.engine.dispose()
+    pgbackup.restore(url, backup)
+    assert pipeline.count(t.recordings) == 1  # revived by the restore
+    pipeline.start_worker()
+    deadline = time.monotonic() + 60
+    while pipeline.count(t.recordings) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert pipeline.count(t.recordings) == 0, pipeline.worker_log()
+    with pipeline.engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(t.caller_keys).where(
+            t.caller_keys.c.wrapped_key.is_not(None), t.caller_keys.c.purpose == "caller")).scalar() == 0
+    assert event["copy_id"]

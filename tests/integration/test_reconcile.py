@@ -44,18 +44,6 @@ def _utc(moment):
     return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
 
 
-@pytest.fixture
-def locked_bucket(storage_settings, store):
-    """The recordings bucket made by ``storage init`` (object lock); legal holds lifted after the test."""
-    init_buckets(storage_settings, say=lambda _m: None)
-    bucket = storage_settings.recordings_bucket
-    yield bucket
-    for page in store.client.get_paginator("list_object_versions").paginate(Bucket=bucket):
-        for v in page.get("Versions", []):
-            store.client.put_object_legal_hold(Bucket=bucket, Key=v["Key"], VersionId=v["VersionId"],
-                                               LegalHold={"Status": "OFF"})
-
-
 def test_reports_by_default_repairs_on_request_and_never_deletes_a_held_copy(catalog, store, keys, scratch_bucket):
     _, _, kept, kept_key = store_copy(catalog, store, keys, scratch_bucket, b"k" * 2000)
     store.put(scratch_bucket, ORPHAN, b"crash after the object, before the row")
