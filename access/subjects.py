@@ -95,17 +95,52 @@ def erase(conn: sa.Connection, store: ObjectStore, keys: KeyRing, ledger: Erasur
     shred = erasure.plan(conn, tenant=tenant, now=now, key_ids=erasure.live_caller_keys(conn, tenant, number_hashes),
                          number_hashes=number_hashes)
     ledger_key = ledger.record(shred.ledger_entry(), now=now)
-    report = ErasureReport(keys_destroyed=erasure.execute(conn, store, keys, shred, now=now))
-    report.kept_copies = [{"copy_id": str(c["id"]), "recording_id": str(c["recording_id"]), "tier": c["tier"],
-                           "hold_reason": c["hold_reason"]} for c in shred.held]
-    report.erased_copies = [{"copy_id": str(c["id"]), "recording_id": str(c["recording_id"]), "tier": c["tier"]}
-                            for c in shred.doomed]
-    report.erased_recordings = [str(r) for r in shred.doomed_recordings]
+    report = _report(shred, erasure.execute(conn, store, keys, shred, now=now))
     audit.append(conn, actor=actor.id, role=actor.role, action=action, target_type="subject",
                  target_id=",".join(h[:16] for h in number_hashes), outcome="done", at=now,
                  detail={"tenant": tenant, "erased_recordings": len(report.erased_recordings),
                          "erased_copies": len(shred.doomed), "kept_held_copies": len(shred.held),
                          "keys_destroyed": report.keys_destroyed, "ledger_entry": ledger_key.rsplit("/", 1)[-1]})
+    return report
+
+
+def erase_recordings(conn: sa.Connection, store: ObjectStore, keys: KeyRing, ledger: ErasureLedger, *, tenant: str,
+                     recording_ids: list[uuid.UUID], actor: Actor, now: datetime) -> ErasureReport:
+    """Erase recordings by id: the way to erase a call whose number was withheld (no request by
+    number can reach it). A key used by these recordings only (a withheld call's own key) is
+    destroyed; a number's key still protecting its other calls is kept."""
+    if not recording_ids:
+        raise BadRequest("give at least one recording id")
+    ids = list(dict.fromkeys(recording_ids))
+    found = conn.execute(sa.select(t.recordings.c.id, t.recordings.c.caller_key_id).where(
+        t.recordings.c.tenant_id == tenant, t.recordings.c.id.in_(ids))).all()
+    if len(found) != len(ids):
+        raise NotFound("some recordings do not exist in this tenant (expired or erased?)")
+    used = {r.caller_key_id for r in found} | set(conn.execute(sa.select(t.copies.c.caller_key_id).where(
+        t.copies.c.recording_id.in_(ids))).scalars())
+    shared = set(conn.execute(sa.select(t.recordings.c.caller_key_id).where(
+        t.recordings.c.caller_key_id.in_(used), t.recordings.c.id.not_in(ids))).scalars()) | set(conn.execute(
+        sa.select(t.copies.c.caller_key_id).where(t.copies.c.caller_key_id.in_(used),
+                                                  t.copies.c.recording_id.not_in(ids))).scalars())
+    own = [k for k in used if k not in shared]
+    shred = erasure.plan(conn, tenant=tenant, now=now, key_ids=own, recording_ids=ids)
+    ledger_key = ledger.record(shred.ledger_entry(), now=now)
+    report = _report(shred, erasure.execute(conn, store, keys, shred, now=now))
+    audit.append(conn, actor=actor.id, role=actor.role, action="subject:erase", target_type="recording",
+                 target_id=",".join(str(i) for i in ids)[:200], outcome="done", at=now,
+                 detail={"tenant": tenant, "erased_recordings": len(report.erased_recordings),
+                         "erased_copies": len(shred.doomed), "kept_held_copies": len(shred.held),
+                         "keys_destroyed": report.keys_destroyed, "ledger_entry": ledger_key.rsplit("/", 1)[-1]})
+    return report
+
+
+def _report(shred: erasure.ShredPlan, keys_destroyed: int) -> ErasureReport:
+    report = ErasureReport(keys_destroyed=keys_destroyed)
+    report.kept_copies = [{"copy_id": str(c["id"]), "recording_id": str(c["recording_id"]), "tier": c["tier"],
+                           "hold_reason": c["hold_reason"]} for c in shred.held]
+    report.erased_copies = [{"copy_id": str(c["id"]), "recording_id": str(c["recording_id"]), "tier": c["tier"]}
+                            for c in shred.doomed]
+    report.erased_recordings = [str(r) for r in shred.doomed_recordings]
     return report
 
 

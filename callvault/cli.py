@@ -467,10 +467,26 @@ def subjects_object(numbers: list[str], tenant: str = _TENANT, actor: str = _ACT
 
 
 @subjects_app.command("erase")
-def subjects_erase(numbers: list[str], tenant: str = _TENANT, actor: str = _ACTOR) -> None:
+def subjects_erase(numbers: list[str] = typer.Argument(None, help="caller numbers (any usual format)"),
+                   tenant: str = _TENANT, actor: str = _ACTOR,
+                   recording: list[str] = typer.Option([], help="recording id (repeatable): how a call with a "
+                                                                "withheld number is erased")) -> None:
     """Erasure: every copy, every version, and the caller key; held copies kept and listed."""
-    from access.subjects import erase
+    import uuid
 
+    from access.subjects import erase, erase_recordings
+
+    if bool(numbers) == bool(recording):
+        raise typer.BadParameter("give either phone numbers or --recording ids")
+    if recording:
+        try:
+            ids = [uuid.UUID(r) for r in recording]
+        except ValueError:
+            raise typer.BadParameter("--recording takes the recording's catalog id (a UUID)") from None
+        _print_erasure(_subject_run(
+            lambda conn, svc, **kw: erase_recordings(conn, svc.store, svc.keys, svc.ledger, **kw),
+            tenant=tenant, recording_ids=ids, actor=actor))
+        return
     _print_erasure(_subject_run(lambda conn, svc, **kw: erase(conn, svc.store, svc.keys, svc.ledger, **kw),
                                 tenant=tenant, numbers=numbers, actor=actor))
 
@@ -541,7 +557,7 @@ def push(
     audio: Path = typer.Argument(..., exists=True, dir_okay=False, help="audio file (wav, mp3, ogg, opus, flac)"),
     tenant: str = typer.Option(..., help="tenant slug"),
     agent: str = typer.Option(..., help="agent id"),
-    number: str = typer.Option(..., help="caller number (any usual format)"),
+    number: str = typer.Option(None, help="caller number (any usual format); omit it for a withheld number"),
     started_at: datetime = typer.Option(..., formats=["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%d %H:%M:%S%z"],
                                         help="call start with its UTC offset, e.g. 2026-11-23T10:15:00+01:00"),
     team: str = typer.Option(None, help="team id"),

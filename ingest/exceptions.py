@@ -53,6 +53,7 @@ class IngestErrorCode(StrEnum):
     RECORDING_CONFLICT = "recording_conflict"
     CLAIM_CHECK_FAILED = "claim_check_failed"
     INTERNAL_ERROR = "internal_error"
+    WORKER_CRASH = "worker_crash"  # the message killed the worker (out of memory, SIGKILL) too often
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,17 @@ def _invalid(reason: str) -> InvalidNumber:
                          errors=[FieldError(("caller_number",), "invalid_number", reason)])
 
 
+WITHHELD = "withheld"
+# What PBXs and carriers send for a caller who withheld their number (CLIR), besides nothing.
+WITHHELD_MARKERS = frozenset({"", "withheld", "anonymous", "private", "restricted", "unknown", "unavailable",
+                              "blocked", "unknown caller", "no caller id"})
+
+
+def is_withheld(raw: object) -> bool:
+    """True for an absent number or a withheld / anonymous marker (any case, any spacing)."""
+    return raw is None or (isinstance(raw, str) and " ".join(raw.split()).lower() in WITHHELD_MARKERS)
+
+
 def normalise_number(raw: str, default_region: str = "FR") -> str:
     """Return ``raw`` in E.164 ("+33612345678"), or raise ``InvalidNumber``.
 

@@ -30,7 +30,7 @@ class Call:
     audio: bytes
     tenant: str
     agent_id: str
-    caller_number: str
+    caller_number: str | None  # None: withheld
     started_at: datetime
     recording_id: str | None = None
     team_id: str | None = None

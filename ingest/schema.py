@@ -37,7 +37,7 @@ from pydantic import (AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Fie
 from pydantic_core import PydanticCustomError
 
 from ingest.exceptions import (FieldError, InvalidMessage, InvalidNumber, InvalidRedaction, UnsupportedSchema)
-from ingest.phone import MAX_INPUT_LENGTH, normalise_number
+from ingest.phone import MAX_INPUT_LENGTH, is_withheld, normalise_number
 
 SCHEMA_V1 = "callvault.recording/v1"
 JSON_SCHEMA_PATH = Path(__file__).with_name("schema") / "recording-v1.schema.json"
@@ -151,9 +151,12 @@ class RecordingMessage(_Model):
     started_at: Instant = Field(description="Call start, RFC 3339 with an offset (Z or +01:00), not before 2000.",
                                 json_schema_extra={"formatMinimum": EARLIEST_START.isoformat().replace("+00:00", "Z")})
     direction: Direction
-    caller_number: str = Field(max_length=MAX_INPUT_LENGTH, repr=False, description=(
+    caller_number: str | None = Field(None, max_length=MAX_INPUT_LENGTH, repr=False, description=(
         "The customer's number, whatever the direction. Any format; national numbers are read as French "
-        "and everything is normalised to E.164."))
+        "and everything is normalised to E.164. For a caller who withheld their number, leave it out, send "
+        "null, an empty string, or one of \"withheld\", \"anonymous\", \"private\", \"restricted\", "
+        "\"unknown\", \"unavailable\", \"blocked\": the call is stored like any other, under the "
+        "tenant's withheld identity, and no request by number ever matches it."))
     agent_id: ActorId
     team_id: ActorId | None = None
     audio_format: AudioFormat
@@ -176,7 +179,9 @@ class RecordingMessage(_Model):
 
     @field_validator("caller_number")
     @classmethod
-    def _e164(cls, value: str, info: ValidationInfo) -> str:
+    def _e164(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if is_withheld(value):
+            return None
         region = (info.context or {}).get("default_region", "FR")
         try:
             return normalise_number(value, region)
@@ -188,6 +193,11 @@ class RecordingMessage(_Model):
     def _merged(cls, spans: tuple[Redaction, ...]) -> tuple[Redaction, ...]:
         pairs = merge_spans((s.start_ms, s.end_ms) for s in spans)
         return tuple(Redaction(start_ms=a, end_ms=b) for a, b in pairs)
+
+    @property
+    def withheld(self) -> bool:
+        """The caller withheld their number (or telephony had none)."""
+        return self.caller_number is None
 
     @property
     def spans(self) -> list[tuple[int, int]]:
@@ -293,7 +303,7 @@ def guess_format(data: bytes) -> AudioFormat | None:
     return None
 
 
-def build_message(*, recording_id: str, tenant: str, started_at: datetime, caller_number: str, agent_id: str,
+def build_message(*, recording_id: str, tenant: str, started_at: datetime, caller_number: str | None, agent_id: str,
                   audio: bytes | AudioRef, audio_format: AudioFormat | str | None = None,
                   direction: Direction | str = Direction.INBOUND, team_id: str | None = None,
                   redactions: Iterable[tuple[int, int]] = (), sent_at: datetime | None = None,

@@ -138,12 +138,14 @@ def ingest(raw: bytes, deps: IngestDeps) -> IngestResult:
     msg.check_clock(now, max_ahead=timedelta(seconds=deps.settings.max_clock_skew_seconds))
     tenant, external_id = msg.tenant, msg.recording_id
     rid = recording_uuid(tenant, external_id)
-    number_hash = deps.keys.number_hash(tenant, msg.caller_number)
+    # A withheld number: an identity of its own per recording, never on the suppression list.
+    number_hash = (deps.keys.withheld_hash(tenant, rid) if msg.withheld
+                   else deps.keys.number_hash(tenant, msg.caller_number))
     print_ = fingerprint(msg, _source_sha256(msg))
 
     with deps.engine.connect() as conn:
         overrides = _tenant_overrides(conn, tenant)
-        suppressed = is_suppressed(conn, tenant=tenant, number_hash=number_hash)
+        suppressed = not msg.withheld and is_suppressed(conn, tenant=tenant, number_hash=number_hash)
         existing = conn.execute(sa.select(t.recordings.c.content_sha256).where(
             t.recordings.c.tenant_id == tenant, t.recordings.c.external_id == external_id)).first()
     if suppressed:
@@ -176,7 +178,7 @@ def ingest(raw: bytes, deps: IngestDeps) -> IngestResult:
                 id=rid, tenant_id=tenant, external_id=external_id, started_at=msg.started_at,
                 direction=msg.direction.value, number_hash=number_hash, caller_key_id=caller.id,
                 caller_number_sealed=deps.keys.seal_number(caller, tenant=tenant, recording_id=rid,
-                                                           e164=msg.caller_number),
+                                                           e164=msg.caller_number or ""),  # "": withheld
                 agent_id=msg.agent_id, team_id=msg.team_id, duration_ms=processed.duration_ms,
                 audio_format=processed.format, channels=processed.channels,
                 redactions=[list(s) for s in msg.spans], created_at=now, content_sha256=print_))

@@ -38,6 +38,9 @@ class IngestSettings(SectionSettings):
         "spans silenced, no transcoding; other inputs become Opus)"))
     inline_max_bytes: int = Field(512 * 1024, description="Larger audio goes by claim check via the landing bucket")
     max_retries_unknown_error: int = Field(3, description="Attempts before an unexpected error dead-letters a call")
+    max_crash_attempts: int = Field(3, ge=1, description=(
+        "Deliveries of one message that ended with the worker killed (out of memory, SIGKILL) before it is "
+        "dead-lettered as worker_crash; counted in the catalog, across restarts and workers"))
     sweep_interval_seconds: float = Field(300.0, description="How often the worker runs the lifecycle sweep (0: never)")
     web_port: int = Field(6066, description="Worker's faust web port (health); 0 disables it")
     metrics_port: int = Field(9466, description="Prometheus metrics port of the worker; 0 disables it")

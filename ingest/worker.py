@@ -23,6 +23,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import signal
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -42,7 +44,7 @@ from storage.objectstore import ObjectStore
 from storage.residency import check_all
 from storage.settings import StorageSettings, get_catalog_settings, get_storage_settings
 
-from . import metrics
+from . import attempts, metrics
 from .exceptions import AudioEncodingFailed, IngestError, IngestErrorCode
 from .service import IngestDeps, ingest
 from .settings import IngestSettings, KafkaSettings, get_ingest_settings, get_kafka_settings
@@ -62,6 +64,14 @@ def _transient(exc: BaseException) -> bool:
     """Errors of a server or of this host, not of the message: retry, never dead-letter."""
     return isinstance(exc, (AudioEncodingFailed, sa.exc.OperationalError, sa.exc.InterfaceError)) or (
         isinstance(exc, StorageError) and not isinstance(exc, IngestError))
+
+
+def _fault_injection(event: faust.EventT) -> None:
+    """Testing aid: ``CALLVAULT_FAULT_KILL_ON_KEY=<Kafka key>`` makes the worker SIGKILL itself when it
+    starts on that message (a stand-in for the out-of-memory killer). Unset in every deployment."""
+    victim = os.environ.get("CALLVAULT_FAULT_KILL_ON_KEY")
+    if victim and event.key == victim.encode():
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def build_deps(storage: StorageSettings, ingest_settings: IngestSettings, catalog_url: str) -> IngestDeps:
@@ -196,7 +206,46 @@ def create_app(kafka: KafkaSettings | None = None, ingest_settings: IngestSettin
     @app.agent(topics.recordings, name="callvault.ingest")
     async def ingest_agent(stream):
         async for events in stream.take_events(ingest_settings.concurrency, within=0.05):
-            await asyncio.gather(*(handle(event) for event in events))
+            await handle_batch(events)
+
+    async def handle_batch(events: list[faust.EventT]) -> None:
+        """A batch, with its attempts counted first (``ingest.attempts``): a message that killed
+        a worker before is handled alone, and past ``max_crash_attempts`` dead-lettered."""
+        loop = asyncio.get_running_loop()
+        delivery = {id(e): (e.message.topic, e.message.partition, e.message.offset) for e in events}
+        seen = await _until_done(loop, lambda: attempts.earlier(get_deps().engine,
+                                                                      list(delivery.values())))
+        fresh = [e for e in events if delivery[id(e)] not in seen]
+        now = datetime.now(timezone.utc)
+        for event in (e for e in events if delivery[id(e)] in seen):  # one at a time, each counted first
+            [n] = await _until_done(loop, lambda: attempts.begin(get_deps().engine, [delivery[id(event)]], now=now))
+            if n > ingest_settings.max_crash_attempts:
+                await dead_letter(event, IngestErrorCode.WORKER_CRASH.value,
+                                  f"the worker was killed {n - 1} times while processing this message")
+            else:
+                log.warning("redelivered after a worker crash partition=%s offset=%s attempt=%s: alone",
+                            event.message.partition, event.message.offset, n)
+                _fault_injection(event)
+                await handle(event)
+            await _until_done(loop, lambda: attempts.finish(get_deps().engine, [delivery[id(event)]]))
+        if fresh:
+            await _until_done(loop, lambda: attempts.begin(get_deps().engine, [delivery[id(e)] for e in fresh],
+                                                           now=now))
+            for event in fresh:
+                _fault_injection(event)
+            await asyncio.gather(*(handle(event) for event in fresh))
+            await _until_done(loop, lambda: attempts.finish(get_deps().engine, [delivery[id(e)] for e in fresh]))
+
+    async def _until_done(loop: asyncio.AbstractEventLoop, fn):
+        """The catalog bookkeeping of a batch, retried like a store: a database restart waits."""
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return await loop.run_in_executor(pool, fn)
+            except Exception as exc:  # noqa: BLE001 - a server down: retry, never drop the batch
+                metrics.RETRIES.labels(f"attempts-{type(exc).__name__}").inc()
+                await asyncio.sleep(min(MAX_BACKOFF_SECONDS, 0.5 * 2 ** min(attempt, 6)))
 
     if ingest_settings.sweep_interval_seconds > 0:
         @app.timer(ingest_settings.sweep_interval_seconds, on_leader=True)

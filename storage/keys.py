@@ -102,6 +102,12 @@ class KeyRing:
         """Keyed hash of a normalised number within a tenant (suppression list, key lookup)."""
         return hmac.new(self._hash_key, encode_context(tenant, e164), hashlib.sha256).hexdigest()
 
+    def withheld_hash(self, tenant: str, recording_id: uuid.UUID) -> str:
+        """The identity of a call whose number was withheld: one per recording, so it gets a key of
+        its own (erasure by recording id destroys it) and no number's hash can ever equal it."""
+        return hmac.new(self._hash_key, encode_context(tenant, "withheld", str(recording_id)),
+                        hashlib.sha256).hexdigest()
+
     def _wrapping_version(self, tenant: str) -> str:
         return TENANT_MASTER if tenant in self._tenant_masters else self.master_version
 

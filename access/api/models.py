@@ -88,7 +88,7 @@ class RecordingSummary(BaseModel):
     external_id: str
     started_at: datetime
     direction: str
-    caller_number: str = Field(description="E.164; masked for IT")
+    caller_number: str = Field(description="E.164, masked for IT; \"withheld\" when the caller withheld it")
     numbers_masked: bool
     agent_id: str
     team_id: str | None

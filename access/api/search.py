@@ -16,7 +16,7 @@ from typing import Callable, Iterator
 
 import sqlalchemy as sa
 
-from ingest.phone import mask_number, normalise_number
+from ingest.phone import WITHHELD, mask_number, normalise_number
 from storage.catalog import tables as t
 from storage.keys import KeyRing
 
@@ -55,6 +55,8 @@ class Found:
     def caller_number(self) -> str:
         if self.number is None:
             return "(erased)"
+        if self.number == "":  # sealed empty at ingest: the caller withheld their number
+            return WITHHELD
         return mask_number(self.number) if self.mask_numbers else self.number
 
 

@@ -251,3 +251,16 @@ break_glass = sa.Table(
     sa.CheckConstraint("expires_at > granted_at", name="expires_after_grant"),
 )
 sa.Index("ix_break_glass_user_id_expires_at", break_glass.c.user_id, break_glass.c.expires_at)
+
+# Deliveries of a Kafka message that have started and not finished. A message that kills the
+# worker leaves its row behind; each redelivery adds one, so a poison message is recognised
+# across restarts (and across workers after a rebalance) and dead-lettered.
+ingest_attempts = sa.Table(
+    "ingest_attempts", metadata,
+    sa.Column("topic", sa.String(255), primary_key=True),
+    sa.Column("partition", sa.Integer, primary_key=True),
+    sa.Column("offset", sa.BigInteger, primary_key=True),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("first_at", UTCDateTime(), nullable=False),
+    sa.Column("last_at", UTCDateTime(), nullable=False),
+)

@@ -303,7 +303,7 @@ def test_json_schema_describes_the_contract() -> None:
     doc = json.loads(schema.JSON_SCHEMA_PATH.read_text())
     assert doc["additionalProperties"] is False
     assert set(doc["required"]) == {"schema", "recording_id", "tenant", "started_at", "direction",
-                                    "caller_number", "agent_id", "audio_format", "audio"}
+                                    "agent_id", "audio_format", "audio"}  # no number: withheld
     assert doc["properties"]["schema"]["const"] == "callvault.recording/v1"
     assert doc["$defs"]["AudioPayload"]["oneOf"] == [{"required": ["inline"]}, {"required": ["ref"]}]
     assert doc["$defs"]["Redaction"]["properties"]["start_ms"]["minimum"] == 0
@@ -316,3 +316,29 @@ def test_parse_default_region_is_configurable() -> None:
     data["caller_number"] = "020 7946 0958"
     assert parse_message(raw(data), default_region="GB").caller_number == "+442079460958"
     assert isinstance(RecordingMessage.model_json_schema(), dict)
+
+
+@pytest.mark.parametrize("marker", [None, "", "   ", "anonymous", "Anonymous", " withheld ", "PRIVATE", "restricted",
+                                    "unknown", "Unavailable", "blocked", "No  Caller ID"])
+def test_a_withheld_or_absent_number_is_a_withheld_call(marker) -> None:
+    data = valid()
+    if marker is None:
+        del data["caller_number"]
+    else:
+        data["caller_number"] = marker
+    msg = parse_message(raw(data))
+    assert msg.withheld and msg.caller_number is None
+    assert "caller_number" not in json.loads(msg.to_bytes())  # sent on as absent, the one spelling
+
+
+def test_a_number_that_is_not_a_marker_is_still_checked() -> None:
+    data = valid()
+    data["caller_number"] = "anonymous 0612"
+    with pytest.raises(InvalidNumber):
+        parse_message(raw(data))
+
+
+def test_the_json_schema_says_how_to_send_a_withheld_number() -> None:
+    doc = json.loads(schema.JSON_SCHEMA_PATH.read_text())
+    assert "caller_number" not in doc["required"]
+    assert "withheld" in doc["properties"]["caller_number"]["description"]

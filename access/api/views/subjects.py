@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Annotated
 
@@ -22,7 +23,8 @@ from pydantic import BaseModel, Field
 from ...exceptions import Forbidden, NotFound, Unauthenticated
 from ...identities import load_user
 from ...policy import Action, User, account_state
-from ...subjects import Actor, erase, export, object_to_recording, rectify, render_export_zip, restrict
+from ...subjects import (Actor, erase, erase_recordings, export, object_to_recording, rectify, render_export_zip,
+                         restrict)
 from ..deps import ApiContext, context, current_user, link_secret, now
 from ..gate import Gate
 from ..models import Text, errors
@@ -35,6 +37,11 @@ Number = Annotated[Text, Field(min_length=3, max_length=40, description="a phone
 class SubjectRequest(BaseModel):
     tenant: Annotated[Text, Field(min_length=1, max_length=64)]
     numbers: list[Number] = Field(min_length=1, max_length=100)
+
+
+class RecordingsRequest(BaseModel):
+    tenant: Annotated[Text, Field(min_length=1, max_length=64)]
+    recording_ids: list[uuid.UUID] = Field(min_length=1, max_length=100)
 
 
 class RectifyRequest(SubjectRequest):
@@ -106,6 +113,15 @@ def subjects_erase(body: SubjectRequest, user: User = Depends(current_user), at:
                    ctx: ApiContext = Depends(context)) -> ErasureOutcome:
     return _erasure(_run(ctx, user, at, "subject:erase", body.tenant, lambda conn, svc, actor: erase(
         conn, svc.store, svc.keys, svc.ledger, tenant=body.tenant, numbers=body.numbers, actor=actor, now=at)))
+
+
+@router.post("/subjects/erase-recordings", response_model=ErasureOutcome, responses=errors(404))
+def subjects_erase_recordings(body: RecordingsRequest, user: User = Depends(current_user),
+                              at: datetime = Depends(now), ctx: ApiContext = Depends(context)) -> ErasureOutcome:
+    """Erase recordings by id: how a call whose number was withheld is erased."""
+    return _erasure(_run(ctx, user, at, "subject:erase", body.tenant, lambda conn, svc, actor: erase_recordings(
+        conn, svc.store, svc.keys, svc.ledger, tenant=body.tenant, recording_ids=body.recording_ids, actor=actor,
+        now=at)))
 
 
 @router.post("/subjects/restrict", response_model=CountOutcome, responses=errors())
