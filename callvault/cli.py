@@ -552,6 +552,98 @@ def subjects_lift(numbers: list[str], tenant: str = _TENANT, actor: str = _ACTOR
     typer.echo(f"lifted the restriction of {n} recordings")
 
 
+dlq_app = typer.Typer(no_args_is_help=True, help="The dead-letter topic: why calls were refused; replay once fixed")
+app.add_typer(dlq_app, name="dlq")
+
+
+def _dead_letters():
+    import asyncio
+
+    from ingest.dlq import read
+    from ingest.settings import get_kafka_settings
+
+    return asyncio.run(read(get_kafka_settings()))
+
+
+@dlq_app.command("list")
+def dlq_list(every: bool = typer.Option(False, "--all", help="also list each dead letter (position, reason, "
+                                                                  "tenant, recording id)")) -> None:
+    """Dead letters by reason and tenant, oldest first."""
+    from ingest.dlq import summary
+
+    letters = _dead_letters()
+    if not letters:
+        typer.echo("the dead-letter topic is empty")
+        return
+    typer.echo(f"{len(letters)} dead letters")
+    for reason, tenant, count, oldest in summary(letters):
+        typer.echo(f"  {reason:<20} {tenant:<20} {count:>6}   oldest {oldest:%Y-%m-%d %H:%M:%S}Z")
+    if every:
+        for d in letters:
+            shown = d.masked()
+            typer.echo(f"  {shown['position']:<10} {d.at:%Y-%m-%d %H:%M:%S}Z {d.reason:<20} {d.tenant:<20} "
+                       f"{shown['recording_id']}")
+
+
+@dlq_app.command("show")
+def dlq_show(position: str = typer.Argument(..., help="PARTITION:OFFSET (as `dlq list --all` prints), or OFFSET "
+                                                      "on partition 0")) -> None:
+    """One dead letter: its reason and error, the number masked, the audio reduced to its size."""
+    part, _, off = position.rpartition(":")
+    try:
+        partition, offset = int(part or 0), int(off)
+    except ValueError:
+        raise typer.BadParameter("give PARTITION:OFFSET, e.g. 0:42") from None
+    found = [d for d in _dead_letters() if (d.partition, d.offset) == (partition, offset)]
+    if not found:
+        raise CallvaultError(f"no dead letter at {partition}:{offset}", hint="`callvault dlq list` shows what is there")
+    for name, value in found[0].masked().items():
+        typer.echo(f"{name:>14}: {value}")
+
+
+@dlq_app.command("replay")
+def dlq_replay(reason: str = typer.Option(None, help="only this reason code, e.g. unknown_tenant"),
+               tenant: str = typer.Option(None, help="only this tenant"),
+               actor: str = typer.Option(..., help="who (audited)")) -> None:
+    """Send dead letters again to the recordings topic (idempotent: a stored call stays stored once)."""
+    import asyncio
+    from datetime import timezone
+
+    from access import audit
+    from callvault.bootstrap import services
+    from ingest.dlq import replay, select
+    from ingest.settings import get_kafka_settings
+
+    chosen = select(_dead_letters(), reason=reason, tenant=tenant)
+    sent = asyncio.run(replay(get_kafka_settings(), chosen))
+    with services().engine.begin() as conn:
+        audit.append(conn, actor=actor, role="it", action="dlq:replay", target_type="dead-letters",
+                     target_id=f"{reason or '*'}/{tenant or '*'}", outcome="done", at=datetime.now(timezone.utc),
+                     detail={"replayed": sent, "positions": [d.position for d in chosen][:200]})
+    typer.echo(f"replayed {sent} dead letters to the recordings topic")
+
+
+@dlq_app.command("purge")
+def dlq_purge(older_than_days: float = typer.Option(..., "--older-than", min=0,
+                                                    help="delete dead letters older than this many days"),
+              actor: str = typer.Option(..., help="who (audited)")) -> None:
+    """Delete old dead letters from the topic (Kafka DeleteRecords), audited."""
+    import asyncio
+    from datetime import timedelta, timezone
+
+    from access import audit
+    from callvault.bootstrap import services
+    from ingest.dlq import purge
+    from ingest.settings import get_kafka_settings
+
+    now = datetime.now(timezone.utc)
+    deleted = asyncio.run(purge(get_kafka_settings(), _dead_letters(), older_than=now - timedelta(days=older_than_days)))
+    with services().engine.begin() as conn:
+        audit.append(conn, actor=actor, role="it", action="dlq:purge", target_type="dead-letters",
+                     target_id=f"older-than-{older_than_days:g}d", outcome="done", at=now, detail={"deleted": deleted})
+    typer.echo(f"purged {deleted} dead letters older than {older_than_days:g} days")
+
+
 @app.command("push")
 def push(
     audio: Path = typer.Argument(..., exists=True, dir_okay=False, help="audio file (wav, mp3, ogg, opus, flac)"),

@@ -1,0 +1,163 @@
+"""Dead-letter operations: see why calls were refused, send them again once the cause is fixed.
+
+The dead-letter topic keeps each refused message as it arrived, with its reason code and a
+PII-free error in the headers (``ingest.worker``). Here it is read from the first offset to the
+current end without a consumer group (nothing is committed, nothing moves for the worker):
+
+- ``summary``: counts by reason and tenant, oldest first;
+- ``show``: one dead letter, with the number masked and the audio reduced to its size;
+- ``replay``: the selected messages sent again to the recordings topic, key and value as they
+  were. Ingest is idempotent on the recording id, so a replay of a call already stored since
+  is a ``duplicate``, never a second copy;
+- ``purge``: Kafka's DeleteRecords up to the first dead letter younger than a cutoff, per partition.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
+
+from .phone import is_withheld, mask_number, normalise_number
+from .settings import KafkaSettings
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    partition: int
+    offset: int
+    at: datetime
+    key: bytes | None
+    reason: str
+    error: str
+    value: bytes = field(repr=False)
+
+    @property
+    def fields(self) -> dict:
+        try:
+            data = json.loads(self.value)
+        except (ValueError, UnicodeDecodeError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    @property
+    def tenant(self) -> str:
+        tenant = self.fields.get("tenant")
+        return tenant if isinstance(tenant, str) and len(tenant) <= 64 else "?"
+
+    @property
+    def position(self) -> str:
+        return f"{self.partition}:{self.offset}"
+
+    def masked(self) -> dict:
+        """What an operator may see: ids, reason, error, a masked number, sizes; never audio."""
+        data = self.fields
+        number = data.get("caller_number")
+        if is_withheld(number):
+            shown = "withheld"
+        else:
+            try:
+                shown = mask_number(normalise_number(str(number)))
+            except Exception:  # noqa: BLE001 - an invalid number is shown fully masked
+                shown = mask_number("")
+        audio = data.get("audio") if isinstance(data.get("audio"), dict) else {}
+        inline = audio.get("inline")
+        return {"position": self.position, "at": self.at.isoformat(), "reason": self.reason, "error": self.error,
+                "recording_id": (self.key or b"").decode(errors="replace")[:200], "tenant": self.tenant,
+                "started_at": str(data.get("started_at", ""))[:40], "caller_number": shown,
+                "audio": (f"inline, {len(inline) * 3 // 4} bytes" if isinstance(inline, str)
+                          else "by reference" if audio.get("ref") else "none"),
+                "message_bytes": len(self.value)}
+
+
+async def read(kafka: KafkaSettings) -> list[DeadLetter]:
+    """Every dead letter now in the topic, oldest first (by time, then position)."""
+    partitions = await _partitions(kafka)
+    if not partitions:
+        return []
+    consumer = AIOKafkaConsumer(bootstrap_servers=kafka.bootstrap_servers, enable_auto_commit=False,
+                                group_id=None, max_partition_fetch_bytes=16 * 1024 * 1024,
+                                fetch_max_bytes=64 * 1024 * 1024)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(kafka.dlq_topic, p) for p in partitions]
+        consumer.assign(tps)
+        starts, ends = await consumer.beginning_offsets(tps), await consumer.end_offsets(tps)
+        for tp in tps:  # explicit offsets: seek_to_beginning is lazy and a position() may race it
+            consumer.seek(tp, starts[tp])
+        out: list[DeadLetter] = []
+        while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
+            batch = await consumer.getmany(timeout_ms=1000)
+            for tp, records in batch.items():
+                for r in records:
+                    if r.offset >= ends[tp]:
+                        continue
+                    headers = {k: v.decode(errors="replace") for k, v in (r.headers or ())}
+                    out.append(DeadLetter(r.partition, r.offset, datetime.fromtimestamp(r.timestamp / 1000, timezone.utc),
+                                          r.key, headers.get("callvault-reason", "?"),
+                                          headers.get("callvault-error", ""), r.value or b""))
+        return sorted(out, key=lambda d: (d.at, d.partition, d.offset))
+    finally:
+        await consumer.stop()
+
+
+async def _partitions(kafka: KafkaSettings) -> list[int]:
+    """The dead-letter topic's partitions; none when the topic does not exist yet."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
+    await admin.start()
+    try:
+        if kafka.dlq_topic not in set(await admin.list_topics()):
+            return []
+        [described] = await admin.describe_topics([kafka.dlq_topic])
+        return sorted(p["partition"] for p in described["partitions"])
+    finally:
+        await admin.close()
+
+
+def summary(letters: list[DeadLetter]) -> list[tuple[str, str, int, datetime]]:
+    """(reason, tenant, count, oldest) per reason and tenant, oldest group first."""
+    counts = Counter((d.reason, d.tenant) for d in letters)
+    oldest: dict[tuple[str, str], datetime] = {}
+    for d in letters:
+        oldest.setdefault((d.reason, d.tenant), d.at)
+    return sorted(((r, tn, n, oldest[(r, tn)]) for (r, tn), n in counts.items()), key=lambda row: row[3])
+
+
+def select(letters: list[DeadLetter], *, reason: str | None = None, tenant: str | None = None) -> list[DeadLetter]:
+    return [d for d in letters if (reason is None or d.reason == reason) and (tenant is None or d.tenant == tenant)]
+
+
+async def replay(kafka: KafkaSettings, letters: list[DeadLetter]) -> int:
+    """Send the messages again to the recordings topic, as they arrived; how many were sent."""
+    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap_servers, acks="all",
+                                max_request_size=12 * 1024 * 1024)
+    await producer.start()
+    try:
+        for d in letters:
+            await producer.send_and_wait(kafka.recordings_topic, d.value, key=d.key)
+    finally:
+        await producer.stop()
+    return len(letters)
+
+
+async def purge(kafka: KafkaSettings, letters: list[DeadLetter], *, older_than: datetime) -> int:
+    """Delete, per partition, every dead letter before the first one at or after ``older_than``."""
+    cut: dict[int, int] = {}
+    for d in sorted(letters, key=lambda d: (d.partition, d.offset)):
+        if d.at < older_than and cut.get(d.partition, d.offset) == d.offset:
+            cut[d.partition] = d.offset + 1  # contiguous from the oldest: Kafka deletes a prefix
+    if not cut:
+        return 0
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
+    await admin.start()
+    try:
+        await admin.delete_records({TopicPartition(kafka.dlq_topic, p): RecordsToDelete(before_offset=o)
+                                    for p, o in cut.items()})
+    finally:
+        await admin.close()
+    first = {p: min(d.offset for d in letters if d.partition == p) for p in cut}
+    return sum(o - first[p] for p, o in cut.items())
