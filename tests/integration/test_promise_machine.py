@@ -3,7 +3,7 @@ PostgreSQL and MinIO, checking the promises of DESIGN.md after every step.
 
 Rules are the real service calls: in-process ingest, copies, holds and releases, rectify,
 erase, restrict and lift, set-retention, the sweeper with a moving clock, reconcile, and a
-catalog backup / restore with pg_dump and psql (followed by what an operator runs after a
+catalog backup / restore with pg_dump and pg_restore (followed by what an operator runs after a
 restore: ``storage reconcile``, i.e. the ledger replay, then ``--repair``).
 
 Invariants, after every step:
@@ -203,7 +203,7 @@ class Promises(RuleBasedStateMachine):
     @rule()
     def take_backup(self):
         self._tick()
-        self.backup = pgbackup.dump(self.v.url, self.world["tmp"] / f"{self.schema}.sql")
+        self.backup = pgbackup.dump(self.v.url, self.world["tmp"] / f"{self.schema}.dump")
 
     @precondition(lambda self: self.backup is not None and self.restores < RESTORES_PER_EXAMPLE)
     @rule()

@@ -148,8 +148,9 @@ def test_pg_restore_after_an_erasure_then_reconcile_erases_again(vault: Vault, t
     held_rid, held_copy = vault.call(A)
     other_rid, other_copy = vault.call(B)
     _hold(vault, held_copy)
-    backup = pgbackup.dump(vault.url, tmp_path / "catalog.sql")
-    text = backup.read_text()
+    backup = pgbackup.dump(vault.url, tmp_path / "catalog.dump")
+    text = pgbackup.as_sql(backup)
+    assert "COPY" in text and str(held_rid) in text  # the rows are in it
     assert A not in text and A[1:] not in text and B not in text  # numbers are sealed, never in clear
 
     report = _erase(vault, A)
@@ -181,7 +182,7 @@ def test_pg_restore_after_an_erasure_then_reconcile_erases_again(vault: Vault, t
 
 def test_rotating_the_master_key_makes_an_old_backup_useless(vault: Vault, tmp_path) -> None:
     _, copy_id = vault.call(A)
-    old_backup = pgbackup.dump(vault.url, tmp_path / "old.sql")
+    old_backup = pgbackup.dump(vault.url, tmp_path / "old.dump")
     refused = _cli(vault, "keys", "rotate-master")
     assert refused.returncode == 1 and "hash-key" in refused.stderr  # hashes must be pinned first
     hash_key = _cli(vault, "keys", "hash-key").stdout.strip()
@@ -236,7 +237,7 @@ def test_the_worker_replays_the_ledger_when_it_starts(pipeline, tmp_path) -> Non
                        started_at=now - timedelta(minutes=1), recording_id="erased-later"))
     [event] = pipeline.wait_for(lambda e: e.get("type") == "stored", count=1)
     url = pipeline.env["CALLVAULT_CATALOG_URL"]
-    backup = pgbackup.dump(url, tmp_path / "catalog.sql")
+    backup = pgbackup.dump(url, tmp_path / "catalog.dump")
     keys = KeyRing.from_settings(pipeline.storage)
     with pipeline.engine.begin() as conn:
         erase(conn, pipeline.store, keys, ErasureLedger.from_settings(pipeline.store, pipeline.storage),

@@ -1,6 +1,5 @@
-"""Catalog backups with the real PostgreSQL tools: ``pg_dump`` of one schema, and its restore.
-
-A plain-SQL dump, so a test can also read what a backup holds (never a number in clear).
+"""Catalog backups with the real PostgreSQL tools: ``pg_dump`` of one schema (custom format),
+``pg_restore`` of it, and ``pg_restore -f -`` to read what a backup holds as SQL text.
 """
 
 from __future__ import annotations
@@ -32,9 +31,14 @@ def split(schema_url: str) -> tuple[str, str]:
 
 def dump(schema_url: str, path: Path) -> Path:
     uri, schema = split(schema_url)
-    subprocess.run([_tool("pg_dump"), "--format=plain", "--no-owner", f"--schema={schema}", "-f", str(path), uri],
+    subprocess.run([_tool("pg_dump"), "--format=custom", "--no-owner", f"--schema={schema}", "-f", str(path), uri],
                    check=True, capture_output=True)
     return path
+
+
+def as_sql(path: Path) -> str:
+    """The backup's whole content as SQL text (COPY data included)."""
+    return subprocess.run([_tool("pg_restore"), "-f", "-", str(path)], check=True, capture_output=True).stdout.decode()
 
 
 def restore(schema_url: str, path: Path) -> None:
@@ -44,5 +48,5 @@ def restore(schema_url: str, path: Path) -> None:
     with engine.begin() as conn:
         conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
     engine.dispose()
-    subprocess.run([_tool("psql"), "-v", "ON_ERROR_STOP=1", "-q", "-f", str(path), uri], check=True,
+    subprocess.run([_tool("pg_restore"), "--no-owner", "--exit-on-error", "-d", uri, str(path)], check=True,
                    capture_output=True)
