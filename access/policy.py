@@ -50,6 +50,7 @@ class Action(StrEnum):
     AUDIT_READ = "audit:read"
     LIFECYCLE_RUN = "lifecycle:sweep:run"
     BREAK_GLASS = "recording:break-glass:open"
+    DLQ_READ = "ingest:dead-letters:read"
 
 
 class Relation(StrEnum):
@@ -77,8 +78,8 @@ EXTRA: dict[Role, frozenset[Action]] = {
 }
 # Actions that do not concern one copy.
 GLOBAL: dict[Role, frozenset[Action]] = {
-    Role.INTERNAL_CONTROL: frozenset({Action.AUDIT_READ, Action.SUBJECT_REQUEST, Action.SEARCH}),
-    Role.IT: frozenset({Action.LIFECYCLE_RUN, Action.BREAK_GLASS, Action.SEARCH}),
+    Role.INTERNAL_CONTROL: frozenset({Action.AUDIT_READ, Action.SUBJECT_REQUEST, Action.SEARCH, Action.DLQ_READ}),
+    Role.IT: frozenset({Action.LIFECYCLE_RUN, Action.BREAK_GLASS, Action.SEARCH, Action.DLQ_READ}),
     Role.CONSULTANT: frozenset({Action.SEARCH}),
     Role.MANAGER: frozenset({Action.SEARCH}),
     Role.COACH: frozenset({Action.SEARCH}),

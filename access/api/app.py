@@ -37,10 +37,10 @@ from ..settings import AccessSettings, get_access_settings
 from . import errors
 from .deps import ApiContext, utcnow
 from .metrics import ApiMetrics, MetricsMiddleware
-from .views import audio, audit, break_glass, copies, health, holds, lifecycle, recordings, subjects
+from .views import audio, audit, break_glass, copies, dlq, health, holds, lifecycle, recordings, subjects
 
 ROUTERS = (health.router, recordings.router, audio.router, copies.router, holds.router, lifecycle.router,
-           audit.router, break_glass.router, subjects.router)
+           audit.router, break_glass.router, subjects.router, dlq.router)
 
 
 def create_app(services: Services | None = None, settings: AccessSettings | None = None, *,

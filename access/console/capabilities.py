@@ -23,6 +23,7 @@ class Pages:
     subjects: bool
     report: bool
     break_glass: bool
+    dlq: bool = False
 
 
 def pages(user: User, now: datetime, *, may_read_report: bool) -> Pages:
@@ -30,7 +31,7 @@ def pages(user: User, now: datetime, *, may_read_report: bool) -> Pages:
         return decide(user, action, None, now=now).allowed
 
     return Pages(search=may(Action.SEARCH), audit=may(Action.AUDIT_READ), subjects=may(Action.SUBJECT_REQUEST),
-                 report=may_read_report, break_glass=may(Action.BREAK_GLASS))
+                 report=may_read_report, break_glass=may(Action.BREAK_GLASS), dlq=may(Action.DLQ_READ))
 
 
 @dataclass(frozen=True)

@@ -77,7 +77,7 @@ def me(user: User = Depends(current_user), at: datetime = Depends(now),
     allowed = pages(user, at, may_read_report=may_read_report(user, at).allowed)
     return Me(id=user.id, role=user.role.value, tenants=sorted(user.tenants), numbers_masked=user.role is Role.IT,
               pages={"search": allowed.search, "audit": allowed.audit, "subjects": allowed.subjects,
-                     "report": allowed.report, "break_glass": allowed.break_glass},
+                     "report": allowed.report, "break_glass": allowed.break_glass, "dlq": allowed.dlq},
               break_glass_max_minutes=ctx.settings.break_glass_max_minutes)
 
 

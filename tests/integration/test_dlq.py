@@ -5,6 +5,7 @@ number and never prints audio; purge deletes old dead letters only."""
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
@@ -65,3 +66,26 @@ def test_purge_deletes_only_dead_letters_older_than_the_cutoff(pipeline) -> None
     cutoff = max(d.at for d in letters) + timedelta(milliseconds=1)
     assert asyncio.run(purge(pipeline.kafka, letters, older_than=cutoff)) == 2
     assert asyncio.run(read(pipeline.kafka)) == []
+
+
+def test_it_and_internal_control_see_their_tenants_dead_letters_in_the_api(pipeline, pg_engine, store, keys,
+                                                                            scratch_bucket, storage_settings,
+                                                                            monkeypatch) -> None:
+    from tests.integration.test_api import build_world
+
+    now = datetime.now(timezone.utc)
+    pipeline.push(Call(audio=b"not audio at all", tenant="acme", agent_id="a1", caller_number="+33612345678",
+                       started_at=now - timedelta(minutes=1), recording_id="garbled", audio_format="wav"),
+                  Call(audio=b"not audio either", tenant="other", agent_id="a1", caller_number="+33612345678",
+                       started_at=now - timedelta(minutes=1), recording_id="garbled-2", audio_format="wav"))
+    pipeline.wait_for(lambda e: e.get("type") == "dead-letter", count=2)
+    monkeypatch.setattr("access.api.views.dlq.get_kafka_settings", lambda: pipeline.kafka)
+    world = build_world(pg_engine, store, keys, scratch_bucket, storage_settings)
+    with world.client:
+        mine = world.get("/dlq", "it-1").json()
+        assert mine["total"] == 1 and [g["tenant"] for g in mine["groups"]] == ["acme"]
+        assert "612345678" not in json.dumps(mine)
+        assert world.get("/dlq", "control-group").json()["total"] == 2
+        assert world.get("/dlq", "consultant-1").status_code == 403
+        assert world.get("/console/api/me", "it-1").json()["pages"]["dlq"] is True
+        assert world.get("/console/api/me", "manager-1").json()["pages"]["dlq"] is False

@@ -39,7 +39,8 @@ SPEC: dict[tuple[Role, Action], frozenset[str]] = {
     (Role.IT, Action.SEARCH): ALL,
 }
 AUDIO = {Action.STREAM, Action.EXPORT, Action.COPY_MONITORING, Action.COPY_TRAINING, Action.COPY_EXTRACT}
-COPY_ACTIONS = [a for a in Action if a not in (Action.AUDIT_READ, Action.LIFECYCLE_RUN, Action.BREAK_GLASS)]
+COPY_ACTIONS = [a for a in Action if a not in (Action.AUDIT_READ, Action.LIFECYCLE_RUN, Action.BREAK_GLASS,
+                                               Action.DLQ_READ)]
 
 
 def make_user(role: Role, state: str) -> User:
@@ -91,6 +92,7 @@ def test_global_actions(role):
     assert decide(user, Action.AUDIT_READ, None, now=NOW).allowed is (role is Role.INTERNAL_CONTROL)
     assert decide(user, Action.LIFECYCLE_RUN, None, now=NOW).allowed is (role is Role.IT)
     assert decide(user, Action.BREAK_GLASS, None, now=NOW).allowed is (role is Role.IT)
+    assert decide(user, Action.DLQ_READ, None, now=NOW).allowed is (role in (Role.IT, Role.INTERNAL_CONTROL))
     assert not decide(make_user(role, "revoked"), Action.SEARCH, None, now=NOW).allowed
 
 

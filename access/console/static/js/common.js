@@ -96,6 +96,7 @@ const PAGES = [
   ["subjects", "subjects.html", "Data-subject requests"],
   ["audit", "audit.html", "Audit trail"],
   ["report", "report.html", "Lifecycle report"],
+  ["dlq", "dlq.html", "Dead letters"],
 ];
 
 function header(me, current) {
