@@ -27,10 +27,11 @@ def test_the_corpus_holds_at_least_30_distinct_kinds() -> None:
     assert len({case.key for case in CORPUS}) == len(CORPUS)
     assert all(case.says for case in CORPUS)
     # Every reason a sender can be blamed for, except a conflict (it needs a call stored first:
-    # test_ingest_e2e.py::test_redelivery_is_a_duplicate_and_changed_audio_is_a_conflict).
+    # test_ingest_e2e.py::test_redelivery_is_a_duplicate_and_changed_audio_is_a_conflict) and a
+    # worker crash (it needs the worker killed: test_poison_message.py).
     blamed = set(IngestErrorCode) - {IngestErrorCode.INGEST_ERROR, IngestErrorCode.AUDIO_ERROR,
                                      IngestErrorCode.ENCODING_FAILED, IngestErrorCode.INTERNAL_ERROR,
-                                     IngestErrorCode.RECORDING_CONFLICT}
+                                     IngestErrorCode.RECORDING_CONFLICT, IngestErrorCode.WORKER_CRASH}
     assert {case.reason for case in CORPUS} == blamed
 
 
