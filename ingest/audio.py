@@ -1,4 +1,4 @@
-"""Decode, redact and normalise call audio (pydub's AudioSegment in memory, ffmpeg for codecs).
+"""Decode, redact and normalise call audio: streamed in bounded pieces, ffmpeg for codecs.
 
 ffmpeg is run directly rather than through ``AudioSegment.from_file``/``export``: pydub
 probes first and picks the output PCM from the probe, so G.711 µ-law and A-law come back
@@ -15,18 +15,25 @@ process: G.711 is a fixed table, identical to ffmpeg's (tested code by code), so
 telephony file costs no ffmpeg run to decode, and none at all in ``passthrough`` storage.
 
 The input is written to a private temporary directory (ffmpeg needs a seekable file to see
-Ogg durations, MP3 gapless data and FLAC/WAV headers) and removed as soon as it is read.
+Ogg durations, MP3 gapless data and FLAC/WAV headers), removed once the call is processed.
 
-Memory: a 1-hour 8 kHz mono call is ~57 MB of PCM.  Besides the input, ``process`` holds
-two PCM copies at most (ffmpeg's output and the decoded segment, then the decoded and the
-redacted segment: redaction joins slices instead of copying twice).  Measured on a 1-hour
-µ-law call: +115 MB peak RSS; Opus encoding (~150x real time) dominates the time.
+Memory does not grow with the call.  ffprobe reads the shape first (channels, rate, announced
+duration), and a file no call looks like (over 2 channels, a rate outside 8-48 kHz, longer
+than the cap) is refused before a sample is decoded.  ``process`` then streams: the decoder
+writes raw s16le at explicit ``-ac``/``-ar`` into a pipe, read 512 KiB at a time against a byte
+budget of (cap + 1 s) of PCM; each piece is silenced, hashed and written to the encoder's
+stdin (``ingest.streaming``).  Every ffmpeg run has a deadline; stderr goes to files, so no
+pipe can fill and stall.  Measured on a 1-hour 48 kHz stereo Opus call (690 MB as PCM):
++22 MB peak RSS (it was 1.37 GB), ~23 s; a 4-hour 6 kbit/s bomb is refused by the probe in
+0.1 s.  Two sinks still hold the whole call, by nature: ``decode`` (tests and tools, not the
+worker) and WAV storage, whose output is the PCM.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import re
 import struct
@@ -46,8 +53,9 @@ from callvault.errors import ConfigurationError
 from ingest.exceptions import (AudioEncodingFailed, AudioTooLarge, EmptyAudio, FieldError, InvalidRedaction,
                                TruncatedAudio, UndecodableAudio)
 from ingest.schema import merge_spans
+from ingest.streaming import Children, Collect, Discard, PcmStream, WavWriter, read_stderr
 
-FFMPEG = "ffmpeg"
+FFMPEG, FFPROBE = "ffmpeg", "ffprobe"
 StorageFormat = Literal["opus", "flac", "wav", "passthrough"]
 MEDIA_TYPES: dict[str, str] = {"opus": "audio/ogg; codecs=opus", "flac": "audio/flac", "wav": "audio/wav"}
 # WAV format tags decoded here without ffmpeg: what telephony sends (G.711 and 16-bit PCM).
@@ -61,6 +69,9 @@ TRUNCATION_SLACK_MS = 250  # MP3 headers overstate by encoder delay + padding (~
 WAV_SLACK_MS = 20  # a WAV's data size is exact: only a trailing partial frame may be missing
 MIN_DURATION_MS = 100  # shorter is no call (a header and a few samples), whatever it claims
 RATE_RANGE = (8000, 48000)  # narrowband telephony to full band; other rates are a broken header
+CHUNK_BYTES = 512 * 1024  # PCM read from the decoder at a time: the bound on what a call holds
+PROBE_TIMEOUT_S = 30.0
+BASE_TIMEOUT_S, MIN_SPEED = 30.0, 20  # decode + encode deadline: 30 s, plus the cap at 20x real time
 _DEMUXERS = {"wav": "wav", "mp3": "mp3", "ogg": "ogg", "opus": "ogg", "flac": "flac"}
 
 
@@ -91,11 +102,19 @@ def _base() -> list[str]:
     return [FFMPEG, "-nostdin", "-hide_banner", "-nostats"]
 
 
-def _run(cmd: list[str], stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+def _run(cmd: list[str], timeout_s: float, on_timeout: Exception,
+         stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
     try:
-        return subprocess.run(cmd, input=stdin, capture_output=True, check=False)
+        return subprocess.run(cmd, input=stdin, capture_output=True, check=False, timeout=timeout_s)
     except FileNotFoundError:
         raise ConfigurationError("ffmpeg", f"{cmd[0]!r} is not installed or not on PATH") from None
+    except subprocess.TimeoutExpired:  # run() has killed the child already
+        raise on_timeout from None
+
+
+def _timeout_s(duration_ms: float) -> float:
+    """A deadline for decoding and encoding this much audio: ffmpeg at its slowest allowed speed."""
+    return BASE_TIMEOUT_S + duration_ms / 1000 / MIN_SPEED
 
 
 def _reason(stderr: bytes, path: str) -> str:
@@ -120,13 +139,6 @@ def _opus_input_rate(data: bytes) -> int | None:
     return rate if rate in OPUS_RATES[:-1] else None
 
 
-def _decode_cmd(path: str, demuxer: str | None, rate: int | None, max_duration_ms: int) -> list[str]:
-    return [*_base(), "-protocol_whitelist", "file", "-format_whitelist", ",".join(sorted(set(_DEMUXERS.values()))),
-            *(["-f", demuxer] if demuxer else []), "-i", path, "-map", "0:a:0", "-map_metadata", "-1",
-            "-c:a", "pcm_s16le", *(["-ar", str(rate)] if rate else []), "-t", f"{max_duration_ms / 1000 + 1:.3f}",
-            "-fflags", "+bitexact", "-f", "wav", "pipe:1"]
-
-
 def wav_chunks(data: bytes) -> Iterator[tuple[bytes, int, int]]:
     """(chunk id, declared size, offset of its body) of each chunk of a RIFF/WAVE file, in
     order; nothing for other data. The declared size is as written (it may overrun the data)."""
@@ -137,23 +149,6 @@ def wav_chunks(data: bytes) -> Iterator[tuple[bytes, int, int]]:
         size = int.from_bytes(data[pos + 4:pos + 8], "little")
         yield data[pos:pos + 4], size, pos + 8
         pos += 8 + size + (size & 1)
-
-
-def _segment_from_wav(wav: bytes) -> AudioSegment:
-    """ffmpeg's piped WAV: its sizes are placeholders (it cannot seek back), so read to the end."""
-    channels, rate = 0, 0
-    for chunk, _size, at in wav_chunks(wav):
-        if chunk == b"fmt ":
-            channels = int.from_bytes(wav[at + 2:at + 4], "little")
-            rate = int.from_bytes(wav[at + 4:at + 8], "little")
-        elif chunk == b"data" and channels and rate:
-            if channels > 2:
-                raise UndecodableAudio(f"{channels} audio channels: only mono and stereo calls are accepted")
-            pcm = wav[at:]
-            usable = len(pcm) - len(pcm) % (2 * channels)
-            return AudioSegment(data=pcm[:usable] if usable != len(pcm) else pcm,
-                                sample_width=2, frame_rate=rate, channels=channels)
-    raise UndecodableAudio("ffmpeg produced no audio stream")
 
 
 def _declared_ms(data: bytes, stderr: str) -> list[int]:
@@ -199,12 +194,17 @@ class PlainWav:
     def block_align(self) -> int:
         return self.channels * (2 if self.tag == _WAV_PCM else 1)
 
-    def pcm(self) -> bytes:
-        if self.tag == _WAV_MULAW:
-            return audioop.ulaw2lin(self.samples, 2)
-        if self.tag == _WAV_ALAW:
-            return audioop.alaw2lin(self.samples, 2)
-        return bytes(self.samples)
+    def pcm_pieces(self, frames: int) -> Iterator[bytes]:
+        """The samples as 16-bit PCM, ``frames`` at a time: never the whole call at once."""
+        step = frames * self.block_align
+        for at in range(0, len(self.samples), step):
+            piece = self.samples[at:at + step]
+            if self.tag == _WAV_MULAW:
+                yield audioop.ulaw2lin(piece, 2)
+            elif self.tag == _WAV_ALAW:
+                yield audioop.alaw2lin(piece, 2)
+            else:
+                yield bytes(piece)
 
 
 def plain_wav(data: bytes) -> PlainWav | None:
@@ -236,67 +236,6 @@ def _check_rate(rate: int) -> None:
     if not RATE_RANGE[0] <= rate <= RATE_RANGE[1]:
         raise UndecodableAudio(f"a sample rate of {rate} Hz: calls are sampled at "
                                f"{RATE_RANGE[0]} to {RATE_RANGE[1]} Hz, so the header is wrong")
-
-
-def _checked(segment: AudioSegment, max_duration_ms: int) -> int:
-    """The decoded call's duration, after the checks every decoded call must pass."""
-    if segment.frame_count() == 0:
-        raise EmptyAudio("the audio decodes to no samples")
-    _check_rate(segment.frame_rate)
-    decoded = duration_ms(segment)
-    if decoded < MIN_DURATION_MS:
-        raise EmptyAudio(f"the audio lasts {decoded} ms: under {MIN_DURATION_MS} ms is not a call")
-    if decoded > max_duration_ms:
-        raise AudioTooLarge(f"the audio lasts over {max_duration_ms} ms, the cap")
-    return decoded
-
-
-def _decode(data: bytes, hint: str | None, max_duration_ms: int) -> tuple[AudioSegment, str]:
-    if not data:
-        raise EmptyAudio("the audio is empty (0 bytes)")
-    wav = plain_wav(data)
-    if wav is not None:
-        _check_rate(wav.rate)
-        if len(wav.samples) // wav.block_align > (max_duration_ms / 1000 + 1) * wav.rate:
-            raise AudioTooLarge(f"the audio lasts over {max_duration_ms} ms, the cap")
-        segment = AudioSegment(data=wav.pcm(), sample_width=2, frame_rate=wav.rate, channels=wav.channels)
-        _checked(segment, max_duration_ms)
-        return segment, _WAV_CODECS[wav.tag]
-    with tempfile.TemporaryDirectory(prefix="callvault-decode-") as tmp:
-        path = os.path.join(tmp, "input")
-        with open(path, "wb") as fh:
-            fh.write(data)
-        rate = _opus_input_rate(data)
-        result = _run(_decode_cmd(path, None, rate, max_duration_ms))
-        if result.returncode != 0 and hint in _DEMUXERS:  # a weak sniff (headerless MP3): trust the hint
-            retry = _run(_decode_cmd(path, _DEMUXERS[hint], rate, max_duration_ms))
-            result = retry if retry.returncode == 0 else result
-        if result.returncode != 0:
-            if b"not on whitelist" in result.stderr:
-                raise UndecodableAudio("not a WAV, MP3, Ogg or FLAC file")
-            raise UndecodableAudio(f"not decodable audio: {_reason(result.stderr, path)}")
-    stderr = result.stderr.decode("utf-8", "replace")
-    segment = _segment_from_wav(result.stdout)
-    del result
-    decoded = _checked(segment, max_duration_ms)
-    is_wav = data[:4] == b"RIFF" and data[8:12] == b"WAVE"
-    for announced in _declared_ms(data, stderr):
-        slack = WAV_SLACK_MS if is_wav else max(TRUNCATION_SLACK_MS, announced // 50)
-        if decoded < announced - slack:
-            raise TruncatedAudio(f"the file is cut short: it announces {announced} ms but holds {decoded} ms")
-    if data[:4] == b"OggS" and not _ogg_complete(data):
-        raise TruncatedAudio("the Ogg stream has no final page: the file is cut short")
-    codec = re.search(r"Stream #0:\d+\S*: Audio: (\w+)", stderr)
-    return segment, codec.group(1) if codec else "unknown"
-
-
-def decode(data: bytes, hint: str | None = None, *, max_duration_ms: int = MAX_DURATION_MS) -> AudioSegment:
-    """Any supported file (PCM/µ-law/A-law WAV, MP3, Ogg/Opus, FLAC) to 16-bit PCM, channels kept.
-
-    Raises EmptyAudio, UndecodableAudio (TruncatedAudio when the file announces more than it
-    holds, or an Ogg stream lacks its last page) or AudioTooLarge.
-    """
-    return _decode(data, hint, max_duration_ms)[0]
 
 
 def duration_ms(segment: AudioSegment) -> int:
@@ -334,41 +273,6 @@ def silence_spans(segment: AudioSegment, spans: Iterable) -> AudioSegment:
     return segment._spawn(b"".join(pieces))
 
 
-def normalise(segment: AudioSegment, fmt: StorageFormat = "opus", *, bitrate: str | None = None) -> bytes:
-    """Encode for storage: Ogg/Opus (speech mode), FLAC (lossless) or WAV; channels kept.
-
-    Opus takes only 8/12/16/24/48 kHz input, so other rates go up to the next one; the
-    default bitrate is 16 kbit/s per channel for narrowband (8 kHz) calls, 24 above.
-    Output is bit-exact (no random Ogg serial, no encoder version tag): the same PCM
-    always gives the same bytes.
-    """
-    if segment.sample_width != 2:
-        segment = segment.set_sample_width(2)
-    if fmt == "wav":
-        out = io.BytesIO()
-        segment.export(out, format="wav")
-        return out.getvalue()
-    if fmt == "opus":
-        rate = next((r for r in OPUS_RATES if r >= segment.frame_rate), 48000)
-        kbps = (16 if rate <= 8000 else 24) * segment.channels
-        args, suffix = ["-c:a", "libopus", "-application", "voip", "-b:a", bitrate or f"{kbps}k",
-                        "-ar", str(rate), "-f", "ogg"], ".ogg"
-    elif fmt == "flac":
-        args, suffix = ["-c:a", "flac", "-compression_level", "5", "-f", "flac"], ".flac"
-    else:
-        raise ValueError(f"unknown storage format {fmt!r}; expected one of {sorted(MEDIA_TYPES)}")
-    with tempfile.TemporaryDirectory(prefix="callvault-encode-") as tmp:
-        out_path = os.path.join(tmp, "output" + suffix)  # a file: FLAC rewrites its header at the end
-        cmd = [*_base(), "-loglevel", "error", "-f", "s16le", "-ar", str(segment.frame_rate),
-               "-ac", str(segment.channels), "-i", "pipe:0", *args, "-map_metadata", "-1",
-               "-fflags", "+bitexact", "-flags:a", "+bitexact", out_path]
-        result = _run(cmd, stdin=segment.raw_data)
-        if result.returncode != 0:
-            raise AudioEncodingFailed(f"ffmpeg could not encode {fmt}: {_reason(result.stderr, out_path)}")
-        with open(out_path, "rb") as fh:
-            return fh.read()
-
-
 def wav_with_silence(wav: PlainWav, spans: Iterable[tuple[int, int]]) -> bytes:
     """Pass-through storage: the call's own samples in its own codec, each span overwritten with
     the codec's silence (bounds rounded outwards to whole frames, as in ``silence_spans``), in
@@ -388,10 +292,290 @@ def wav_with_silence(wav: PlainWav, spans: Iterable[tuple[int, int]]) -> bytes:
                      b"data", len(out).to_bytes(4, "little"), out, data_pad])
 
 
-def _pcm_sha256(segment: AudioSegment) -> str:
-    digest = hashlib.sha256(f"s16le/{segment.frame_rate}/{segment.channels}\n".encode())
-    digest.update(segment.raw_data)
-    return digest.hexdigest()
+
+
+# --- decoding as a stream: probe, decode, silence, hash and encode in bounded pieces --------
+
+@dataclass(frozen=True)
+class _Shape:
+    """What the headers say, read by ffprobe before a single sample is decoded."""
+
+    channels: int
+    rate: int
+    duration_ms: int | None
+
+
+@dataclass(frozen=True)
+class _Decoded:
+    rate: int
+    channels: int
+    frames: int
+    codec: str
+    content_sha256: str  # of the silenced PCM: see ProcessedAudio
+    stored: bytes  # whatever the sink made of the PCM
+
+    @property
+    def duration_ms(self) -> int:
+        return round(self.frames * 1000 / self.rate)
+
+
+class _Refused(Exception):
+    """ffprobe or ffmpeg could not open or decode the input: a weak sniff, worth one retry with the hint."""
+
+    def __init__(self, stderr: bytes, path: str) -> None:
+        super().__init__("not a WAV, MP3, Ogg or FLAC file" if b"not on whitelist" in stderr
+                         else f"not decodable audio: {_reason(stderr, path)}")
+
+
+def _input_args(path: str, demuxer: str | None) -> list[str]:
+    return ["-protocol_whitelist", "file", "-format_whitelist", ",".join(sorted(set(_DEMUXERS.values()))),
+            *(["-f", demuxer] if demuxer else []), "-i", path]
+
+
+def _probe(path: str, demuxer: str | None, max_duration_ms: int) -> _Shape:
+    """Refuse what no call looks like before decoding: a decoder's output is sized by the header."""
+    cmd = [FFPROBE, "-v", "error", *_input_args(path, demuxer), "-select_streams", "a:0",
+           "-show_entries", "stream=channels,sample_rate:format=duration", "-of", "json"]
+    too_slow = UndecodableAudio(f"not decodable audio: probing took over {PROBE_TIMEOUT_S:g} s")
+    result = _run(cmd, PROBE_TIMEOUT_S, too_slow)
+    if result.returncode != 0:
+        raise _Refused(result.stderr, path)
+    try:
+        found = json.loads(result.stdout)
+        stream = found["streams"][0]
+        channels, rate = int(stream.get("channels", 0)), int(stream.get("sample_rate", 0))
+    except (ValueError, KeyError, IndexError, TypeError):
+        raise UndecodableAudio("not decodable audio: no audio stream") from None
+    if channels > 2:
+        raise UndecodableAudio(f"{channels} audio channels: only mono and stereo calls are accepted")
+    if channels < 1:
+        raise UndecodableAudio("not decodable audio: no audio channels")
+    _check_rate(rate)
+    try:
+        announced = round(float(found.get("format", {}).get("duration")) * 1000)
+    except (TypeError, ValueError):  # "N/A" or absent: the byte budget still bounds the decoder
+        announced = None
+    if announced is not None and announced > max_duration_ms:
+        raise AudioTooLarge(f"the audio lasts over {max_duration_ms} ms, the cap")
+    return _Shape(channels, rate, announced)
+
+
+def _decode_cmd(path: str, demuxer: str | None, rate: int, channels: int, max_duration_ms: int) -> list[str]:
+    return [*_base(), *_input_args(path, demuxer), "-map", "0:a:0", "-map_metadata", "-1", "-c:a", "pcm_s16le",
+            "-ac", str(channels), "-ar", str(rate), "-t", f"{max_duration_ms / 1000 + 1:.3f}",
+            "-fflags", "+bitexact", "-f", "s16le", "pipe:1"]
+
+
+def _encoder_args(fmt: str, rate: int, channels: int, bitrate: str | None) -> tuple[list[str], str]:
+    if fmt == "opus":
+        out_rate = next((r for r in OPUS_RATES if r >= rate), 48000)
+        kbps = (16 if out_rate <= 8000 else 24) * channels
+        return ["-c:a", "libopus", "-application", "voip", "-b:a", bitrate or f"{kbps}k",
+                "-ar", str(out_rate), "-f", "ogg"], ".ogg"
+    if fmt == "flac":
+        return ["-c:a", "flac", "-compression_level", "5", "-f", "flac"], ".flac"
+    raise ValueError(f"unknown storage format {fmt!r}; expected one of {sorted(MEDIA_TYPES)}")
+
+
+def _encode_cmd(rate: int, channels: int, args: list[str], out_path: str) -> list[str]:
+    return [*_base(), "-loglevel", "error", "-f", "s16le", "-ar", str(rate), "-ac", str(channels), "-i", "pipe:0",
+            *args, "-map_metadata", "-1", "-fflags", "+bitexact", "-flags:a", "+bitexact", out_path]
+
+
+class _Encoder:
+    """An ffmpeg encoder fed PCM on its stdin; it writes a file (FLAC rewrites its header at the end)."""
+
+    def __init__(self, fmt: str, rate: int, channels: int, children: Children, tmp: str) -> None:
+        args, suffix = _encoder_args(fmt, rate, channels, None)
+        folder = tempfile.mkdtemp(dir=tmp)
+        self.fmt, self.children = fmt, children
+        self.out_path, self.err_path = os.path.join(folder, "output" + suffix), os.path.join(folder, "encode.log")
+        with open(self.err_path, "wb") as err:
+            self.proc = children.start(_encode_cmd(rate, channels, args, self.out_path), stdin=subprocess.PIPE,
+                                       stdout=subprocess.DEVNULL, stderr=err)
+
+    def write(self, piece: bytes | bytearray) -> None:
+        self.children.phase = "encode"
+        try:
+            self.proc.stdin.write(piece)
+        except BrokenPipeError:
+            self._fail()
+        self.children.phase = "decode"
+
+    def finish(self) -> bytes:
+        self.children.phase = "encode"
+        try:
+            self.proc.stdin.close()
+        except BrokenPipeError:
+            pass
+        if self.proc.wait() != 0:
+            self._fail()
+        with open(self.out_path, "rb") as fh:
+            return fh.read()
+
+    def _fail(self) -> None:
+        self.proc.wait()  # it closed its input, so it is exiting (or the deadline kills it)
+        self.children.check()
+        raise AudioEncodingFailed(f"ffmpeg could not encode {self.fmt}: "
+                                  f"{_reason(read_stderr(self.err_path)[1], self.out_path)}")
+
+
+def _open_sink(kind: str):
+    def open_sink(rate: int, channels: int, children: Children, tmp: str):
+        if kind == "collect":
+            return Collect()
+        if kind == "discard":
+            return Discard()
+        if kind == "wav":
+            return WavWriter(rate, channels)
+        return _Encoder(kind, rate, channels, children, tmp)
+    return open_sink
+
+
+def _check_length(frames: int, rate: int, max_duration_ms: int) -> int:
+    """The decoded call's duration, after the checks every decoded call must pass."""
+    if frames == 0:
+        raise EmptyAudio("the audio decodes to no samples")
+    decoded = round(frames * 1000 / rate)
+    if decoded < MIN_DURATION_MS:
+        raise EmptyAudio(f"the audio lasts {decoded} ms: under {MIN_DURATION_MS} ms is not a call")
+    if decoded > max_duration_ms:
+        raise AudioTooLarge(f"the audio lasts over {max_duration_ms} ms, the cap")
+    return decoded
+
+
+def _check_complete(data: bytes, decoded: int, stderr: str) -> None:
+    is_wav = data[:4] == b"RIFF" and data[8:12] == b"WAVE"
+    for announced in _declared_ms(data, stderr):
+        slack = WAV_SLACK_MS if is_wav else max(TRUNCATION_SLACK_MS, announced // 50)
+        if decoded < announced - slack:
+            raise TruncatedAudio(f"the file is cut short: it announces {announced} ms but holds {decoded} ms")
+    if data[:4] == b"OggS" and not _ogg_complete(data):
+        raise TruncatedAudio("the Ogg stream has no final page: the file is cut short")
+
+
+def _pump(proc: subprocess.Popen, pcm: PcmStream, children: Children, budget: int, max_duration_ms: int) -> None:
+    """Decoder output into ``pcm``, a piece at a time, killed once it passes the byte budget."""
+    read = 0
+    while True:
+        children.phase = "decode"
+        piece = proc.stdout.read(CHUNK_BYTES)
+        if not piece:
+            return
+        read += len(piece)
+        if read > budget:  # a header that lies about the length: stop before memory or time runs out
+            children.kill()
+            raise AudioTooLarge(f"the audio lasts over {max_duration_ms} ms, the cap")
+        pcm.feed(piece)
+
+
+def _stream_file(data: bytes, path: str, demuxer: str | None, pairs: list[tuple[int, int]], sink_kind: str,
+                 max_duration_ms: int, tmp: str) -> _Decoded:
+    shape = _probe(path, demuxer, max_duration_ms)
+    rate, channels = _opus_input_rate(data) or shape.rate, shape.channels
+    err_path = os.path.join(tmp, f"decode-{demuxer or 'sniffed'}.log")
+    with Children(_timeout_s(max_duration_ms)) as children:
+        sink = _open_sink(sink_kind)(rate, channels, children, tmp)
+        pcm = PcmStream(rate, channels, pairs, sink.write)
+        with open(err_path, "wb") as err:
+            proc = children.start(_decode_cmd(path, demuxer, rate, channels, max_duration_ms),
+                                  stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err)
+        _pump(proc, pcm, children, int((max_duration_ms / 1000 + 1) * rate * channels * 2), max_duration_ms)
+        returncode = proc.wait()
+        children.check()
+        stderr, tail = read_stderr(err_path)
+        if returncode != 0:
+            raise _Refused(tail, path)
+        frames = pcm.finish()
+        _check_complete(data, _check_length(frames, rate, max_duration_ms), stderr)
+        stored = sink.finish()
+        children.check()
+    codec = re.search(r"Stream #0:\d+\S*: Audio: (\w+)", stderr)
+    return _Decoded(rate, channels, frames, codec.group(1) if codec else "unknown", pcm.digest.hexdigest(), stored)
+
+
+def _stream_wav(wav: PlainWav, pairs: list[tuple[int, int]], sink_kind: str, max_duration_ms: int,
+                tmp: str) -> _Decoded:
+    _check_rate(wav.rate)
+    if len(wav.samples) // wav.block_align > (max_duration_ms / 1000 + 1) * wav.rate:
+        raise AudioTooLarge(f"the audio lasts over {max_duration_ms} ms, the cap")
+    with Children(_timeout_s(max_duration_ms)) as children:
+        sink = _open_sink(sink_kind)(wav.rate, wav.channels, children, tmp)
+        pcm = PcmStream(wav.rate, wav.channels, pairs, sink.write)
+        for piece in wav.pcm_pieces(CHUNK_BYTES // (2 * wav.channels)):
+            pcm.feed(piece)
+        frames = pcm.finish()
+        _check_length(frames, wav.rate, max_duration_ms)
+        stored = sink.finish()
+        children.check()
+    return _Decoded(wav.rate, wav.channels, frames, _WAV_CODECS[wav.tag], pcm.digest.hexdigest(), stored)
+
+
+def _stream(data: bytes, hint: str | None, pairs: list[tuple[int, int]], sink_kind: str,
+            max_duration_ms: int) -> _Decoded:
+    """Decode ``data`` to 16-bit PCM at its own rate and channels, silence ``pairs`` and hand the
+    PCM to a sink piece by piece; every check of a decoded call on the way."""
+    if not data:
+        raise EmptyAudio("the audio is empty (0 bytes)")
+    with tempfile.TemporaryDirectory(prefix="callvault-audio-") as tmp:
+        wav = plain_wav(data)
+        if wav is not None:
+            return _stream_wav(wav, pairs, sink_kind, max_duration_ms, tmp)
+        path = os.path.join(tmp, "input")
+        with open(path, "wb") as fh:
+            fh.write(data)
+        try:
+            return _stream_file(data, path, None, pairs, sink_kind, max_duration_ms, tmp)
+        except _Refused as first:
+            if hint not in _DEMUXERS:
+                raise UndecodableAudio(str(first)) from None
+            try:  # a weak sniff (headerless MP3): trust the hint
+                return _stream_file(data, path, _DEMUXERS[hint], pairs, sink_kind, max_duration_ms, tmp)
+            except _Refused:
+                raise UndecodableAudio(str(first)) from None
+
+
+def _decode(data: bytes, hint: str | None, max_duration_ms: int) -> tuple[AudioSegment, str]:
+    decoded = _stream(data, hint, [], "collect", max_duration_ms)
+    segment = AudioSegment(data=decoded.stored, sample_width=2, frame_rate=decoded.rate, channels=decoded.channels)
+    return segment, decoded.codec
+
+
+def decode(data: bytes, hint: str | None = None, *, max_duration_ms: int = MAX_DURATION_MS) -> AudioSegment:
+    """Any supported file (PCM/µ-law/A-law WAV, MP3, Ogg/Opus, FLAC) to 16-bit PCM, channels kept.
+
+    The whole call in memory: for tests and tools.  The worker's path is :func:`process`.
+    Raises EmptyAudio, UndecodableAudio (TruncatedAudio when the file announces more than it
+    holds, or an Ogg stream lacks its last page) or AudioTooLarge.
+    """
+    return _decode(data, hint, max_duration_ms)[0]
+
+
+def normalise(segment: AudioSegment, fmt: StorageFormat = "opus", *, bitrate: str | None = None) -> bytes:
+    """Encode a decoded segment for storage: Ogg/Opus (speech mode), FLAC (lossless) or WAV; channels kept.
+
+    Opus takes only 8/12/16/24/48 kHz input, so other rates go up to the next one; the
+    default bitrate is 16 kbit/s per channel for narrowband (8 kHz) calls, 24 above.
+    Output is bit-exact (no random Ogg serial, no encoder version tag): the same PCM
+    always gives the same bytes, the bytes :func:`process` stores.
+    """
+    if segment.sample_width != 2:
+        segment = segment.set_sample_width(2)
+    if fmt == "wav":
+        out = io.BytesIO()
+        segment.export(out, format="wav")
+        return out.getvalue()
+    args, suffix = _encoder_args(fmt, segment.frame_rate, segment.channels, bitrate)
+    with tempfile.TemporaryDirectory(prefix="callvault-encode-") as tmp:
+        out_path = os.path.join(tmp, "output" + suffix)  # a file: FLAC rewrites its header at the end
+        timeout_s = _timeout_s(duration_ms(segment))
+        result = _run(_encode_cmd(segment.frame_rate, segment.channels, args, out_path), timeout_s,
+                      AudioEncodingFailed(f"ffmpeg could not encode {fmt} within {timeout_s:g} s"),
+                      stdin=segment.raw_data)
+        if result.returncode != 0:
+            raise AudioEncodingFailed(f"ffmpeg could not encode {fmt}: {_reason(result.stderr, out_path)}")
+        with open(out_path, "rb") as fh:
+            return fh.read()
 
 
 def process(data: bytes, hint: str | None, spans: Iterable, fmt: StorageFormat = "opus", *,
@@ -404,30 +588,27 @@ def process(data: bytes, hint: str | None, spans: Iterable, fmt: StorageFormat =
     to Opus.  The content hash is the same in every mode (it hashes the silenced PCM).
 
     A span that starts at or after the end of the audio is refused (InvalidRedaction): the
-    message and the audio disagree, and storing it could keep a card number audible.  A span
-    that only runs past the end is cut at the end.  ``pad_ms`` widens every span on both
-    sides, for senders whose timeline may be offset from the decoded one (an MP3 without
-    its LAME header starts ~140 ms late: encoder delay that ffmpeg cannot trim).
+    message and the audio disagree, and storing it could keep a card number audible.  The
+    end is known once the stream is decoded, so the check comes after; the encoded file is
+    then dropped.  A span that only runs past the end is cut at the end.  ``pad_ms`` widens
+    every span on both sides, for senders whose timeline may be offset from the decoded one
+    (an MP3 without its LAME header starts ~140 ms late: encoder delay that ffmpeg cannot trim).
     """
     if len(data) > max_bytes:
         raise AudioTooLarge(f"{len(data)} bytes is over the {max_bytes}-byte cap")
     source_sha256 = hashlib.sha256(data).hexdigest()
-    segment, codec = _decode(data, hint, max_duration_ms)
-    total = duration_ms(segment)
     pairs = merge_spans((max(0, a - pad_ms), b + pad_ms) for a, b in _pairs(spans))
+    wav = plain_wav(data) if fmt == "passthrough" else None
+    fmt = "wav" if wav is not None else "opus" if fmt == "passthrough" else fmt
+    decoded = _stream(data, hint, pairs, "discard" if wav is not None else fmt, max_duration_ms)
+    total = decoded.duration_ms
     outside = sum(1 for start, _ in pairs if start >= total)
     if outside:
         raise InvalidRedaction(f"{outside} redaction span(s) start after the audio ends ({total} ms)",
                                errors=[FieldError(("redactions",), "outside_audio")])
     silenced = tuple((start, min(end, total)) for start, end in pairs)
-    segment = silence_spans(segment, silenced)
-    wav = plain_wav(data) if fmt == "passthrough" else None
-    if wav is not None:
-        stored, fmt = wav_with_silence(wav, silenced), "wav"
-    else:
-        fmt = "opus" if fmt == "passthrough" else fmt
-        stored = normalise(segment, fmt)
     return ProcessedAudio(
-        data=stored, format=fmt, media_type=MEDIA_TYPES[fmt], duration_ms=total,
-        channels=segment.channels, sample_rate=segment.frame_rate, content_sha256=_pcm_sha256(segment),
-        source_sha256=source_sha256, source_codec=codec, silenced=silenced)
+        data=wav_with_silence(wav, silenced) if wav is not None else decoded.stored, format=fmt,
+        media_type=MEDIA_TYPES[fmt], duration_ms=total, channels=decoded.channels, sample_rate=decoded.rate,
+        content_sha256=decoded.content_sha256, source_sha256=source_sha256, source_codec=decoded.codec,
+        silenced=silenced)

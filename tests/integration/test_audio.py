@@ -323,3 +323,116 @@ def test_passthrough_keeps_the_codec_and_silences_spans_in_it(sources, codec: st
 def test_passthrough_transcodes_what_is_not_a_plain_wav(sources) -> None:
     result = process(sources[("mp3", 1)], "mp3", SPANS, "passthrough")
     assert result.format == "opus" and result.data[:4] == b"OggS"
+
+
+# --- bounded memory: probe first, then stream ----------------------------------------------
+
+REPO = __import__("pathlib").Path(__file__).resolve().parents[2]
+HOUR_MS = 3_600_000
+RSS_LIMIT_KB = 150 * 1024
+# Run process() in a fresh interpreter: peak RSS (VmHWM) only grows, so only a new process
+# measures one call.  The cwd is the repository, so this tree's ingest.audio is the one run.
+_MEASURE = """
+import json, sys, time
+from ingest import audio
+from ingest.exceptions import CallvaultError
+
+def hwm_kb():
+    with open("/proc/self/status") as fh:
+        return next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:"))
+
+data = open(sys.argv[1], "rb").read()
+spans, max_ms = json.loads(sys.argv[3]), int(sys.argv[4])
+before, start, error = hwm_kb(), time.monotonic(), None
+try:
+    result = audio.process(data, "opus", spans, "opus", max_duration_ms=max_ms)
+    open(sys.argv[2], "wb").write(result.data)
+    facts = {"duration_ms": result.duration_ms, "channels": result.channels, "rate": result.sample_rate}
+except CallvaultError as exc:
+    error, facts = type(exc).__name__, {}
+print(json.dumps({"before_kb": before, "after_kb": hwm_kb(), "seconds": time.monotonic() - start,
+                  "error": error, **facts}))
+"""
+
+
+def _measure(source, out, spans, max_duration_ms: int) -> dict:
+    import json
+    import subprocess
+    import sys
+    run = subprocess.run([sys.executable, "-c", _MEASURE, str(source), str(out), json.dumps(spans),
+                          str(max_duration_ms)], cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stderr[-2000:]
+    facts = json.loads(run.stdout.strip().splitlines()[-1])
+    print(f"peak RSS {facts['before_kb'] // 1024} MB before, {facts['after_kb'] // 1024} MB after, "
+          f"{facts['seconds']:.1f} s")
+    return facts
+
+
+def _long_opus(tmp_path_factory, name: str, seconds: int, bitrate: str):
+    import subprocess
+    path = tmp_path_factory.mktemp("long-audio") / name
+    subprocess.run(["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-f", "lavfi",
+                    "-i", f"sine=frequency=440:sample_rate=48000:duration={seconds}", "-ac", "2",
+                    "-c:a", "libopus", "-b:a", bitrate, "-compression_level", "0", str(path)], check=True)
+    return path
+
+
+@pytest.fixture(scope="module")
+def hour_opus(tmp_path_factory):
+    """A 1-hour 48 kHz stereo softphone call (~14 MB of Opus, 690 MB as PCM)."""
+    return _long_opus(tmp_path_factory, "hour.ogg", 3600, "32k")
+
+
+def _rms(path, start_s: float, seconds: float) -> float:
+    import subprocess
+    pcm = subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-ss", str(start_s), "-t", str(seconds),
+                          "-i", str(path), "-f", "s16le", "-ac", "2", "pipe:1"], capture_output=True, check=True).stdout
+    samples = array.array("h", pcm)
+    assert len(samples) > 0
+    return math.sqrt(sum(s * s for s in samples) / len(samples))
+
+
+def test_an_hour_of_48khz_stereo_streams_in_bounded_memory(hour_opus, tmp_path) -> None:
+    out = tmp_path / "stored.ogg"
+    span = (1_800_000, 1_830_000)  # half an hour in
+    facts = _measure(hour_opus, out, [span], audio.MAX_DURATION_MS)
+    assert facts["error"] is None
+    assert facts["after_kb"] - facts["before_kb"] < RSS_LIMIT_KB
+    assert facts["duration_ms"] == pytest.approx(HOUR_MS, abs=50)
+    assert (facts["channels"], facts["rate"]) == (2, 48000)
+    assert _rms(out, 1805, 20) < 1  # digital silence, through Opus
+    assert _rms(out, 1700, 5) > 1000  # and the tone around it (lavfi's sine: RMS ~2900)
+
+
+@pytest.mark.parametrize("max_duration_ms", [HOUR_MS])
+def test_a_decompression_bomb_is_refused_before_decoding(tmp_path_factory, tmp_path, max_duration_ms) -> None:
+    """4 hours at 6 kbit/s: ~11 MB that would decode to 2.7 GB of PCM."""
+    bomb = _long_opus(tmp_path_factory, "bomb.ogg", 4 * 3600, "6k")
+    facts = _measure(bomb, tmp_path / "never.ogg", [], max_duration_ms)
+    assert facts["error"] == "AudioTooLarge"
+    assert facts["after_kb"] - facts["before_kb"] < RSS_LIMIT_KB
+
+
+def test_a_header_understating_the_length_is_stopped_while_decoding(monkeypatch) -> None:
+    """The probe trusts the header; the decoder's output is capped whatever the header says."""
+    probe = audio._probe
+    monkeypatch.setattr(audio, "_probe", lambda path, demuxer, _max: probe(path, demuxer, 10 ** 9))
+    with pytest.raises(AudioTooLarge):
+        process(encode(sine_wav(3.0), "flac"), "flac", [], "opus", max_duration_ms=1000)
+
+
+def test_more_than_two_channels_is_refused_by_the_probe(monkeypatch) -> None:
+    six = encode(sine_wav(1.0, 8000, 6, (300, 400, 500, 600, 700, 800)), "flac")
+    monkeypatch.setattr(audio, "_decode_cmd", lambda *a: pytest.fail("decoded before the probe refused"))
+    with pytest.raises(UndecodableAudio, match="6 audio channels"):
+        process(six, "flac", [], "opus")
+
+
+def test_every_ffmpeg_run_has_a_deadline(monkeypatch, sources) -> None:
+    monkeypatch.setattr(audio, "BASE_TIMEOUT_S", 0.001)
+    monkeypatch.setattr(audio, "MIN_SPEED", 10 ** 9)
+    with pytest.raises((UndecodableAudio, audio.AudioEncodingFailed), match="took over|within"):
+        process(sources[("flac", 2)], "flac", SPANS, "opus")
+    monkeypatch.setattr(audio, "PROBE_TIMEOUT_S", 0.001)
+    with pytest.raises(UndecodableAudio, match="probing took over"):
+        decode(sources[("flac", 2)])
