@@ -255,6 +255,8 @@ class Promises(RuleBasedStateMachine):
         report = reconcile(self.v.engine, self.v.store, self.v.storage.recordings_bucket, repair=False,
                            grace=timedelta(0), now=self._wall())
         assert not (report.orphan_objects or report.dangling_rows or report.held_missing), report.summary()
+        # (A copy made again under the same key since, an extract of the same reference, has a row again.)
+        self.lost_held -= {c["object_key"] for c in self._copies()}
         assert set(report.held_orphans) == self.lost_held, report.summary()
 
 
