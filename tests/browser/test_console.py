@@ -15,8 +15,8 @@ NAV = {
     "consultant-1": {"Search"},
     "manager-1": {"Search"},
     "coach-1": {"Search"},
-    "control-1": {"Search", "Data-subject requests", "Audit trail", "Lifecycle report"},
-    "it-1": {"Search", "Lifecycle report"},
+    "control-1": {"Search", "Data-subject requests", "Audit trail", "Lifecycle report", "Dead letters"},
+    "it-1": {"Search", "Lifecycle report", "Dead letters"},
 }
 ROLES = {"consultant-1": "consultant", "manager-1": "manager", "coach-1": "coach", "control-1": "internal-control",
          "it-1": "it"}
@@ -371,3 +371,12 @@ def test_signing_out_forgets_the_token_and_a_bad_token_is_refused(tab):
     assert page.evaluate("() => sessionStorage.getItem('callvault.token')") is None
     tab.goto("/console/search.html")
     page.wait_for_url("**/console/?next=search.html")
+
+
+def test_it_sees_the_dead_letters_page_without_numbers(tab):
+    tab.sign_in("it-1")
+    tab.page.get_by_role("link", name="Dead letters").click()
+    tab.page.wait_for_function("() => document.getElementById('asof').textContent.startsWith('As of')")
+    assert tab.page.locator("#dlq-table").count() + tab.page.get_by_text("No dead letters.").count() == 1
+    assert tab.page.locator("#status").inner_text() == ""
+    assert tab.unlabelled() == []
