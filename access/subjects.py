@@ -94,14 +94,8 @@ def erase(conn: sa.Connection, store: ObjectStore, keys: KeyRing, ledger: Erasur
     number_hashes = hashes(keys, tenant, numbers)
     shred = erasure.plan(conn, tenant=tenant, now=now, key_ids=erasure.live_caller_keys(conn, tenant, number_hashes),
                          number_hashes=number_hashes)
-    ledger_key = ledger.record(shred.ledger_entry(), now=now)
-    report = _report(shred, erasure.execute(conn, store, keys, shred, now=now))
-    audit.append(conn, actor=actor.id, role=actor.role, action=action, target_type="subject",
-                 target_id=",".join(h[:16] for h in number_hashes), outcome="done", at=now,
-                 detail={"tenant": tenant, "erased_recordings": len(report.erased_recordings),
-                         "erased_copies": len(shred.doomed), "kept_held_copies": len(shred.held),
-                         "keys_destroyed": report.keys_destroyed, "ledger_entry": ledger_key.rsplit("/", 1)[-1]})
-    return report
+    return _shred(conn, store, keys, ledger, shred, actor=actor, now=now, action=action, target_type="subject",
+                  target_id=",".join(h[:16] for h in number_hashes))
 
 
 def erase_recordings(conn: sa.Connection, store: ObjectStore, keys: KeyRing, ledger: ErasureLedger, *, tenant: str,
@@ -124,23 +118,25 @@ def erase_recordings(conn: sa.Connection, store: ObjectStore, keys: KeyRing, led
                                                   t.copies.c.recording_id.not_in(ids))).scalars())
     own = [k for k in used if k not in shared]
     shred = erasure.plan(conn, tenant=tenant, now=now, key_ids=own, recording_ids=ids)
+    return _shred(conn, store, keys, ledger, shred, actor=actor, now=now, action="subject:erase",
+                  target_type="recording", target_id=",".join(str(i) for i in ids)[:200])
+
+
+def _shred(conn: sa.Connection, store: ObjectStore, keys: KeyRing, ledger: ErasureLedger, shred: erasure.ShredPlan,
+           *, actor: Actor, now: datetime, action: str, target_type: str, target_id: str) -> ErasureReport:
+    """The ledger first (a failed write aborts), then the shredding, then one audit entry."""
     ledger_key = ledger.record(shred.ledger_entry(), now=now)
-    report = _report(shred, erasure.execute(conn, store, keys, shred, now=now))
-    audit.append(conn, actor=actor.id, role=actor.role, action="subject:erase", target_type="recording",
-                 target_id=",".join(str(i) for i in ids)[:200], outcome="done", at=now,
-                 detail={"tenant": tenant, "erased_recordings": len(report.erased_recordings),
-                         "erased_copies": len(shred.doomed), "kept_held_copies": len(shred.held),
-                         "keys_destroyed": report.keys_destroyed, "ledger_entry": ledger_key.rsplit("/", 1)[-1]})
-    return report
-
-
-def _report(shred: erasure.ShredPlan, keys_destroyed: int) -> ErasureReport:
-    report = ErasureReport(keys_destroyed=keys_destroyed)
+    report = ErasureReport(keys_destroyed=erasure.execute(conn, store, keys, shred, now=now))
     report.kept_copies = [{"copy_id": str(c["id"]), "recording_id": str(c["recording_id"]), "tier": c["tier"],
                            "hold_reason": c["hold_reason"]} for c in shred.held]
     report.erased_copies = [{"copy_id": str(c["id"]), "recording_id": str(c["recording_id"]), "tier": c["tier"]}
                             for c in shred.doomed]
     report.erased_recordings = [str(r) for r in shred.doomed_recordings]
+    audit.append(conn, actor=actor.id, role=actor.role, action=action, target_type=target_type, target_id=target_id,
+                 outcome="done", at=now,
+                 detail={"tenant": shred.tenant, "erased_recordings": len(report.erased_recordings),
+                         "erased_copies": len(shred.doomed), "kept_held_copies": len(shred.held),
+                         "keys_destroyed": report.keys_destroyed, "ledger_entry": ledger_key.rsplit("/", 1)[-1]})
     return report
 
 
@@ -205,13 +201,8 @@ def _move_keys(conn: sa.Connection, keys: KeyRing, tenant: str, recording: sa.Ro
                new_e164: str) -> None:
     new_key = keys.caller_key(conn, tenant=tenant, number_hash=new_hash)
     for c in _copies(conn, [recording["id"]]):
-        data_key = keys.unwrap_data_key(conn, caller_key_id=c["caller_key_id"], wrapped=c["wrapped_data_key"],
-                                        object_key=c["object_key"])
-        conn.execute(t.copies.update().where(t.copies.c.id == c["id"]).values(
-            caller_key_id=new_key.id, wrapped_data_key=keys.wrap_data_key(new_key, data_key, object_key=c["object_key"])))
-    conn.execute(t.recordings.update().where(t.recordings.c.id == recording["id"]).values(
-        caller_key_id=new_key.id, caller_number_sealed=keys.seal_number(
-            new_key, tenant=tenant, recording_id=recording["id"], e164=new_e164)))
+        keys.move_copy(conn, c, new_key)
+    keys.move_recording(conn, recording, new_key, e164=new_e164)
 
 
 # -- access and portability ------------------------------------------------------------------

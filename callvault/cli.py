@@ -105,22 +105,15 @@ def storage_reconcile(
     or a held-copy incident."""
     from datetime import timedelta, timezone
 
-    from lifecycle.reconcile import reconcile
-    from storage.catalog.db import make_engine
-    from storage.objectstore import ObjectStore
-    from storage.settings import get_catalog_settings, get_storage_settings
-
+    from callvault.bootstrap import services
     from lifecycle.erasures import replay_ledger
-    from storage.keys import KeyRing
-    from storage.ledger import ErasureLedger
+    from lifecycle.reconcile import reconcile
 
-    settings = get_storage_settings()
-    engine, store = make_engine(get_catalog_settings().url), ObjectStore.from_settings(settings)
+    svc = services()
     # First the erasure ledger, always (not only with --repair): after a catalog restore, an
     # erased caller must not come back, whatever else reconcile finds.
-    replay_ledger(engine, store, KeyRing.from_settings(settings), ErasureLedger.from_settings(store, settings),
-                  now=datetime.now(timezone.utc), say=typer.echo)
-    report = reconcile(engine, store, settings.recordings_bucket, repair=repair,
+    replay_ledger(svc.engine, svc.store, svc.keys, svc.ledger, now=datetime.now(timezone.utc), say=typer.echo)
+    report = reconcile(svc.engine, svc.store, svc.storage.recordings_bucket, repair=repair,
                        grace=timedelta(minutes=grace_minutes), say=typer.echo)
     if report.held_missing or report.held_orphans or (not repair and not report.clean):
         raise typer.Exit(4)

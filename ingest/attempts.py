@@ -24,33 +24,41 @@ from storage.catalog import tables as t
 Delivery = tuple[str, int, int]  # topic, partition, offset
 
 
+def _insert(conn: sa.Connection, deliveries: list[Delivery], now: datetime):
+    rows = [{"topic": tp, "partition": p, "offset": o, "attempts": 1, "first_at": now, "last_at": now}
+            for tp, p, o in deliveries]
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    return dialect.insert(t.ingest_attempts).values(rows)
+
+
+def _key(row) -> Delivery:
+    return row.topic, row.partition, row.offset
+
+
+def start(engine: sa.Engine, deliveries: list[Delivery], *, now: datetime) -> set[Delivery]:
+    """Count a first attempt for every delivery not seen before, in one statement; return the
+    ones that were (started by a worker that did not finish them: the suspects, not counted yet)."""
+    if not deliveries:
+        return set()
+    c = t.ingest_attempts.c
+    with engine.begin() as conn:
+        stmt = _insert(conn, deliveries, now).on_conflict_do_nothing(
+            index_elements=["topic", "partition", "offset"]).returning(c.topic, c.partition, c.offset)
+        fresh = {_key(r) for r in conn.execute(stmt)}
+    return set(deliveries) - fresh
+
+
 def begin(engine: sa.Engine, deliveries: list[Delivery], *, now: datetime) -> list[int]:
     """Count one more attempt for each delivery; the attempts so far, this one included."""
     if not deliveries:
         return []
-    rows = [{"topic": tp, "partition": p, "offset": o, "attempts": 1, "first_at": now, "last_at": now}
-            for tp, p, o in deliveries]
-    with engine.begin() as conn:
-        dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-        stmt = dialect.insert(t.ingest_attempts).values(rows)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["topic", "partition", "offset"],
-            set_={"attempts": t.ingest_attempts.c.attempts + 1, "last_at": now},
-        ).returning(t.ingest_attempts.c.topic, t.ingest_attempts.c.partition, t.ingest_attempts.c.offset,
-                    t.ingest_attempts.c.attempts)
-        counted = {(r.topic, r.partition, r.offset): r.attempts for r in conn.execute(stmt)}
-    return [counted[d] for d in deliveries]
-
-
-def earlier(engine: sa.Engine, deliveries: list[Delivery]) -> set[Delivery]:
-    """The deliveries that were started before (by a worker that did not finish them)."""
-    if not deliveries:
-        return set()
     c = t.ingest_attempts.c
-    with engine.connect() as conn:
-        return {(r.topic, r.partition, r.offset) for r in conn.execute(
-            sa.select(c.topic, c.partition, c.offset).where(sa.tuple_(c.topic, c.partition, c.offset)
-                                                            .in_(deliveries)))}
+    with engine.begin() as conn:
+        stmt = _insert(conn, deliveries, now).on_conflict_do_update(
+            index_elements=["topic", "partition", "offset"], set_={"attempts": c.attempts + 1, "last_at": now},
+        ).returning(c.topic, c.partition, c.offset, c.attempts)
+        counted = {_key(r): r.attempts for r in conn.execute(stmt)}
+    return [counted[d] for d in deliveries]
 
 
 def finish(engine: sa.Engine, deliveries: Iterable[Delivery]) -> None:

@@ -213,10 +213,9 @@ def create_app(kafka: KafkaSettings | None = None, ingest_settings: IngestSettin
         a worker before is handled alone, and past ``max_crash_attempts`` dead-lettered."""
         loop = asyncio.get_running_loop()
         delivery = {id(e): (e.message.topic, e.message.partition, e.message.offset) for e in events}
-        seen = await _until_done(loop, lambda: attempts.earlier(get_deps().engine,
-                                                                      list(delivery.values())))
-        fresh = [e for e in events if delivery[id(e)] not in seen]
         now = datetime.now(timezone.utc)
+        seen = await _until_done(loop, lambda: attempts.start(get_deps().engine, list(delivery.values()), now=now))
+        fresh = [e for e in events if delivery[id(e)] not in seen]
         for event in (e for e in events if delivery[id(e)] in seen):  # one at a time, each counted first
             [n] = await _until_done(loop, lambda: attempts.begin(get_deps().engine, [delivery[id(event)]], now=now))
             if n > ingest_settings.max_crash_attempts:
@@ -228,9 +227,7 @@ def create_app(kafka: KafkaSettings | None = None, ingest_settings: IngestSettin
                 _fault_injection(event)
                 await handle(event)
             await _until_done(loop, lambda: attempts.finish(get_deps().engine, [delivery[id(event)]]))
-        if fresh:
-            await _until_done(loop, lambda: attempts.begin(get_deps().engine, [delivery[id(e)] for e in fresh],
-                                                           now=now))
+        if fresh:  # already counted once by ``start``
             for event in fresh:
                 _fault_injection(event)
             await asyncio.gather(*(handle(event) for event in fresh))

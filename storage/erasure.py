@@ -27,7 +27,7 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from .catalog import tables as t
-from .keys import CALLER, HOLD, KeyRing
+from .keys import CALLER, HOLD, CallerKey, KeyRing
 from .ledger import LedgerEntry
 from .objectstore import ObjectStore
 
@@ -54,7 +54,8 @@ class ShredPlan:
 
     @property
     def doomed_recordings(self) -> list[uuid.UUID]:
-        return [rid for rid in self.recordings if rid not in self.kept_recordings]
+        kept = self.kept_recordings
+        return [rid for rid in self.recordings if rid not in kept]
 
     @property
     def empty(self) -> bool:
@@ -104,7 +105,8 @@ def plan(conn: sa.Connection, *, tenant: str, now: datetime, key_ids: list[uuid.
     if conn.dialect.name == "postgresql":
         copies_q = copies_q.with_for_update()
     copies = list(conn.execute(copies_q).mappings())
-    stale = [c["id"] for c in copies if c["hold"] and c["id"] in set(erased_copy_ids)]
+    erased = set(erased_copy_ids)
+    stale = [c["id"] for c in copies if c["hold"] and c["id"] in erased]
     if stale:  # erased while unheld; only a restored (older) catalog can still call them held
         for part in _chunks(stale):
             conn.execute(_c.update().where(_c.c.id.in_(part)).values(hold=False, hold_reason=None, hold_actor=None,
@@ -128,23 +130,21 @@ def plan(conn: sa.Connection, *, tenant: str, now: datetime, key_ids: list[uuid.
 def execute(conn: sa.Connection, store: ObjectStore, keys: KeyRing, shred: ShredPlan, *, now: datetime) -> int:
     """Keep the held readable, delete the rest, destroy the keys; returns keys destroyed."""
     doomed_keys = set(shred.key_ids)
+    hold_keys: dict[str, CallerKey] = {}
+
+    def hold_key(recording: sa.RowMapping) -> CallerKey:
+        number_hash = recording["number_hash"]
+        if number_hash not in hold_keys:
+            hold_keys[number_hash] = keys.caller_key(conn, tenant=shred.tenant, number_hash=number_hash, purpose=HOLD)
+        return hold_keys[number_hash]
+
     for c in shred.held:
         if c["caller_key_id"] in doomed_keys:
-            rec = shred.recordings[c["recording_id"]]
-            hold_key = keys.caller_key(conn, tenant=shred.tenant, number_hash=rec["number_hash"], purpose=HOLD)
-            data_key = keys.unwrap_data_key(conn, caller_key_id=c["caller_key_id"], wrapped=c["wrapped_data_key"],
-                                            object_key=c["object_key"])
-            conn.execute(_c.update().where(_c.c.id == c["id"]).values(
-                caller_key_id=hold_key.id,
-                wrapped_data_key=keys.wrap_data_key(hold_key, data_key, object_key=c["object_key"])))
+            keys.move_copy(conn, c, hold_key(shred.recordings[c["recording_id"]]))
     for rid in shred.kept_recordings:
         rec = shred.recordings[rid]
         if rec["caller_key_id"] in doomed_keys:
-            number = keys.open_number(conn, rec)
-            hold_key = keys.caller_key(conn, tenant=shred.tenant, number_hash=rec["number_hash"], purpose=HOLD)
-            conn.execute(_r.update().where(_r.c.id == rid).values(
-                caller_key_id=hold_key.id, caller_number_sealed=keys.seal_number(
-                    hold_key, tenant=shred.tenant, recording_id=rid, e164=number or "")))
+            keys.move_recording(conn, rec, hold_key(rec), e164=keys.open_number(conn, rec) or "")
     store.delete_located((c["bucket"], c["object_key"]) for c in shred.doomed)
     for part in _chunks([c["id"] for c in shred.doomed]):
         conn.execute(_c.delete().where(_c.c.id.in_(part), _c.c.hold == sa.false(), _c.c.deleting_at.is_not(None)))

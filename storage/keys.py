@@ -177,15 +177,6 @@ class KeyRing:
         return unwrap_key(wrapped, wrapping_key=caller.key, context=encode_context("data-key", object_key))
 
     @staticmethod
-    def destroy(conn: sa.Connection, *, tenant: str, number_hash: str, purpose: str = CALLER) -> int:
-        """Crypto-shred: forget the wrapped caller key. Returns 1 if a live key was destroyed."""
-        result = conn.execute(t.caller_keys.update().where(
-            t.caller_keys.c.tenant_id == tenant, t.caller_keys.c.number_hash == number_hash,
-            t.caller_keys.c.purpose == purpose, t.caller_keys.c.wrapped_key.is_not(None),
-        ).values(wrapped_key=None, destroyed_at=datetime.now(timezone.utc)))
-        return result.rowcount
-
-    @staticmethod
     def destroy_ids(conn: sa.Connection, key_ids: list[uuid.UUID], *, now: datetime) -> int:
         """Crypto-shred keys by id (erasure, ledger replay); already destroyed ones are skipped."""
         destroyed = 0
@@ -194,6 +185,21 @@ class KeyRing:
                 t.caller_keys.c.id.in_(key_ids[i:i + 1000]), t.caller_keys.c.wrapped_key.is_not(None),
             ).values(wrapped_key=None, destroyed_at=now)).rowcount
         return destroyed
+
+    # -- moving what a key protects to another key (erasure's hold key, rectification) ----------
+
+    def move_copy(self, conn: sa.Connection, copy: Mapping, to: CallerKey) -> None:
+        """Re-wrap a copy's data key under ``to`` (the object itself is not touched)."""
+        data_key = self.unwrap_data_key(conn, caller_key_id=copy["caller_key_id"], wrapped=copy["wrapped_data_key"],
+                                        object_key=copy["object_key"])
+        conn.execute(t.copies.update().where(t.copies.c.id == copy["id"]).values(
+            caller_key_id=to.id, wrapped_data_key=self.wrap_data_key(to, data_key, object_key=copy["object_key"])))
+
+    def move_recording(self, conn: sa.Connection, recording: Mapping, to: CallerKey, *, e164: str) -> None:
+        """Seal a recording's number (``e164``; "" for withheld) under ``to`` and point it there."""
+        conn.execute(t.recordings.update().where(t.recordings.c.id == recording["id"]).values(
+            caller_key_id=to.id, caller_number_sealed=self.seal_number(
+                to, tenant=recording["tenant_id"], recording_id=recording["id"], e164=e164)))
 
     # -- the caller's number, sealed under the key of its recording ----------------------------
 

@@ -69,7 +69,7 @@ class ErasureLedger:
     def from_settings(cls, store: ObjectStore, settings: StorageSettings) -> "ErasureLedger":
         return cls(store, settings.ledger_bucket, settings.ledger_prefix, settings.ledger_retention_days)
 
-    def _put(self, kind: str, body: bytes, *, now: datetime, entry_id: str) -> str:
+    def _put(self, kind: str, body: bytes, *, entry_id: str) -> str:
         # Ordered by the writer's wall clock in nanoseconds, not by ``now`` (a caller's clock may
         # repeat a value): a hold and its release in the same second must replay in order.
         key = f"{self.prefix}{kind}/{time.time_ns():020d}-{entry_id}.json"
@@ -85,7 +85,7 @@ class ErasureLedger:
     def record(self, entry: LedgerEntry, *, now: datetime) -> str:
         """Write one erasure, locked in COMPLIANCE mode; an error here must abort the erasure."""
         entry = LedgerEntry(**{**asdict(entry), "at": now.astimezone(timezone.utc).isoformat()})
-        return self._put("erase", entry.to_json(), now=now, entry_id=entry.id)
+        return self._put("erase", entry.to_json(), entry_id=entry.id)
 
     def record_hold(self, copy_ids: list[str], *, on: bool, actor: str, now: datetime) -> str | None:
         """Journal a hold or a release of copies; an error here must abort the change."""
@@ -93,7 +93,7 @@ class ErasureLedger:
             return None
         body = json.dumps({"copy_ids": sorted(copy_ids), "on": on, "actor": actor,
                            "at": now.astimezone(timezone.utc).isoformat()}, sort_keys=True).encode()
-        return self._put("hold", body, now=now, entry_id=uuid.uuid4().hex)
+        return self._put("hold", body, entry_id=uuid.uuid4().hex)
 
     def entries(self) -> Iterator[tuple[str, LedgerEntry]]:
         """Every erasure, oldest first."""

@@ -15,8 +15,9 @@ from storage.catalog import tables as t
 from storage.copies import read_copy, read_copy_range
 from storage.crypto import DecryptionError
 from storage.exceptions import IntegrityError, KeyDestroyedError
+from storage.erasure import live_caller_keys
 from storage.keys import KeyRing
-from tests.integration.catalog_helpers import FRAME, store_copy
+from tests.integration.catalog_helpers import FRAME, NOW, store_copy
 
 pytestmark = pytest.mark.integration
 
@@ -90,7 +91,7 @@ def test_destroying_the_caller_key_makes_every_copy_and_old_version_unreadable(
     store_copy(catalog, store, keys, scratch_bucket, audio, rid=rid, number_hash=number_hash)
 
     with catalog.begin() as conn:
-        assert KeyRing.destroy(conn, tenant="acme", number_hash=number_hash) == 1
+        assert KeyRing.destroy_ids(conn, live_caller_keys(conn, "acme", [number_hash]), now=NOW) == 1
     with catalog.connect() as conn:
         for copy_id in (prod, monitoring):
             with pytest.raises(KeyDestroyedError, match="destroyed"):

@@ -23,6 +23,7 @@ from storage.admin import init_buckets
 from storage.catalog import tables as t
 from storage.copies import read_copy
 from storage.exceptions import KeyDestroyedError
+from storage.erasure import live_caller_keys
 from storage.keys import KeyRing
 from tests.integration.catalog_helpers import NOW, new_recording, store_copy
 
@@ -104,7 +105,7 @@ def test_linked_copies_have_their_own_tier_clock_and_row_under_the_same_caller_k
     assert {r["tier"] for r in rows(catalog, t.copies)} == {"monitoring", "training", "complaint-extract"}
     # ...and destroying the caller's key reaches every linked copy.
     with catalog.begin() as conn:
-        KeyRing.destroy(conn, tenant="acme", number_hash=number_hash)
+        KeyRing.destroy_ids(conn, live_caller_keys(conn, "acme", [number_hash]), now=NOW)
     with catalog.connect() as conn, pytest.raises(KeyDestroyedError):
         read_copy(conn, store, keys, training.copy_id)
 
