@@ -7,6 +7,7 @@ callers from ids (never a phone number, see ``storage.keys``).
 from __future__ import annotations
 
 import io
+import logging
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from .exceptions import ObjectNotFound, ObjectStoreUnavailable, StorageError
 from .settings import StorageSettings
 
 DELETE_BATCH = 1000  # S3 DeleteObjects limit
+log = logging.getLogger(__name__)
 LIST_CONCURRENCY = 8
 MULTIPART_THRESHOLD = 16 * 1024 * 1024
 _NOT_FOUND = {"NoSuchKey", "404", "NotFound", "NoSuchVersion"}
@@ -266,13 +268,37 @@ class ObjectStore:
         return sum(self.delete_many(bucket, keys) for bucket, keys in by_bucket.items())
 
     def _delete_batch(self, bucket: str, batch: list[dict]) -> int:
+        """One DeleteObjects call. A version the bucket's object lock protects (under legal
+        hold or retention) is kept, not a failure: only a hold's release may delete it. This
+        is how an old held version survives a sweep or an erasure of the copy written over it
+        under the same key (a held copy a catalog restore could not bring back, made again)."""
         try:
             resp = self.client.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
         except (ClientError, BotoCoreError) as exc:
             raise translate(exc, bucket=bucket) from exc
-        errors = resp.get("Errors", [])
+        errors = [e for e in resp.get("Errors", []) if not self._locked(bucket, e.get("Key"), e.get("VersionId"))]
         if errors:
             first = errors[0]
             raise StorageError(f"s3://{bucket}: {len(errors)} of {len(batch)} deletions failed, first: "
                                f"{first.get('Key')} {first.get('Code')} {first.get('Message')}")
-        return len(batch)
+        kept = len(resp.get("Errors", []))
+        if kept:
+            log.warning("s3://%s: %d object version(s) kept: under legal hold or retention", bucket, kept)
+        return len(batch) - kept
+
+    def _locked(self, bucket: str, key: str | None, version: str | None) -> bool:
+        """Whether one version is protected by object lock: a legal hold or an unexpired retention."""
+        if not key:
+            return False
+        where = {"Bucket": bucket, "Key": key, **({"VersionId": version} if version else {})}
+        try:
+            if self.client.get_object_legal_hold(**where)["LegalHold"]["Status"] == "ON":
+                return True
+        except ClientError as exc:
+            if _code(exc) not in _NO_LEGAL_HOLD:
+                return False
+        try:
+            until = self.client.get_object_retention(**where)["Retention"]["RetainUntilDate"]
+        except (ClientError, KeyError):
+            return False
+        return until > datetime.now(until.tzinfo)

@@ -176,3 +176,21 @@ def test_without_object_lock_the_hold_still_retags_and_a_missing_object_is_liste
         released = release_hold(conn, store, copy_ids=[cid, gone], actor="ic-1", now=NOW)
     assert (released.retagged, released.missing) == (1, [gone])
     assert store.get_tags(scratch_bucket, key) == {"tier": "production"}
+
+
+def test_deleting_a_key_keeps_its_versions_under_legal_hold_and_deletes_the_rest(store, locked_bucket):
+    """A held version is protected by the bucket's object lock: a sweep or an erasure of a copy
+    written over it under the same key deletes the newer version and keeps the held one, instead
+    of failing the whole deletion (and with it every later sweep or erasure replay)."""
+    bucket, key = locked_bucket, "acme/rec-1/monitoring.cve"
+    store.put(bucket, key, b"held evidence", tags={"tier": "monitoring"})
+    store.set_legal_hold(bucket, key, True)
+    store.put(bucket, key, b"a later copy under the same key", tags={"tier": "monitoring"})
+    store.put(bucket, "acme/rec-2/monitoring.cve", b"unheld", tags={"tier": "monitoring"})
+
+    deleted = store.delete_many(bucket, [key, "acme/rec-2/monitoring.cve"])
+
+    assert deleted == 2
+    assert store.get(bucket, key) == b"held evidence"
+    assert store.legal_hold(bucket, key)
+    assert [k for k, _ in store.versions(bucket, "acme/")] == [key]

@@ -255,9 +255,11 @@ class Promises(RuleBasedStateMachine):
         report = reconcile(self.v.engine, self.v.store, self.v.storage.recordings_bucket, repair=False,
                            grace=timedelta(0), now=self._wall())
         assert not (report.orphan_objects or report.dangling_rows or report.held_missing), report.summary()
-        # (A copy made again under the same key since, an extract of the same reference, has a row again.)
-        self.lost_held -= {c["object_key"] for c in self._copies()}
-        assert set(report.held_orphans) == self.lost_held, report.summary()
+        # A copy made again under the same key since (an extract of the same reference) hides the
+        # lost one while it lives: its row is there. Once it is swept or erased, the held version
+        # it was written over is the key's newest again, still held, and reported again.
+        assert set(report.held_orphans) == self.lost_held - {c["object_key"] for c in self._copies()}, \
+            report.summary()
 
 
 @pytest.mark.timeout(1800)
