@@ -136,7 +136,8 @@ def _shred(conn: sa.Connection, store: ObjectStore, keys: KeyRing, ledger: Erasu
                  outcome="done", at=now,
                  detail={"tenant": shred.tenant, "erased_recordings": len(report.erased_recordings),
                          "erased_copies": len(shred.doomed), "kept_held_copies": len(shred.held),
-                         "keys_destroyed": report.keys_destroyed, "ledger_entry": ledger_key.rsplit("/", 1)[-1]})
+                         "keys_destroyed": report.keys_destroyed, "dead_letters_purged": shred.purged_dead_letters,
+                         "ledger_entry": ledger_key.rsplit("/", 1)[-1]})
     return report
 
 

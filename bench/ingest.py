@@ -259,7 +259,7 @@ def build_messages(pipe, audio: bytes, count: int, tag: str) -> list[tuple[bytes
     """(key, value, recording id) per call: distinct recording ids and caller numbers."""
     from ingest.producer import Call, Producer
 
-    producer = Producer(pipe.kafka, pipe.storage, inline_max_bytes=INLINE_MAX)
+    producer = Producer(pipe.kafka, pipe.storage, inline_max_bytes=INLINE_MAX, seal_keys=pipe.seal_keys)
     started = datetime.now(timezone.utc) - timedelta(minutes=2)
     out = []
     for i in range(count):

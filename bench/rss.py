@@ -126,7 +126,8 @@ def make_hour_wav(directory: Path) -> Path:
 def _message(pipe, audio: bytes, tag: str, *, inline: bool) -> tuple[bytes, bytes, str]:
     from ingest.producer import Call, Producer
 
-    producer = Producer(pipe.kafka, pipe.storage, inline_max_bytes=ingest_bench.INLINE_MAX)
+    producer = Producer(pipe.kafka, pipe.storage, inline_max_bytes=ingest_bench.INLINE_MAX,
+                        seal_keys=pipe.seal_keys)
     rid = f"bench-rss-{tag}-{uuid.uuid4().hex[:8]}"
     msg = producer.message_for(Call(audio=audio, tenant="acme", agent_id="agent-1", caller_number="+33612345678",
                                     started_at=datetime.now(timezone.utc) - timedelta(hours=2), recording_id=rid,

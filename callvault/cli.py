@@ -549,13 +549,29 @@ dlq_app = typer.Typer(no_args_is_help=True, help="The dead-letter topic: why cal
 app.add_typer(dlq_app, name="dlq")
 
 
-def _dead_letters():
+def _dead_letters(release: bool = True):
+    """The dead letters, released from quarantine with the catalog's keys (``release``)."""
     import asyncio
 
     from ingest.dlq import read
     from ingest.settings import get_kafka_settings
 
-    return asyncio.run(read(get_kafka_settings()))
+    opener = None
+    if release:
+        from callvault.bootstrap import services
+        from storage.exceptions import KeyDestroyedError
+        from storage.transit import Quarantine
+
+        svc = services()
+        quarantine = Quarantine(svc.keys)
+
+        def opener(dead_letter_id):
+            with svc.engine.connect() as conn:
+                try:
+                    return quarantine.key(conn, dead_letter_id).key
+                except KeyDestroyedError:
+                    return None
+    return asyncio.run(read(get_kafka_settings(), opener))
 
 
 @dlq_app.command("list")
@@ -564,7 +580,7 @@ def dlq_list(every: bool = typer.Option(False, "--all", help="also list each dea
     """Dead letters by reason and tenant, oldest first."""
     from ingest.dlq import summary
 
-    letters = _dead_letters()
+    letters = _dead_letters(release=every)
     if not letters:
         typer.echo("the dead-letter topic is empty")
         return
@@ -607,13 +623,20 @@ def dlq_replay(reason: str = typer.Option(None, help="only this reason code, e.g
     from ingest.dlq import replay, select
     from ingest.settings import get_kafka_settings
 
+    from ingest.producer import catalog_seal_keys, resealer
+
     chosen = select(_dead_letters(), reason=reason, tenant=tenant)
-    sent = asyncio.run(replay(get_kafka_settings(), chosen))
+    svc = services()
+    sent = asyncio.run(replay(get_kafka_settings(), chosen,
+                              reseal=resealer(catalog_seal_keys(svc.engine, svc.storage, kafka=get_kafka_settings()))))
     with services().engine.begin() as conn:
         audit.append(conn, actor=actor, role="it", action="dlq:replay", target_type="dead-letters",
                      target_id=f"{reason or '*'}/{tenant or '*'}", outcome="done", at=datetime.now(timezone.utc),
                      detail={"replayed": sent, "positions": [d.position for d in chosen][:200]})
     typer.echo(f"replayed {sent} dead letters to the recordings topic")
+    if len(chosen) > sent:
+        typer.echo(f"skipped {len(chosen) - sent}: purged (caller erased, or past retention), or not sealable "
+                   "(their tenant is not configured)")
 
 
 @dlq_app.command("purge")
@@ -630,7 +653,7 @@ def dlq_purge(older_than_days: float = typer.Option(..., "--older-than", min=0,
     from ingest.settings import get_kafka_settings
 
     now = datetime.now(timezone.utc)
-    deleted = asyncio.run(purge(get_kafka_settings(), _dead_letters(), older_than=now - timedelta(days=older_than_days)))
+    deleted = asyncio.run(purge(get_kafka_settings(), _dead_letters(release=False), older_than=now - timedelta(days=older_than_days)))
     with services().engine.begin() as conn:
         audit.append(conn, actor=actor, role="it", action="dlq:purge", target_type="dead-letters",
                      target_id=f"older-than-{older_than_days:g}d", outcome="done", at=now, detail={"deleted": deleted})

@@ -1,29 +1,38 @@
 """Dead-letter operations: see why calls were refused, send them again once the cause is fixed.
 
-The dead-letter topic keeps each refused message as it arrived, with its reason code and a
-PII-free error in the headers (``ingest.worker``). Here it is read from the first offset to the
-current end without a consumer group (nothing is committed, nothing moves for the worker):
+The dead-letter topic keeps each refused message in quarantine (``ingest.sealing``): encrypted
+under a key of its own that the catalog keeps, with its reason code, tenant and a PII-free error
+in the headers (``ingest.worker``). Here it is read from the first offset to the current end
+without a consumer group (nothing is committed, nothing moves for the worker):
 
-- ``summary``: counts by reason and tenant, oldest first;
-- ``show``: one dead letter, with the number masked and the audio reduced to its size;
-- ``replay``: the selected messages sent again to the recordings topic, key and value as they
-  were. Ingest is idempotent on the recording id, so a replay of a call already stored since
-  is a ``duplicate``, never a second copy;
+- ``summary``: counts by reason and tenant (from the headers: no key needed), oldest first;
+- ``show``: one dead letter released from quarantine (``release``: the catalog's key), the number
+  masked and the audio reduced to its size; "purged" once its caller was erased or its
+  quarantine's retention passed;
+- ``replay``: the selected messages sent again to the recordings topic, sealed again to their
+  tenant's current ingest key (``reseal``). Ingest is idempotent on the recording id, so a replay
+  of a call already stored since is a ``duplicate``, never a second copy; a purged one is skipped;
 - ``purge``: Kafka's DeleteRecords up to the first dead letter younger than a cutoff, per partition.
 """
 
 from __future__ import annotations
 
 import json
+import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import Callable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 
+from . import sealing
 from .phone import is_withheld, mask_number, normalise_number
 from .settings import KafkaSettings
+
+Release = Callable[[uuid.UUID], bytes | None]  # dead letter id -> its quarantine key (None: purged)
+Reseal = Callable[[bytes], bytes]               # a plain v1 message -> sealed to its tenant's key
 
 
 @dataclass(frozen=True)
@@ -35,18 +44,34 @@ class DeadLetter:
     reason: str
     error: str
     value: bytes = field(repr=False)
+    tenant_header: str | None = None
+    original: bytes | None = field(default=None, repr=False)  # released from quarantine; None: not (yet)
+
+    @property
+    def quarantine_id(self) -> uuid.UUID | None:
+        return sealing.quarantine_id(self.value)
+
+    @property
+    def purged(self) -> bool:
+        """In quarantine, and its key is gone (caller erased, or past retention): unreadable."""
+        return self.quarantine_id is not None and self.original is None
+
+    @property
+    def message(self) -> bytes | None:
+        """The message as it arrived (a plain record of an older worker is its own message)."""
+        return self.original if self.quarantine_id is not None else self.value
 
     @property
     def fields(self) -> dict:
         try:
-            data = json.loads(self.value)
+            data = json.loads(self.message or b"")
         except (ValueError, UnicodeDecodeError):
             return {}
         return data if isinstance(data, dict) else {}
 
     @property
     def tenant(self) -> str:
-        tenant = self.fields.get("tenant")
+        tenant = self.tenant_header or self.fields.get("tenant")
         return tenant if isinstance(tenant, str) and len(tenant) <= 64 else "?"
 
     @property
@@ -66,21 +91,26 @@ class DeadLetter:
                 shown = mask_number("")
         audio = data.get("audio") if isinstance(data.get("audio"), dict) else {}
         inline = audio.get("inline")
+        if self.purged:
+            shown = "purged"
+        elif data.get("schema") == sealing.SEALED_V1:
+            shown = "sealed (its ingest key is gone)"
         return {"position": self.position, "at": self.at.isoformat(), "reason": self.reason, "error": self.error,
                 "recording_id": (self.key or b"").decode(errors="replace")[:200], "tenant": self.tenant,
                 "started_at": str(data.get("started_at", ""))[:40], "caller_number": shown,
-                "audio": (f"inline, {len(inline) * 3 // 4} bytes" if isinstance(inline, str)
-                          else "by reference" if audio.get("ref") else "none"),
+                "audio": ("purged" if self.purged else f"inline, {len(inline) * 3 // 4} bytes"
+                          if isinstance(inline, str) else "by reference" if audio.get("ref") else "none"),
                 "message_bytes": len(self.value)}
 
 
-async def read(kafka: KafkaSettings) -> list[DeadLetter]:
-    """Every dead letter now in the topic, oldest first (by time, then position)."""
+async def read(kafka: KafkaSettings, release: Release | None = None) -> list[DeadLetter]:
+    """Every dead letter now in the topic, oldest first (by time, then position); released from
+    quarantine when ``release`` gives keys (counts by reason and tenant need none)."""
     partitions = await _partitions(kafka)
     if not partitions:
         return []
     consumer = AIOKafkaConsumer(bootstrap_servers=kafka.bootstrap_servers, enable_auto_commit=False,
-                                group_id=None, max_partition_fetch_bytes=16 * 1024 * 1024,
+                                group_id=None, max_partition_fetch_bytes=20 * 1024 * 1024,
                                 fetch_max_bytes=64 * 1024 * 1024)
     await consumer.start()
     try:
@@ -97,12 +127,23 @@ async def read(kafka: KafkaSettings) -> list[DeadLetter]:
                     if r.offset >= ends[tp]:
                         continue
                     headers = {k: v.decode(errors="replace") for k, v in (r.headers or ())}
+                    value = r.value or b""
                     out.append(DeadLetter(r.partition, r.offset, datetime.fromtimestamp(r.timestamp / 1000, timezone.utc),
                                           r.key, headers.get("callvault-reason", "?"),
-                                          headers.get("callvault-error", ""), r.value or b""))
+                                          headers.get("callvault-error", ""), value,
+                                          tenant_header=headers.get("callvault-tenant"),
+                                          original=_released(value, release)))
         return sorted(out, key=lambda d: (d.at, d.partition, d.offset))
     finally:
         await consumer.stop()
+
+
+def _released(value: bytes, release: Release | None) -> bytes | None:
+    dead_letter_id = sealing.quarantine_id(value)
+    if dead_letter_id is None or release is None:
+        return None
+    key = release(dead_letter_id)
+    return None if key is None else sealing.release(value, key=key)
 
 
 async def _partitions(kafka: KafkaSettings) -> list[int]:
@@ -131,17 +172,28 @@ def select(letters: list[DeadLetter], *, reason: str | None = None, tenant: str 
     return [d for d in letters if (reason is None or d.reason == reason) and (tenant is None or d.tenant == tenant)]
 
 
-async def replay(kafka: KafkaSettings, letters: list[DeadLetter]) -> int:
-    """Send the messages again to the recordings topic, as they arrived; how many were sent."""
+async def replay(kafka: KafkaSettings, letters: list[DeadLetter], reseal: Reseal | None = None) -> int:
+    """Send the messages again to the recordings topic, sealed again (``reseal``) when they are
+    plain; how many were sent. Purged ones (unreadable by design) are skipped."""
     producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap_servers, acks="all",
-                                max_request_size=12 * 1024 * 1024)
+                                max_request_size=17 * 1024 * 1024)
     await producer.start()
     try:
+        sent = 0
         for d in letters:
-            await producer.send_and_wait(kafka.recordings_topic, d.value, key=d.key)
+            message = d.message
+            if message is None:
+                continue
+            if reseal is not None and not sealing.is_sealed(message):
+                try:
+                    message = reseal(message)
+                except Exception:  # noqa: BLE001 - not sealable (no tenant, tenant unknown): never sent in clear
+                    continue
+            await producer.send_and_wait(kafka.recordings_topic, message, key=d.key)
+            sent += 1
     finally:
         await producer.stop()
-    return len(letters)
+    return sent
 
 
 async def purge(kafka: KafkaSettings, letters: list[DeadLetter], *, older_than: datetime) -> int:

@@ -8,7 +8,10 @@
         │   └── InvalidRedaction         invalid_redaction   a redaction span is malformed or outside the audio
         ├── UnknownTenant                unknown_tenant      the tenant is not configured in callvault
         ├── RecordingConflict            recording_conflict  same recording id, different audio or spans
-        ├── ClaimCheckError              claim_check_failed  the landing object is missing, elsewhere, or altered
+        ├── ClaimCheckError              claim_check_failed  the landing object is missing, elsewhere, of another
+        │                                                    tenant, or altered
+        ├── SealError                    unreadable_seal     a sealed message or landing object does not open: a key
+        │                                                    unknown, of another tenant or destroyed, or tampering
         └── AudioError                   audio_error
             ├── UndecodableAudio         undecodable_audio   ffmpeg cannot read it (not audio, corrupt)
             │   └── TruncatedAudio       truncated_audio     it decodes, but the file is cut short
@@ -54,6 +57,7 @@ class IngestErrorCode(StrEnum):
     CLAIM_CHECK_FAILED = "claim_check_failed"
     INTERNAL_ERROR = "internal_error"
     WORKER_CRASH = "worker_crash"  # the message killed the worker (out of memory, SIGKILL) too often
+    UNREADABLE_SEAL = "unreadable_seal"
 
 
 @dataclass(frozen=True)
@@ -140,3 +144,7 @@ class RecordingConflict(IngestError):
 
 class ClaimCheckError(IngestError):
     code = IngestErrorCode.CLAIM_CHECK_FAILED
+
+
+class SealError(IngestError):
+    code = IngestErrorCode.UNREADABLE_SEAL

@@ -1,28 +1,76 @@
 """The telephony side: push a finished call onto ``callvault.recordings``.
 
 Small audio travels inline (base64 in the message). Larger audio is uploaded first to the
-EU landing bucket and the message carries a claim check (bucket, key, size, SHA-256), so
-Kafka messages stay far below the broker's size limit. The landing bucket is checked for
-residency before the upload; its lifecycle rule expires stragglers within a day.
+EU landing bucket, under the tenant's prefix, and the message carries a claim check (bucket,
+key, size, SHA-256), so Kafka messages stay far below the broker's size limit. The landing
+bucket is checked for residency before the upload; its lifecycle rule expires stragglers
+within a day.
+
+Nothing leaves readable (``ingest.sealing``): the landing object is encrypted under a fresh
+content key, and the whole message (number, inline audio, content key) is sealed to the
+tenant's current ingest key, which ``seal_keys`` gives (by default from the catalog).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Iterable
+from datetime import datetime, timezone
+from typing import Callable, Iterable
 
 from aiokafka import AIOKafkaProducer
 
 from storage.objectstore import ObjectStore
 from storage.residency import check_bucket, check_settings
 from storage.settings import StorageSettings
+from storage.transit import PublicIngestKey
 
+from . import sealing
 from .schema import AudioRef, RecordingMessage, build_message, guess_format
 from .settings import KafkaSettings
+
+SealKeys = Callable[[str], PublicIngestKey]  # tenant -> the ingest key to seal to now
+KEY_CACHE_SECONDS = 60.0
+
+
+def catalog_seal_keys(engine, storage: StorageSettings, *, lifetime_hours: float | None = None,
+                      kafka: KafkaSettings | None = None) -> SealKeys:
+    """Ingest keys straight from the catalog (made on first use): for producers running where
+    callvault runs (`callvault push`, the HTTP front door, tests)."""
+    from storage.keys import KeyRing
+
+    from .service import ingest_keys_for
+    from .settings import IngestSettings
+
+    settings = IngestSettings() if lifetime_hours is None else IngestSettings(ingest_key_hours=lifetime_hours)
+    keys = ingest_keys_for(KeyRing.from_settings(storage), settings, kafka or KafkaSettings())
+
+    def current(tenant: str) -> PublicIngestKey:
+        with engine.begin() as conn:
+            return keys.current(conn, tenant, now=datetime.now(timezone.utc))
+    return current
+
+
+def resealer(seal_keys: SealKeys) -> Callable[[bytes], bytes]:
+    """Seal a plain v1 message again to its tenant's current key (a dead letter replayed)."""
+    import json
+
+    def reseal(message: bytes) -> bytes:
+        tenant = json.loads(message).get("tenant")
+        if not isinstance(tenant, str):
+            raise ValueError("a message without a tenant cannot be sealed")
+        return sealing.seal(message, seal_keys(tenant))
+    return reseal
+
+
+def default_seal_keys(storage: StorageSettings, kafka: KafkaSettings) -> SealKeys:
+    from storage.catalog.db import make_engine
+    from storage.settings import get_catalog_settings
+
+    return catalog_seal_keys(make_engine(get_catalog_settings().url), storage, kafka=kafka)
 
 
 @dataclass(frozen=True)
@@ -43,13 +91,15 @@ class Producer:
     """Builds v1 messages and sends them with acks=all; usable as an async context manager."""
 
     def __init__(self, kafka: KafkaSettings, storage: StorageSettings, *, inline_max_bytes: int = 512 * 1024,
-                 store: ObjectStore | None = None) -> None:
+                 store: ObjectStore | None = None, seal_keys: SealKeys | None = None) -> None:
         self.kafka = kafka
         self.storage = storage
         self.inline_max_bytes = inline_max_bytes
         self._store = store
         self._producer: AIOKafkaProducer | None = None
         self._landing_checked = False
+        self._seal_keys = seal_keys
+        self._key_cache: dict[str, tuple[float, PublicIngestKey]] = {}
 
     async def __aenter__(self) -> "Producer":
         self._producer = AIOKafkaProducer(bootstrap_servers=self.kafka.bootstrap_servers, acks="all",
@@ -68,6 +118,16 @@ class Producer:
             self._store = ObjectStore.from_settings(self.storage)
         return self._store
 
+    def seal_key(self, tenant: str) -> PublicIngestKey:
+        """The tenant's ingest key, asked again at most once a minute (keys live a day)."""
+        cached = self._key_cache.get(tenant)
+        if cached is None or time.monotonic() - cached[0] > KEY_CACHE_SECONDS:
+            if self._seal_keys is None:
+                self._seal_keys = default_seal_keys(self.storage, self.kafka)
+            cached = (time.monotonic(), self._seal_keys(tenant))
+            self._key_cache[tenant] = cached
+        return cached[1]
+
     def _claim_check(self, call: Call, recording_id: str) -> AudioRef:
         if not self._landing_checked:  # residency before the first byte moves
             check_settings(self.storage)
@@ -75,9 +135,16 @@ class Producer:
                          setting="CALLVAULT_STORAGE_LANDING_BUCKET")
             self._landing_checked = True
         key = f"{call.tenant}/{uuid.uuid4()}"  # never the number, never the telephony id verbatim
-        self.store.put(self.storage.landing_bucket, key, call.audio)
-        return AudioRef(bucket=self.storage.landing_bucket, key=key, size=len(call.audio),
-                        sha256=hashlib.sha256(call.audio).hexdigest())
+        content_key, chunks = sealing.encrypt_landing([call.audio], tenant=call.tenant, key=key,
+                                                      length=len(call.audio))
+        blob = b"".join(chunks)
+        self.store.put(self.storage.landing_bucket, key, blob)
+        return AudioRef(bucket=self.storage.landing_bucket, key=key, size=len(blob),
+                        sha256=hashlib.sha256(blob).hexdigest(), content_key=content_key)
+
+    def sealed(self, msg: RecordingMessage) -> bytes:
+        """What goes on the topic: the message sealed to its tenant's ingest key."""
+        return sealing.seal(msg.to_bytes(), self.seal_key(msg.tenant))
 
     def message_for(self, call: Call) -> RecordingMessage:
         recording_id = call.recording_id or f"cv-{uuid.uuid4()}"
@@ -92,7 +159,7 @@ class Producer:
     async def push(self, call: Call) -> str:
         """Send one call; returns the recording id once Kafka has acknowledged it."""
         msg = self.message_for(call)
-        await self.send_raw(msg.recording_id.encode(), msg.to_bytes())
+        await self.send_raw(msg.recording_id.encode(), self.sealed(msg))
         return msg.recording_id
 
     async def push_many(self, calls: Iterable[Call]) -> list[str]:
@@ -100,7 +167,7 @@ class Producer:
         for call in calls:
             msg = self.message_for(call)
             ids.append(msg.recording_id)
-            pending.append(await self._producer.send(self.kafka.recordings_topic, msg.to_bytes(),
+            pending.append(await self._producer.send(self.kafka.recordings_topic, self.sealed(msg),
                                                      key=msg.recording_id.encode()))
         await asyncio.gather(*pending)
         return ids

@@ -31,7 +31,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Iterable, Literal
 
-from pydantic import (AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, StrictInt,
+from pydantic import (AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, StrictInt,
                       StringConstraints, ValidationError, ValidationInfo, WithJsonSchema, field_validator,
                       model_validator)
 from pydantic_core import PydanticCustomError
@@ -86,6 +86,21 @@ InlineAudio = Annotated[
 ]
 
 
+def _key32(value: object) -> object:
+    if isinstance(value, bytes) and len(value) != 32:
+        raise PydanticCustomError("key_length", "must be 32 bytes")
+    return value
+
+
+ContentKey = Annotated[
+    bytes,
+    BeforeValidator(_from_base64),
+    AfterValidator(_key32),
+    PlainSerializer(lambda b: base64.b64encode(b).decode("ascii"), return_type=str, when_used="json"),
+    WithJsonSchema({"type": "string", "contentEncoding": "base64", "description": "32 bytes, standard base64."}),
+]
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -121,6 +136,10 @@ class AudioRef(_Model):
     key: Annotated[str, StringConstraints(min_length=1, max_length=1024, pattern=r"^[^\x00-\x1f\x7f]+$")]
     size: Annotated[StrictInt, Field(ge=1)]
     sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+    content_key: ContentKey | None = Field(None, repr=False, description=(
+        "The key the landing object is encrypted with (callvault's framed AES-256-GCM, bound to the tenant "
+        "and the landing key). Only inside a sealed message (callvault.sealed/v1): size and sha256 are "
+        "those of the encrypted object."))
 
 
 class AudioPayload(_Model):
@@ -220,7 +239,7 @@ _SAFE_MSG_TYPES = frozenset({
     "string_too_long", "string_pattern_mismatch", "int_type", "greater_than", "greater_than_equal",
     "less_than", "less_than_equal", "too_long", "too_short", "datetime_type", "datetime_parsing", "bytes_type",
     "model_type", "model_attributes_type", "dict_type", "tuple_type", "json_invalid", "json_type",
-    "invalid_number", "base64", "span_order", "audio_source", "too_early",
+    "invalid_number", "base64", "span_order", "audio_source", "too_early", "key_length",
 })
 _SAFE_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 _SAFE_SCHEMA = re.compile(r"^[A-Za-z._/-]*\d{0,3}$")

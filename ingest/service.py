@@ -1,8 +1,10 @@
 """Ingest one telephony message: the whole path from bytes on Kafka to a stored recording.
 
-    validate → tenant known → objection check → idempotency (duplicate / conflict)
-      → fetch audio (inline or claim check) → decode, silence spans, normalise (ffmpeg)
-      → encrypt + put object → catalog rows (one transaction) → delete landing object
+    open the seal (``ingest.sealing``) → validate → tenant known → objection check
+      → idempotency (duplicate / conflict) → fetch audio (inline, or a claim check of the
+      message's tenant, size and SHA-256 checked, decrypted) → decode, silence spans,
+      normalise (ffmpeg) → encrypt + put object → catalog rows (one transaction)
+      → delete the landing object (only the very object the message names)
 
 Pure of Kafka: the faust agent (``ingest.worker``) calls ``ingest`` in a thread and turns the
 result into events, and ``IngestError`` into a dead-letter record. Anything else raised here
@@ -15,6 +17,7 @@ import base64
 import hashlib
 import json
 import uuid
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from enum import StrEnum
@@ -25,16 +28,20 @@ import sqlalchemy as sa
 from lifecycle.tiers import Tier, expires_at
 from storage.catalog import tables as t
 from storage.copies import object_key_for, put_encrypted, upsert_copy
-from storage.exceptions import ObjectNotFound
+from storage.exceptions import KeyDestroyedError, ObjectNotFound
 from storage.keys import KeyRing
 from storage.objectstore import ObjectStore
 from storage.settings import StorageSettings
 from storage.suppressions import is_suppressed
+from storage.transit import IngestKeys, Quarantine
 
-from . import audio
-from .exceptions import ClaimCheckError, RecordingConflict, UnknownTenant
+from . import audio, sealing
+from .exceptions import ClaimCheckError, IngestError, RecordingConflict, SealError, UnknownTenant
+from .phone import is_withheld, normalise_number
 from .schema import RecordingMessage, parse_message
-from .settings import IngestSettings
+from .settings import IngestSettings, KafkaSettings
+
+log = logging.getLogger("callvault.ingest")
 
 RECORDING_NAMESPACE = uuid.UUID("5b0f7a4e-2f1c-4a8e-9d35-6f1d0c2b9a11")
 
@@ -72,6 +79,96 @@ class IngestDeps:
     storage: StorageSettings
     settings: IngestSettings = field(default_factory=IngestSettings)
     clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
+    kafka: KafkaSettings = field(default_factory=KafkaSettings)
+    ingest_keys: IngestKeys | None = None
+    quarantine: Quarantine | None = None
+
+    def __post_init__(self) -> None:
+        if self.ingest_keys is None:
+            self.ingest_keys = ingest_keys_for(self.keys, self.settings, self.kafka)
+        if self.quarantine is None:
+            self.quarantine = Quarantine(self.keys, retention=timedelta(days=self.kafka.dlq_retention_days))
+
+
+def ingest_keys_for(keys: KeyRing, settings: IngestSettings, kafka: KafkaSettings) -> IngestKeys:
+    """Keys used for ``ingest_key_hours``, destroyed a day after the recordings topic's retention
+    has passed for the last message sealed to them."""
+    return IngestKeys(keys, lifetime=timedelta(hours=settings.ingest_key_hours),
+                      keep_after_use=timedelta(hours=kafka.recordings_retention_hours) + timedelta(days=1))
+
+
+@dataclass(frozen=True)
+class Opened:
+    plain: bytes
+    sealed_for: str | None  # the tenant the envelope was sealed for; None: a plain message
+
+
+def open_message(raw: bytes, deps: IngestDeps) -> Opened:
+    """The v1 message inside a sealed envelope (or a plain one, unless seals are required)."""
+    env = sealing.envelope(raw)
+    if env is None:
+        if deps.settings.require_sealed:
+            raise SealError("the message is not sealed, and this worker takes sealed messages only",
+                            hint="send through callvault's producer, or seal to the tenant's ingest key")
+        return Opened(raw, None)
+    with deps.engine.connect() as conn:
+        try:
+            private = deps.ingest_keys.private(conn, env.tenant, env.key_id)
+        except KeyDestroyedError as exc:
+            raise SealError(str(exc)) from None
+    return Opened(sealing.open_envelope(env, private), env.tenant)
+
+
+@dataclass(frozen=True)
+class Subject:
+    """Who a refused message is about, as far as it can be read: what its dead letter is filed under."""
+
+    original: bytes                   # the opened message (the sealed one when it does not open)
+    tenant: str | None = None
+    number_hash: str | None = None
+    recording_id: uuid.UUID | None = None
+
+
+def identify(raw: bytes, deps: IngestDeps) -> Subject:
+    """Best effort, never raises: a dead letter is filed under its caller's number when the
+    message says one, so erasing that number purges it, even if the message is invalid."""
+    try:
+        return _identify(raw, deps)
+    except (sa.exc.OperationalError, sa.exc.InterfaceError):
+        raise  # the catalog is down: the worker waits for it, the message is not to blame
+    except Exception:  # noqa: BLE001 - anything a hostile message can provoke (deep nesting...)
+        return Subject(raw)
+
+
+def _identify(raw: bytes, deps: IngestDeps) -> Subject:
+    try:
+        opened = open_message(raw, deps)
+    except IngestError:
+        env = None
+        try:
+            env = sealing.envelope(raw)
+        except IngestError:
+            pass
+        return Subject(raw, tenant=env.tenant if env else None)
+    try:
+        doc = json.loads(opened.plain)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return Subject(opened.plain, tenant=opened.sealed_for)
+    if not isinstance(doc, dict):
+        return Subject(opened.plain, tenant=opened.sealed_for)
+    tenant = doc.get("tenant") if isinstance(doc.get("tenant"), str) and len(doc["tenant"]) <= 64 else None
+    tenant = opened.sealed_for or tenant
+    external = doc.get("recording_id")
+    rid = recording_uuid(tenant, external) if tenant and isinstance(external, str) else None
+    number, number_hash = doc.get("caller_number"), None
+    try:
+        if tenant and is_withheld(number):
+            number_hash = deps.keys.withheld_hash(tenant, rid) if rid else None
+        elif tenant and isinstance(number, str):
+            number_hash = deps.keys.number_hash(tenant, normalise_number(number, deps.settings.default_region))
+    except Exception:  # noqa: BLE001 - not a number: nothing to file it under
+        number_hash = None
+    return Subject(opened.plain, tenant=tenant, number_hash=number_hash, recording_id=rid)
 
 
 def recording_uuid(tenant: str, external_id: str) -> uuid.UUID:
@@ -90,25 +187,79 @@ def _source_sha256(msg: RecordingMessage) -> str:
     return hashlib.sha256(msg.audio.inline).hexdigest()
 
 
-def _fetch_audio(msg: RecordingMessage, deps: IngestDeps) -> bytes:
-    if msg.audio.inline is not None:
-        return msg.audio.inline
+def _check_ref(msg: RecordingMessage, deps: IngestDeps) -> None:
+    """A claim check names an object of its own tenant in the landing bucket, nothing else."""
     ref = msg.audio.ref
     if ref.bucket != deps.storage.landing_bucket:
         raise ClaimCheckError(f"claim check points at bucket {ref.bucket!r}, not the landing bucket",
                               hint="upload through `callvault push` or to CALLVAULT_STORAGE_LANDING_BUCKET")
+    if not ref.key.startswith(f"{msg.tenant}/") or "/../" in f"/{ref.key}/":
+        raise ClaimCheckError(f"claim check names a landing object outside tenant {msg.tenant!r}'s prefix",
+                              hint=f"upload under {msg.tenant}/ in the landing bucket")
+
+
+def _landing_object(msg: RecordingMessage, deps: IngestDeps) -> bytes | None:
+    """The landing object, when it is exactly the one the message names (size and SHA-256)."""
+    ref = msg.audio.ref
+    info = deps.store.head(ref.bucket, ref.key)
+    if info is None or info.size != ref.size:
+        return None
+    data = deps.store.get(ref.bucket, ref.key)
+    return data if len(data) == ref.size and hashlib.sha256(data).hexdigest() == ref.sha256 else None
+
+
+def _fetch_audio(msg: RecordingMessage, deps: IngestDeps) -> bytes:
+    if msg.audio.inline is not None:
+        return msg.audio.inline
+    _check_ref(msg, deps)
+    ref = msg.audio.ref
     try:
-        data = deps.store.get(ref.bucket, ref.key)
+        data = _landing_object(msg, deps)
     except ObjectNotFound as exc:
         raise ClaimCheckError("claim-check object is missing from the landing bucket") from exc
-    if len(data) != ref.size or hashlib.sha256(data).hexdigest() != ref.sha256:
+    if data is None:
+        if deps.store.head(ref.bucket, ref.key) is None:
+            raise ClaimCheckError("claim-check object is missing from the landing bucket")
         raise ClaimCheckError("claim-check object does not match the size/SHA-256 in the message")
+    if ref.content_key is not None:
+        return sealing.decrypt_landing(data, content_key=ref.content_key, tenant=msg.tenant, key=ref.key)
     return data
 
 
-def _drop_landing(msg: RecordingMessage, deps: IngestDeps) -> None:
-    if msg.audio.ref is not None and msg.audio.ref.bucket == deps.storage.landing_bucket:
-        deps.store.delete(msg.audio.ref.bucket, msg.audio.ref.key)
+def _drop_landing(msg: RecordingMessage, deps: IngestDeps, *, checked: bool = False) -> None:
+    """Delete the landing object once its call is stored or refused, and only when it is the
+    object the message names: a message cannot get another tenant's or another call's object
+    deleted by naming its key. ``checked``: its size and SHA-256 were just verified."""
+    if msg.audio.ref is None:
+        return
+    try:
+        _check_ref(msg, deps)
+    except ClaimCheckError:
+        return
+    ref = msg.audio.ref
+    try:
+        if checked or _landing_object(msg, deps) is not None:
+            deps.store.delete(ref.bucket, ref.key)
+        else:
+            log.warning("landing object of recording %s left in place: not the object its message names",
+                        msg.recording_id)
+    except ObjectNotFound:
+        pass
+
+
+# Refusals a replay can cure once the cause is fixed: their landing objects wait for it (the
+# landing bucket's lifecycle rule expires them within a day). Every other refusal drops its own.
+REPLAYABLE = frozenset({"unknown_tenant", "internal_error", "worker_crash"})
+
+
+def drop_refused_landing(subject: Subject, reason: str, deps: IngestDeps) -> None:
+    if reason in REPLAYABLE:
+        return
+    try:
+        msg = parse_message(subject.original, default_region=deps.settings.default_region)
+    except IngestError:
+        return  # unreadable: it names nothing we can check
+    _drop_landing(msg, deps)
 
 
 def _tenant_overrides(conn: sa.Connection, tenant: str) -> dict[str, int]:
@@ -133,7 +284,10 @@ def _duplicate(deps: IngestDeps, tenant: str, external_id: str, rid: uuid.UUID) 
 
 
 def ingest(raw: bytes, deps: IngestDeps) -> IngestResult:
-    msg = parse_message(raw, default_region=deps.settings.default_region)
+    opened = open_message(raw, deps)
+    msg = parse_message(opened.plain, default_region=deps.settings.default_region)
+    if opened.sealed_for is not None and msg.tenant != opened.sealed_for:
+        raise SealError(f"message sealed for tenant {opened.sealed_for!r} names tenant {msg.tenant!r}")
     now = deps.clock()
     msg.check_clock(now, max_ahead=timedelta(seconds=deps.settings.max_clock_skew_seconds))
     tenant, external_id = msg.tenant, msg.recording_id
@@ -196,8 +350,8 @@ def ingest(raw: bytes, deps: IngestDeps) -> IngestResult:
         if winner.content_sha256 != print_:
             raise RecordingConflict(f"recording {external_id!r} of tenant {tenant!r} is already stored with "
                                     "different audio or redaction spans") from None
-        _drop_landing(msg, deps)
+        _drop_landing(msg, deps, checked=True)
         return _duplicate(deps, tenant, external_id, rid)
-    _drop_landing(msg, deps)
+    _drop_landing(msg, deps, checked=True)
     return IngestResult(Outcome.STORED, tenant, external_id, rid, copy_id, processed.duration_ms, expiry)
 

@@ -20,6 +20,12 @@ class KafkaSettings(SectionSettings):
     dlq_topic: str = Field("callvault.recordings.dlq", description="Rejected messages, with their reason")
     events_topic: str = Field("callvault.events", description="stored / duplicate / suppressed / expired events")
     partitions: int = Field(4, description="Partitions of the recordings topic (max useful workers)")
+    recordings_retention_hours: float = Field(72.0, gt=0, description=(
+        "How long the recordings topic keeps messages (set on the topic, not left to the broker's default); "
+        "ingest private keys are destroyed a day after this has passed for their last message"))
+    dlq_retention_days: float = Field(7.0, gt=0, description=(
+        "How long a dead letter stays: the dead-letter topic's retention and its quarantine key's"))
+    events_retention_days: float = Field(7.0, gt=0, description="Retention of the events topic (ids and facts only)")
 
 
 @lru_cache
@@ -49,6 +55,11 @@ class IngestSettings(SectionSettings):
     max_duration_seconds: int = Field(4 * 3600, description="Calls longer than this are dead-lettered")
     max_clock_skew_seconds: int = Field(300, description="A call starting further in the future is refused")
     default_region: str = Field("FR", description="Country assumed for numbers written without +country code")
+    ingest_key_hours: float = Field(24.0, gt=0, description=(
+        "How long producers seal messages to one ingest key of a tenant before the next one is made"))
+    require_sealed: bool = Field(False, description=(
+        "Dead-letter (unreadable_seal) any message not sealed to an ingest key; callvault's own producers always "
+        "seal, so turn this on once every producer of yours does"))
 
 
 @lru_cache

@@ -2,8 +2,10 @@
 
 Delivery is at least once and nothing is lost:
 
-- a message the sender got wrong (``IngestError``) goes to the dead-letter topic, unchanged,
-  with its reason code and a PII-free message in the headers; the worker moves on;
+- a message the sender got wrong (``IngestError``) goes to the dead-letter topic, in
+  quarantine (``ingest.sealing``): the original encrypted under a key of its own, kept in the
+  catalog and filed under the caller's number, so an erasure of that number purges it; its
+  reason code, tenant and a PII-free message in the headers; the worker moves on;
 - a failure of ours or of a server (object store, database down) is retried with backoff,
   forever, without acknowledging the event, so its offset is never committed;
 - an unexpected exception (a bug) is retried a few times, then dead-lettered as
@@ -46,8 +48,10 @@ from storage.settings import StorageSettings, get_catalog_settings, get_storage_
 
 from . import attempts, metrics
 from .exceptions import AudioEncodingFailed, IngestError, IngestErrorCode
-from .service import IngestDeps, ingest
+from . import sealing
+from .service import IngestDeps, drop_refused_landing, identify, ingest
 from .settings import IngestSettings, KafkaSettings, get_ingest_settings, get_kafka_settings
+from .topics import ensure_topics, topic_configs
 
 log = logging.getLogger("callvault.ingest")
 MAX_BACKOFF_SECONDS = 30.0
@@ -83,7 +87,8 @@ def build_deps(storage: StorageSettings, ingest_settings: IngestSettings, catalo
     # Before the first call is stored: a restored catalog must first lose what was erased.
     replay_ledger(engine, store, keys, ErasureLedger.from_settings(store, storage), now=datetime.now(timezone.utc),
                   say=lambda line: log.info("%s", line))
-    return IngestDeps(engine=engine, store=store, keys=keys, storage=storage, settings=ingest_settings)
+    return IngestDeps(engine=engine, store=store, keys=keys, storage=storage, settings=ingest_settings,
+                      kafka=get_kafka_settings())
 
 
 def create_app(kafka: KafkaSettings | None = None, ingest_settings: IngestSettings | None = None,
@@ -100,19 +105,19 @@ def create_app(kafka: KafkaSettings | None = None, ingest_settings: IngestSettin
         web_enabled=ingest_settings.web_port > 0,
         web_port=ingest_settings.web_port or 6066,
         web_host="127.0.0.1",
-        producer_max_request_size=10 * 1024 * 1024,
+        producer_max_request_size=17 * 1024 * 1024,  # a dead letter: the largest message, quarantined
         producer_acks=-1,
         broker_commit_every=100,
         broker_commit_interval=1.0,
     )
     topics = Topics(
         recordings=app.topic(kafka.recordings_topic, key_serializer="raw", value_serializer="raw",
-                             partitions=kafka.partitions, internal=True),
-        # Room for the largest message the recordings topic takes, plus the reason headers.
+                             partitions=kafka.partitions, internal=True,
+                             config=topic_configs(kafka)[kafka.recordings_topic]),
         dlq=app.topic(kafka.dlq_topic, key_serializer="raw", value_serializer="raw",
-                      partitions=kafka.partitions, internal=True, config={"max.message.bytes": "12582912"}),
+                      partitions=kafka.partitions, internal=True, config=topic_configs(kafka)[kafka.dlq_topic]),
         events=app.topic(kafka.events_topic, key_serializer="raw", value_serializer="raw",
-                         partitions=kafka.partitions, internal=True),
+                         partitions=kafka.partitions, internal=True, config=topic_configs(kafka)[kafka.events_topic]),
     )
     pool = ThreadPoolExecutor(max_workers=ingest_settings.concurrency, thread_name_prefix="ingest")
     state: dict[str, IngestDeps] = {}
@@ -141,9 +146,28 @@ def create_app(kafka: KafkaSettings | None = None, ingest_settings: IngestSettin
                 log.warning("retrying send to %s in %.1fs: %s", topic.get_topic_name(), delay, type(exc).__name__)
                 await asyncio.sleep(delay)
 
+    def quarantined(event: faust.EventT, code: str) -> tuple[bytes, dict[str, bytes], object]:
+        """The dead-letter record: the original encrypted under a new quarantine key (filed under
+        the caller's number when the message says one), never the message as it arrived."""
+        d = get_deps()
+        subject = identify(event.value, d)
+        with d.engine.begin() as conn:
+            dl = d.quarantine.new(conn, reason=code, now=datetime.now(timezone.utc), tenant=subject.tenant,
+                                  number_hash=subject.number_hash, recording_id=subject.recording_id)
+        value = sealing.quarantine(subject.original, dead_letter_id=dl.id, key=dl.key)
+        headers = {"callvault-dead-letter": str(dl.id).encode()}
+        if subject.tenant:
+            headers["callvault-tenant"] = subject.tenant.encode()
+        return value, headers, subject
+
     async def dead_letter(event: faust.EventT, code: str, message: str) -> None:
-        headers = {"callvault-reason": code.encode(), "callvault-error": message[:1000].encode()}
-        await send_until_acked(topics.dlq, key=event.key, value=event.value, headers=headers)
+        loop = asyncio.get_running_loop()
+        value, headers, subject = await _until_done(loop, lambda: quarantined(event, code))
+        headers = {"callvault-reason": code.encode(), "callvault-error": message[:1000].encode(), **headers}
+        await send_until_acked(topics.dlq, key=event.key, value=value, headers=headers)
+        # Refused: its landing object goes too, unless a replay may still need it (a tenant added
+        # later, a bug of ours fixed); those expire with the landing bucket's lifecycle rule.
+        await _until_done(loop, lambda: drop_refused_landing(subject, code, get_deps()))
         metrics.REJECTED.labels(code).inc()
         log.warning("dead-lettered partition=%s offset=%s reason=%s", event.message.partition,
                     event.message.offset, code)
@@ -199,6 +223,10 @@ def create_app(kafka: KafkaSettings | None = None, ingest_settings: IngestSettin
         # faust creates the topics its agents consume; the ones it only writes to are ours to declare.
         for topic in (topics.dlq, topics.events):
             await topic.maybe_declare()
+        try:  # every topic's retention set explicitly, also on topics made before this version
+            await ensure_topics(kafka)
+        except Exception as exc:  # noqa: BLE001 - the broker refused (ACLs): say so, keep ingesting
+            log.warning("could not set the topics' retention: %s", type(exc).__name__)
 
     # One agent taking batches, not `concurrency=N` agents: faust acknowledges a batch only when
     # all of it is done, so no offset is committed past a call still being processed (with N
@@ -242,6 +270,7 @@ def create_app(kafka: KafkaSettings | None = None, ingest_settings: IngestSettin
                 return await loop.run_in_executor(pool, fn)
             except Exception as exc:  # noqa: BLE001 - a server down: retry, never drop the batch
                 metrics.RETRIES.labels(f"attempts-{type(exc).__name__}").inc()
+                log.warning("catalog bookkeeping failed (attempt %d), retrying: %s", attempt, type(exc).__name__)
                 await asyncio.sleep(min(MAX_BACKOFF_SECONDS, 0.5 * 2 ** min(attempt, 6)))
 
     if ingest_settings.sweep_interval_seconds > 0:
@@ -265,11 +294,25 @@ def create_app(kafka: KafkaSettings | None = None, ingest_settings: IngestSettin
                 return
             for event in report.events:
                 await send_until_acked(topics.events, key=event["copy_id"].encode(), value=json.dumps(event).encode())
+            try:  # keys of data in transit past their topics' retention
+                await asyncio.get_running_loop().run_in_executor(pool, lambda: expire_transit_keys(d))
+            except Exception as exc:  # noqa: BLE001 - the next interval tries again
+                metrics.RETRIES.labels(f"transit-keys-{type(exc).__name__}").inc()
             if report.deleted_copies:
                 log.info("sweep: %s", report.summary())
 
     app.callvault_topics = topics  # for tests
     return app
+
+
+def expire_transit_keys(d: IngestDeps) -> tuple[int, int]:
+    """Destroy ingest keys and dead-letter keys whose topics' retention has passed."""
+    now = datetime.now(timezone.utc)
+    with d.engine.begin() as conn:
+        destroyed, purged = d.ingest_keys.destroy_expired(conn, now=now), d.quarantine.expire(conn, now=now)
+    if destroyed or purged:
+        log.info("transit keys: %d ingest keys destroyed, %d dead letters past retention purged", destroyed, purged)
+    return destroyed, purged
 
 
 def run_worker(loglevel: str = "info") -> None:

@@ -11,7 +11,7 @@ number (a rectification may have moved the number, not the key, or the reverse):
 3. *execute*: held copies under a doomed key get their data key re-wrapped under the number's
    hold key (and their recording's sealed number re-sealed), so they stay readable; every
    version of each unheld copy's object goes, then its row, then each recording left without
-   a copy; last, the keys are destroyed.
+   a copy; the caller's quarantined dead letters are purged; last, the keys are destroyed.
 
 ``replay`` runs the same steps for a ledger entry against a catalog restored from a backup:
 keys destroyed again, rows deleted again, held copies kept readable. It matches by key,
@@ -30,6 +30,7 @@ from .catalog import tables as t
 from .keys import CALLER, HOLD, CallerKey, KeyRing
 from .ledger import LedgerEntry
 from .objectstore import ObjectStore
+from .transit import Quarantine
 
 _r, _c = t.recordings, t.copies
 _CHUNK = 1000
@@ -47,6 +48,7 @@ class ShredPlan:
     held: list[sa.RowMapping] = field(default_factory=list)
     doomed: list[sa.RowMapping] = field(default_factory=list)
     number_hashes: list[str] = field(default_factory=list)
+    purged_dead_letters: int = 0  # set by ``execute``
 
     @property
     def kept_recordings(self) -> set[uuid.UUID]:
@@ -150,6 +152,10 @@ def execute(conn: sa.Connection, store: ObjectStore, keys: KeyRing, shred: Shred
         conn.execute(_c.delete().where(_c.c.id.in_(part), _c.c.hold == sa.false(), _c.c.deleting_at.is_not(None)))
     for part in _chunks(shred.doomed_recordings):
         conn.execute(_r.delete().where(_r.c.id.in_(part), ~sa.exists().where(_c.c.recording_id == _r.c.id)))
+    # Dead letters of these callers (invalid or refused messages) become unreadable too.
+    hashes = sorted(set(shred.number_hashes) | {r["number_hash"] for r in shred.recordings.values()})
+    shred.purged_dead_letters = Quarantine.purge(conn, tenant=shred.tenant, number_hashes=hashes,
+                                                 recording_ids=list(shred.recordings))
     return keys.destroy_ids(conn, list(doomed_keys), now=now)
 
 

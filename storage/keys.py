@@ -167,6 +167,17 @@ class KeyRing:
                 f"the key {key_id} protecting this copy was destroyed (erasure): the audio is unreadable")
         return self._unwrap_row(row)
 
+    def wrap_secret(self, *, tenant: str, purpose: str, key_id: uuid.UUID, secret: bytes) -> tuple[str, bytes]:
+        """Wrap a 32-byte key of another kind (an ingest private key, a dead letter's key) under the
+        tenant's master key, bound to its purpose and id; returns (master version, wrapped)."""
+        version = self._wrapping_version(tenant)
+        return version, wrap_key(secret, wrapping_key=self._master_for(tenant, version),
+                                 context=encode_context(purpose, tenant, str(key_id)))
+
+    def unwrap_secret(self, *, tenant: str, purpose: str, key_id: uuid.UUID, version: str, wrapped: bytes) -> bytes:
+        return unwrap_key(wrapped, wrapping_key=self._master_for(tenant, version),
+                          context=encode_context(purpose, tenant, str(key_id)))
+
     @staticmethod
     def wrap_data_key(caller: CallerKey, data_key: bytes, *, object_key: str) -> bytes:
         return wrap_key(data_key, wrapping_key=caller.key, context=encode_context("data-key", object_key))

@@ -29,6 +29,7 @@ from typing import Any, Callable
 
 from ingest.exceptions import IngestErrorCode as Code
 from ingest.schema import SCHEMA_V1
+from ingest.sealing import SEALED_V1
 from tests.audio_fixtures import encode, pcm_to_wav, sine_wav, transcode
 
 TENANT = "acme"
@@ -137,6 +138,11 @@ def _claim(data: bytes, *, stored: bytes | None = None, bucket: str | None = Non
         return {"bucket": bucket or world.landing_bucket, "key": key, "size": len(data),
                 "sha256": hashlib.sha256(data).hexdigest()}
     return ref
+
+
+def _envelope(*, key_id: str) -> bytes:
+    return json.dumps({"schema": SEALED_V1, "tenant": TENANT, "key_id": key_id,
+                       "sealed": base64.b64encode(random.Random(3).randbytes(200)).decode()}).encode()
 
 
 def _shift(**delta: float) -> Callable[[World], str]:
@@ -252,6 +258,13 @@ CORPUS: tuple[BadInput, ...] = (
            ref=_claim(tone(), stored=tone()[:-2] + b"\x01\x02", key="acme/altered")),
     served("claim-wrong-size", Code.CLAIM_CHECK_FAILED, "does not match the size/SHA-256",
            ref=_claim(tone(), stored=tone() + b"\0\0", key="acme/longer")),
+    served("claim-other-tenant", Code.CLAIM_CHECK_FAILED, "outside tenant 'acme'",
+           ref=_claim(tone(), stored=tone(), key="globex/claim")),
+    # Sealed envelopes that do not open (tests/integration/test_transit.py seals real ones).
+    BadInput("sealed-unknown-key", lambda world: _envelope(key_id="6f0c7f1e-0d6b-4c38-9a55-0b1d8d3e2a10"),
+             Code.UNREADABLE_SEAL, "is not a key of tenant acme", Stage.SERVICE),
+    BadInput("sealed-malformed", lambda world: _envelope(key_id="not-a-uuid"),
+             Code.INVALID_MESSAGE, "malformed sealed envelope", Stage.SERVICE),
     # Audio that is not audio, or not a call.
     served("audio-is-text", Code.UNDECODABLE_AUDIO, "not decodable audio",
            audio=lambda: b"hello world, this is not audio at all"),

@@ -264,3 +264,42 @@ ingest_attempts = sa.Table(
     sa.Column("first_at", UTCDateTime(), nullable=False),
     sa.Column("last_at", UTCDateTime(), nullable=False),
 )
+
+# --- data in transit (ingest) ------------------------------------------------------------
+
+# Per-tenant ingest key pairs (X25519, for HPKE): producers seal each message (number, inline
+# audio, the landing object's content key) to the tenant's current public key; the private key
+# is kept wrapped by the master key and destroyed once every topic that could still hold a
+# message sealed to it has passed its retention, so no log segment outlives its key.
+ingest_keys = sa.Table(
+    "ingest_keys", metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),
+    _tenant_fk(),
+    sa.Column("public_key", sa.LargeBinary, nullable=False),
+    sa.Column("wrapped_key", sa.LargeBinary, nullable=True),  # NULL once destroyed
+    sa.Column("master_version", sa.String(64), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("use_until", UTCDateTime(), nullable=False),
+    sa.Column("destroy_after", UTCDateTime(), nullable=False),
+    sa.Column("destroyed_at", UTCDateTime(), nullable=True),
+    sa.CheckConstraint("(wrapped_key IS NULL) = (destroyed_at IS NOT NULL)", name="destroyed_means_no_key"),
+    sa.Index(None, "tenant_id", "use_until"),
+)
+
+# Dead letters in quarantine: the dead-letter topic holds each original only encrypted under a
+# key of its own, kept here. Erasing a number deletes the keys of its dead letters (found by the
+# number's keyed hash), and every key goes once the quarantine's retention has passed.
+dead_letters = sa.Table(
+    "dead_letters", metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),
+    sa.Column("tenant_id", sa.String(64), nullable=True),  # as the message said: maybe no such tenant
+    sa.Column("number_hash", HASH, nullable=True),         # NULL: unreadable message, or withheld
+    sa.Column("recording_id", sa.Uuid, nullable=True),
+    sa.Column("reason", sa.String(64), nullable=False),
+    sa.Column("wrapped_key", sa.LargeBinary, nullable=False),
+    sa.Column("master_version", sa.String(64), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("expires_at", UTCDateTime(), nullable=False),
+    sa.Index(None, "tenant_id", "number_hash"),
+    sa.Index(None, "expires_at"),
+)

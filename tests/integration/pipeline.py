@@ -16,10 +16,14 @@ import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from ingest.producer import Call, Producer
+from ingest import sealing
+from ingest.producer import Call, Producer, catalog_seal_keys
 from ingest.settings import KafkaSettings
+from storage.exceptions import KeyDestroyedError
+from storage.keys import KeyRing
 from storage.objectstore import ObjectStore
 from storage.settings import StorageSettings
+from storage.transit import Quarantine
 
 
 @dataclass
@@ -50,19 +54,27 @@ class Pipeline:
                 os.killpg(self.process.pid, 9)
                 self.process.wait(10)
 
+    @property
+    def seal_keys(self):
+        """Producers seal to the tenant's ingest key, from this pipeline's catalog."""
+        if "_seal_keys" not in self.__dict__:
+            self.__dict__["_seal_keys"] = catalog_seal_keys(self.engine, self.storage, kafka=self.kafka)
+        return self.__dict__["_seal_keys"]
+
     def worker_log(self) -> str:
         return self.log_path.read_text(errors="replace")[-4000:]
 
     # -- producing ----------------------------------------------------------------------------
     def push(self, *calls: Call) -> list[str]:
         async def run() -> list[str]:
-            async with Producer(self.kafka, self.storage, inline_max_bytes=self.inline_max_bytes) as producer:
+            async with Producer(self.kafka, self.storage, inline_max_bytes=self.inline_max_bytes,
+                                seal_keys=self.seal_keys) as producer:
                 return await producer.push_many(calls)
         return asyncio.run(run())
 
     def push_raw(self, *messages: tuple[bytes | None, bytes]) -> None:
         async def run() -> None:
-            async with Producer(self.kafka, self.storage) as producer:
+            async with Producer(self.kafka, self.storage, seal_keys=self.seal_keys) as producer:
                 for key, value in messages:
                     await producer.send_raw(key, value)
         asyncio.run(run())
@@ -82,7 +94,7 @@ class Pipeline:
                     batch = await consumer.getmany(timeout_ms=500)
                     for records in batch.values():
                         for r in records:
-                            self.seen.append(_decode(r, self.kafka.dlq_topic))
+                            self.seen.append(self._released(_decode(r, self.kafka.dlq_topic)))
                     matched = [e for e in self.seen if predicate(e)]
                     if len(matched) >= count:
                         return matched
@@ -93,6 +105,23 @@ class Pipeline:
             raise AssertionError(f"timed out: {len([e for e in self.seen if predicate(e)])}/{count} matched; "
                                  f"seen {self.seen[-5:]}\nworker log:\n{self.worker_log()}")
         return asyncio.run(run())
+
+    def release_key(self, dead_letter_id) -> bytes | None:
+        """A dead letter's quarantine key from this pipeline's catalog (None once purged)."""
+        try:
+            with self.engine.connect() as conn:
+                return Quarantine(KeyRing.from_settings(self.storage)).key(conn, dead_letter_id).key
+        except KeyDestroyedError:
+            return None
+
+    def _released(self, event: dict) -> dict:
+        """A dead letter with its ``original``: the quarantine record opened with the catalog's key
+        (None once purged)."""
+        if event.get("type") != "dead-letter":
+            return event
+        dead_letter_id = sealing.quarantine_id(event["value"] or b"")
+        key = self.release_key(dead_letter_id) if dead_letter_id else None
+        return {**event, "original": None if key is None else sealing.release(event["value"], key=key)}
 
     def count(self, table: sa.Table) -> int:
         with self.engine.connect() as conn:

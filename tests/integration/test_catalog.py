@@ -23,7 +23,8 @@ pytestmark = pytest.mark.integration
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 CATALOG_TABLES = {"tenants", "tenant_retention", "caller_keys", "recordings", "copies", "suppressions",
-                  "users", "team_memberships", "audit_events", "break_glass", "ingest_attempts"}
+                  "users", "team_memberships", "audit_events", "break_glass", "ingest_attempts", "ingest_keys",
+                  "dead_letters"}
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -79,7 +80,7 @@ def copy_row(recording_id: uuid.UUID, key_id: uuid.UUID, tier: str = "production
 def test_upgrade_downgrade_upgrade(engine: sa.Engine) -> None:
     upgrade(engine)
     assert table_names(engine) == CATALOG_TABLES | {"alembic_version"}
-    assert current_revision(engine) == head_revision() == "0003"
+    assert current_revision(engine) == head_revision() == "0004"
 
     downgrade(engine, "base")
     assert table_names(engine) <= {"alembic_version"}

@@ -14,7 +14,8 @@ import pytest
 import sqlalchemy as sa
 
 from ingest.dlq import purge, read, replay, select, summary
-from ingest.producer import Call
+from callvault.errors import CallvaultError
+from ingest.producer import Call, Producer, resealer
 from storage.catalog import tables as t
 from tests.audio_fixtures import sine_wav
 
@@ -30,9 +31,15 @@ def test_unknown_tenant_calls_are_replayed_after_the_tenant_is_added_and_stored_
     now = datetime.now(timezone.utc)
     calls = [Call(audio=sine_wav(1.0), tenant="newco", agent_id="a1", caller_number="+33612345678",
                   started_at=now - timedelta(minutes=1), recording_id=f"early-{i}") for i in range(3)]
-    pipeline.push(*calls)
+    # callvault's producer has no ingest key to seal to for an unknown tenant: it says so at once.
+    with pytest.raises(CallvaultError, match="tenant 'newco' is not configured"):
+        pipeline.push(calls[0])
+    # A producer of the telephony's own that does not seal (plain v1) gets its calls dead-lettered.
+    producer = Producer(pipeline.kafka, pipeline.storage, seal_keys=pipeline.seal_keys)
+    pipeline.push_raw(*[(c.recording_id.encode(), producer.message_for(c).to_bytes()) for c in calls])
     pipeline.wait_for(lambda e: e.get("reason") == "unknown_tenant", count=3)
-    letters = asyncio.run(read(pipeline.kafka))
+    letters = asyncio.run(read(pipeline.kafka, pipeline.release_key))
+    assert all(d.quarantine_id and b"612345678" not in d.value for d in letters)  # only in quarantine
     assert [(r, tn, n) for r, tn, n, _ in summary(letters)] == [("unknown_tenant", "newco", 3)]
 
     listed = _cli(pipeline, "dlq", "list", "--all")
@@ -48,7 +55,8 @@ def test_unknown_tenant_calls_are_replayed_after_the_tenant_is_added_and_stored_
     assert "replayed 3" in done.stdout, done.stdout + done.stderr
     pipeline.wait_for(lambda e: e.get("type") == "stored" and e.get("tenant") == "newco", count=3)
     # A second replay is harmless: the calls are recognised as already stored.
-    assert asyncio.run(replay(pipeline.kafka, select(letters, reason="unknown_tenant"))) == 3
+    resealed = resealer(pipeline.seal_keys)
+    assert asyncio.run(replay(pipeline.kafka, select(letters, reason="unknown_tenant"), reseal=resealed)) == 3
     pipeline.wait_for(lambda e: e.get("type") == "duplicate" and e.get("tenant") == "newco", count=3)
     with pipeline.engine.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(t.recordings).where(
@@ -75,9 +83,11 @@ def test_it_and_internal_control_see_their_tenants_dead_letters_in_the_api(pipel
 
     now = datetime.now(timezone.utc)
     pipeline.push(Call(audio=b"not audio at all", tenant="acme", agent_id="a1", caller_number="+33612345678",
-                       started_at=now - timedelta(minutes=1), recording_id="garbled", audio_format="wav"),
-                  Call(audio=b"not audio either", tenant="other", agent_id="a1", caller_number="+33612345678",
-                       started_at=now - timedelta(minutes=1), recording_id="garbled-2", audio_format="wav"))
+                       started_at=now - timedelta(minutes=1), recording_id="garbled", audio_format="wav"))
+    other = Call(audio=b"not audio either", tenant="other", agent_id="a1", caller_number="+33612345678",
+                 started_at=now - timedelta(minutes=1), recording_id="garbled-2", audio_format="wav")
+    # No ingest key for a tenant callvault does not know: a plain message, as a producer of one's own sends.
+    pipeline.push_raw((b"garbled-2", Producer(pipeline.kafka, pipeline.storage).message_for(other).to_bytes()))
     pipeline.wait_for(lambda e: e.get("type") == "dead-letter", count=2)
     monkeypatch.setattr("access.api.views.dlq.get_kafka_settings", lambda: pipeline.kafka)
     world = build_world(pg_engine, store, keys, scratch_bucket, storage_settings)

@@ -390,7 +390,8 @@ def _send_to_partition(pipeline: Pipeline, calls: list[Call], partition: int) ->
     from ingest.producer import Producer
 
     async def run() -> None:
-        async with Producer(pipeline.kafka, pipeline.storage, inline_max_bytes=pipeline.inline_max_bytes) as p:
+        async with Producer(pipeline.kafka, pipeline.storage, inline_max_bytes=pipeline.inline_max_bytes,
+                            seal_keys=pipeline.seal_keys) as p:
             messages = [p.message_for(c) for c in calls]
         producer = AIOKafkaProducer(bootstrap_servers=pipeline.kafka.bootstrap_servers, acks="all",
                                     enable_idempotence=True, max_request_size=10 * 1024 * 1024)
