@@ -22,6 +22,7 @@ from datetime import datetime, timezone
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 
+from .kafka_client import client_options, kafka_errors
 from .phone import is_withheld, mask_number, normalise_number
 from .settings import KafkaSettings
 
@@ -79,10 +80,11 @@ async def read(kafka: KafkaSettings) -> list[DeadLetter]:
     partitions = await _partitions(kafka)
     if not partitions:
         return []
-    consumer = AIOKafkaConsumer(bootstrap_servers=kafka.bootstrap_servers, enable_auto_commit=False,
+    consumer = AIOKafkaConsumer(**client_options(kafka), enable_auto_commit=False,
                                 group_id=None, max_partition_fetch_bytes=16 * 1024 * 1024,
                                 fetch_max_bytes=64 * 1024 * 1024)
-    await consumer.start()
+    async with kafka_errors(kafka):
+        await consumer.start()
     try:
         tps = [TopicPartition(kafka.dlq_topic, p) for p in partitions]
         consumer.assign(tps)
@@ -107,8 +109,9 @@ async def read(kafka: KafkaSettings) -> list[DeadLetter]:
 
 async def _partitions(kafka: KafkaSettings) -> list[int]:
     """The dead-letter topic's partitions; none when the topic does not exist yet."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
-    await admin.start()
+    admin = AIOKafkaAdminClient(**client_options(kafka))
+    async with kafka_errors(kafka):
+        await admin.start()
     try:
         if kafka.dlq_topic not in set(await admin.list_topics()):
             return []
@@ -132,13 +135,18 @@ def select(letters: list[DeadLetter], *, reason: str | None = None, tenant: str 
 
 
 async def replay(kafka: KafkaSettings, letters: list[DeadLetter]) -> int:
-    """Send the messages again to the recordings topic, as they arrived; how many were sent."""
-    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap_servers, acks="all",
-                                max_request_size=12 * 1024 * 1024)
-    await producer.start()
+    """Send the messages again to the recordings topic, as they arrived; how many were sent.
+
+    A ``tenant_mismatch`` is never replayed: on the shared topic its body's tenant would be
+    believed, which is what the per-tenant topic refused."""
+    letters = [d for d in letters if d.reason != "tenant_mismatch"]
+    producer = AIOKafkaProducer(**client_options(kafka), acks="all", max_request_size=12 * 1024 * 1024)
+    async with kafka_errors(kafka):
+        await producer.start()
     try:
-        for d in letters:
-            await producer.send_and_wait(kafka.recordings_topic, d.value, key=d.key)
+        async with kafka_errors(kafka):
+            for d in letters:
+                await producer.send_and_wait(kafka.recordings_topic, d.value, key=d.key)
     finally:
         await producer.stop()
     return len(letters)
@@ -152,8 +160,9 @@ async def purge(kafka: KafkaSettings, letters: list[DeadLetter], *, older_than: 
             cut[d.partition] = d.offset + 1  # contiguous from the oldest: Kafka deletes a prefix
     if not cut:
         return 0
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
-    await admin.start()
+    admin = AIOKafkaAdminClient(**client_options(kafka))
+    async with kafka_errors(kafka):
+        await admin.start()
     try:
         await admin.delete_records({TopicPartition(kafka.dlq_topic, p): RecordsToDelete(before_offset=o)
                                     for p, o in cut.items()})

@@ -32,7 +32,7 @@ from storage.settings import StorageSettings
 from storage.suppressions import is_suppressed
 
 from . import audio
-from .exceptions import ClaimCheckError, RecordingConflict, UnknownTenant
+from .exceptions import ClaimCheckError, RecordingConflict, TenantMismatch, UnknownTenant
 from .schema import RecordingMessage, parse_message
 from .settings import IngestSettings
 
@@ -132,8 +132,14 @@ def _duplicate(deps: IngestDeps, tenant: str, external_id: str, rid: uuid.UUID) 
     return IngestResult(Outcome.DUPLICATE, tenant, external_id, rid, row.id, row.duration_ms, row.expires_at)
 
 
-def ingest(raw: bytes, deps: IngestDeps) -> IngestResult:
+def ingest(raw: bytes, deps: IngestDeps, *, topic_tenant: str | None = None) -> IngestResult:
+    """``topic_tenant``: the tenant of the per-tenant topic the message came from (None: the
+    shared topic). The broker let only that tenant's principal write there, so it wins."""
     msg = parse_message(raw, default_region=deps.settings.default_region)
+    if topic_tenant is not None and msg.tenant != topic_tenant:
+        # The body's tenant is not named: it is the sender's word, the topic's is the broker's.
+        raise TenantMismatch(f"the message names another tenant than its topic's ({topic_tenant})",
+                             hint="a telephony principal sends only its own tenant's calls, to its own topic")
     now = deps.clock()
     msg.check_clock(now, max_ahead=timedelta(seconds=deps.settings.max_clock_skew_seconds))
     tenant, external_id = msg.tenant, msg.recording_id
