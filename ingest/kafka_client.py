@@ -67,12 +67,12 @@ def access_error(kafka: KafkaSettings, exc: BaseException) -> KafkaAccessError |
     """Our error for an aiokafka failure to connect, authenticate or be authorized; None otherwise."""
     where = describe(kafka)
     text = str(exc)
-    if isinstance(exc, kerrors.SaslAuthenticationFailedError) or "Authentication failed" in text \
+    if isinstance(exc, kerrors.SaslAuthenticationFailed) or "Authentication failed" in text \
             or "SaslAuthenticat" in type(exc).__name__:
         return KafkaAccessError(f"{where} refused the credentials", hint=CREDENTIALS_HINT)
     if isinstance(exc, (kerrors.TopicAuthorizationFailedError, kerrors.GroupAuthorizationFailedError,
                         kerrors.ClusterAuthorizationFailedError)):
-        return KafkaAccessError(f"{where} is not authorized: {type(exc).__name__}",
+        return KafkaAccessError(f"{where} is not authorized: {type(exc).__name__} ({exc})",
                                 hint="an operator grants it with `callvault kafka grant-telephony`")
     if isinstance(exc, ssl.SSLError):
         return KafkaAccessError(f"TLS with {where} failed: {exc.reason or type(exc).__name__}",
@@ -92,7 +92,23 @@ async def kafka_errors(kafka: KafkaSettings) -> AsyncIterator[None]:
     except KafkaAccessError:
         raise
     except Exception as exc:
+        if isinstance(exc, kerrors.KafkaConnectionError):
+            # aiokafka's bootstrap error hides why (refused credentials, TLS); ask one broker directly.
+            exc = await _diagnose(kafka) or exc
         ours = access_error(kafka, exc)
         if ours is None:
             raise
         raise ours from exc
+
+
+async def _diagnose(kafka: KafkaSettings) -> BaseException | None:
+    from aiokafka.conn import create_conn
+
+    host, _, port = kafka.bootstrap_servers.split(",")[0].strip().rpartition(":")
+    options = {k: v for k, v in client_options(kafka).items() if k != "bootstrap_servers"}
+    try:
+        conn = await create_conn(host, int(port), request_timeout_ms=10000, **options)
+    except Exception as exc:  # noqa: BLE001 - this is the answer we are after
+        return exc
+    conn.close()
+    return None
