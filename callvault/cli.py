@@ -56,8 +56,31 @@ def stack_status(as_json: bool = typer.Option(False, "--json", help="machine-rea
         for name, s in status.items():
             state = "up" if s["answers"] else ("running, not answering" if s["running"] else "down")
             typer.echo(f"{name:<10} {state:<24} {s['address']:<22} log: {s['log']}")
+            if "listeners" in s:
+                sasl = "up" if s["sasl_ssl_open"] else "down (run `callvault stack up`)"
+                typer.echo(f"{'':<10} {'SASL_SSL ' + sasl:<24} {s['listeners']['SASL_SSL']:<22} "
+                           "(`callvault stack env` for client settings)")
     if not all(s["answers"] for s in status.values()):
         raise typer.Exit(3)
+
+
+@stack_app.command("env")
+def stack_env(reveal: bool = typer.Option(False, "--reveal", help="print the password itself, e.g. for "
+                                                                  "eval \"$(callvault stack env --reveal)\"")) -> None:
+    """Client settings for the local Kafka's SASL_SSL listener (as the worker's super-user principal)."""
+    import shlex
+
+    from deploy.local.stack import Stack
+
+    stack = Stack.from_settings()
+    for name, value in stack.kafka_client_env().items():
+        if name.endswith("_PASSWORD") and not reveal:
+            typer.echo(f"# {name}: [local] kafka_admin_password in {stack.settings.home / 'callvault.toml'} "
+                       "(or --reveal)")
+            continue
+        typer.echo(f"export {name}={shlex.quote(value)}")
+    typer.echo("# The PLAINTEXT listener (CALLVAULT_KAFKA_BOOTSTRAP_SERVERS="
+               f"{stack.kafka.address}) is for the embedded demo only, on the loopback address.")
 
 
 @storage_app.command("init")
@@ -658,6 +681,41 @@ def dlq_purge(older_than_days: float = typer.Option(..., "--older-than", min=0,
         audit.append(conn, actor=actor, role="it", action="dlq:purge", target_type="dead-letters",
                      target_id=f"older-than-{older_than_days:g}d", outcome="done", at=now, detail={"deleted": deleted})
     typer.echo(f"purged {deleted} dead letters older than {older_than_days:g} days")
+
+
+kafka_app = typer.Typer(no_args_is_help=True, help="Kafka principals and per-tenant topics (SASL_SSL)")
+app.add_typer(kafka_app, name="kafka")
+
+
+@kafka_app.command("grant-telephony")
+def kafka_grant_telephony(
+    tenant: str = typer.Option(..., help="tenant slug, e.g. acme"),
+    user: str = typer.Option(None, help="SCRAM principal (default: telephony-<tenant>)"),
+) -> None:
+    """Create the tenant's recordings topic, its telephony principal (SCRAM-SHA-512) and ACLs
+    WRITE+DESCRIBE on that topic only. Idempotent. A new principal's password is printed once
+    (or taken from CALLVAULT_KAFKA_GRANT_PASSWORD, which also changes an existing one's)."""
+    import asyncio
+
+    from ingest.kafka_admin import grant_telephony, password_from_env
+    from ingest.settings import get_kafka_settings
+
+    kafka = get_kafka_settings()
+    try:
+        kafka.tenant_topic(tenant)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    env_password = password_from_env()
+    grant = asyncio.run(grant_telephony(kafka, tenant=tenant, user=user, password=env_password))
+    typer.echo(f"topic     {grant.topic} ({'created' if grant.topic_created else 'exists'})")
+    typer.echo(f"principal User:{grant.user} ({'created' if grant.user_created else 'exists'}): "
+               f"WRITE, DESCRIBE on {grant.topic} (LITERAL)")
+    if grant.password and not env_password:
+        typer.echo(f"password  {grant.password}")
+        typer.echo("          shown once: give it to the tenant's telephony (CALLVAULT_KAFKA_SASL_PASSWORD); "
+                   "callvault keeps only its SCRAM hash in Kafka")
+    typer.echo(f"telephony: CALLVAULT_KAFKA_SECURITY_PROTOCOL=SASL_SSL CALLVAULT_KAFKA_SASL_USERNAME={grant.user} "
+               "CALLVAULT_KAFKA_PER_TENANT_TOPICS=true")
 
 
 @app.command("push")

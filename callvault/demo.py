@@ -26,6 +26,7 @@ from aiokafka import AIOKafkaConsumer
 
 from callvault.config import callvault_home
 from ingest.producer import Call, Producer
+from ingest.kafka_client import client_options, kafka_errors
 from ingest.settings import get_ingest_settings, get_kafka_settings
 from ingest.topics import ensure_topics
 from storage.admin import init_buckets, minio_admin_client
@@ -90,9 +91,10 @@ async def _push_and_watch(calls: list[Call], bad: bytes, timeout: float) -> list
     async with Producer(kafka, storage, inline_max_bytes=get_ingest_settings().inline_max_bytes) as producer:
         await producer.push_many(calls)
         await producer.send_raw(bad_key, bad)
-    consumer = AIOKafkaConsumer(kafka.events_topic, kafka.dlq_topic, bootstrap_servers=kafka.bootstrap_servers,
+    consumer = AIOKafkaConsumer(kafka.events_topic, kafka.dlq_topic, **client_options(kafka),
                                 auto_offset_reset="earliest", enable_auto_commit=False)
-    await consumer.start()
+    async with kafka_errors(kafka):
+        await consumer.start()
     seen: list[dict] = []
     try:
         deadline = time.monotonic() + timeout

@@ -28,6 +28,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 
 from . import sealing
+from .kafka_client import client_options, kafka_errors
 from .phone import is_withheld, mask_number, normalise_number
 from .settings import KafkaSettings
 
@@ -109,10 +110,11 @@ async def read(kafka: KafkaSettings, release: Release | None = None) -> list[Dea
     partitions = await _partitions(kafka)
     if not partitions:
         return []
-    consumer = AIOKafkaConsumer(bootstrap_servers=kafka.bootstrap_servers, enable_auto_commit=False,
+    consumer = AIOKafkaConsumer(**client_options(kafka), enable_auto_commit=False,
                                 group_id=None, max_partition_fetch_bytes=20 * 1024 * 1024,
                                 fetch_max_bytes=64 * 1024 * 1024)
-    await consumer.start()
+    async with kafka_errors(kafka):
+        await consumer.start()
     try:
         tps = [TopicPartition(kafka.dlq_topic, p) for p in partitions]
         consumer.assign(tps)
@@ -148,8 +150,9 @@ def _released(value: bytes, release: Release | None) -> bytes | None:
 
 async def _partitions(kafka: KafkaSettings) -> list[int]:
     """The dead-letter topic's partitions; none when the topic does not exist yet."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
-    await admin.start()
+    admin = AIOKafkaAdminClient(**client_options(kafka))
+    async with kafka_errors(kafka):
+        await admin.start()
     try:
         if kafka.dlq_topic not in set(await admin.list_topics()):
             return []
@@ -174,23 +177,28 @@ def select(letters: list[DeadLetter], *, reason: str | None = None, tenant: str 
 
 async def replay(kafka: KafkaSettings, letters: list[DeadLetter], reseal: Reseal | None = None) -> int:
     """Send the messages again to the recordings topic, sealed again (``reseal``) when they are
-    plain; how many were sent. Purged ones (unreadable by design) are skipped."""
-    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap_servers, acks="all",
-                                max_request_size=17 * 1024 * 1024)
-    await producer.start()
+    plain; how many were sent. Purged ones (unreadable by design) are skipped.
+
+    A ``tenant_mismatch`` is never replayed: on the shared topic its body's tenant would be
+    believed, which is what the per-tenant topic refused."""
+    letters = [d for d in letters if d.reason != "tenant_mismatch"]
+    producer = AIOKafkaProducer(**client_options(kafka), acks="all", max_request_size=17 * 1024 * 1024)
+    async with kafka_errors(kafka):
+        await producer.start()
     try:
         sent = 0
-        for d in letters:
-            message = d.message
-            if message is None:
-                continue
-            if reseal is not None and not sealing.is_sealed(message):
-                try:
-                    message = reseal(message)
-                except Exception:  # noqa: BLE001 - not sealable (no tenant, tenant unknown): never sent in clear
+        async with kafka_errors(kafka):
+            for d in letters:
+                message = d.message
+                if message is None:
                     continue
-            await producer.send_and_wait(kafka.recordings_topic, message, key=d.key)
-            sent += 1
+                if reseal is not None and not sealing.is_sealed(message):
+                    try:
+                        message = reseal(message)
+                    except Exception:  # noqa: BLE001 - not sealable (no tenant, tenant unknown): never sent in clear
+                        continue
+                await producer.send_and_wait(kafka.recordings_topic, message, key=d.key)
+                sent += 1
     finally:
         await producer.stop()
     return sent
@@ -204,8 +212,9 @@ async def purge(kafka: KafkaSettings, letters: list[DeadLetter], *, older_than: 
             cut[d.partition] = d.offset + 1  # contiguous from the oldest: Kafka deletes a prefix
     if not cut:
         return 0
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
-    await admin.start()
+    admin = AIOKafkaAdminClient(**client_options(kafka))
+    async with kafka_errors(kafka):
+        await admin.start()
     try:
         await admin.delete_records({TopicPartition(kafka.dlq_topic, p): RecordsToDelete(before_offset=o)
                                     for p, o in cut.items()})

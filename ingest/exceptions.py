@@ -7,6 +7,7 @@
         │   ├── InvalidNumber            invalid_number      the caller number is not a phone number
         │   └── InvalidRedaction         invalid_redaction   a redaction span is malformed or outside the audio
         ├── UnknownTenant                unknown_tenant      the tenant is not configured in callvault
+        ├── TenantMismatch               tenant_mismatch     on a per-tenant topic, the message names another tenant
         ├── RecordingConflict            recording_conflict  same recording id, different audio or spans
         ├── ClaimCheckError              claim_check_failed  the landing object is missing, elsewhere, of another
         │                                                    tenant, or altered
@@ -19,6 +20,8 @@
             ├── AudioTooLarge            audio_too_large     over the byte or duration cap
             └── AudioEncodingFailed      encoding_failed     *we* could not encode it (ffmpeg/codec
                                                              problem on this host, not the message's fault)
+    └── KafkaAccessError                 kafka_access        a Kafka listener refused us (credentials, TLS,
+                                                             ACLs); not about a message, never dead-lettered
 
 Every error except ``AudioEncodingFailed`` is the sender's fault: the worker dead-letters the
 message and moves on.  ``AudioEncodingFailed`` means this host is broken, so retrying (or
@@ -53,6 +56,7 @@ class IngestErrorCode(StrEnum):
     AUDIO_TOO_LARGE = "audio_too_large"
     ENCODING_FAILED = "encoding_failed"
     UNKNOWN_TENANT = "unknown_tenant"
+    TENANT_MISMATCH = "tenant_mismatch"  # per-tenant topic: the tenant is the topic's, not the body's
     RECORDING_CONFLICT = "recording_conflict"
     CLAIM_CHECK_FAILED = "claim_check_failed"
     INTERNAL_ERROR = "internal_error"
@@ -136,6 +140,19 @@ class AudioEncodingFailed(AudioError):
 
 class UnknownTenant(IngestError):
     code = IngestErrorCode.UNKNOWN_TENANT
+
+
+class TenantMismatch(IngestError):
+    """The broker authorized the producer for its topic's tenant only: a body naming another
+    tenant is refused, never stored under either."""
+
+    code = IngestErrorCode.TENANT_MISMATCH
+
+
+class KafkaAccessError(CallvaultError):
+    """A Kafka listener refused to connect, authenticate or authorize us (names the listener)."""
+
+    code = "kafka_access"
 
 
 class RecordingConflict(IngestError):

@@ -15,6 +15,7 @@ OUTCOMES = Counter("callvault_ingest_outcomes_total", "Calls by outcome (stored,
                    ["outcome"], registry=REGISTRY)
 REJECTED = Counter("callvault_ingest_rejected_total", "Messages dead-lettered, by reason code",
                    ["code"], registry=REGISTRY)
+REJECTED.labels("tenant_mismatch")  # shown at 0: a producer writing another tenant's calls is an alert
 RETRIES = Counter("callvault_ingest_retries_total", "Transient failures retried, by error type",
                   ["error"], registry=REGISTRY)
 LATENCY = Histogram("callvault_ingest_processing_seconds", "Time from taking a message to its outcome",

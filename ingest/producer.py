@@ -1,4 +1,6 @@
-"""The telephony side: push a finished call onto ``callvault.recordings``.
+"""The telephony side: push a finished call onto ``callvault.recordings``, or with
+``CALLVAULT_KAFKA_PER_TENANT_TOPICS`` onto its tenant's own topic (the only one its SASL
+principal may write: ``callvault kafka grant-telephony``).
 
 Small audio travels inline (base64 in the message). Larger audio is uploaded first to the
 EU landing bucket, under the tenant's prefix, and the message carries a claim check (bucket,
@@ -29,6 +31,7 @@ from storage.settings import StorageSettings
 from storage.transit import PublicIngestKey
 
 from . import sealing
+from .kafka_client import client_options, kafka_errors
 from .schema import AudioRef, RecordingMessage, build_message, guess_format
 from .settings import KafkaSettings
 
@@ -102,10 +105,15 @@ class Producer:
         self._key_cache: dict[str, tuple[float, PublicIngestKey]] = {}
 
     async def __aenter__(self) -> "Producer":
-        self._producer = AIOKafkaProducer(bootstrap_servers=self.kafka.bootstrap_servers, acks="all",
+        self._producer = AIOKafkaProducer(**client_options(self.kafka), acks="all",
                                           enable_idempotence=True, max_request_size=10 * 1024 * 1024,
                                           linger_ms=5)
-        await self._producer.start()
+        try:
+            async with kafka_errors(self.kafka):
+                await self._producer.start()
+        except BaseException:
+            await self._producer.stop()
+            raise
         return self
 
     async def __aexit__(self, *exc) -> None:
@@ -159,23 +167,25 @@ class Producer:
     async def push(self, call: Call) -> str:
         """Send one call; returns the recording id once Kafka has acknowledged it."""
         msg = self.message_for(call)
-        await self.send_raw(msg.recording_id.encode(), self.sealed(msg))
+        await self.send_raw(msg.recording_id.encode(), self.sealed(msg), topic=self.kafka.topic_for(call.tenant))
         return msg.recording_id
 
     async def push_many(self, calls: Iterable[Call]) -> list[str]:
         pending, ids = [], []
-        for call in calls:
-            msg = self.message_for(call)
-            ids.append(msg.recording_id)
-            pending.append(await self._producer.send(self.kafka.recordings_topic, self.sealed(msg),
-                                                     key=msg.recording_id.encode()))
-        await asyncio.gather(*pending)
+        async with kafka_errors(self.kafka):
+            for call in calls:
+                msg = self.message_for(call)
+                ids.append(msg.recording_id)
+                pending.append(await self._producer.send(self.kafka.topic_for(call.tenant), self.sealed(msg),
+                                                         key=msg.recording_id.encode()))
+            await asyncio.gather(*pending)
         return ids
 
-    async def send_raw(self, key: bytes | None, value: bytes) -> None:
-        """Send bytes as they are (also how tests deliver malformed messages)."""
+    async def send_raw(self, key: bytes | None, value: bytes, *, topic: str | None = None) -> None:
+        """Send bytes as they are (also how tests deliver malformed messages); default: the shared topic."""
         assert self._producer is not None, "use `async with Producer(...)`"
-        await self._producer.send_and_wait(self.kafka.recordings_topic, value, key=key)
+        async with kafka_errors(self.kafka):
+            await self._producer.send_and_wait(topic or self.kafka.recordings_topic, value, key=key)
 
 
 def push_call(call: Call, kafka: KafkaSettings, storage: StorageSettings, *, inline_max_bytes: int) -> str:

@@ -36,7 +36,7 @@ from storage.suppressions import is_suppressed
 from storage.transit import IngestKeys, Quarantine
 
 from . import audio, sealing
-from .exceptions import ClaimCheckError, IngestError, RecordingConflict, SealError, UnknownTenant
+from .exceptions import ClaimCheckError, IngestError, RecordingConflict, SealError, TenantMismatch, UnknownTenant
 from .phone import is_withheld, normalise_number
 from .schema import RecordingMessage, parse_message
 from .settings import IngestSettings, KafkaSettings
@@ -283,9 +283,15 @@ def _duplicate(deps: IngestDeps, tenant: str, external_id: str, rid: uuid.UUID) 
     return IngestResult(Outcome.DUPLICATE, tenant, external_id, rid, row.id, row.duration_ms, row.expires_at)
 
 
-def ingest(raw: bytes, deps: IngestDeps) -> IngestResult:
+def ingest(raw: bytes, deps: IngestDeps, *, topic_tenant: str | None = None) -> IngestResult:
+    """``topic_tenant``: the tenant of the per-tenant topic the message came from (None: the
+    shared topic). The broker let only that tenant's principal write there, so it wins."""
     opened = open_message(raw, deps)
     msg = parse_message(opened.plain, default_region=deps.settings.default_region)
+    if topic_tenant is not None and msg.tenant != topic_tenant:
+        # The body's tenant is not named: it is the sender's word, the topic's is the broker's.
+        raise TenantMismatch(f"the message names another tenant than its topic's ({topic_tenant})",
+                             hint="a telephony principal sends only its own tenant's calls, to its own topic")
     if opened.sealed_for is not None and msg.tenant != opened.sealed_for:
         raise SealError(f"message sealed for tenant {opened.sealed_for!r} names tenant {msg.tenant!r}")
     now = deps.clock()

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
+from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from callvault.config import SectionSettings
@@ -26,11 +28,73 @@ class KafkaSettings(SectionSettings):
     dlq_retention_days: float = Field(7.0, gt=0, description=(
         "How long a dead letter stays: the dead-letter topic's retention and its quarantine key's"))
     events_retention_days: float = Field(7.0, gt=0, description="Retention of the events topic (ids and facts only)")
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_SSL"] = Field("PLAINTEXT", description=(
+        "PLAINTEXT (the embedded demo, loopback only), SSL (TLS, optionally mutual) or SASL_SSL (TLS + SCRAM)"))
+    sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256"] = Field("SCRAM-SHA-512", description=(
+        "SASL mechanism with SASL_SSL"))
+    sasl_username: str | None = Field(None, description="SASL principal (the worker's, or a telephony-<tenant> one)")
+    sasl_password: SecretStr | None = Field(None, description=(
+        "SASL password: from the environment or a secret store, never in the repository"))
+    ssl_cafile: Path | None = Field(None, description=(
+        "CA bundle (PEM) that signed the broker certificates; unset: the system CAs"))
+    ssl_certfile: Path | None = Field(None, description="Client certificate (PEM), for mutual TLS")
+    ssl_keyfile: Path | None = Field(None, description="Client private key (PEM), for mutual TLS")
+    per_tenant_topics: bool = Field(False, description=(
+        "Producers send each call to its tenant's topic (callvault.tenant.<tenant>.recordings), which only that "
+        "tenant's telephony principal may write; the worker reads those and the shared topic either way"))
+    tenant_topic_prefix: str = Field("callvault.tenant.", description=(
+        "Per-tenant recordings topics are <prefix><tenant>.recordings"))
+    tenant_topics_refresh_seconds: float = Field(5.0, gt=0, description=(
+        "How often the worker looks for new per-tenant topics (a tenant added while it runs)"))
+
+    @model_validator(mode="after")
+    def _topics_apart(self) -> "KafkaSettings":
+        """A shared topic named like a tenant's would let that tenant's principal write to it."""
+        for name in ("recordings_topic", "dlq_topic", "events_topic"):
+            if self.tenant_of(getattr(self, name)) is not None:
+                raise ValueError(f"{name} {getattr(self, name)!r} has the form of a per-tenant topic "
+                                 f"({self.tenant_topic_prefix}<tenant>.recordings)")
+        if self.security_protocol == "SASL_SSL" and not (self.sasl_username and self.sasl_password):
+            raise ValueError("SASL_SSL needs CALLVAULT_KAFKA_SASL_USERNAME and CALLVAULT_KAFKA_SASL_PASSWORD")
+        if bool(self.ssl_certfile) != bool(self.ssl_keyfile):
+            raise ValueError("mutual TLS needs both CALLVAULT_KAFKA_SSL_CERTFILE and CALLVAULT_KAFKA_SSL_KEYFILE")
+        return self
+
+    # -- per-tenant topics: the broker binds a producer to its tenant ---------------------
+    def tenant_topic(self, tenant: str) -> str:
+        if not TENANT_SLUG.fullmatch(tenant):
+            raise ValueError(f"{tenant!r} is not a tenant slug (lower-case letters, digits, inner dashes)")
+        return f"{self.tenant_topic_prefix}{tenant}.recordings"
+
+    def tenant_of(self, topic: str) -> str | None:
+        """The tenant a per-tenant topic belongs to; None for any other topic (the shared one)."""
+        if not topic.startswith(self.tenant_topic_prefix) or not topic.endswith(".recordings"):
+            return None
+        tenant = topic[len(self.tenant_topic_prefix):-len(".recordings")]
+        return tenant if TENANT_SLUG.fullmatch(tenant) else None
+
+    def topic_for(self, tenant: str) -> str:
+        """Where a producer sends a call of ``tenant``."""
+        return self.tenant_topic(tenant) if self.per_tenant_topics else self.recordings_topic
+
+
+# The message schema's tenant slug (no dot, so a tenant topic name parses one way only).
+TENANT_SLUG = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 
 
 @lru_cache
 def get_kafka_settings() -> KafkaSettings:
-    return KafkaSettings()
+    from pydantic import ValidationError
+
+    from callvault.errors import ConfigurationError
+
+    try:
+        return KafkaSettings()
+    except ValidationError as exc:  # a clear message for the CLI, never a traceback
+        first = exc.errors()[0]
+        where = "_".join(str(p) for p in first["loc"]).upper() or "SETTINGS"
+        raise ConfigurationError(f"CALLVAULT_KAFKA_{where}" if where != "SETTINGS" else "CALLVAULT_KAFKA_*",
+                                 first["msg"]) from None
 
 
 class IngestSettings(SectionSettings):

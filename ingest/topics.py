@@ -10,6 +10,7 @@ from __future__ import annotations
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
+from .kafka_client import client_options, kafka_errors
 from .settings import KafkaSettings
 
 HOUR_MS = 3600 * 1000
@@ -29,19 +30,20 @@ def topic_configs(kafka: KafkaSettings) -> dict[str, dict[str, str]]:
 async def ensure_topics(kafka: KafkaSettings) -> list[str]:
     """Create the recordings, dead-letter and events topics, set every one's retention; return
     the names created."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
-    await admin.start()
+    admin = AIOKafkaAdminClient(**client_options(kafka))
     try:
-        configs = topic_configs(kafka)
-        existing = set(await admin.list_topics())
-        missing = [name for name in configs if name not in existing]
-        if missing:
-            await admin.create_topics([NewTopic(name, num_partitions=kafka.partitions, replication_factor=1,
-                                                topic_configs=configs[name]) for name in missing])
-        present = [name for name in configs if name in existing]
-        if present:
-            await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, name, configs=configs[name])
-                                       for name in present])
-        return missing
+        async with kafka_errors(kafka):
+            await admin.start()
+            configs = topic_configs(kafka)
+            existing = set(await admin.list_topics())
+            missing = [name for name in configs if name not in existing]
+            if missing:
+                await admin.create_topics([NewTopic(name, num_partitions=kafka.partitions, replication_factor=1,
+                                                    topic_configs=configs[name]) for name in missing])
+            present = [name for name in configs if name in existing]
+            if present:
+                await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, name, configs=configs[name])
+                                           for name in present])
+            return missing
     finally:
         await admin.close()

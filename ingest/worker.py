@@ -16,6 +16,11 @@ Delivery is at least once and nothing is lost:
 
 Logs carry recording ids and reason codes, never a phone number or audio.
 
+Besides the shared topic, the worker reads every per-tenant topic (``callvault.tenant.<tenant>
+.recordings``; found every ``CALLVAULT_KAFKA_TENANT_TOPICS_REFRESH_SECONDS``, so a tenant granted
+while it runs is picked up within seconds), and there takes the tenant from the topic, which
+only that tenant's principal may write: a body naming another is dead-lettered ``tenant_mismatch``.
+
 Before the first message is handled, the erasure ledger is replayed (``lifecycle.erasures``),
 so a catalog restored from a backup never revives an erased caller.
 """
@@ -32,6 +37,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import partial
 
 import faust
 import sqlalchemy as sa
@@ -49,6 +55,7 @@ from storage.settings import StorageSettings, get_catalog_settings, get_storage_
 from . import attempts, metrics
 from .exceptions import AudioEncodingFailed, IngestError, IngestErrorCode
 from . import sealing
+from .kafka_client import client_options, faust_credentials
 from .service import IngestDeps, drop_refused_landing, identify, ingest
 from .settings import IngestSettings, KafkaSettings, get_ingest_settings, get_kafka_settings
 from .topics import ensure_topics, topic_configs
@@ -98,6 +105,7 @@ def create_app(kafka: KafkaSettings | None = None, ingest_settings: IngestSettin
     app = faust.App(
         ingest_settings.app_id,
         broker=f"kafka://{kafka.bootstrap_servers}",
+        broker_credentials=faust_credentials(kafka),
         store="memory://",
         datadir=str(callvault_home() / "faust"),
         topic_partitions=kafka.partitions,
@@ -119,6 +127,11 @@ def create_app(kafka: KafkaSettings | None = None, ingest_settings: IngestSettin
         events=app.topic(kafka.events_topic, key_serializer="raw", value_serializer="raw",
                          partitions=kafka.partitions, internal=True, config=topic_configs(kafka)[kafka.events_topic]),
     )
+    # One list shared by the recordings topic and the agent's clones of it (faust copies the
+    # reference): per-tenant topics are appended as they appear (faust 0.15's `pattern=` subscribes
+    # to nothing), and a short lock makes the resubscription follow within a second or so.
+    subscribed = topics.recordings.topics = [kafka.recordings_topic]
+    app.topics._resubscribe_sleep_lock_seconds = 1.0  # noqa: SLF001 - faust default 45 s
     pool = ThreadPoolExecutor(max_workers=ingest_settings.concurrency, thread_name_prefix="ingest")
     state: dict[str, IngestDeps] = {}
     building = threading.Lock()  # pool threads ask at once; deps (and the ledger replay) are built once
@@ -183,7 +196,9 @@ def create_app(kafka: KafkaSettings | None = None, ingest_settings: IngestSettin
         while True:
             attempt += 1
             try:
-                result = await loop.run_in_executor(pool, ingest, event.value, get_deps())
+                result = await loop.run_in_executor(
+                    pool, partial(ingest, topic_tenant=kafka.tenant_of(event.message.topic)), event.value,
+                    get_deps())
             except IngestError as exc:
                 if isinstance(exc, AudioEncodingFailed):
                     pass  # this host cannot encode: retry below, never blame the message
@@ -227,6 +242,30 @@ def create_app(kafka: KafkaSettings | None = None, ingest_settings: IngestSettin
             await ensure_topics(kafka)
         except Exception as exc:  # noqa: BLE001 - the broker refused (ACLs): say so, keep ingesting
             log.warning("could not set the topics' retention: %s", type(exc).__name__)
+
+    @app.task
+    async def follow_tenant_topics() -> None:
+        """Subscribe to each per-tenant topic as it appears (``callvault kafka grant-telephony``)."""
+        from aiokafka.admin import AIOKafkaAdminClient
+
+        admin = None
+        while True:
+            try:
+                if admin is None:
+                    admin = AIOKafkaAdminClient(**client_options(kafka))
+                    await admin.start()
+                found = sorted(t for t in await admin.list_topics() if kafka.tenant_of(t) and t not in subscribed)
+                if found:
+                    subscribed.extend(found)
+                    log.info("subscribing to %d new per-tenant topics", len(found))
+                if any(t not in app.topics._topic_name_index for t in subscribed):  # noqa: SLF001
+                    app.topics._flag_changes()  # noqa: SLF001 - resubscribe with the longer list
+            except Exception as exc:  # noqa: BLE001 - a broker hiccup: look again at the next tick
+                log.warning("listing per-tenant topics failed: %s", type(exc).__name__)
+                if admin is not None:
+                    await admin.close()
+                admin = None
+            await asyncio.sleep(kafka.tenant_topics_refresh_seconds)
 
     # One agent taking batches, not `concurrency=N` agents: faust acknowledges a batch only when
     # all of it is done, so no offset is committed past a call still being processed (with N

@@ -115,6 +115,10 @@ class Server:
     def ports(self) -> list[int]:
         return [self.port]
 
+    def needs_restart(self) -> bool:
+        """Running with a configuration older than the one just installed."""
+        return False
+
     # -- shared behaviour ---------------------------------------------------------------
     def pid(self) -> int | None:
         try:
@@ -183,7 +187,16 @@ class Server:
 
 
 class KafkaServer(Server):
-    """Apache Kafka in KRaft mode, one node acting as broker and controller."""
+    """Apache Kafka in KRaft mode, one node acting as broker and controller.
+
+    Two client listeners: PLAINTEXT on the loopback address, for the embedded demo and the
+    stack's own administration (its clients are ``User:ANONYMOUS``, a super user), and
+    SASL_SSL (SCRAM-SHA-512 over TLS with the local CA) for everything else. The
+    StandardAuthorizer denies whatever no ACL allows; ``callvault kafka grant-telephony``
+    adds a tenant's principal and its ACLs. SCRAM users are created through the running
+    broker (``ensure_admin_user``), so a data directory formatted by an older callvault
+    keeps working: only server.properties is rewritten, and the broker restarted once.
+    """
 
     @property
     def libs(self) -> Path:
@@ -199,8 +212,46 @@ class KafkaServer(Server):
     def config_path(self) -> Path:
         return self.settings.home / self.name / "server.properties"
 
+    @property
+    def sasl_port(self) -> int:
+        return self.settings.kafka_sasl_port
+
+    @property
+    def sasl_address(self) -> str:
+        return f"{self.settings.host}:{self.sasl_port}"
+
+    @property
+    def tls(self):
+        from .tls import LocalTls
+
+        return LocalTls(self.settings.home / "kafka" / "tls")  # one local CA for every instance
+
+    @property
+    def admin_user(self) -> str:
+        return self.settings.kafka_admin_user
+
+    @property
+    def _started_config(self) -> Path:
+        return self.settings.run_dir / f"{self.name}.config.sha256"
+
     def ports(self) -> list[int]:
-        return [self.port, self.settings.kafka_controller_port]
+        return [self.port, self.settings.kafka_controller_port, self.sasl_port]
+
+    def _config_digest(self) -> str:
+        return hashlib.sha256(self.config_path.read_bytes()).hexdigest() if self.config_path.exists() else ""
+
+    def needs_restart(self) -> bool:
+        try:
+            started = self._started_config.read_text().strip()
+        except OSError:
+            started = ""  # started by an older callvault: its configuration is unknown, so older
+        # Also when its SASL_SSL listener is missing (restarted by an older callvault meanwhile).
+        return started != self._config_digest() or (self.answers() and not port_is_open(self.settings.host,
+                                                                                           self.sasl_port))
+
+    def start(self) -> None:
+        super().start()
+        self._started_config.write_text(self._config_digest())
 
     def _java(self) -> str:
         java = shutil.which("java")
@@ -219,14 +270,32 @@ class KafkaServer(Server):
                  f"-DoutputDirectory={self.libs}"], what="resolving Kafka with Maven")
         s = self.settings
         self.config_path.parent.mkdir(parents=True, exist_ok=True)
+        if self.tls.ensure(s.host):
+            say(f"kafka: local CA and broker certificate written to {self.tls.directory}")
+        scram = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
         self.config_path.write_text("\n".join([
             "process.roles=broker,controller",
             "node.id=1",
             f"controller.quorum.voters=1@{s.host}:{s.kafka_controller_port}",
-            f"listeners=PLAINTEXT://{s.host}:{self.port},CONTROLLER://{s.host}:{s.kafka_controller_port}",
-            f"advertised.listeners=PLAINTEXT://{s.host}:{self.port}",
+            f"listeners=PLAINTEXT://{s.host}:{self.port},CONTROLLER://{s.host}:{s.kafka_controller_port},"
+            f"SASL_SSL://{s.host}:{self.sasl_port}",
+            f"advertised.listeners=PLAINTEXT://{s.host}:{self.port},SASL_SSL://{s.host}:{self.sasl_port}",
             "controller.listener.names=CONTROLLER",
-            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "inter.broker.listener.name=PLAINTEXT",
+            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL",
+            # SASL_SSL: SCRAM-SHA-512 over TLS; the PEM keystore is the local CA's broker certificate.
+            "sasl.enabled.mechanisms=SCRAM-SHA-512",
+            f"listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config={scram}",
+            "ssl.keystore.type=PEM",
+            f"ssl.keystore.location={self.tls.keystore}",
+            "ssl.truststore.type=PEM",
+            f"ssl.truststore.location={self.tls.ca_file}",
+            "ssl.client.auth=none",
+            # Authorization: what no ACL allows is denied. Super users: the worker/admin principal,
+            # and ANONYMOUS, i.e. the loopback PLAINTEXT listener (demo only) and the controller's.
+            "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            f"super.users=User:ANONYMOUS;User:{self.admin_user}",
+            "allow.everyone.if.no.acl.found=false",
             f"log.dirs={self.data_dir}",
             "num.partitions=4",
             "offsets.topic.replication.factor=1",
@@ -268,6 +337,28 @@ class KafkaServer(Server):
                 return correlation == 7 and error == 0
         except OSError:
             return False
+
+    def ensure_admin_user(self) -> None:
+        """The SCRAM super user, through the running broker's PLAINTEXT listener (idempotent:
+        its password is set again to the stored one)."""
+        import asyncio
+
+        from ingest.kafka_admin import KafkaAdmin
+        from ingest.settings import KafkaSettings
+
+        async def upsert() -> None:
+            async with KafkaAdmin(KafkaSettings(bootstrap_servers=self.address)) as admin:
+                await admin.upsert_scram_user(self.admin_user, self.secrets["kafka_admin_password"])
+
+        deadline = time.monotonic() + self.settings.start_timeout
+        while True:
+            try:
+                asyncio.run(upsert())
+                return
+            except CallvaultError as exc:  # the metadata quorum may still be settling right after a start
+                if time.monotonic() > deadline:
+                    raise ServerStartError(f"{self.name}: creating SCRAM user {self.admin_user} failed: {exc}") from exc
+                time.sleep(0.5)
 
 
 class MinioServer(Server):

@@ -37,6 +37,10 @@ class StackSettings(SectionSettings):
     kafka_version: str = Field(KAFKA_VERSION, description="org.apache.kafka:kafka_2.13 release")
     kafka_port: int = Field(19092, description="Kafka broker (PLAINTEXT) port")
     kafka_controller_port: int = Field(19093, description="Kafka KRaft controller port")
+    kafka_sasl_port: int = Field(19094, description=(
+        "Kafka SASL_SSL listener port (SCRAM-SHA-512, TLS with the local CA); the PLAINTEXT one is for the demo"))
+    kafka_admin_user: str = Field("callvault-worker", description=(
+        "SCRAM super user of the local Kafka (the worker and admin principal); its password is generated once"))
     kafka_heap: str = Field("512m", description="Kafka JVM -Xmx")
 
     minio_version: str = Field(MINIO_VERSION, description="github.com/minio/minio version for go install")

@@ -2,9 +2,11 @@
 
 ``up`` installs what is missing (cached under ``$CALLVAULT_HOME``), starts what is not
 running, and waits for each server to answer its own protocol. It is idempotent: a second
-call finds everything running and returns at once. Generated secrets (MinIO root
-credentials, PostgreSQL password, the MinIO KMS key, the callvault master key) are written
-once to ``$CALLVAULT_HOME/callvault.toml`` (mode 0600) and never to the repository.
+call finds everything running and returns at once, unless a server's configuration changed
+(a newer callvault: Kafka's SASL_SSL listener), in which case that server is restarted once.
+Generated secrets (MinIO root credentials, PostgreSQL password, the MinIO KMS key, the Kafka
+SCRAM super user's password, the callvault master key) are written once to
+``$CALLVAULT_HOME/callvault.toml`` (mode 0600) and never to the repository.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from .servers import (
     MinioServer,
     PortInUseError,
     PostgresServer,
+    port_is_open,
     Server,
     ensure_ffmpeg,
 )
@@ -45,6 +48,7 @@ def _generated_sections(settings: StackSettings) -> dict[str, dict[str, object]]
         "minio_root_password": secrets.token_urlsafe(24),
         "minio_kms_key": base64.b64encode(secrets.token_bytes(32)).decode(),
         "postgres_password": secrets.token_urlsafe(24),
+        "kafka_admin_password": secrets.token_urlsafe(24),
     }
     return {
         "local": local,
@@ -70,8 +74,12 @@ def ensure_local_config(settings: StackSettings) -> dict[str, str]:
             current = tomllib.load(fh)
     fresh = _generated_sections(settings)
     if "local" in current:
-        # The servers already run with the existing secrets: only add wholly missing sections.
+        # The servers already run with the existing secrets: only add wholly missing sections,
+        # and the local secrets a newer callvault introduced (never replacing one).
+        added = {k: v for k, v in fresh["local"].items() if k not in current["local"]}
         fresh = {name: values for name, values in fresh.items() if name not in current}
+        if added:
+            fresh["local"] = {**current["local"], **added}
     if fresh:
         merged = {**current, **fresh}
         settings.home.mkdir(parents=True, exist_ok=True)
@@ -129,6 +137,9 @@ class Stack:
         started: list[str] = []
         for server in self.servers:
             server.install(say)
+            if server.is_running() and server.needs_restart():
+                say(f"{server.name}: configuration changed, restarting")
+                server.stop()
             if server.is_running():
                 if not server.answers():
                     server.wait_until_answers()
@@ -145,6 +156,9 @@ class Stack:
             server.wait_until_answers()
             say(f"{server.name:<10} up on {server.address}  log: {server.log_file}")
         self.postgres.ensure_database()
+        self.kafka.ensure_admin_user()
+        say(f"{self.kafka.name + ' sasl':<10} SASL_SSL on {self.kafka.sasl_address} (SCRAM-SHA-512 user "
+            f"{self.kafka.admin_user}, CA {self.kafka.tls.ca_file}); `callvault stack env` shows the client settings")
         return started
 
     def down(self, say: Say = print) -> None:
@@ -153,10 +167,24 @@ class Stack:
             say(f"{server.name:<10} {'stopped' if stopped else 'was not running'}")
 
     def status(self) -> dict[str, dict[str, object]]:
-        return {
+        status = {
             s.name: {"running": s.is_running(), "answers": s.answers(), "address": s.address,
                      "log": str(s.log_file)}
             for s in self.servers
+        }
+        status[self.kafka.name]["listeners"] = {"PLAINTEXT": self.kafka.address, "SASL_SSL": self.kafka.sasl_address}
+        status[self.kafka.name]["sasl_ssl_open"] = port_is_open(self.settings.host, self.kafka.sasl_port)
+        return status
+
+    def kafka_client_env(self) -> dict[str, str]:
+        """Client settings for the SASL_SSL listener, as the super user (the worker's principal)."""
+        return {
+            "CALLVAULT_KAFKA_BOOTSTRAP_SERVERS": self.kafka.sasl_address,
+            "CALLVAULT_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+            "CALLVAULT_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+            "CALLVAULT_KAFKA_SASL_USERNAME": self.kafka.admin_user,
+            "CALLVAULT_KAFKA_SASL_PASSWORD": self.kafka.secrets["kafka_admin_password"],
+            "CALLVAULT_KAFKA_SSL_CAFILE": str(self.kafka.tls.ca_file),
         }
 
 

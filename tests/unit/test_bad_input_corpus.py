@@ -28,10 +28,12 @@ def test_the_corpus_holds_at_least_30_distinct_kinds() -> None:
     assert all(case.says for case in CORPUS)
     # Every reason a sender can be blamed for, except a conflict (it needs a call stored first:
     # test_ingest_e2e.py::test_redelivery_is_a_duplicate_and_changed_audio_is_a_conflict) and a
-    # worker crash (it needs the worker killed: test_poison_message.py).
+    # worker crash (it needs the worker killed: test_poison_message.py) and a tenant mismatch (it
+    # needs a per-tenant topic: test_kafka_auth.py).
     blamed = set(IngestErrorCode) - {IngestErrorCode.INGEST_ERROR, IngestErrorCode.AUDIO_ERROR,
                                      IngestErrorCode.ENCODING_FAILED, IngestErrorCode.INTERNAL_ERROR,
-                                     IngestErrorCode.RECORDING_CONFLICT, IngestErrorCode.WORKER_CRASH}
+                                     IngestErrorCode.RECORDING_CONFLICT, IngestErrorCode.WORKER_CRASH,
+                                     IngestErrorCode.TENANT_MISMATCH}
     assert {case.reason for case in CORPUS} == blamed
 
 
