@@ -32,6 +32,7 @@ from callvault.errors import CallvaultError
 
 from .kafka_client import client_options, kafka_errors
 from .settings import KafkaSettings
+from .topics import topic_configs
 
 SCRAM_MECHANISMS = {"SCRAM-SHA-256": (1, "sha256"), "SCRAM-SHA-512": (2, "sha512")}
 SCRAM_ITERATIONS = 8192
@@ -185,11 +186,12 @@ class KafkaAdmin:
                 if result["error_code"]:
                     raise KafkaAdminError(f"ACL {op} on {topic} for {principal}: {result['error_message']}")
 
-    async def ensure_topic(self, name: str, partitions: int) -> bool:
+    async def ensure_topic(self, name: str, partitions: int, configs: dict[str, str] | None = None) -> bool:
         async with kafka_errors(self.kafka):
             if name in set(await self._admin.list_topics()):
                 return False
-            await self._admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])
+            await self._admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1,
+                                                      topic_configs=configs or {})])
         return True
 
     async def delete_topics(self, names: list[str]) -> None:
@@ -206,7 +208,9 @@ async def grant_telephony(kafka: KafkaSettings, *, tenant: str, user: str | None
     user = user or f"telephony-{tenant}"
     topic = kafka.tenant_topic(tenant)
     async with KafkaAdmin(kafka) as admin:
-        created = await admin.ensure_topic(topic, partitions or kafka.partitions)
+        # A tenant topic keeps messages as long as the shared one: ingest keys outlive it by a day.
+        created = await admin.ensure_topic(topic, partitions or kafka.partitions,
+                                           topic_configs(kafka)[kafka.recordings_topic])
         exists = user in await admin.scram_users([user])
         if password is None and not exists:
             password = secrets.token_urlsafe(24)

@@ -40,6 +40,8 @@ async def ensure_topics(kafka: KafkaSettings) -> list[str]:
             if missing:
                 await admin.create_topics([NewTopic(name, num_partitions=kafka.partitions, replication_factor=1,
                                                     topic_configs=configs[name]) for name in missing])
+            # Per-tenant recordings topics keep messages as long as the shared one.
+            configs |= {name: configs[kafka.recordings_topic] for name in existing if kafka.tenant_of(name)}
             present = [name for name in configs if name in existing]
             if present:
                 await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, name, configs=configs[name])

@@ -257,3 +257,31 @@ def test_callvaults_producer_encrypts_landing_objects_and_seals_messages(deps: I
 def _current(deps: IngestDeps, tenant: str):
     with deps.engine.begin() as conn:
         return deps.ingest_keys.current(conn, tenant, now=datetime.now(timezone.utc))
+
+
+def test_every_topic_has_its_retention_set_not_the_brokers_default(pipeline) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    kafka = pipeline.kafka
+    pipeline.push(Call(audio=sine_wav(1.0), tenant="acme", agent_id="a1", caller_number=NUMBER,
+                       started_at=datetime.now(timezone.utc) - timedelta(minutes=1), recording_id="r"))
+    pipeline.wait_for(lambda e: e.get("type") == "stored", count=1)  # the worker is up: topics are set
+
+    async def retention() -> dict[str, str]:
+        admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
+        await admin.start()
+        try:
+            names = [kafka.recordings_topic, kafka.dlq_topic, kafka.events_topic]
+            described = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, n) for n in names])
+        finally:
+            await admin.close()
+        out = {}
+        for response in described:
+            for resource in response.resources:
+                out[resource[3]] = {c[0]: c[1] for c in resource[4]}["retention.ms"]
+        return out
+
+    hour = 3600 * 1000
+    assert asyncio.run(retention()) == {kafka.recordings_topic: str(72 * hour), kafka.dlq_topic: str(7 * 24 * hour),
+                                        kafka.events_topic: str(7 * 24 * hour)}
