@@ -3,7 +3,7 @@
 Write: object first, catalog row after, both keyed by (recording id, tier, reason), so a
 retry overwrites instead of duplicating. A crash between the two leaves at most an orphan
 object, which ``storage.reconcile`` removes. Read: the stored bytes are checked against the
-catalog's SHA-256 (whole reads) and every frame is authenticated (all reads).
+catalog's SHA-256 (whole and streamed reads) and every frame is authenticated (all reads).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import hashlib
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Iterator
 
 import sqlalchemy as sa
 
@@ -23,6 +23,7 @@ from .crypto import (
     FrameLayout,
     decrypt_bytes,
     decrypt_range,
+    decrypt_stream,
     encode_context,
     encrypt_stream,
     new_data_key,
@@ -119,6 +120,28 @@ def read_copy(conn: sa.Connection, store: ObjectStore, keys: KeyRing, copy_id: u
         raise IntegrityError(f"copy {copy_id}: stored object {row['object_key']} does not match its catalog "
                              "SHA-256 (corrupted or replaced)", hint="restore it from a backup or re-ingest")
     return decrypt_bytes(blob, data_key=data_key, aad=_aad(row["object_key"]))
+
+
+def stream_copy(conn: sa.Connection, store: ObjectStore, keys: KeyRing, copy_id: uuid.UUID) -> Iterator[bytes]:
+    """The decrypted audio of a copy as an iterator of frames, in memory of a few frames.
+
+    The catalog row is read and the data key unwrapped now, so ``conn`` may be released as soon
+    as this returns: the iterator touches only the object store. Every frame is authenticated
+    before it is yielded, and the stored bytes' SHA-256 is checked against the catalog once the
+    last frame has gone: an ``IntegrityError`` or ``DecryptionError`` raised by the iterator means
+    "abort what was written", never "done" (``read_copy`` is the whole-object equivalent)."""
+    row = _copy_row(conn, copy_id)
+    data_key = keys.unwrap_data_key(conn, caller_key_id=row["caller_key_id"], wrapped=row["wrapped_data_key"],
+                                    object_key=row["object_key"])
+
+    def generate() -> Iterator[bytes]:  # the GET happens on the first next(), the connection gone by then
+        stored = _Hashing(store.stream(row["bucket"], row["object_key"]))
+        yield from decrypt_stream(iter(stored), data_key=data_key, aad=_aad(row["object_key"]))
+        if stored.sha.hexdigest() != row["stored_sha256"]:
+            raise IntegrityError(f"copy {copy_id}: stored object {row['object_key']} does not match its catalog "
+                                 "SHA-256 (corrupted or replaced)", hint="restore it from a backup or re-ingest")
+
+    return generate()
 
 
 @dataclass(frozen=True)

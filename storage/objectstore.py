@@ -26,6 +26,7 @@ DELETE_BATCH = 1000  # S3 DeleteObjects limit
 log = logging.getLogger(__name__)
 LIST_CONCURRENCY = 8
 MULTIPART_THRESHOLD = 16 * 1024 * 1024
+STREAM_CHUNK = 256 * 1024  # a few frames of the worker's 64 KiB: few reads, little memory
 _NOT_FOUND = {"NoSuchKey", "404", "NotFound", "NoSuchVersion"}
 _NO_LOCK_CONFIG = {"ObjectLockConfigurationNotFoundError", "ObjectLockConfigurationNotFound"}
 # Asking an object's legal hold: never set (NoSuchObjectLockConfiguration), or the bucket has
@@ -96,7 +97,7 @@ def _code(exc: ClientError) -> str:
 
 
 class ObjectStore:
-    """put / get (ranges) / tags / legal hold / delete (all versions) / batch delete / list."""
+    """put / get (ranges) / stream / tags / legal hold / delete (all versions) / batch delete / list."""
 
     def __init__(self, client) -> None:
         self.client = client
@@ -152,6 +153,25 @@ class ObjectStore:
             return self.client.get_object(**kwargs)["Body"].read()
         except (ClientError, BotoCoreError) as exc:
             raise translate(exc, bucket=bucket, key=key) from exc
+
+    def stream(self, bucket: str, key: str, *, chunk_size: int = STREAM_CHUNK) -> Iterator[bytes]:
+        """The whole object as chunks of about ``chunk_size`` bytes, read as they arrive (one
+        GET): memory stays at one chunk whatever the object's size. A failure mid-way raises
+        like ``get``; the consumer must then treat what it has as incomplete."""
+        try:
+            body = self.client.get_object(Bucket=bucket, Key=key)["Body"]
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc, bucket=bucket, key=key) from exc
+
+        def generate() -> Iterator[bytes]:
+            try:
+                yield from body.iter_chunks(chunk_size)
+            except (ClientError, BotoCoreError) as exc:
+                raise translate(exc, bucket=bucket, key=key) from exc
+            finally:
+                body.close()
+
+        return generate()
 
     def head(self, bucket: str, key: str) -> ObjectInfo | None:
         try:
