@@ -3,7 +3,9 @@
 - objection: the number joins the suppression list (keyed hash) and its unheld copies are erased;
 - access / portability: every recording is copied into a ``complaint-extract`` copy (36 months)
   with reason ``gdpr-request:<id>``; the ZIP (audio + JSON and CSV manifest) is rendered from
-  those copies when downloaded, so the export is stored once, encrypted, with its own clock;
+  those copies when downloaded, so the export is stored once, encrypted, with its own clock.
+  The ZIP is streamed (``stream_export_zip``): each extract decrypted as it is read, written
+  as a stored entry, so its memory does not grow with the number or length of recordings;
 - erasure: every unheld copy (all tiers, all object versions) deleted, recordings left without
   a copy deleted, and the caller keys destroyed, found by key id (``storage.erasure``); written
   first to the erasure ledger, so a restored backup is erased again. Held copies survive: their
@@ -23,8 +25,10 @@ import io
 import json
 import uuid
 import zipfile
+from contextlib import closing, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import BinaryIO, Callable, ContextManager, Iterator
 
 import sqlalchemy as sa
 
@@ -32,7 +36,7 @@ from ingest.phone import normalise_number
 from lifecycle.copies import create_copy
 from lifecycle.exceptions import CopyNotAllowed
 from storage.catalog import tables as t
-from storage.copies import read_copy
+from storage.copies import plaintext_length, stream_copy
 from storage import erasure
 from storage.keys import KeyRing
 from storage.ledger import ErasureLedger
@@ -242,35 +246,123 @@ MANIFEST_FIELDS = ("recording_id", "telephony_id", "call_started_at", "direction
                    "duration_ms", "copy_id", "tier", "retention_until", "audio_file")
 
 
-def render_export_zip(conn: sa.Connection, store: ObjectStore, keys: KeyRing, *, tenant: str,
-                      request_id: str) -> bytes:
-    """The ZIP of a stored export: one audio file per recording and manifest.json + manifest.csv
-    listing every copy (tier and retention date) of each exported recording."""
-    extracts = conn.execute(sa.select(t.copies, t.recordings.c.tenant_id).join(
+@dataclass(frozen=True)
+class ExportEntry:
+    name: str            # audio/<call start>_<recording id>.<ext>: ids and times only
+    copy_id: uuid.UUID   # the request's complaint-extract copy
+    audio_bytes: int
+
+
+@dataclass(frozen=True)
+class ExportPlan:
+    """What the ZIP of a stored export holds, from the catalog alone (no audio read yet)."""
+    tenant: str
+    request_id: str
+    entries: list[ExportEntry]
+    manifest: list[dict]  # one row per copy of each exported recording: a few hundred bytes each
+
+    @property
+    def audio_bytes(self) -> int:
+        return sum(e.audio_bytes for e in self.entries)
+
+
+def plan_export_zip(conn: sa.Connection, *, tenant: str, request_id: str) -> ExportPlan:
+    """The audio files and manifest of a stored export: one audio file per recording (its
+    extract of this request), and every copy (tier and retention date) of each exported recording."""
+    extracts = conn.execute(sa.select(t.copies).join(
         t.recordings, t.recordings.c.id == t.copies.c.recording_id).where(
-        t.recordings.c.tenant_id == tenant, t.copies.c.reason == f"{GDPR_REASON}{request_id}")).mappings().all()
+        t.recordings.c.tenant_id == tenant, t.copies.c.reason == f"{GDPR_REASON}{request_id}")
+        .order_by(t.recordings.c.started_at, t.recordings.c.id)).mappings().all()
     if not extracts:
         raise NotFound(f"no export {request_id!r} in tenant {tenant!r} (expired or never made)")
+    ids = [ex["recording_id"] for ex in extracts]
+    recordings = {r["id"]: r for r in conn.execute(sa.select(t.recordings).where(t.recordings.c.id.in_(ids)))
+                  .mappings()}
+    copies: dict[uuid.UUID, list[sa.RowMapping]] = {}
+    for c in _copies(conn, ids):
+        copies.setdefault(c["recording_id"], []).append(c)
+    entries, manifest = [], []
+    for ex in extracts:
+        rec = recordings[ex["recording_id"]]
+        ext = "flac" if rec["audio_format"] == "flac" else "ogg"
+        name = f"audio/{rec['started_at']:%Y%m%dT%H%M%SZ}_{rec['id']}.{ext}"
+        entries.append(ExportEntry(name, ex["id"], plaintext_length(ex["size_bytes"], ex["frame_size"])))
+        for c in copies[rec["id"]]:
+            manifest.append({"recording_id": str(rec["id"]), "telephony_id": rec["external_id"],
+                             "call_started_at": rec["started_at"].isoformat(), "direction": rec["direction"],
+                             "agent_id": rec["agent_id"], "team_id": rec["team_id"] or "",
+                             "duration_ms": rec["duration_ms"], "copy_id": str(c["id"]), "tier": c["tier"],
+                             "retention_until": c["expires_at"].isoformat(),
+                             "audio_file": name if c["id"] == ex["id"] else ""})
+    return ExportPlan(tenant, request_id, entries, manifest)
+
+
+class _Pipe:
+    """A write-only, unseekable file: what ``ZipFile`` writes is kept until ``take``n. Unseekable
+    is what makes ``zipfile`` stream: sizes and CRC go in a data descriptor after each entry's
+    data instead of being patched into its header."""
+
+    def __init__(self) -> None:
+        self._parts: list[bytes] = []
+
+    def write(self, data) -> int:
+        self._parts.append(bytes(data))
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def take(self) -> Iterator[bytes]:
+        if self._parts:
+            parts, self._parts = self._parts, []
+            yield b"".join(parts)
+
+
+def stream_export_zip(plan: ExportPlan, store: ObjectStore, keys: KeyRing,
+                      connect: Callable[[], ContextManager[sa.Connection]]) -> Iterator[bytes]:
+    """The ZIP of a plan, chunk by chunk (about a frame each), in memory of a few frames
+    whatever the number and length of the recordings: each extract is streamed from the object
+    store, authenticated and written as it is decrypted. Audio is already compressed: stored.
+
+    ``connect`` lends a catalog connection for a moment per file (row and data key), never
+    across object reads. The central directory is written last, only once every entry has
+    decrypted and matched its checksum: if the iterator raises, what was yielded is a
+    truncated ZIP, never a complete-looking one; a consumer must treat the error as "abort"."""
+    pipe = _Pipe()
+    zf = zipfile.ZipFile(pipe, "w", compression=zipfile.ZIP_STORED)  # never closed on error: no directory
+    for entry in plan.entries:
+        with connect() as conn:
+            audio = stream_copy(conn, store, keys, entry.copy_id)
+        with closing(audio), zf.open(entry.name, "w", force_zip64=True) as out:
+            for frame in audio:
+                out.write(frame)
+                yield from pipe.take()
+        yield from pipe.take()
+    zf.writestr("manifest.json", json.dumps({"request_id": plan.request_id, "tenant": plan.tenant,
+                                             "copies": plan.manifest}, indent=2))
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=MANIFEST_FIELDS)
+    writer.writeheader()
+    writer.writerows(plan.manifest)
+    zf.writestr("manifest.csv", text.getvalue())
+    zf.close()
+    yield from pipe.take()
+
+
+def write_export_zip(conn: sa.Connection, store: ObjectStore, keys: KeyRing, *, tenant: str, request_id: str,
+                     out: BinaryIO) -> int:
+    """Write the ZIP of a stored export to ``out`` as it streams, on ``conn`` (which may hold the
+    export's uncommitted extracts); return the bytes written."""
+    plan = plan_export_zip(conn, tenant=tenant, request_id=request_id)
+    written = 0
+    for chunk in stream_export_zip(plan, store, keys, lambda: nullcontext(conn)):
+        written += out.write(chunk)
+    return written
+
+
+def render_export_zip(conn: sa.Connection, store: ObjectStore, keys: KeyRing, *, tenant: str,
+                      request_id: str) -> bytes:
+    """The whole ZIP in memory: for tests and small exports only (the API and the CLI stream)."""
     buf = io.BytesIO()
-    manifest: list[dict] = []
-    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as zf:
-        for ex in extracts:
-            rec = conn.execute(sa.select(t.recordings).where(t.recordings.c.id == ex["recording_id"])).mappings().one()
-            ext = "flac" if rec["audio_format"] == "flac" else "ogg"
-            name = f"audio/{rec['started_at']:%Y%m%dT%H%M%SZ}_{rec['id']}.{ext}"
-            zf.writestr(name, read_copy(conn, store, keys, ex["id"]))
-            for c in _copies(conn, [rec["id"]]):
-                manifest.append({"recording_id": str(rec["id"]), "telephony_id": rec["external_id"],
-                                 "call_started_at": rec["started_at"].isoformat(), "direction": rec["direction"],
-                                 "agent_id": rec["agent_id"], "team_id": rec["team_id"] or "",
-                                 "duration_ms": rec["duration_ms"], "copy_id": str(c["id"]), "tier": c["tier"],
-                                 "retention_until": c["expires_at"].isoformat(),
-                                 "audio_file": name if c["id"] == ex["id"] else ""})
-        zf.writestr("manifest.json", json.dumps({"request_id": request_id, "tenant": tenant, "copies": manifest},
-                                                indent=2))
-        text = io.StringIO()
-        writer = csv.DictWriter(text, fieldnames=MANIFEST_FIELDS)
-        writer.writeheader()
-        writer.writerows(manifest)
-        zf.writestr("manifest.csv", text.getvalue())
+    write_export_zip(conn, store, keys, tenant=tenant, request_id=request_id, out=buf)
     return buf.getvalue()

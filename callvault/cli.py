@@ -511,19 +511,28 @@ def subjects_erase(numbers: list[str] = typer.Argument(None, help="caller number
 def subjects_export(numbers: list[str], tenant: str = _TENANT, actor: str = _ACTOR,
                     out: Path = typer.Option(None, help="write the ZIP here (default: export-<id>.zip)")) -> None:
     """Access / portability: store a 36-month extract and write the ZIP (audio + JSON/CSV manifest)."""
-    from access.subjects import export, render_export_zip
+    from access.subjects import export, write_export_zip
 
-    def run(conn, svc, **kw):
+    part: list[Path] = []
+
+    def run(conn, svc, **kw):  # the ZIP streams to a .part file, renamed once the extracts are committed
         result = export(conn, svc.store, svc.keys, **kw)
-        return result, (render_export_zip(conn, svc.store, svc.keys, tenant=kw["tenant"],
-                                          request_id=result.request_id) if result.recordings else b"")
+        if result.recordings:
+            part.append((out or Path(f"export-{result.request_id}.zip")).with_suffix(".zip.part"))
+            with part[0].open("wb") as f:
+                write_export_zip(conn, svc.store, svc.keys, tenant=kw["tenant"], request_id=result.request_id, out=f)
+        return result
 
-    result, payload = _subject_run(run, tenant=tenant, numbers=numbers, actor=actor)
+    try:
+        result = _subject_run(run, tenant=tenant, numbers=numbers, actor=actor)
+    except BaseException:
+        for p in part:
+            p.unlink(missing_ok=True)
+        raise
     if not result.recordings:
         typer.echo("no recordings of these numbers")
         return
-    path = out or Path(f"export-{result.request_id}.zip")
-    path.write_bytes(payload)
+    path = part[0].replace(out or Path(f"export-{result.request_id}.zip"))
     typer.echo(f"request {result.request_id}: {result.recordings} recordings -> {path.resolve()}")
 
 

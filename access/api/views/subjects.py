@@ -5,7 +5,8 @@
 
 The export link is signed (HMAC-SHA256 with the token secret) over tenant, request, user and
 expiry, so it can be opened by a browser without the bearer token, for a few minutes, and
-only as the user it was made for; every download is audited under that user.
+only as the user it was made for; every download is audited under that user. The ZIP is
+streamed as it is built (``access.subjects.stream_export_zip``), never held whole in memory.
 """
 
 from __future__ import annotations
@@ -14,17 +15,20 @@ import hashlib
 import hmac
 import uuid
 from datetime import datetime, timedelta, timezone
-from typing import Annotated
+from itertools import chain
+from typing import Annotated, Iterator
 
 from fastapi import APIRouter, Depends, Query
-from fastapi.responses import Response
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
+
+from callvault.errors import CallvaultError
 
 from ...exceptions import Forbidden, NotFound, Unauthenticated
 from ...identities import load_user
 from ...policy import Action, User, account_state
-from ...subjects import (Actor, erase, erase_recordings, export, object_to_recording, rectify, render_export_zip,
-                         restrict)
+from ...subjects import (Actor, erase, erase_recordings, export, object_to_recording, plan_export_zip, rectify,
+                         restrict, stream_export_zip)
 from ..deps import ApiContext, context, current_user, link_secret, now
 from ..gate import Gate
 from ..models import Text, errors
@@ -180,10 +184,10 @@ def subjects_export(body: SubjectRequest, user: User = Depends(current_user), at
 
 
 @router.get("/exports/{tenant}/{request_id}.zip", responses={**errors(404), 200: {"content": {"application/zip": {}}}},
-            response_class=Response)
+            response_class=StreamingResponse)
 def download_export(tenant: str, request_id: str, user: Annotated[str, Query(max_length=64)],
                     expires: Annotated[int, Query(ge=0, le=2**40)], sig: Annotated[str, Query(max_length=128, description="hex HMAC")],
-                    at: datetime = Depends(now), ctx: ApiContext = Depends(context)) -> Response:
+                    at: datetime = Depends(now), ctx: ApiContext = Depends(context)) -> StreamingResponse:
     expected = sign(link_secret(ctx.settings), tenant, request_id, user, expires).encode()
     if not hmac.compare_digest(expected, sig.encode("utf-8", "surrogatepass")):
         raise Unauthenticated("invalid download link")
@@ -196,11 +200,28 @@ def download_export(tenant: str, request_id: str, user: Annotated[str, Query(max
             raise Forbidden("the link's user may no longer download this export")
         gate = Gate(uow, who, at, ctx.metrics)
         try:
-            payload = render_export_zip(uow.conn, svc.store, svc.keys, tenant=tenant, request_id=request_id)
+            plan = plan_export_zip(uow.conn, tenant=tenant, request_id=request_id)
         except NotFound:
             raise NotFound(f"export {request_id} not found") from None
+        detail = {"tenant": tenant, "files": len(plan.entries), "audio_bytes": plan.audio_bytes}
+        try:  # the first file's start is read now: a missing object or destroyed key is a clean error
+            body = primed(stream_export_zip(plan, svc.store, svc.keys, svc.engine.connect))
+        except CallvaultError as exc:
+            gate.record("subject:export:download", target_type="export", target_id=request_id, outcome="failed",
+                        detail={**detail, "error": exc.code})
+            uow.commit()
+            raise
         gate.record("subject:export:download", target_type="export", target_id=request_id, outcome="allowed",
-                    detail={"tenant": tenant, "bytes": len(payload)})
+                    detail=detail)
         uow.commit()
-    return Response(payload, media_type="application/zip",
-                    headers={"Content-Disposition": f'attachment; filename="callvault-export-{request_id}.zip"'})
+    # Streamed after the commit: no transaction, no audit lock, no catalog connection is held
+    # while the audio is read; memory stays at a few frames (``access.subjects.stream_export_zip``).
+    return StreamingResponse(body, media_type="application/zip", headers={
+        "Content-Disposition": f'attachment; filename="callvault-export-{request_id}.zip"',
+        "Cache-Control": "private, no-store"})
+
+
+def primed(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """The same chunks, the first one read now (before the response's headers are sent)."""
+    first = next(chunks, None)
+    return chunks if first is None else chain((first,), chunks)
