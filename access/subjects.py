@@ -297,6 +297,9 @@ def plan_export_zip(conn: sa.Connection, *, tenant: str, request_id: str) -> Exp
     return ExportPlan(tenant, request_id, entries, manifest)
 
 
+EXPORT_CHUNK = 256 * 1024  # what the ZIP stream hands out at a time: few hand-offs, little memory
+
+
 class _Pipe:
     """A write-only, unseekable file: what ``ZipFile`` writes is kept until ``take``n. Unseekable
     is what makes ``zipfile`` stream: sizes and CRC go in a data descriptor after each entry's
@@ -304,23 +307,26 @@ class _Pipe:
 
     def __init__(self) -> None:
         self._parts: list[bytes] = []
+        self._size = 0
 
     def write(self, data) -> int:
         self._parts.append(bytes(data))
+        self._size += len(data)
         return len(data)
 
     def flush(self) -> None:
         pass
 
-    def take(self) -> Iterator[bytes]:
-        if self._parts:
-            parts, self._parts = self._parts, []
+    def take(self, at_least: int = 0) -> Iterator[bytes]:
+        """What was written, as one chunk, once there is ``at_least`` that much."""
+        if self._parts and self._size >= at_least:
+            parts, self._parts, self._size = self._parts, [], 0
             yield b"".join(parts)
 
 
 def stream_export_zip(plan: ExportPlan, store: ObjectStore, keys: KeyRing,
                       connect: Callable[[], ContextManager[sa.Connection]]) -> Iterator[bytes]:
-    """The ZIP of a plan, chunk by chunk (about a frame each), in memory of a few frames
+    """The ZIP of a plan, chunk by chunk (``EXPORT_CHUNK`` each), in memory of a few frames
     whatever the number and length of the recordings: each extract is streamed from the object
     store, authenticated and written as it is decrypted. Audio is already compressed: stored.
 
@@ -336,8 +342,7 @@ def stream_export_zip(plan: ExportPlan, store: ObjectStore, keys: KeyRing,
         with closing(audio), zf.open(entry.name, "w", force_zip64=True) as out:
             for frame in audio:
                 out.write(frame)
-                yield from pipe.take()
-        yield from pipe.take()
+                yield from pipe.take(EXPORT_CHUNK)
     zf.writestr("manifest.json", json.dumps({"request_id": plan.request_id, "tenant": plan.tenant,
                                              "copies": plan.manifest}, indent=2))
     text = io.StringIO()
