@@ -23,6 +23,9 @@ class AccessSettings(SectionSettings):
     api_host: str = Field("127.0.0.1", description="Address `callvault api` listens on")
     api_port: int = Field(8080, description="Port `callvault api` listens on")
     stream_url_ttl_seconds: int = Field(300, description="Lifetime of a signed download/stream link")
+    export_stream_mb_per_s: float | None = Field(
+        None, gt=0, description="Pace of a data-subject export's ZIP download in MB/s (10^6 B), so a bulk "
+                                "download on a fast link leaves the API's CPU to playback; none: unpaced")
 
 
 @lru_cache

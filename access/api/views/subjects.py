@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import time
 import uuid
 from datetime import datetime, timedelta, timezone
 from itertools import chain
@@ -216,12 +217,30 @@ def download_export(tenant: str, request_id: str, user: Annotated[str, Query(max
         uow.commit()
     # Streamed after the commit: no transaction, no audit lock, no catalog connection is held
     # while the audio is read; memory stays at a few frames (``access.subjects.stream_export_zip``).
-    return StreamingResponse(body, media_type="application/zip", headers={
-        "Content-Disposition": f'attachment; filename="callvault-export-{request_id}.zip"',
-        "Cache-Control": "private, no-store"})
+    return StreamingResponse(paced(body, ctx.settings.export_stream_mb_per_s), media_type="application/zip",
+                             headers={"Content-Disposition": f'attachment; filename="callvault-export-{request_id}.zip"',
+                                      "Cache-Control": "private, no-store"})
 
 
 def primed(chunks: Iterator[bytes]) -> Iterator[bytes]:
     """The same chunks, the first one read now (before the response's headers are sent)."""
     first = next(chunks, None)
     return chunks if first is None else chain((first,), chunks)
+
+
+def paced(chunks: Iterator[bytes], mb_per_s: float | None) -> Iterator[bytes]:
+    """The same chunks, no faster than ``mb_per_s`` on average. Each ``next`` runs in the thread
+    pool (a sync iterator), so the sleep holds a worker thread, never the event loop."""
+    if not mb_per_s:
+        return chunks
+
+    def generate() -> Iterator[bytes]:
+        start, sent = time.monotonic(), 0
+        for chunk in chunks:
+            yield chunk
+            sent += len(chunk)
+            ahead = sent / (mb_per_s * 1e6) - (time.monotonic() - start)
+            if ahead > 0:
+                time.sleep(ahead)
+
+    return generate()
