@@ -259,7 +259,7 @@ def measure_memory(port: int, pid: int, tokens: dict) -> list[dict]:
     return results
 
 
-def run(quick: bool, reps: int | None, size: int) -> dict:
+def run(quick: bool, reps: int | None, size: int, paces: tuple[float, ...] = ()) -> dict:
     from pydantic import SecretStr
 
     from access.settings import AccessSettings
@@ -289,23 +289,31 @@ def run(quick: bool, reps: int | None, size: int) -> dict:
         access = AccessSettings(jwt_secret=SecretStr(access_bench.SECRET))
         tokens = {u: issue_token(u, access, ttl=timedelta(hours=4)) for u in ("manager-1", "control-1")}
         common.OUT.mkdir(parents=True, exist_ok=True)
-        with access_bench.api_server(env, common.OUT / "export-playback-api.log") as (proc, port):
-            common.say("export_playback: export memory and time, 10 vs 100 recordings (no playback)")
-            results["memory"] = measure_memory(port, proc.pid, tokens)
-            common.say(f"export_playback: 64 KiB Range TTFB, {rounds} rounds of {reps // rounds} alone then during an "
-                       "export of 100")
-            cpu0 = common.process_cpu_seconds(proc.pid)
-            results["playback"] = measure_playback(port, tokens, target, reps, rounds, url)
-            results["playback"]["api_cpu_s"] = common.process_cpu_seconds(proc.pid) - cpu0
-        p = results["playback"]
-        common.say(f"  TTFB p50/p99 alone {p['alone_ms']['median']:.2f}/{p['alone_ms']['p99']:.2f} ms (n={p['reps_alone']})")
-        for key in ("during", "during_extracts", "during_zip"):
-            s = p[f"{key}_ms"]
-            if s:
-                common.say(f"    {key.replace('_', ' ')}: p50/p99 {s['median']:.2f}/{s['p99']:.2f} ms (n={s['n']}), "
-                           f"ratio p99 {p[f'ratio_p99_{key}']:.2f}")
-        common.say(f"    sessions waiting on an advisory lock: {p['advisory_lock_waits']}")
-        common.say(f"    foreign load {p['foreign_cores']:.2f} cores {p['foreign_top']}")
+        results["playback"] = []
+        for pace in (None, *paces):  # one API per pace (CALLVAULT_ACCESS_EXPORT_STREAM_MB_PER_S)
+            api_env = {**env, **({"CALLVAULT_ACCESS_EXPORT_STREAM_MB_PER_S": str(pace)} if pace else {})}
+            with access_bench.api_server(api_env, common.OUT / "export-playback-api.log") as (proc, port):
+                if pace is None:
+                    common.say("export_playback: export memory and time, 10 vs 100 recordings (no playback)")
+                    results["memory"] = measure_memory(port, proc.pid, tokens)
+                common.say(f"export_playback: 64 KiB Range TTFB, {rounds} rounds of {reps // rounds} alone then "
+                           f"during an export of 100; ZIP download {f'paced at {pace} MB/s' if pace else 'unpaced'}")
+                cpu0 = common.process_cpu_seconds(proc.pid)
+                p = measure_playback(port, tokens, target, reps, rounds, url)
+                p["api_cpu_s"] = common.process_cpu_seconds(proc.pid) - cpu0
+                p["pace_mb_per_s"] = pace
+                results["playback"].append(p)
+            common.say(f"  TTFB p50/p99 alone {p['alone_ms']['median']:.2f}/{p['alone_ms']['p99']:.2f} ms "
+                       f"(n={p['reps_alone']})")
+            for key in ("during", "during_extracts", "during_zip"):
+                s = p[f"{key}_ms"]
+                if s:
+                    common.say(f"    {key.replace('_', ' ')}: p50/p99 {s['median']:.2f}/{s['p99']:.2f} ms "
+                               f"(n={s['n']}), ratio p99 {p[f'ratio_p99_{key}']:.2f}")
+            zip_s = [e["zip_s"] for e in p["exports"]]
+            common.say(f"    ZIP step {common.median(zip_s):.2f} s (median of {len(zip_s)}); sessions waiting on an "
+                       f"advisory lock: {p['advisory_lock_waits']}")
+            common.say(f"    foreign load {p['foreign_cores']:.2f} cores {p['foreign_top']}")
     finally:
         engine.dispose()
         common.drop_pg_schema(st, schema)
@@ -319,8 +327,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="100 requests per phase")
     parser.add_argument("--reps", type=int, help="Range requests alone, over all rounds (default 400, --quick 100)")
     parser.add_argument("--size", type=int, default=SIZE, help="bytes of audio per exported recording")
+    parser.add_argument("--paces", default="20", help="also measure with the ZIP download paced at these MB/s "
+                                                      "(comma-separated; '' for unpaced only)")
     args = parser.parse_args(argv)
-    results = run(args.quick, args.reps, args.size)
+    results = run(args.quick, args.reps, args.size, tuple(float(x) for x in args.paces.split(",") if x))
     path = common.write_json("export_playback", results)
     common.say(f"wrote {path}")
     return 0
