@@ -118,3 +118,27 @@ def test_render_on_the_export_transaction_matches_the_stream(catalog, store, key
     for data in (payload, streamed):
         zf = zipfile.ZipFile(io.BytesIO(data))
         assert sorted(zf.read(n) for n in zf.namelist() if n.startswith("audio/")) == sorted(audio.values())
+
+
+def test_the_cli_streams_the_zip_to_its_file(storage_settings, pg_schema_url, tmp_path):
+    import subprocess
+    import sys
+
+    from tests.integration.pipeline import service_env
+    from tests.support.vault import TENANT, Vault
+
+    vault = Vault.build(storage_settings, pg_schema_url)
+    try:
+        for _ in range(2):
+            vault.call(NUMBER)
+        out = tmp_path / "subject.zip"
+        done = subprocess.run([sys.executable, "-m", "callvault.cli", "subjects", "export", NUMBER, "--tenant", TENANT,
+                               "--actor", "ic-1", "--out", str(out)], env=service_env(vault.storage, vault.url),
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert NUMBER not in done.stdout + done.stderr
+        zf = zipfile.ZipFile(out)
+        assert zf.testzip() is None and len([n for n in zf.namelist() if n.startswith("audio/")]) == 2
+        assert [p.name for p in tmp_path.iterdir()] == ["subject.zip"]  # the .part file was renamed
+    finally:
+        vault.dispose()
