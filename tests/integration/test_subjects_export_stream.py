@@ -142,3 +142,14 @@ def test_the_cli_streams_the_zip_to_its_file(storage_settings, pg_schema_url, tm
         assert [p.name for p in tmp_path.iterdir()] == ["subject.zip"]  # the .part file was renamed
     finally:
         vault.dispose()
+
+
+def test_object_store_stream_reads_in_chunks_and_translates_a_missing_object(store, scratch_bucket):
+    from storage.exceptions import ObjectNotFound
+
+    data = os.urandom(600_000)
+    store.put(scratch_bucket, "k", data)
+    chunks = list(store.stream(scratch_bucket, "k", chunk_size=256 * 1024))
+    assert b"".join(chunks) == data and len(chunks) >= 3 and max(map(len, chunks)) <= 256 * 1024
+    with pytest.raises(ObjectNotFound):
+        store.stream(scratch_bucket, "missing")
