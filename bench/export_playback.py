@@ -227,7 +227,8 @@ def measure_playback(port: int, tokens: dict, target: dict, reps: int, rounds: i
            "during_ms": _ms(samples["extracts"] + samples["zip"]),
            "during_extracts_ms": _ms(samples["extracts"]) if samples["extracts"] else None,
            "during_zip_ms": _ms(samples["zip"]) if samples["zip"] else None,
-           "exports": exports, "advisory_lock_waits": advisory, "quiet_gate": gate, "host_busy_pct": load["host_busy_pct"],
+           "exports": exports, "advisory_lock_waits": advisory, "quiet_gate": gate,
+           "host_busy_pct": load["host_busy_pct"],
            "foreign_cores": load["foreign_cores"], "foreign_top": load["foreign_top"]}
     for key in ("during", "during_extracts", "during_zip"):
         out[f"ratio_p99_{key}"] = out[f"{key}_ms"]["p99"] / alone["p99"] if out[f"{key}_ms"] else None
@@ -254,7 +255,8 @@ def measure_memory(port: int, pid: int, tokens: dict) -> list[dict]:
                         "growth_mb": rss_bench._mb(peak_kb - idle_kb), "hwm_reset": reset,
                         "samples": sampler.samples})
         common.say(f"  export of {n}: {step['zip_bytes'] / 1e6:.1f} MB ZIP, extracts {step['extracts_s']:.2f} s + "
-                   f"ZIP {step['zip_s']:.2f} s (API CPU {step['extracts_api_cpu_s']:.2f} + {step['zip_api_cpu_s']:.2f} s); API RSS {rss_bench._mb(idle_kb):.0f} -> peak "
+                   f"ZIP {step['zip_s']:.2f} s (API CPU {step['extracts_api_cpu_s']:.2f} + "
+                   f"{step['zip_api_cpu_s']:.2f} s); API RSS {rss_bench._mb(idle_kb):.0f} -> peak "
                    f"{rss_bench._mb(peak_kb):.0f} MB")
     return results
 

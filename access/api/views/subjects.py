@@ -217,9 +217,10 @@ def download_export(tenant: str, request_id: str, user: Annotated[str, Query(max
         uow.commit()
     # Streamed after the commit: no transaction, no audit lock, no catalog connection is held
     # while the audio is read; memory stays at a few frames (``access.subjects.stream_export_zip``).
+    headers = {"Content-Disposition": f'attachment; filename="callvault-export-{request_id}.zip"',
+               "Cache-Control": "private, no-store"}
     return StreamingResponse(paced(body, ctx.settings.export_stream_mb_per_s), media_type="application/zip",
-                             headers={"Content-Disposition": f'attachment; filename="callvault-export-{request_id}.zip"',
-                                      "Cache-Control": "private, no-store"})
+                             headers=headers)
 
 
 def primed(chunks: Iterator[bytes]) -> Iterator[bytes]:
