@@ -23,6 +23,7 @@ from storage.catalog import tables as t
 from storage.crypto import DecryptionError
 from storage.exceptions import IntegrityError
 from tests.integration.catalog_helpers import NOW, new_recording, store_copy
+from tests.integration.test_api import world  # noqa: F401 - the API test world fixture
 
 pytestmark = pytest.mark.integration
 IC = Actor("ic-1")
@@ -153,3 +154,16 @@ def test_object_store_stream_reads_in_chunks_and_translates_a_missing_object(sto
     assert b"".join(chunks) == data and len(chunks) >= 3 and max(map(len, chunks)) <= 256 * 1024
     with pytest.raises(ObjectNotFound):
         store.stream(scratch_bucket, "missing")
+
+
+def test_api_download_of_an_export_whose_object_is_gone_is_a_clean_error_audited_as_failed(world):  # noqa: F811
+    made = world.post("/subjects/export", "control-1", json={"tenant": "acme", "numbers": ["+33 6 12 34 56 78"]})
+    assert made.status_code == 200, made.text
+    with world.engine.connect() as conn:
+        extract = conn.execute(sa.select(t.copies).where(
+            t.copies.c.reason == f"gdpr-request:{made.json()['request_id']}")).mappings().one()
+    world.services.store.delete(extract["bucket"], extract["object_key"])
+    got = world.client.get(made.json()["download_url"])
+    assert got.status_code >= 400 and got.headers["content-type"].startswith("application/json")
+    rows = world.audit_rows(action="subject:export:download")
+    assert [r["outcome"] for r in rows] == ["failed"] and rows[0]["detail"]["files"] == 1

@@ -205,7 +205,7 @@ def download_export(tenant: str, request_id: str, user: Annotated[str, Query(max
         except NotFound:
             raise NotFound(f"export {request_id} not found") from None
         detail = {"tenant": tenant, "files": len(plan.entries), "audio_bytes": plan.audio_bytes}
-        try:  # the first file's start is read now: a missing object or destroyed key is a clean error
+        try:  # the first chunk (256 KiB) is read now: a missing object or destroyed key is a clean error
             body = primed(stream_export_zip(plan, svc.store, svc.keys, svc.engine.connect))
         except CallvaultError as exc:
             gate.record("subject:export:download", target_type="export", target_id=request_id, outcome="failed",
