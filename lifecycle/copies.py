@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from access import audit
 from access.policy import EXPIRED
 from storage.catalog import tables as t
-from storage.copies import object_key_for, put_encrypted, read_copy, upsert_copy
+from storage.copies import object_key_for, plaintext_length, put_encrypted, stream_copy, upsert_copy
 from storage.keys import KeyRing
 from storage.objectstore import ObjectStore
 
@@ -86,11 +86,14 @@ def create_copy(conn: sa.Connection, store: ObjectStore, keys: KeyRing, *, recor
     if not chosen["usable"]:
         raise CopyNotAllowed(f"recording {recording_id} has no copy to copy from: {EXPIRED}")
     source, bucket = chosen["id"], chosen["bucket"]
-    audio = read_copy(conn, store, keys, source)
+    # Streamed from the source (frames authenticated, checksum checked at its end, which aborts the
+    # upload): memory of a part whatever the call's length.
+    audio = stream_copy(conn, store, keys, source)
     key = object_key_for(recording["tenant_id"], recording_id, tier_.value, reason)
     # Under the recording's own key (not today's number): erasure and rectification move them together.
     stored = put_encrypted(conn, store, keys, caller=keys.key_by_id(conn, recording["caller_key_id"]), bucket=bucket,
-                           object_key=key, audio=audio,
+                           object_key=key, audio=audio, length=plaintext_length(chosen["size_bytes"],
+                                                                                 chosen["frame_size"]),
                            tags={"tier": tier_.value, "tenant": recording["tenant_id"]})
     expiry = expires_at(tier_, call_started_at=recording["started_at"], copy_created_at=now,
                         overrides=tenant_overrides(conn, recording["tenant_id"]))

@@ -12,7 +12,7 @@ import hashlib
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import sqlalchemy as sa
 
@@ -70,11 +70,21 @@ class _Hashing:
 
 
 def put_encrypted(conn: sa.Connection, store: ObjectStore, keys: KeyRing, *, caller: CallerKey, bucket: str,
-                  object_key: str, audio: bytes, tags: dict[str, str], frame_size: int = FRAME_SIZE) -> StoredObject:
-    """Encrypt ``audio`` under a fresh data key wrapped by ``caller`` (the recording's key), and upload it."""
+                  object_key: str, audio: bytes | Iterable[bytes], tags: dict[str, str], frame_size: int = FRAME_SIZE,
+                  length: int | None = None) -> StoredObject:
+    """Encrypt ``audio`` under a fresh data key wrapped by ``caller`` (the recording's key), and upload it.
+
+    ``audio`` may be chunks (``stream_copy``) of a declared ``length``: encrypted and uploaded as
+    they come (multipart past ``MULTIPART_THRESHOLD``), in memory of a few parts whatever the length."""
     data_key = new_data_key()
-    chunks = (audio[i:i + 1024 * 1024] for i in range(0, len(audio), 1024 * 1024))
-    hashing = _Hashing(encrypt_stream(chunks, plaintext_length=len(audio), data_key=data_key,
+    if isinstance(audio, (bytes, bytearray)):
+        length = len(audio)
+        chunks: Iterable[bytes] = (audio[i:i + 1024 * 1024] for i in range(0, len(audio), 1024 * 1024))
+    elif length is None:
+        raise ValueError("streamed audio needs its length (the header declares it before the first frame)")
+    else:
+        chunks = audio
+    hashing = _Hashing(encrypt_stream(chunks, plaintext_length=length, data_key=data_key,
                                       aad=_aad(object_key), frame_size=frame_size))
     store.put(bucket, object_key, iter(hashing), tags=tags)
     return StoredObject(object_key, hashing.size, hashing.sha.hexdigest(),

@@ -167,3 +167,21 @@ def test_api_download_of_an_export_whose_object_is_gone_is_a_clean_error_audited
     assert got.status_code >= 400 and got.headers["content-type"].startswith("application/json")
     rows = world.audit_rows(action="subject:export:download")
     assert [r["outcome"] for r in rows] == ["failed"] and rows[0]["detail"]["files"] == 1
+
+
+def test_an_extract_of_a_damaged_source_fails_and_leaves_no_copy(catalog, store, keys, scratch_bucket):
+    from lifecycle.copies import create_copy
+
+    audio = _calls(catalog, store, keys, scratch_bucket, n=1, size=50_000)
+    (rid,) = audio
+    with catalog.connect() as conn:
+        source = conn.execute(sa.select(t.copies).where(t.copies.c.recording_id == rid)).mappings().one()
+    blob = bytearray(store.get(source["bucket"], source["object_key"]))
+    blob[-5] ^= 1
+    store.put(source["bucket"], source["object_key"], bytes(blob))
+    with pytest.raises(DecryptionError), catalog.begin() as conn:
+        create_copy(conn, store, keys, recording_id=rid, tier="complaint-extract", actor="ic-1", now=NOW,
+                    reason="gdpr-request:x")
+    with catalog.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(t.copies)).scalar() == 1
+    assert [o.key for o in store.list(scratch_bucket)] == [source["object_key"]]
