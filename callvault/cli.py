@@ -396,6 +396,29 @@ def keys_hash_key() -> None:
     typer.echo(base64.b64encode(services().keys.hash_key).decode())
 
 
+@keys_app.command("ingest")
+def keys_ingest(tenant: str = typer.Option(..., help="tenant slug")) -> None:
+    """The tenant's current ingest public key (JSON), for a producer of your own to seal messages to.
+
+    HPKE (RFC 9180) base mode, DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, AES-256-GCM. The info is
+    "callvault.sealed/v1", the tenant and the key id, each as a 4-byte big-endian length and its
+    UTF-8 bytes; HPKE's output (enc || ciphertext) goes base64 in the envelope's "sealed". Ask
+    again before ``use_until``."""
+    import json
+    from datetime import timezone
+
+    from callvault.bootstrap import services
+    from ingest.service import ingest_keys_for
+    from ingest.settings import get_ingest_settings, get_kafka_settings
+
+    svc = services()
+    keys = ingest_keys_for(svc.keys, get_ingest_settings(), get_kafka_settings())
+    with svc.engine.begin() as conn:
+        current = keys.current(conn, tenant, now=datetime.now(timezone.utc))
+    typer.echo(json.dumps({**current.to_json(), "suite": "DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, AES-256-GCM",
+                           "envelope": "callvault.sealed/v1"}, indent=2))
+
+
 @keys_app.command("rotate-master")
 def keys_rotate_master(batch_size: int = typer.Option(1000, min=1, help="caller keys re-wrapped per transaction")) -> None:
     """Re-wrap every live caller key under the current master key (CALLVAULT_STORAGE_MASTER_KEY).
