@@ -196,7 +196,7 @@ def verify(conn: sa.Connection, anchors: AuditAnchors | None = None) -> VerifyRe
             i += 1
         prev = row["hash"]
     if i < len(checked):
-        a = checked[-1]
+        a = checked[i]
         return fail(a.seq, f"the trail ends at entry {count} but an anchor written at {a.at} covers "
                            f"{a.count} entries up to seq={a.seq}: the newest entries were cut")
     if anchors is not None and count and last_anchored is None:
