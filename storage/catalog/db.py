@@ -55,8 +55,12 @@ _CURRENT = "callvault.unit_of_work"
 
 
 def current_unit_of_work(conn: sa.Connection) -> "UnitOfWork | None":
-    """The unit of work ``conn`` belongs to, if any (the audit trail defers its appends to it)."""
-    return conn.info.get(_CURRENT)
+    """The unit of work ``conn`` belongs to, if any (the audit trail defers its appends to it).
+
+    ``info`` belongs to the DBAPI connection, which a static pool (in-memory SQLite) shares
+    between ``Connection`` objects: only the unit's own ``Connection`` counts."""
+    uow = conn.info.get(_CURRENT)
+    return uow if uow is not None and getattr(uow, "conn", None) is conn else None
 
 
 class UnitOfWork:
