@@ -14,8 +14,9 @@ in the erasure ledger's bucket (object lock, COMPLIANCE retention of
 ``access.audit.verify`` then checks that every anchored entry is still there with the same
 hash and the same number of entries up to it: a recomputed chain or a cut tail no longer
 matches a signed anchor. Entries newer than the last anchor are protected by the chain only,
-hence anchors at least every ``audit_anchor_interval_seconds``, and after every sweep, erasure
-and export.
+hence anchors at least every ``audit_anchor_interval_seconds`` (each API or CLI process, after a
+unit of work's commit once the interval has passed since its own last anchor; the worker, on
+its sweep timer), and right after every sweep, erasure and export.
 
 Reading lists every *version* (delete markers are ignored): in a versioned bucket a plain
 DELETE only hides an object behind a marker, which object lock does not prevent.
