@@ -36,7 +36,8 @@ def add_user(conn: sa.Connection, *, user_id: str, role: str, tenants: list[str]
     for tenant, team, relation in teams:
         conn.execute(t.team_memberships.insert().values(user_id=user_id, tenant_id=tenant, team_id=team,
                                                         relation=Relation(relation).value))
-    audit.append(conn, tenant=audit.sole_tenant(tenants), actor="admin", role="it", action="user:add", target_type="user", target_id=user_id,
+    audit.append(conn, tenant=audit.sole_tenant(tenants), actor="admin", role="it", action="user:add",
+                 target_type="user", target_id=user_id,
                  outcome="done", at=now, detail={"role": role_.value, "tenants": sorted(tenants)})
     return load_user(conn, user_id)  # type: ignore[return-value]
 
@@ -46,7 +47,8 @@ def revoke_user(conn: sa.Connection, user_id: str, *, now: datetime | None = Non
     if conn.execute(t.users.update().where(t.users.c.id == user_id).values(revoked=True, revoked_at=now)).rowcount == 0:
         raise NotFound(f"user {user_id!r} does not exist")
     tenants = conn.execute(sa.select(t.users.c.tenants).where(t.users.c.id == user_id)).scalar() or []
-    audit.append(conn, tenant=audit.sole_tenant(tenants), actor=actor, role="it", action="user:revoke", target_type="user", target_id=user_id,
+    audit.append(conn, tenant=audit.sole_tenant(tenants), actor=actor, role="it", action="user:revoke",
+                 target_type="user", target_id=user_id,
                  outcome="done", at=now)
 
 

@@ -158,7 +158,8 @@ def restrict(conn: sa.Connection, keys: KeyRing, *, tenant: str, numbers: list[s
     changed = conn.execute(t.recordings.update().where(
         t.recordings.c.tenant_id == tenant, t.recordings.c.number_hash.in_(number_hashes))
         .values(restricted=not lift, restricted_at=None if lift else now)).rowcount
-    audit.append(conn, tenant=tenant, actor=actor.id, role=actor.role, action="subject:lift" if lift else "subject:restrict",
+    audit.append(conn, tenant=tenant, actor=actor.id, role=actor.role,
+                 action="subject:lift" if lift else "subject:restrict",
                  target_type="subject", target_id=",".join(h[:16] for h in number_hashes), outcome="done", at=now,
                  detail={"tenant": tenant, "recordings": changed})
     return changed
@@ -193,7 +194,8 @@ def rectify(conn: sa.Connection, keys: KeyRing, *, tenant: str, recording_ids: l
                 before[name], after[name] = row[name], value
         if changes:
             conn.execute(t.recordings.update().where(t.recordings.c.id == row["id"]).values(**changes))
-        audit.append(conn, tenant=tenant, actor=actor.id, role=actor.role, action="subject:rectify", target_type="recording",
+        audit.append(conn, tenant=tenant, actor=actor.id, role=actor.role, action="subject:rectify",
+                     target_type="recording",
                      target_id=str(row["id"]), outcome="done", at=now, detail={"before": before, "after": after})
     return len(rows)
 
