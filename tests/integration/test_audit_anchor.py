@@ -403,3 +403,54 @@ def test_get_audit_shows_a_tenant_user_only_their_tenants_entries(pg_engine, sto
         assert world.get("/audit", "control-1", params={"limit": 501}).status_code == 422
         verified = world.get("/audit/verify", "control-1").json()
         assert verified["ok"] and verified["entries"] > len(mine)  # verification covers every entry
+
+
+# -- sweeps and erasures: tenant, server clock, anchored at once ---------------------------------------
+
+def _acme(engine) -> None:
+    upgrade(engine)
+    with engine.begin() as conn:
+        conn.execute(t.tenants.insert().values(id="acme", name="Acme", created_at=NOW))
+
+
+def test_a_sweep_as_of_a_simulated_time_stamps_the_real_clock_and_anchors(pg_engine, store, keys, scratch_bucket,
+                                                                        anchors):
+    from lifecycle.sweeper import sweep
+    from tests.integration.catalog_helpers import store_copy
+
+    _acme(pg_engine)
+    rid, _, copy_id, _ = store_copy(pg_engine, store, keys, scratch_bucket, b"audio")
+    simulated = NOW + timedelta(days=365)
+    started = datetime.now(timezone.utc)
+    report = sweep(pg_engine, store, now=simulated, anchors=anchors)
+    assert report.deleted_copies == 1 and report.deleted_recordings == 1
+    with pg_engine.connect() as conn:
+        rows = conn.execute(sa.select(t.audit_events).where(t.audit_events.c.actor == "sweeper")
+                            .order_by(t.audit_events.c.seq)).mappings().all()
+    assert [(r["target_type"], r["target_id"], r["tenant_id"]) for r in rows] == [
+        ("copy", str(copy_id), "acme"), ("recording", str(rid), "acme")]
+    assert all(started - timedelta(seconds=1) <= r["at"] <= datetime.now(timezone.utc) for r in rows)
+    assert all(r["detail"]["as_of"] == simulated.isoformat() for r in rows)
+    result = check(pg_engine, anchors)
+    assert result.ok and result.anchored_seq == rows[-1]["seq"] and result.unanchored == 0
+
+
+def test_an_erasure_appends_at_commit_and_anchors_right_after(pg_engine, store, keys, scratch_bucket, anchors,
+                                                            ledger):
+    from access.subjects import Actor, erase_recordings
+    from tests.integration.catalog_helpers import store_copy
+
+    _acme(pg_engine)
+    rid, _, _, _ = store_copy(pg_engine, store, keys, scratch_bucket, b"audio")
+    assert anchors.write(pg_engine) is None and not anchors.due()  # just anchored: the interval has not passed
+    with UnitOfWork(pg_engine, anchors=anchors) as uow:
+        erase_recordings(uow.conn, store, keys, ledger, tenant="acme", recording_ids=[rid], actor=Actor("ic-1"),
+                         now=datetime.now(timezone.utc))
+        with pg_engine.connect() as conn:  # collected, not yet appended: no lock held during the shredding
+            assert conn.execute(sa.select(sa.func.count()).select_from(t.audit_events)).scalar() == 0
+        uow.commit()
+    with pg_engine.connect() as conn:
+        row = conn.execute(sa.select(t.audit_events)).mappings().one()
+    assert (row["action"], row["tenant_id"], row["target_id"]) == ("subject:erase", "acme", str(rid))
+    result = check(pg_engine, anchors)
+    assert result.ok and result.anchored_seq == row["seq"]
