@@ -36,7 +36,8 @@ def add_user(conn: sa.Connection, *, user_id: str, role: str, tenants: list[str]
     for tenant, team, relation in teams:
         conn.execute(t.team_memberships.insert().values(user_id=user_id, tenant_id=tenant, team_id=team,
                                                         relation=Relation(relation).value))
-    audit.append(conn, actor="admin", role="it", action="user:add", target_type="user", target_id=user_id,
+    audit.append(conn, tenant=audit.sole_tenant(tenants), actor="admin", role="it", action="user:add",
+                 target_type="user", target_id=user_id,
                  outcome="done", at=now, detail={"role": role_.value, "tenants": sorted(tenants)})
     return load_user(conn, user_id)  # type: ignore[return-value]
 
@@ -45,7 +46,9 @@ def revoke_user(conn: sa.Connection, user_id: str, *, now: datetime | None = Non
     now = now or datetime.now(timezone.utc)
     if conn.execute(t.users.update().where(t.users.c.id == user_id).values(revoked=True, revoked_at=now)).rowcount == 0:
         raise NotFound(f"user {user_id!r} does not exist")
-    audit.append(conn, actor=actor, role="it", action="user:revoke", target_type="user", target_id=user_id,
+    tenants = conn.execute(sa.select(t.users.c.tenants).where(t.users.c.id == user_id)).scalar() or []
+    audit.append(conn, tenant=audit.sole_tenant(tenants), actor=actor, role="it", action="user:revoke",
+                 target_type="user", target_id=user_id,
                  outcome="done", at=now)
 
 
@@ -72,7 +75,9 @@ def open_break_glass(conn: sa.Connection, user: User, *, ticket: str, minutes: i
             sa.select(t.recordings.c.id).where(t.recordings.c.id == recording_id)).first() is None:
         raise NotFound(f"recording {recording_id} does not exist (expired or erased?)")
     tenants = ",".join(sorted(user.tenants))
-    audit.append(conn, actor=user.id, role=user.role.value, action=Action.BREAK_GLASS.value,
+    tenant = (conn.execute(sa.select(t.recordings.c.tenant_id).where(t.recordings.c.id == recording_id)).scalar()
+              if recording_id is not None else audit.sole_tenant(user.tenants))
+    audit.append(conn, tenant=tenant, actor=user.id, role=user.role.value, action=Action.BREAK_GLASS.value,
                  target_type="recording" if recording_id else "tenant",
                  target_id=str(recording_id) if recording_id else (tenants if len(tenants) <= 200 else "many"),
                  outcome="allowed" if decision.allowed else "denied", reason=ticket or decision.reason, at=now,

@@ -286,7 +286,7 @@ def lifecycle_sweep(
         return
     with typer.progressbar(length=due, label="sweeping", file=None) as bar:
         report = sweep(svc.engine, svc.store, now=at, batch_size=batch_size or svc.lifecycle.sweep_batch_size,
-                       progress=bar.update)
+                       progress=bar.update, anchors=svc.anchors)
     typer.echo(report.summary())
 
 
@@ -456,17 +456,76 @@ app.add_typer(audit_app, name="audit")
 
 @audit_app.command("verify")
 def audit_verify() -> None:
-    """Walk the hash chain; exit 1 naming the first edited, deleted or reordered entry."""
+    """Walk the hash chain and check it against the signed anchors; exit 1 naming the first
+    edited, deleted, reordered or rewritten entry, or a cut tail."""
     from access.audit import verify
     from callvault.bootstrap import services
+    from callvault.errors import CallvaultError
 
+    svc = services()
+    try:
+        with svc.engine.connect() as conn:
+            result = verify(conn, svc.anchors)
+    except CallvaultError as exc:
+        _err(f"audit trail not verified: {exc}")
+        raise typer.Exit(1) from None
+    if not result.ok:
+        where = f" at entry seq={result.first_bad_seq}" if result.first_bad_seq is not None else ""
+        _err(f"audit trail broken{where}: {result.problem}")
+        raise typer.Exit(1)
+    anchored = (f"; {result.anchors} signed anchors match, the newest at seq={result.anchored_seq} "
+                f"({result.unanchored} newer entries covered by the chain only)" if result.anchored_seq else "")
+    typer.echo(f"audit trail intact: {result.entries} entries{anchored}")
+    for note in result.notes:
+        typer.echo(f"note: {note}")
+
+
+@audit_app.command("anchor")
+def audit_anchor() -> None:
+    """Write the chain's head now to the object-locked ledger bucket, signed (also done on a timer)."""
+    from callvault.bootstrap import services
+
+    svc = services()
+    if svc.anchors is None:
+        _err("no anchor key: set CALLVAULT_STORAGE_AUDIT_ANCHOR_KEY (base64, 32 bytes)")
+        raise typer.Exit(1)
+    head = svc.anchors.write(svc.engine)
+    typer.echo(f"anchored seq={head.seq} ({head.count} entries)" if head else "nothing new to anchor")
+
+
+def _day(value: str) -> datetime:
+    from datetime import timezone
+
+    try:
+        day = datetime.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r}: give a date (2026-11-01) or a time with offset") from None
+    return day if day.tzinfo else day.replace(tzinfo=timezone.utc)
+
+
+@audit_app.command("export")
+def audit_export(
+    start: str = typer.Option(..., "--from", help="first day (or time) included, e.g. 2026-11-01 (UTC)"),
+    end: str = typer.Option(..., "--to", help="first day (or time) excluded, e.g. 2026-12-01 (UTC)"),
+    out: Path = typer.Option(None, "--out", help="write here (default: standard output)"),
+    tenant: list[str] = typer.Option([], help="only this tenant's entries (repeatable; default: all)"),
+) -> None:
+    """Entries of a period as JSON Lines for a SIEM, streamed (ids and hashes; never audio or a number)."""
+    import sys
+
+    from access.audit import export_jsonl
+    from callvault.bootstrap import services
+
+    first, last = _day(start), _day(end)
+    if last <= first:
+        raise typer.BadParameter("--to must be after --from")
     with services().engine.connect() as conn:
-        result = verify(conn)
-    if result.ok:
-        typer.echo(f"audit trail intact: {result.entries} entries")
-        return
-    _err(f"audit trail broken at entry seq={result.first_bad_seq}: {result.problem}")
-    raise typer.Exit(1)
+        if out is None:
+            n = export_jsonl(conn, sys.stdout, start=first, end=last, tenants=frozenset(tenant) or None)
+        else:
+            with out.open("w", encoding="utf-8") as fh:
+                n = export_jsonl(conn, fh, start=first, end=last, tenants=frozenset(tenant) or None)
+    typer.echo(f"{n} entries", err=True)
 
 
 subjects_app = typer.Typer(no_args_is_help=True, help="Data-subject rights, by phone number (several at once)")
@@ -483,8 +542,12 @@ def _subject_run(fn, **kwargs):
     from callvault.bootstrap import services
 
     svc = services()
-    with svc.engine.begin() as conn:
-        return fn(conn, svc, actor=Actor(kwargs.pop("actor")), now=datetime.now(timezone.utc), **kwargs)
+    # A unit of work: the audit entries are appended at its commit (the append lock is not held
+    # across the object-store I/O), and the chain is anchored after an erasure or an export.
+    with svc.unit_of_work() as uow:
+        result = fn(uow.conn, svc, actor=Actor(kwargs.pop("actor")), now=datetime.now(timezone.utc), **kwargs)
+        uow.commit()
+        return result
 
 
 def _print_erasure(report) -> None:
@@ -676,7 +739,7 @@ def dlq_replay(reason: str = typer.Option(None, help="only this reason code, e.g
     sent = asyncio.run(replay(get_kafka_settings(), chosen,
                               reseal=resealer(catalog_seal_keys(svc.engine, svc.storage, kafka=get_kafka_settings()))))
     with services().engine.begin() as conn:
-        audit.append(conn, actor=actor, role="it", action="dlq:replay", target_type="dead-letters",
+        audit.append(conn, tenant=tenant, actor=actor, role="it", action="dlq:replay", target_type="dead-letters",
                      target_id=f"{reason or '*'}/{tenant or '*'}", outcome="done", at=datetime.now(timezone.utc),
                      detail={"replayed": sent, "positions": [d.position for d in chosen][:200]})
     typer.echo(f"replayed {sent} dead letters to the recordings topic")
@@ -701,7 +764,7 @@ def dlq_purge(older_than_days: float = typer.Option(..., "--older-than", min=0,
     now = datetime.now(timezone.utc)
     deleted = asyncio.run(purge(get_kafka_settings(), _dead_letters(release=False), older_than=now - timedelta(days=older_than_days)))
     with services().engine.begin() as conn:
-        audit.append(conn, actor=actor, role="it", action="dlq:purge", target_type="dead-letters",
+        audit.append(conn, tenant=None, actor=actor, role="it", action="dlq:purge", target_type="dead-letters",
                      target_id=f"older-than-{older_than_days:g}d", outcome="done", at=now, detail={"deleted": deleted})
     typer.echo(f"purged {deleted} dead letters older than {older_than_days:g} days")
 

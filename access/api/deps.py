@@ -55,7 +55,7 @@ class ApiContext:
         return self._services
 
     def unit_of_work(self) -> UnitOfWork:
-        return UnitOfWork(self.services.engine)
+        return UnitOfWork(self.services.engine, anchors=self.services.anchors)
 
 
 def context(request: Request) -> ApiContext:
@@ -87,7 +87,9 @@ def _active(request: Request, ctx: ApiContext, user: User, at: datetime) -> User
     if refused is not None:
         route = getattr(request.scope.get("route"), "path", request.url.path)
         with ctx.services.engine.begin() as conn:
-            audit.append(conn, actor=user.id, role=user.role.value, action="api:request", target_type="route",
+            mine = sorted(user.tenants)
+            audit.append(conn, tenant=mine[0] if len(mine) == 1 and mine[0] != "*" else None, actor=user.id,
+                         role=user.role.value, action="api:request", target_type="route",
                          target_id=f"{request.method} {route}", outcome="denied", reason=refused.reason, at=at)
         ctx.metrics.decision("api:request", False)
         raise Forbidden(refused.reason)

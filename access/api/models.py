@@ -159,6 +159,7 @@ class LifecycleReport(BaseModel):
 class AuditEntry(BaseModel):
     seq: int
     at: datetime
+    tenant_id: str | None = Field(None, description="the tenant the entry is about; null: group-level or system")
     actor: str
     role: str
     action: str
@@ -183,6 +184,8 @@ class AuditVerification(BaseModel):
     entries: int
     first_bad_seq: int | None = None
     problem: str | None = None
+    anchors: int = Field(0, description="signed anchors (outside the catalog) the chain was checked against")
+    anchored_seq: int | None = Field(None, description="the newest anchored entry; later ones: chain only")
 
 
 class BreakGlassRequest(BaseModel):
