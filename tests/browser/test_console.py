@@ -212,6 +212,8 @@ def test_it_sees_masked_numbers_and_plays_only_through_break_glass(tab):
     page.get_by_role("button", name="Open break-glass").click()
     page.locator("#grant").wait_for()
     assert "INC-4711" in page.locator("#grant").inner_text()
+    assert "production" in page.locator("#grant").inner_text()
+    assert "monitoring" not in page.locator("#grant").inner_text()
     page.get_by_role("button", name="Play the production copy").click()
     page.wait_for_function("() => document.getElementById('player').readyState >= 1")
     assert 206 in audio_responses(tab, production)
@@ -220,8 +222,9 @@ def test_it_sees_masked_numbers_and_plays_only_through_break_glass(tab):
     assert streams and all(s["reason"] == "INC-4711" and s["detail"]["ticket"] == "INC-4711" for s in streams)
     glass = console.audit_rows(action="recording:break-glass:open")
     assert [(g["actor"], g["outcome"], g["reason"]) for g in glass] == [("it-1", "allowed", "INC-4711")]
-    # The grant covers this recording only.
+    # The grant covers this recording only, and of it the tiers ticked (production by default).
     assert tab.fetch("POST", f"/copies/{console.copies['teammate/production']}/stream-link") == 403
+    assert tab.fetch("POST", f"/copies/{console.copies['own/monitoring']}/stream-link") == 403
 
 
 def test_internal_control_extracts_holds_and_releases(tab):

@@ -80,7 +80,7 @@ def copy_row(recording_id: uuid.UUID, key_id: uuid.UUID, tier: str = "production
 def test_upgrade_downgrade_upgrade(engine: sa.Engine) -> None:
     upgrade(engine)
     assert table_names(engine) == CATALOG_TABLES | {"alembic_version"}
-    assert current_revision(engine) == head_revision() == "0004"
+    assert current_revision(engine) == head_revision() == "0006"
 
     downgrade(engine, "base")
     assert table_names(engine) <= {"alembic_version"}
