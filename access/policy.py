@@ -57,6 +57,8 @@ class Action(StrEnum):
     LIFECYCLE_RUN = "lifecycle:sweep:run"
     BREAK_GLASS = "recording:break-glass:open"
     DLQ_READ = "ingest:dead-letters:read"
+    DLQ_MANAGE = "ingest:dead-letters:manage"
+    RETENTION_SET = "tenant:retention:set"
 
 
 class Relation(StrEnum):
@@ -85,8 +87,9 @@ EXTRA: dict[Role, frozenset[Action]] = {
 # Actions that do not concern one copy.
 GLOBAL: dict[Role, frozenset[Action]] = {
     Role.INTERNAL_CONTROL: frozenset({Action.AUDIT_READ, Action.SUBJECT_REQUEST, Action.SEARCH,
-                                      Action.SEARCH_BY_NUMBER, Action.DLQ_READ}),
-    Role.IT: frozenset({Action.LIFECYCLE_RUN, Action.BREAK_GLASS, Action.SEARCH, Action.DLQ_READ}),
+                                      Action.SEARCH_BY_NUMBER, Action.DLQ_READ, Action.RETENTION_SET}),
+    Role.IT: frozenset({Action.LIFECYCLE_RUN, Action.BREAK_GLASS, Action.SEARCH, Action.DLQ_READ,
+                        Action.DLQ_MANAGE, Action.RETENTION_SET}),
     Role.CONSULTANT: frozenset({Action.SEARCH, Action.SEARCH_BY_NUMBER}),
     Role.MANAGER: frozenset({Action.SEARCH, Action.SEARCH_BY_NUMBER}),
     Role.COACH: frozenset({Action.SEARCH, Action.SEARCH_BY_NUMBER}),

@@ -44,7 +44,7 @@ SPEC: dict[tuple[Role, Action], frozenset[str]] = {
 }
 AUDIO = {Action.STREAM, Action.EXPORT, Action.COPY_MONITORING, Action.COPY_TRAINING, Action.COPY_EXTRACT}
 COPY_ACTIONS = [a for a in Action if a not in (Action.AUDIT_READ, Action.LIFECYCLE_RUN, Action.BREAK_GLASS,
-                                               Action.DLQ_READ)]
+                                               Action.DLQ_READ, Action.DLQ_MANAGE, Action.RETENTION_SET)]
 
 
 def make_user(role: Role, state: str) -> User:
@@ -97,6 +97,8 @@ def test_global_actions(role):
     assert decide(user, Action.LIFECYCLE_RUN, None, now=NOW).allowed is (role is Role.IT)
     assert decide(user, Action.BREAK_GLASS, None, now=NOW).allowed is (role is Role.IT)
     assert decide(user, Action.DLQ_READ, None, now=NOW).allowed is (role in (Role.IT, Role.INTERNAL_CONTROL))
+    assert decide(user, Action.DLQ_MANAGE, None, now=NOW).allowed is (role is Role.IT)
+    assert decide(user, Action.RETENTION_SET, None, now=NOW).allowed is (role in (Role.IT, Role.INTERNAL_CONTROL))
     assert not decide(make_user(role, "revoked"), Action.SEARCH, None, now=NOW).allowed
 
 
