@@ -2,7 +2,8 @@
 
     GET    /healthz                         catalog reachable? (no auth)
     GET    /metrics                         Prometheus text (no auth; labels carry no ids)
-    GET    /recordings                      search (number, agent, team, from, to, tier, tenant)
+    GET    /recordings                      search (agent, team, from, to, tier, tenant; cursor, limit)
+    POST   /recordings/search               search with a number too, in the JSON body (never in a URL)
     GET    /recordings/{id}                 detail: copies, retention, holds, redactions, restriction
     POST   /recordings/{id}/copies          monitoring / training / complaint-extract copy
     POST   /recordings/{id}/hold            legal hold on every copy; DELETE releases it
@@ -12,7 +13,7 @@
     POST   /copies/{id}/hold                legal hold on one copy; DELETE releases it
     GET    /lifecycle/report                copies, bytes and expiries per tenant and tier
     GET    /audit, /audit/verify            the trail, and its hash-chain check
-    POST   /break-glass                     IT: time-limited playback with a ticket
+    POST   /break-glass                     IT: time-limited playback of one recording's named tiers, with a ticket
     POST   /subjects/{object,erase,restrict,lift,rectify,export}   data-subject requests by number
     GET    /exports/{tenant}/{id}.zip       the export ZIP, by a short-lived signed link
     GET    /openapi.json, /docs             the schema
