@@ -17,6 +17,9 @@ from typing import Iterable
 
 import sqlalchemy as sa
 
+from lifecycle.copies import source_query
+from storage.catalog import tables as t
+
 from . import audit
 from .exceptions import Forbidden
 from .identities import load_user
@@ -85,26 +88,36 @@ def _record(conn: sa.Connection, actor: str, role: str, action: Action, target_t
                  target_id=target_id[:200], outcome=outcome, reason=reason, detail=detail, at=now)
 
 
+def _target(rec, copy) -> Target:
+    # The same target as the API's (``access.api.catalog.target``), without importing the API.
+    return Target(tenant=rec["tenant_id"], tier=copy["tier"], agent_id=rec["agent_id"], team_id=rec["team_id"],
+                  restricted=bool(rec["restricted"]), recording_id=str(rec["id"]), expires_at=copy["expires_at"],
+                  held=bool(copy["hold"]))
+
+
+def _recording(conn: sa.Connection, recording_id: uuid.UUID):
+    return conn.execute(sa.select(t.recordings).where(t.recordings.c.id == recording_id)).mappings().first()
+
+
 def copy_targets(engine: sa.Engine, copy_ids: list[uuid.UUID] | None,
                  recording_id: uuid.UUID | None) -> list[Target]:
     """The policy targets of the live copies a hold command names (by copy, or every copy of a recording)."""
-    from .api import catalog
-
+    live = t.copies.c.deleting_at.is_(None)
     with engine.connect() as conn:
         if copy_ids:
-            found = [catalog.copy_of(conn, cid) for cid in copy_ids]
-            return [f.target for f in found if f is not None]
-        rec = catalog.recording(conn, recording_id) if recording_id is not None else None
-        if rec is None:
+            where = [live, t.copies.c.id.in_(copy_ids)]
+        elif recording_id is not None:
+            where = [live, t.copies.c.recording_id == recording_id]
+        else:
             return []
-        return [catalog.target(rec, c) for c in catalog.live_copies(conn, [recording_id])]
+        copies = list(conn.execute(sa.select(t.copies).where(*where)).mappings())
+        recordings = {c["recording_id"]: _recording(conn, c["recording_id"]) for c in copies}
+        return [_target(recordings[c["recording_id"]], c) for c in copies if recordings[c["recording_id"]]]
 
 
 def source_target(engine: sa.Engine, recording_id: uuid.UUID, now: datetime) -> list[Target]:
-    """The target a new copy is ruled on: the copy it is made from (as the API rules)."""
-    from .api import catalog
-
+    """The target a new copy is ruled on: the copy it is made from (``lifecycle.copies``' own query)."""
     with engine.connect() as conn:
-        rec = catalog.recording(conn, recording_id)
-        source = catalog.source_copy(conn, recording_id, now=now) if rec is not None else None
-        return [catalog.target(rec, source)] if rec is not None and source is not None else []
+        rec = _recording(conn, recording_id)
+        source = conn.execute(source_query(recording_id, now)).mappings().first() if rec is not None else None
+        return [_target(rec, source)] if rec is not None and source is not None else []

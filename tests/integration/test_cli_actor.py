@@ -101,3 +101,24 @@ def test_copies_holds_retention_and_dead_letters_check_the_role(cli):
     retention = _entries(cli.engine, "tenant:retention:set")
     assert [(e["actor"], e["outcome"]) for e in retention] == [("consultant-1", "denied"), ("it-1", "allowed")]
     assert retention[1]["detail"]["os_user"] == getpass.getuser()
+
+
+def test_copy_and_hold_commands_are_decided_on_the_copies_they_touch(cli):
+    from tests.integration.test_catalog import caller_key, copy_row, recording_row
+
+    with cli.engine.begin() as conn:
+        key_id = caller_key(conn, "b" * 64, tenant="other")
+        rec = recording_row(tenant="other", number_hash="b" * 64, key_id=key_id)
+        conn.execute(t.recordings.insert().values(**rec))
+        copy = copy_row(rec["id"], key_id)
+        conn.execute(t.copies.insert().values(**copy))
+    _refused(cli("holds", "set", "--copy", str(copy["id"]), "--reason", "LIT-1", "--actor", "control-1"),
+             "tenant other is outside the user's tenants")
+    _refused(cli("copies", "create", str(rec["id"]), "--tier", "complaint-extract", "--reason", "C-1",
+                 "--actor", "control-1"), "tenant other is outside the user's tenants")
+    with cli.engine.connect() as conn:
+        held = conn.execute(sa.select(t.copies.c.hold).where(t.copies.c.id == copy["id"])).scalar()
+        copies = conn.execute(sa.select(sa.func.count()).select_from(t.copies)).scalar()
+    assert held is False and copies == 1  # nothing was done
+    assert [(e["target_id"], e["outcome"]) for e in _entries(cli.engine, "copy:hold:set")] == [
+        (str(copy["id"]), "denied")]
