@@ -24,11 +24,11 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("break_glass") as batch:
-        batch.add_column(sa.Column("tiers", sa.JSON().with_variant(postgresql.JSONB(), "postgresql"),
-                                   nullable=False, server_default=sa.text("'[\"production\"]'")))
+    # A plain ADD COLUMN (no batch copy): NOT NULL with a constant default is fine on SQLite too,
+    # and it renders in offline (--sql) mode.
+    op.add_column("break_glass", sa.Column("tiers", sa.JSON().with_variant(postgresql.JSONB(), "postgresql"),
+                                           nullable=False, server_default=sa.text("'[\"production\"]'")))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("break_glass") as batch:
-        batch.drop_column("tiers")
+    op.drop_column("break_glass", "tiers")  # SQLite 3.35+ drops a column in place
