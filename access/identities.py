@@ -64,13 +64,17 @@ def load_user(conn: sa.Connection, user_id: str) -> User | None:
 
 
 def open_break_glass(conn: sa.Connection, user: User, *, ticket: str, minutes: int, max_minutes: int,
-                     recording_id: uuid.UUID | None, now: datetime) -> BreakGlass:
-    """IT opens time-limited playback with a ticket reference; audited whether allowed or not."""
+                     recording_id: uuid.UUID, tiers: list[str] | frozenset[str], now: datetime) -> BreakGlass:
+    """IT opens time-limited playback of one recording's named tiers with a ticket reference;
+    audited whether allowed or not."""
     decision = decide(user, Action.BREAK_GLASS, None, now=now)
+    tiers = sorted(set(tiers))
     if not ticket.strip():
         decision = type(decision)(False, "a ticket reference is required")
     elif not 0 < minutes <= max_minutes:
         decision = type(decision)(False, f"break-glass lasts 1..{max_minutes} minutes")
+    elif not tiers or not set(tiers) <= set(t.TIERS):
+        decision = type(decision)(False, f"a grant opens one or more of {', '.join(t.TIERS)}")
     if recording_id is not None and conn.execute(
             sa.select(t.recordings.c.id).where(t.recordings.c.id == recording_id)).first() is None:
         raise NotFound(f"recording {recording_id} does not exist (expired or erased?)")
@@ -81,20 +85,45 @@ def open_break_glass(conn: sa.Connection, user: User, *, ticket: str, minutes: i
                  target_type="recording" if recording_id else "tenant",
                  target_id=str(recording_id) if recording_id else (tenants if len(tenants) <= 200 else "many"),
                  outcome="allowed" if decision.allowed else "denied", reason=ticket or decision.reason, at=now,
-                 detail={"minutes": minutes, "why": decision.reason})
+                 detail={"minutes": minutes, "tiers": tiers, "why": decision.reason})
     if not decision.allowed:
         raise Forbidden(decision.reason)
     expires = now + timedelta(minutes=minutes)
     conn.execute(t.break_glass.insert().values(id=uuid.uuid4(), user_id=user.id, ticket=ticket, granted_at=now,
-                                               expires_at=expires, recording_id=recording_id))
-    return BreakGlass(ticket, expires, str(recording_id) if recording_id else None)
+                                               expires_at=expires, recording_id=recording_id, tiers=tiers))
+    return BreakGlass(ticket, expires, str(recording_id), frozenset(tiers))
 
 
-def active_grant(conn: sa.Connection, user_id: str, recording_id: uuid.UUID, now: datetime) -> BreakGlass | None:
-    row = conn.execute(sa.select(t.break_glass).where(
+def _grant(row) -> BreakGlass:
+    return BreakGlass(row["ticket"], row["expires_at"], str(row["recording_id"]) if row["recording_id"] else None,
+                      frozenset(row["tiers"] or ()))
+
+
+def active_grants(conn: sa.Connection, user_id: str, now: datetime) -> dict[str, BreakGlass]:
+    """The user's live grants by recording id (the latest-expiring one per recording); grants
+    naming no recording (older than 0006) open nothing and are left out."""
+    rows = conn.execute(sa.select(t.break_glass).where(
         t.break_glass.c.user_id == user_id, t.break_glass.c.expires_at > now,
-        sa.or_(t.break_glass.c.recording_id.is_(None), t.break_glass.c.recording_id == recording_id))
-        .order_by(t.break_glass.c.expires_at.desc()).limit(1)).mappings().first()
-    if row is None:
+        t.break_glass.c.recording_id.is_not(None)).order_by(t.break_glass.c.expires_at)).mappings()
+    return {str(row["recording_id"]): _grant(row) for row in rows}
+
+
+def active_grant(conn: sa.Connection, user_id: str, recording_id: uuid.UUID, now: datetime, *,
+                 tier: str | None = None) -> BreakGlass | None:
+    """The live grant of that recording that opens ``tier`` (the latest-expiring one, so the
+    audit names the ticket that allows it). Otherwise (no tier asked, or none opens it): every
+    live grant of the recording folded into one (the tiers of all, the ticket of the latest,
+    the earliest expiry): what the console shows, and what a refusal is explained by."""
+    rows = conn.execute(sa.select(t.break_glass).where(
+        t.break_glass.c.user_id == user_id, t.break_glass.c.expires_at > now,
+        t.break_glass.c.recording_id == recording_id)).mappings().all()
+    grants = list(map(_grant, rows))
+    if not grants:
         return None
-    return BreakGlass(row["ticket"], row["expires_at"], str(row["recording_id"]) if row["recording_id"] else None)
+    opening = [g for g in grants if tier in g.tiers]
+    if opening:
+        return max(opening, key=lambda g: g.expires_at)
+    latest = max(grants, key=lambda g: g.expires_at)
+    # None opens ``tier`` (or no tier asked): the fold, so a refusal names the tiers that are open.
+    return BreakGlass(latest.ticket, min(g.expires_at for g in grants), latest.recording_id,
+                      frozenset().union(*(g.tiers for g in grants)))

@@ -25,6 +25,16 @@ def _err(message: str) -> None:
     typer.secho(message, fg=typer.colors.RED, err=True)
 
 
+def _authorise(engine, actor: str, action, **kw):
+    """The ``--actor`` as a registered user the policy allows ``action`` (``access.operators``);
+    audited with the OS user; a refusal is one line and exit code 1."""
+    from datetime import timezone
+
+    from access.operators import authorise
+
+    return authorise(engine, actor, action, now=datetime.now(timezone.utc), **kw)
+
+
 @stack_app.command("up")
 def stack_up() -> None:
     """Install what is missing, start what is not running, wait until each server answers."""
@@ -169,18 +179,22 @@ def tenants_add(tenant: str = typer.Argument(..., help="tenant slug, e.g. acme")
 def tenants_set_retention(
     tenant: str, tier: str, months: int,
     dry_run: bool = typer.Option(False, "--dry-run", help="preview: how many copies change, expire now, when"),
-    actor: str = typer.Option("it-cli", help="who asks (audited)"),
+    actor: str = typer.Option(..., help="registered IT or internal-control user who asks (audited)"),
 ) -> None:
     """Override a tier's retention for a tenant; re-applies to existing copies."""
     from datetime import datetime, timezone
 
+    from access.policy import Action
     from callvault.bootstrap import services
     from lifecycle.retention import set_retention
 
     svc = services()
+    user = _authorise(svc.engine, actor, Action.RETENTION_SET, tenant=tenant, target_type="tenant",
+                      target_id=tenant)
     with svc.engine.begin() as conn:
         change = set_retention(conn, tenant=tenant, tier=tier, months=months, bounds=svc.bounds,
-                               now=datetime.now(timezone.utc), dry_run=dry_run, actor=actor)
+                               now=datetime.now(timezone.utc), dry_run=dry_run, actor=user.id,
+                               role=user.role.value)
     typer.echo(("dry run: " if dry_run else "") + change.summary())
 
 
@@ -192,7 +206,7 @@ app.add_typer(copies_app, name="copies")
 def copies_create(
     recording_id: str,
     tier: str = typer.Option(..., help="monitoring, training or complaint-extract"),
-    actor: str = typer.Option(..., help="who asks (audited)"),
+    actor: str = typer.Option(..., help="registered user who asks, whose role may make that copy (audited)"),
     reason: str = typer.Option("", help="complaint or GDPR request reference (extracts)"),
     report: str = typer.Option(None, help="the coach's training report (training)"),
 ) -> None:
@@ -200,13 +214,26 @@ def copies_create(
     import uuid
     from datetime import datetime, timezone
 
+    from access.operators import source_target
+    from access.policy import Action
     from callvault.bootstrap import services
     from lifecycle.copies import create_copy
 
+    actions = {"monitoring": Action.COPY_MONITORING, "training": Action.COPY_TRAINING,
+               "complaint-extract": Action.COPY_EXTRACT}
+    if tier not in actions:
+        raise typer.BadParameter(f"--tier is one of {', '.join(actions)}")
+    try:
+        rid = uuid.UUID(recording_id)
+    except ValueError:
+        raise typer.BadParameter("RECORDING_ID is the recording's catalog id (a UUID)") from None
     svc = services()
+    now = datetime.now(timezone.utc)
+    user = _authorise(svc.engine, actor, actions[tier], targets=source_target(svc.engine, rid, now),
+                      target_type="recording", target_id=str(rid))
     with svc.engine.begin() as conn:
-        info = create_copy(conn, svc.store, svc.keys, recording_id=uuid.UUID(recording_id), tier=tier, actor=actor,
-                           now=datetime.now(timezone.utc), reason=reason, training_report=report)
+        info = create_copy(conn, svc.store, svc.keys, recording_id=rid, tier=tier, actor=user.id,
+                           role=user.role.value, now=now, reason=reason, training_report=report)
     typer.echo(f"{'created' if info.created else 'exists'} {info.tier.value} copy {info.copy_id}, "
                f"expires {info.expires_at:%Y-%m-%d}")
 
@@ -227,18 +254,23 @@ def _hold_targets(copy: list[str], recording: str | None):
 def holds_set(copy: list[str] = typer.Option([], help="copy id (repeatable)"),
               recording: str = typer.Option(None, help="every copy of this recording"),
               reason: str = typer.Option(..., help="why (case or litigation reference)"),
-              actor: str = typer.Option(..., help="who (audited)")) -> None:
+              actor: str = typer.Option(..., help="registered internal-control user (audited)")) -> None:
     """Place a legal hold (mirrored to S3 object legal hold where the bucket has object lock)."""
     from datetime import datetime, timezone
 
+    from access.operators import copy_targets
+    from access.policy import Action
     from callvault.bootstrap import services
     from lifecycle.holds import set_hold
 
     copy_ids, recording_id = _hold_targets(copy, recording)
     svc = services()
+    user = _authorise(svc.engine, actor, Action.HOLD, targets=copy_targets(svc.engine, copy_ids, recording_id),
+                      target_type="recording" if recording_id else "copy",
+                      target_id=str(recording_id) if recording_id else ",".join(map(str, copy_ids or [])))
     with svc.engine.begin() as conn:
         result = set_hold(conn, svc.store, copy_ids=copy_ids, recording_id=recording_id, reason=reason,
-                          actor=actor, now=datetime.now(timezone.utc), ledger=svc.ledger)
+                          actor=user.id, role=user.role.value, now=datetime.now(timezone.utc), ledger=svc.ledger)
     typer.echo(f"held {len(result.changed)}, already held {len(result.unchanged)}, refused (being deleted) "
                f"{len(result.refused)}, mirrored to S3 {result.mirrored}")
 
@@ -246,18 +278,24 @@ def holds_set(copy: list[str] = typer.Option([], help="copy id (repeatable)"),
 @holds_app.command("release")
 def holds_release(copy: list[str] = typer.Option([], help="copy id (repeatable)"),
                   recording: str = typer.Option(None, help="every copy of this recording"),
-                  actor: str = typer.Option(..., help="who (audited)")) -> None:
+                  actor: str = typer.Option(..., help="registered internal-control user (audited)")) -> None:
     """Release a legal hold; the copy's retention applies again at the next sweep."""
     from datetime import datetime, timezone
 
+    from access.operators import copy_targets
+    from access.policy import Action
     from callvault.bootstrap import services
     from lifecycle.holds import release_hold
 
     copy_ids, recording_id = _hold_targets(copy, recording)
     svc = services()
+    user = _authorise(svc.engine, actor, Action.RELEASE_HOLD,
+                      targets=copy_targets(svc.engine, copy_ids, recording_id),
+                      target_type="recording" if recording_id else "copy",
+                      target_id=str(recording_id) if recording_id else ",".join(map(str, copy_ids or [])))
     with svc.engine.begin() as conn:
-        result = release_hold(conn, svc.store, copy_ids=copy_ids, recording_id=recording_id, actor=actor,
-                              now=datetime.now(timezone.utc), ledger=svc.ledger)
+        result = release_hold(conn, svc.store, copy_ids=copy_ids, recording_id=recording_id, actor=user.id,
+                              role=user.role.value, now=datetime.now(timezone.utc), ledger=svc.ledger)
     typer.echo(f"released {len(result.changed)}, not held {len(result.unchanged)}")
 
 
@@ -532,20 +570,24 @@ subjects_app = typer.Typer(no_args_is_help=True, help="Data-subject rights, by p
 app.add_typer(subjects_app, name="subjects")
 
 _TENANT = typer.Option(..., help="tenant (data controller) the request is for")
-_ACTOR = typer.Option(..., help="internal-control user running the request (audited)")
+_ACTOR = typer.Option(..., help="registered internal-control user running the request (audited)")
 
 
-def _subject_run(fn, **kwargs):
+def _subject_run(fn, *, actor: str, scope: str, **kwargs):
+    """Run a data-subject request for tenant ``scope`` once the policy allows ``actor`` to."""
     from datetime import timezone
 
+    from access.policy import Action
     from access.subjects import Actor
     from callvault.bootstrap import services
 
     svc = services()
+    user = _authorise(svc.engine, actor, Action.SUBJECT_REQUEST, tenant=scope, target_type="tenant",
+                      target_id=scope)
     # A unit of work: the audit entries are appended at its commit (the append lock is not held
     # across the object-store I/O), and the chain is anchored after an erasure or an export.
     with svc.unit_of_work() as uow:
-        result = fn(uow.conn, svc, actor=Actor(kwargs.pop("actor")), now=datetime.now(timezone.utc), **kwargs)
+        result = fn(uow.conn, svc, actor=Actor(user.id, user.role.value), now=datetime.now(timezone.utc), **kwargs)
         uow.commit()
         return result
 
@@ -565,7 +607,7 @@ def subjects_object(numbers: list[str], tenant: str = _TENANT, actor: str = _ACT
 
     _print_erasure(_subject_run(
         lambda conn, svc, **kw: object_to_recording(conn, svc.store, svc.keys, svc.ledger, **kw),
-        tenant=tenant, numbers=numbers, actor=actor))
+        tenant=tenant, numbers=numbers, actor=actor, scope=tenant))
 
 
 @subjects_app.command("erase")
@@ -587,10 +629,10 @@ def subjects_erase(numbers: list[str] = typer.Argument(None, help="caller number
             raise typer.BadParameter("--recording takes the recording's catalog id (a UUID)") from None
         _print_erasure(_subject_run(
             lambda conn, svc, **kw: erase_recordings(conn, svc.store, svc.keys, svc.ledger, **kw),
-            tenant=tenant, recording_ids=ids, actor=actor))
+            tenant=tenant, recording_ids=ids, actor=actor, scope=tenant))
         return
     _print_erasure(_subject_run(lambda conn, svc, **kw: erase(conn, svc.store, svc.keys, svc.ledger, **kw),
-                                tenant=tenant, numbers=numbers, actor=actor))
+                                tenant=tenant, numbers=numbers, actor=actor, scope=tenant))
 
 
 @subjects_app.command("export")
@@ -604,7 +646,7 @@ def subjects_export(numbers: list[str], tenant: str = _TENANT, actor: str = _ACT
         return result, (render_export_zip(conn, svc.store, svc.keys, tenant=kw["tenant"],
                                           request_id=result.request_id) if result.recordings else b"")
 
-    result, payload = _subject_run(run, tenant=tenant, numbers=numbers, actor=actor)
+    result, payload = _subject_run(run, tenant=tenant, numbers=numbers, actor=actor, scope=tenant)
     if not result.recordings:
         typer.echo("no recordings of these numbers")
         return
@@ -631,7 +673,7 @@ def subjects_rectify(numbers: list[str], tenant: str = _TENANT, actor: str = _AC
         return rectify(conn, svc.keys, tenant=tenant, recording_ids=ids, caller_number=new_number, agent_id=agent,
                        team_id=team, **kw) if ids else 0
 
-    typer.echo(f"rectified {_subject_run(run, actor=actor)} recordings")
+    typer.echo(f"rectified {_subject_run(run, actor=actor, scope=tenant)} recordings")
 
 
 @subjects_app.command("restrict")
@@ -640,7 +682,7 @@ def subjects_restrict(numbers: list[str], tenant: str = _TENANT, actor: str = _A
     from access.subjects import restrict
 
     n = _subject_run(lambda conn, svc, **kw: restrict(conn, svc.keys, **kw), tenant=tenant, numbers=numbers,
-                     actor=actor)
+                     actor=actor, scope=tenant)
     typer.echo(f"restricted {n} recordings")
 
 
@@ -650,7 +692,7 @@ def subjects_lift(numbers: list[str], tenant: str = _TENANT, actor: str = _ACTOR
     from access.subjects import restrict
 
     n = _subject_run(lambda conn, svc, **kw: restrict(conn, svc.keys, lift=True, **kw), tenant=tenant,
-                     numbers=numbers, actor=actor)
+                     numbers=numbers, actor=actor, scope=tenant)
     typer.echo(f"lifted the restriction of {n} recordings")
 
 
@@ -722,7 +764,7 @@ def dlq_show(position: str = typer.Argument(..., help="PARTITION:OFFSET (as `dlq
 @dlq_app.command("replay")
 def dlq_replay(reason: str = typer.Option(None, help="only this reason code, e.g. unknown_tenant"),
                tenant: str = typer.Option(None, help="only this tenant"),
-               actor: str = typer.Option(..., help="who (audited)")) -> None:
+               actor: str = typer.Option(..., help="registered IT user (audited)")) -> None:
     """Send dead letters again to the recordings topic (idempotent: a stored call stays stored once)."""
     import asyncio
     from datetime import timezone
@@ -734,12 +776,17 @@ def dlq_replay(reason: str = typer.Option(None, help="only this reason code, e.g
 
     from ingest.producer import catalog_seal_keys, resealer
 
-    chosen = select(_dead_letters(), reason=reason, tenant=tenant)
+    from access.policy import Action
+
     svc = services()
+    user = _authorise(svc.engine, actor, Action.DLQ_MANAGE, tenant=tenant, target_type="dead-letters",
+                      target_id=f"{reason or '*'}/{tenant or '*'}")
+    chosen = select(_dead_letters(), reason=reason, tenant=tenant)
     sent = asyncio.run(replay(get_kafka_settings(), chosen,
                               reseal=resealer(catalog_seal_keys(svc.engine, svc.storage, kafka=get_kafka_settings()))))
     with services().engine.begin() as conn:
-        audit.append(conn, tenant=tenant, actor=actor, role="it", action="dlq:replay", target_type="dead-letters",
+        audit.append(conn, tenant=tenant, actor=user.id, role=user.role.value, action="dlq:replay",
+                     target_type="dead-letters",
                      target_id=f"{reason or '*'}/{tenant or '*'}", outcome="done", at=datetime.now(timezone.utc),
                      detail={"replayed": sent, "positions": [d.position for d in chosen][:200]})
     typer.echo(f"replayed {sent} dead letters to the recordings topic")
@@ -751,7 +798,7 @@ def dlq_replay(reason: str = typer.Option(None, help="only this reason code, e.g
 @dlq_app.command("purge")
 def dlq_purge(older_than_days: float = typer.Option(..., "--older-than", min=0,
                                                     help="delete dead letters older than this many days"),
-              actor: str = typer.Option(..., help="who (audited)")) -> None:
+              actor: str = typer.Option(..., help="registered IT user (audited)")) -> None:
     """Delete old dead letters from the topic (Kafka DeleteRecords), audited."""
     import asyncio
     from datetime import timedelta, timezone
@@ -761,10 +808,15 @@ def dlq_purge(older_than_days: float = typer.Option(..., "--older-than", min=0,
     from ingest.dlq import purge
     from ingest.settings import get_kafka_settings
 
+    from access.policy import Action
+
     now = datetime.now(timezone.utc)
+    user = _authorise(services().engine, actor, Action.DLQ_MANAGE, target_type="dead-letters",
+                      target_id=f"older-than-{older_than_days:g}d")
     deleted = asyncio.run(purge(get_kafka_settings(), _dead_letters(release=False), older_than=now - timedelta(days=older_than_days)))
     with services().engine.begin() as conn:
-        audit.append(conn, tenant=None, actor=actor, role="it", action="dlq:purge", target_type="dead-letters",
+        audit.append(conn, tenant=None, actor=user.id, role=user.role.value, action="dlq:purge",
+                     target_type="dead-letters",
                      target_id=f"older-than-{older_than_days:g}d", outcome="done", at=now, detail={"deleted": deleted})
     typer.echo(f"purged {deleted} dead letters older than {older_than_days:g} days")
 

@@ -20,6 +20,7 @@ from storage.catalog.db import UnitOfWork
 from .. import audit
 from ..exceptions import AccessError, Forbidden
 from ..policy import ALL_TENANTS, Action, BreakGlass, Decision, Target, User, decide
+from . import catalog
 from .metrics import ApiMetrics
 
 
@@ -89,9 +90,14 @@ class Gate:
     def check(self, action: Action, target: Target | None, *, target_type: str, target_id: str,
               grant: BreakGlass | None = None, detail: dict[str, Any] | None = None, audit_allowed: bool = True,
               denied: AccessError | None = None) -> Decision:
-        """The policy's decision; a denial is audited, committed and raised (``denied`` or 403)."""
+        """The policy's decision; a denial is audited, committed and raised (``denied`` or 403).
+
+        A target outside the user's tenants is refused as if it did not exist: the 404 of a
+        missing recording or copy, byte for byte (the audit entry keeps the true reason)."""
         decision = self.decide(action, target, grant=grant)
         if not decision.allowed:
+            if target is not None and not self.user.in_tenant(target.tenant):
+                denied = catalog.not_found(target_type, target_id)
             raise self.refuse(action.value, decision.reason, target_type=target_type, target_id=target_id,
                               detail=detail, error=denied, target=target)
         if audit_allowed:

@@ -254,6 +254,8 @@ break_glass = sa.Table(
     sa.Column("expires_at", UTCDateTime(), nullable=False),
     # CASCADE, not SET NULL: a grant for one recording must never widen to "any recording".
     sa.Column("recording_id", sa.Uuid, sa.ForeignKey("recordings.id", ondelete="CASCADE"), nullable=True),
+    # The tiers the grant opens (a subset of TIERS); a tier not named stays shut (0006).
+    sa.Column("tiers", json_type(), nullable=False, server_default=sa.text("'[\"production\"]'")),
     sa.CheckConstraint("expires_at > granted_at", name="expires_after_grant"),
 )
 sa.Index("ix_break_glass_user_id_expires_at", break_glass.c.user_id, break_glass.c.expires_at)
