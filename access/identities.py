@@ -36,7 +36,8 @@ def add_user(conn: sa.Connection, *, user_id: str, role: str, tenants: list[str]
     for tenant, team, relation in teams:
         conn.execute(t.team_memberships.insert().values(user_id=user_id, tenant_id=tenant, team_id=team,
                                                         relation=Relation(relation).value))
-    audit.append(conn, actor="admin", role="it", action="user:add", target_type="user", target_id=user_id,
+    audit.append(conn, tenant=audit.sole_tenant(tenants), actor="admin", role="it", action="user:add",
+                 target_type="user", target_id=user_id,
                  outcome="done", at=now, detail={"role": role_.value, "tenants": sorted(tenants)})
     return load_user(conn, user_id)  # type: ignore[return-value]
 
@@ -45,7 +46,9 @@ def revoke_user(conn: sa.Connection, user_id: str, *, now: datetime | None = Non
     now = now or datetime.now(timezone.utc)
     if conn.execute(t.users.update().where(t.users.c.id == user_id).values(revoked=True, revoked_at=now)).rowcount == 0:
         raise NotFound(f"user {user_id!r} does not exist")
-    audit.append(conn, actor=actor, role="it", action="user:revoke", target_type="user", target_id=user_id,
+    tenants = conn.execute(sa.select(t.users.c.tenants).where(t.users.c.id == user_id)).scalar() or []
+    audit.append(conn, tenant=audit.sole_tenant(tenants), actor=actor, role="it", action="user:revoke",
+                 target_type="user", target_id=user_id,
                  outcome="done", at=now)
 
 
@@ -61,35 +64,66 @@ def load_user(conn: sa.Connection, user_id: str) -> User | None:
 
 
 def open_break_glass(conn: sa.Connection, user: User, *, ticket: str, minutes: int, max_minutes: int,
-                     recording_id: uuid.UUID | None, now: datetime) -> BreakGlass:
-    """IT opens time-limited playback with a ticket reference; audited whether allowed or not."""
+                     recording_id: uuid.UUID, tiers: list[str] | frozenset[str], now: datetime) -> BreakGlass:
+    """IT opens time-limited playback of one recording's named tiers with a ticket reference;
+    audited whether allowed or not."""
     decision = decide(user, Action.BREAK_GLASS, None, now=now)
+    tiers = sorted(set(tiers))
     if not ticket.strip():
         decision = type(decision)(False, "a ticket reference is required")
     elif not 0 < minutes <= max_minutes:
         decision = type(decision)(False, f"break-glass lasts 1..{max_minutes} minutes")
+    elif not tiers or not set(tiers) <= set(t.TIERS):
+        decision = type(decision)(False, f"a grant opens one or more of {', '.join(t.TIERS)}")
     if recording_id is not None and conn.execute(
             sa.select(t.recordings.c.id).where(t.recordings.c.id == recording_id)).first() is None:
         raise NotFound(f"recording {recording_id} does not exist (expired or erased?)")
     tenants = ",".join(sorted(user.tenants))
-    audit.append(conn, actor=user.id, role=user.role.value, action=Action.BREAK_GLASS.value,
+    tenant = (conn.execute(sa.select(t.recordings.c.tenant_id).where(t.recordings.c.id == recording_id)).scalar()
+              if recording_id is not None else audit.sole_tenant(user.tenants))
+    audit.append(conn, tenant=tenant, actor=user.id, role=user.role.value, action=Action.BREAK_GLASS.value,
                  target_type="recording" if recording_id else "tenant",
                  target_id=str(recording_id) if recording_id else (tenants if len(tenants) <= 200 else "many"),
                  outcome="allowed" if decision.allowed else "denied", reason=ticket or decision.reason, at=now,
-                 detail={"minutes": minutes, "why": decision.reason})
+                 detail={"minutes": minutes, "tiers": tiers, "why": decision.reason})
     if not decision.allowed:
         raise Forbidden(decision.reason)
     expires = now + timedelta(minutes=minutes)
     conn.execute(t.break_glass.insert().values(id=uuid.uuid4(), user_id=user.id, ticket=ticket, granted_at=now,
-                                               expires_at=expires, recording_id=recording_id))
-    return BreakGlass(ticket, expires, str(recording_id) if recording_id else None)
+                                               expires_at=expires, recording_id=recording_id, tiers=tiers))
+    return BreakGlass(ticket, expires, str(recording_id), frozenset(tiers))
 
 
-def active_grant(conn: sa.Connection, user_id: str, recording_id: uuid.UUID, now: datetime) -> BreakGlass | None:
-    row = conn.execute(sa.select(t.break_glass).where(
+def _grant(row) -> BreakGlass:
+    return BreakGlass(row["ticket"], row["expires_at"], str(row["recording_id"]) if row["recording_id"] else None,
+                      frozenset(row["tiers"] or ()))
+
+
+def active_grants(conn: sa.Connection, user_id: str, now: datetime) -> dict[str, BreakGlass]:
+    """The user's live grants by recording id (the latest-expiring one per recording); grants
+    naming no recording (older than 0006) open nothing and are left out."""
+    rows = conn.execute(sa.select(t.break_glass).where(
         t.break_glass.c.user_id == user_id, t.break_glass.c.expires_at > now,
-        sa.or_(t.break_glass.c.recording_id.is_(None), t.break_glass.c.recording_id == recording_id))
-        .order_by(t.break_glass.c.expires_at.desc()).limit(1)).mappings().first()
-    if row is None:
+        t.break_glass.c.recording_id.is_not(None)).order_by(t.break_glass.c.expires_at)).mappings()
+    return {str(row["recording_id"]): _grant(row) for row in rows}
+
+
+def active_grant(conn: sa.Connection, user_id: str, recording_id: uuid.UUID, now: datetime, *,
+                 tier: str | None = None) -> BreakGlass | None:
+    """The live grant of that recording that opens ``tier`` (the latest-expiring one, so the
+    audit names the ticket that allows it). Otherwise (no tier asked, or none opens it): every
+    live grant of the recording folded into one (the tiers of all, the ticket of the latest,
+    the earliest expiry): what the console shows, and what a refusal is explained by."""
+    rows = conn.execute(sa.select(t.break_glass).where(
+        t.break_glass.c.user_id == user_id, t.break_glass.c.expires_at > now,
+        t.break_glass.c.recording_id == recording_id)).mappings().all()
+    grants = list(map(_grant, rows))
+    if not grants:
         return None
-    return BreakGlass(row["ticket"], row["expires_at"], str(row["recording_id"]) if row["recording_id"] else None)
+    opening = [g for g in grants if tier in g.tiers]
+    if opening:
+        return max(opening, key=lambda g: g.expires_at)
+    latest = max(grants, key=lambda g: g.expires_at)
+    # None opens ``tier`` (or no tier asked): the fold, so a refusal names the tiers that are open.
+    return BreakGlass(latest.ticket, min(g.expires_at for g in grants), latest.recording_id,
+                      frozenset().union(*(g.tiers for g in grants)))

@@ -10,6 +10,11 @@ The default policy of the privacy rules (DESIGN.md §Roles):
 | internal control | their tenants (group-level: all)      | every tier                         | extracts, holds, subject requests, audit |
 | IT               | their tenants                         | nothing, except by break-glass     | metadata (numbers masked), sweeps, checks |
 
+IT may neither filter nor sort by number (it would tell whether a person called, and let the
+masked digits be guessed one query at a time), except under an active break-glass grant, and
+then only over the recordings granted. A break-glass grant names one recording and the tiers
+it opens; a tier not named stays shut.
+
 Everyone: no access once revoked or after the contract end date, none outside their
 tenants, and a restricted recording (GDPR restriction) is playable by internal control only.
 Expired means unplayable (DESIGN.md §Tiers): a copy past its expiry and not held is refused
@@ -37,6 +42,7 @@ class Action(StrEnum):
     """Permissions named ``resource:...:verb``; each decision is audited under this name."""
 
     SEARCH = "recording:search"
+    SEARCH_BY_NUMBER = "recording:search:number"
     VIEW_METADATA = "recording:metadata:view"
     STREAM = "recording:audio:stream"
     EXPORT = "recording:audio:export"
@@ -51,6 +57,8 @@ class Action(StrEnum):
     LIFECYCLE_RUN = "lifecycle:sweep:run"
     BREAK_GLASS = "recording:break-glass:open"
     DLQ_READ = "ingest:dead-letters:read"
+    DLQ_MANAGE = "ingest:dead-letters:manage"
+    RETENTION_SET = "tenant:retention:set"
 
 
 class Relation(StrEnum):
@@ -78,12 +86,15 @@ EXTRA: dict[Role, frozenset[Action]] = {
 }
 # Actions that do not concern one copy.
 GLOBAL: dict[Role, frozenset[Action]] = {
-    Role.INTERNAL_CONTROL: frozenset({Action.AUDIT_READ, Action.SUBJECT_REQUEST, Action.SEARCH, Action.DLQ_READ}),
-    Role.IT: frozenset({Action.LIFECYCLE_RUN, Action.BREAK_GLASS, Action.SEARCH, Action.DLQ_READ}),
-    Role.CONSULTANT: frozenset({Action.SEARCH}),
-    Role.MANAGER: frozenset({Action.SEARCH}),
-    Role.COACH: frozenset({Action.SEARCH}),
+    Role.INTERNAL_CONTROL: frozenset({Action.AUDIT_READ, Action.SUBJECT_REQUEST, Action.SEARCH,
+                                      Action.SEARCH_BY_NUMBER, Action.DLQ_READ, Action.RETENTION_SET}),
+    Role.IT: frozenset({Action.LIFECYCLE_RUN, Action.BREAK_GLASS, Action.SEARCH, Action.DLQ_READ,
+                        Action.DLQ_MANAGE, Action.RETENTION_SET}),
+    Role.CONSULTANT: frozenset({Action.SEARCH, Action.SEARCH_BY_NUMBER}),
+    Role.MANAGER: frozenset({Action.SEARCH, Action.SEARCH_BY_NUMBER}),
+    Role.COACH: frozenset({Action.SEARCH, Action.SEARCH_BY_NUMBER}),
 }
+METADATA = frozenset({Action.SEARCH, Action.SEARCH_BY_NUMBER, Action.VIEW_METADATA})
 # Reading audio or making a new copy of it: what a GDPR restriction stops for all but internal control.
 USES_AUDIO = frozenset({Action.STREAM, Action.EXPORT, Action.COPY_MONITORING, Action.COPY_TRAINING,
                         Action.COPY_EXTRACT})
@@ -129,9 +140,16 @@ def expired(target: Target, now: datetime) -> bool:
 
 @dataclass(frozen=True)
 class BreakGlass:
+    """An IT grant: one recording, the tiers it opens, until ``expires_at``. A grant naming no
+    recording (made before grants had to name one) opens nothing."""
+
     ticket: str
     expires_at: datetime
-    recording_id: str | None = None  # None: any recording of the user's tenants
+    recording_id: str | None = None
+    tiers: frozenset[str] = frozenset()
+
+    def active(self, now: datetime) -> bool:
+        return now < self.expires_at and self.recording_id is not None
 
 
 @dataclass(frozen=True)
@@ -172,6 +190,11 @@ def decide(user: User, action: Action, target: Target | None, *, now: datetime,
     if refused:
         return refused
     if target is None:
+        if action is Action.SEARCH_BY_NUMBER and user.role is Role.IT:
+            if grant is not None and grant.active(now):
+                return Decision(True, f"break-glass ticket {grant.ticket}: granted recordings only",
+                                mask_numbers=True, ticket=grant.ticket)
+            return _deny("IT may not search by number without an active break-glass grant")
         return Decision(True, f"{user.role.value} may {action.value}") if action in GLOBAL.get(user.role, ()) \
             else _deny(f"{user.role.value} may not {action.value}")
     if not user.in_tenant(target.tenant):
@@ -182,8 +205,12 @@ def decide(user: User, action: Action, target: Target | None, *, now: datetime,
         return _deny("recording is restricted (GDPR): internal control only")
     if not in_scope(user, target):
         return _deny(f"outside the {user.role.value}'s scope (not their {'calls' if user.role is Role.CONSULTANT else 'teams'})")
-    if action in (Action.SEARCH, Action.VIEW_METADATA):
+    if action in METADATA:
         if user.role is Role.IT:
+            if action is Action.SEARCH_BY_NUMBER:
+                refused = _grant_refusal(grant, target, now)
+                if refused:
+                    return refused
             return Decision(True, "IT sees metadata with numbers masked", mask_numbers=True)
         if target.tier in PLAYABLE[user.role] or user.role is Role.INTERNAL_CONTROL:
             return Decision(True, f"{user.role.value} in scope")
@@ -201,11 +228,23 @@ def decide(user: User, action: Action, target: Target | None, *, now: datetime,
     return _deny(f"{user.role.value} may not {action.value}")
 
 
-def _break_glass(grant: BreakGlass | None, target: Target, now: datetime) -> Decision:
+def _grant_refusal(grant: BreakGlass | None, target: Target, now: datetime) -> Decision | None:
     if grant is None:
         return _deny("IT may play audio only with a break-glass ticket")
     if now >= grant.expires_at:
         return _deny(f"break-glass ticket {grant.ticket} expired")
-    if grant.recording_id is not None and grant.recording_id != target.recording_id:
+    if grant.recording_id is None:
+        return _deny(f"break-glass ticket {grant.ticket} names no recording")
+    if grant.recording_id != target.recording_id:
         return _deny(f"break-glass ticket {grant.ticket} covers another recording")
+    return None
+
+
+def _break_glass(grant: BreakGlass | None, target: Target, now: datetime) -> Decision:
+    refused = _grant_refusal(grant, target, now)
+    if refused:
+        return refused
+    assert grant is not None
+    if target.tier not in grant.tiers:
+        return _deny(f"break-glass ticket {grant.ticket} does not open {target.tier} copies")
     return Decision(True, f"break-glass ticket {grant.ticket}", ticket=grant.ticket)

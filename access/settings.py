@@ -14,7 +14,9 @@ class AccessSettings(SectionSettings):
     model_config = SettingsConfigDict(env_prefix="CALLVAULT_ACCESS_")
     toml_section = "access"
 
-    jwt_secret: SecretStr | None = Field(None, description="HS256 secret for bearer tokens (local stack: generated)")
+    jwt_secret: SecretStr | None = Field(None, description=(
+        "HS256 secret for bearer tokens and the root of the link keys: at least 32 bytes in every auth mode "
+        "(local stack: generated)"))
     jwt_issuer: str = Field("callvault", description="Expected `iss` of tokens")
     jwt_audience: str = Field("callvault-api", description="Expected `aud` of tokens")
     oidc_jwks_url: str | None = Field(None, description="Accept RS256/ES256 tokens signed by this OIDC JWKS instead")

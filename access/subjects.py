@@ -136,8 +136,8 @@ def _shred(conn: sa.Connection, store: ObjectStore, keys: KeyRing, ledger: Erasu
     report.erased_copies = [{"copy_id": str(c["id"]), "recording_id": str(c["recording_id"]), "tier": c["tier"]}
                             for c in shred.doomed]
     report.erased_recordings = [str(r) for r in shred.doomed_recordings]
-    audit.append(conn, actor=actor.id, role=actor.role, action=action, target_type=target_type, target_id=target_id,
-                 outcome="done", at=now,
+    audit.append(conn, tenant=shred.tenant, actor=actor.id, role=actor.role, action=action, target_type=target_type,
+                 target_id=target_id, outcome="done", at=now, anchor=True,
                  detail={"tenant": shred.tenant, "erased_recordings": len(report.erased_recordings),
                          "erased_copies": len(shred.doomed), "kept_held_copies": len(shred.held),
                          "keys_destroyed": report.keys_destroyed, "dead_letters_purged": shred.purged_dead_letters,
@@ -162,7 +162,8 @@ def restrict(conn: sa.Connection, keys: KeyRing, *, tenant: str, numbers: list[s
     changed = conn.execute(t.recordings.update().where(
         t.recordings.c.tenant_id == tenant, t.recordings.c.number_hash.in_(number_hashes))
         .values(restricted=not lift, restricted_at=None if lift else now)).rowcount
-    audit.append(conn, actor=actor.id, role=actor.role, action="subject:lift" if lift else "subject:restrict",
+    audit.append(conn, tenant=tenant, actor=actor.id, role=actor.role,
+                 action="subject:lift" if lift else "subject:restrict",
                  target_type="subject", target_id=",".join(h[:16] for h in number_hashes), outcome="done", at=now,
                  detail={"tenant": tenant, "recordings": changed})
     return changed
@@ -197,7 +198,8 @@ def rectify(conn: sa.Connection, keys: KeyRing, *, tenant: str, recording_ids: l
                 before[name], after[name] = row[name], value
         if changes:
             conn.execute(t.recordings.update().where(t.recordings.c.id == row["id"]).values(**changes))
-        audit.append(conn, actor=actor.id, role=actor.role, action="subject:rectify", target_type="recording",
+        audit.append(conn, tenant=tenant, actor=actor.id, role=actor.role, action="subject:rectify",
+                     target_type="recording",
                      target_id=str(row["id"]), outcome="done", at=now, detail={"before": before, "after": after})
     return len(rows)
 
@@ -235,8 +237,8 @@ def export(conn: sa.Connection, store: ObjectStore, keys: KeyRing, *, tenant: st
             expired += 1
             continue
         created.append(str(info.copy_id))
-    audit.append(conn, actor=actor.id, role=actor.role, action="subject:export", target_type="subject",
-                 target_id=",".join(h[:16] for h in number_hashes), outcome="done", at=now,
+    audit.append(conn, tenant=tenant, actor=actor.id, role=actor.role, action="subject:export", target_type="subject",
+                 target_id=",".join(h[:16] for h in number_hashes), outcome="done", at=now, anchor=True,
                  detail={"tenant": tenant, "request_id": request_id, "recordings": len(created),
                          "skipped_expired": expired})
     return ExportResult(request_id, len(created), created, skipped_expired=expired)

@@ -1,4 +1,14 @@
-"""Bearer tokens: HS256 JWTs signed with the configured secret, or an OIDC issuer's JWKS.
+"""Bearer tokens: HS256 JWTs signed with the configured secret, or an OIDC issuer's JWKS; and
+the keys of signed links, derived from that secret.
+
+The secret must be at least 32 bytes and not a ``change-me`` placeholder in every auth mode:
+under OIDC it no longer signs tokens but still signs stream and export links, so a short
+or published one would let links be forged. ``create_app`` checks it before serving.
+
+Links are never signed with the secret itself: each kind has its own key, derived with
+HKDF-SHA256 under a distinct ``info`` (``link_key``), so a stream link's signature is
+worthless as an export link's, and neither is an HMAC a JWT-secret holder could compute
+without the derivation.
 
 A valid token only says who is calling. Whether they may do anything is decided afresh on
 every request from the catalog (``identities.load_user``): revocation and the contract end
@@ -9,7 +19,11 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
+from enum import StrEnum
+
 import jwt
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from callvault.errors import ConfigurationError
 
@@ -17,14 +31,38 @@ from .exceptions import Unauthenticated
 from .settings import AccessSettings
 
 
-def _secret(settings: AccessSettings) -> str:
+MIN_SECRET_BYTES = 32
+_HINT = "set at least 32 random bytes, e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+
+
+def require_secret(settings: AccessSettings) -> str:
+    """The configured secret, or a ConfigurationError naming the setting (every auth mode)."""
     if settings.jwt_secret is None:
-        raise ConfigurationError("CALLVAULT_ACCESS_JWT_SECRET", "is not set",
-                                 hint="`callvault stack up` generates one locally; set a long random value elsewhere")
+        raise ConfigurationError("CALLVAULT_ACCESS_JWT_SECRET", "is not set (it signs tokens and links)",
+                                 hint="`callvault stack up` generates one locally; " + _HINT)
     secret = settings.jwt_secret.get_secret_value()
-    if len(secret) < 32:
-        raise ConfigurationError("CALLVAULT_ACCESS_JWT_SECRET", "is shorter than 32 characters")
+    if len(secret.encode()) < MIN_SECRET_BYTES:
+        raise ConfigurationError("CALLVAULT_ACCESS_JWT_SECRET",
+                                 f"is shorter than {MIN_SECRET_BYTES} bytes (it signs tokens and links)", hint=_HINT)
+    if secret.lower().startswith("change-me"):
+        raise ConfigurationError("CALLVAULT_ACCESS_JWT_SECRET", "is still the example placeholder", hint=_HINT)
     return secret
+
+
+_secret = require_secret
+
+
+class LinkPurpose(StrEnum):
+    """What a signed link opens; each has its own HKDF ``info``, hence its own key."""
+
+    STREAM = "callvault/link/v1/stream"
+    EXPORT = "callvault/link/v1/export"
+
+
+def link_key(settings: AccessSettings, purpose: LinkPurpose) -> bytes:
+    """The HMAC key of one kind of link: HKDF-SHA256 of the secret, info = the purpose."""
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
+                info=purpose.value.encode()).derive(require_secret(settings).encode())
 
 
 def issue_token(user_id: str, settings: AccessSettings, *, now: datetime | None = None,

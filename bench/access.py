@@ -77,7 +77,6 @@ def decision_cases(n: int, now: datetime, seed: int = 7) -> list[tuple]:
                Action.COPY_TRAINING, Action.COPY_EXTRACT, Action.HOLD, Action.DELETE, Action.AUDIT_READ,
                Action.BREAK_GLASS]
     action_weights = [40, 20, 25, 2, 3, 3, 1, 2, 1, 2, 1]
-    grant = BreakGlass("INC-1", now + timedelta(minutes=30), recording_id=None)
     cases = []
     for _ in range(n):
         user = rnd.choices(users, user_weights)[0]
@@ -89,6 +88,9 @@ def decision_cases(n: int, now: datetime, seed: int = 7) -> list[tuple]:
                             tier=rnd.choices(TIERS, [70, 10, 15, 5])[0],
                             agent_id=rnd.choice(("a1", "a2", "a3", "a4")), team_id=rnd.choice(("t1", "t2", "t3")),
                             restricted=rnd.random() < 0.05, recording_id=str(uuid.uuid4()))
+        # A grant names one recording and its tiers: half of IT's cases hold one for the target's recording.
+        grant = BreakGlass("INC-1", now + timedelta(minutes=30), recording_id=target.recording_id if target else None,
+                           tiers=frozenset({"production", "training"})) if target is not None else None
         cases.append((user, action, target, grant if user.role is Role.IT and rnd.random() < 0.5 else None))
     return cases
 

@@ -274,9 +274,11 @@ def build_messages(pipe, audio: bytes, count: int, tag: str) -> list[tuple[bytes
 
 
 async def _produce_and_observe(pipe, messages, *, interval: float | None, timeout: float,
-                               one_at_a_time: bool = False) -> dict:
+                               one_at_a_time: bool = False, send=None) -> dict:
     """Send messages (all at once, one per ``interval`` s, or each once the previous one is
-    stored); collect their stored events."""
+    stored); collect their stored events. ``send``: an async callable that produces the calls
+    itself (another client or listener, sealed messages) and returns {recording id: produce
+    timestamp}; then only the recording ids of ``messages`` are read."""
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
     kafka = pipe.kafka
@@ -294,6 +296,9 @@ async def _produce_and_observe(pipe, messages, *, interval: float | None, timeou
     dead: list[dict] = []
 
     async def produce() -> None:
+        if send is not None:
+            produced.update(await send())
+            return
         pending = []
         for key, value, rid in messages:
             pending.append((rid, await producer.send(kafka.recordings_topic, value, key=key)))
@@ -332,13 +337,13 @@ async def _produce_and_observe(pipe, messages, *, interval: float | None, timeou
 
 
 def measure(scratch: Scratch, messages, *, interval: float | None, timeout: float,
-            one_at_a_time: bool = False) -> dict:
+            one_at_a_time: bool = False, send=None) -> dict:
     pipe = scratch.pipe
     pid = pipe.process.pid
     (own0, kids0), watch = common.process_cpu_seconds(pid, split=True), common.CpuWatch()
     t0 = time.perf_counter()
     obs = asyncio.run(_produce_and_observe(pipe, messages, interval=interval, timeout=timeout,
-                                           one_at_a_time=one_at_a_time))
+                                           one_at_a_time=one_at_a_time, send=send))
     wall = time.perf_counter() - t0
     (own1, kids1), load = common.process_cpu_seconds(pid, split=True), watch.stop()
     cpu0, cpu1 = own0 + kids0, own1 + kids1

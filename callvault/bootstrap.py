@@ -9,7 +9,8 @@ import sqlalchemy as sa
 
 from lifecycle.retention import Bounds
 from lifecycle.settings import LifecycleSettings, get_lifecycle_settings
-from storage.catalog.db import make_engine
+from storage.anchors import AuditAnchors
+from storage.catalog.db import UnitOfWork, make_engine
 from storage.keys import KeyRing
 from storage.ledger import ErasureLedger
 from storage.objectstore import ObjectStore
@@ -25,10 +26,16 @@ class Services:
     storage: StorageSettings
     lifecycle: LifecycleSettings
     ledger: ErasureLedger | None = None  # default: the erasure ledger the storage settings name
+    anchors: AuditAnchors | None = None  # default: from the storage settings (None without an anchor key)
 
     def __post_init__(self) -> None:
         if self.ledger is None:
             self.ledger = ErasureLedger.from_settings(self.store, self.storage)
+        if self.anchors is None:
+            self.anchors = AuditAnchors.from_settings(self.store, self.storage)
+
+    def unit_of_work(self) -> UnitOfWork:
+        return UnitOfWork(self.engine, anchors=self.anchors)
 
     @property
     def bounds(self) -> Bounds:

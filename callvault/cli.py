@@ -25,6 +25,16 @@ def _err(message: str) -> None:
     typer.secho(message, fg=typer.colors.RED, err=True)
 
 
+def _authorise(engine, actor: str, action, **kw):
+    """The ``--actor`` as a registered user the policy allows ``action`` (``access.operators``);
+    audited with the OS user; a refusal is one line and exit code 1."""
+    from datetime import timezone
+
+    from access.operators import authorise
+
+    return authorise(engine, actor, action, now=datetime.now(timezone.utc), **kw)
+
+
 @stack_app.command("up")
 def stack_up() -> None:
     """Install what is missing, start what is not running, wait until each server answers."""
@@ -169,18 +179,22 @@ def tenants_add(tenant: str = typer.Argument(..., help="tenant slug, e.g. acme")
 def tenants_set_retention(
     tenant: str, tier: str, months: int,
     dry_run: bool = typer.Option(False, "--dry-run", help="preview: how many copies change, expire now, when"),
-    actor: str = typer.Option("it-cli", help="who asks (audited)"),
+    actor: str = typer.Option(..., help="registered IT or internal-control user who asks (audited)"),
 ) -> None:
     """Override a tier's retention for a tenant; re-applies to existing copies."""
     from datetime import datetime, timezone
 
+    from access.policy import Action
     from callvault.bootstrap import services
     from lifecycle.retention import set_retention
 
     svc = services()
+    user = _authorise(svc.engine, actor, Action.RETENTION_SET, tenant=tenant, target_type="tenant",
+                      target_id=tenant)
     with svc.engine.begin() as conn:
         change = set_retention(conn, tenant=tenant, tier=tier, months=months, bounds=svc.bounds,
-                               now=datetime.now(timezone.utc), dry_run=dry_run, actor=actor)
+                               now=datetime.now(timezone.utc), dry_run=dry_run, actor=user.id,
+                               role=user.role.value)
     typer.echo(("dry run: " if dry_run else "") + change.summary())
 
 
@@ -192,7 +206,7 @@ app.add_typer(copies_app, name="copies")
 def copies_create(
     recording_id: str,
     tier: str = typer.Option(..., help="monitoring, training or complaint-extract"),
-    actor: str = typer.Option(..., help="who asks (audited)"),
+    actor: str = typer.Option(..., help="registered user who asks, whose role may make that copy (audited)"),
     reason: str = typer.Option("", help="complaint or GDPR request reference (extracts)"),
     report: str = typer.Option(None, help="the coach's training report (training)"),
 ) -> None:
@@ -200,13 +214,26 @@ def copies_create(
     import uuid
     from datetime import datetime, timezone
 
+    from access.operators import source_target
+    from access.policy import Action
     from callvault.bootstrap import services
     from lifecycle.copies import create_copy
 
+    actions = {"monitoring": Action.COPY_MONITORING, "training": Action.COPY_TRAINING,
+               "complaint-extract": Action.COPY_EXTRACT}
+    if tier not in actions:
+        raise typer.BadParameter(f"--tier is one of {', '.join(actions)}")
+    try:
+        rid = uuid.UUID(recording_id)
+    except ValueError:
+        raise typer.BadParameter("RECORDING_ID is the recording's catalog id (a UUID)") from None
     svc = services()
+    now = datetime.now(timezone.utc)
+    user = _authorise(svc.engine, actor, actions[tier], targets=source_target(svc.engine, rid, now),
+                      target_type="recording", target_id=str(rid))
     with svc.engine.begin() as conn:
-        info = create_copy(conn, svc.store, svc.keys, recording_id=uuid.UUID(recording_id), tier=tier, actor=actor,
-                           now=datetime.now(timezone.utc), reason=reason, training_report=report)
+        info = create_copy(conn, svc.store, svc.keys, recording_id=rid, tier=tier, actor=user.id,
+                           role=user.role.value, now=now, reason=reason, training_report=report)
     typer.echo(f"{'created' if info.created else 'exists'} {info.tier.value} copy {info.copy_id}, "
                f"expires {info.expires_at:%Y-%m-%d}")
 
@@ -227,18 +254,23 @@ def _hold_targets(copy: list[str], recording: str | None):
 def holds_set(copy: list[str] = typer.Option([], help="copy id (repeatable)"),
               recording: str = typer.Option(None, help="every copy of this recording"),
               reason: str = typer.Option(..., help="why (case or litigation reference)"),
-              actor: str = typer.Option(..., help="who (audited)")) -> None:
+              actor: str = typer.Option(..., help="registered internal-control user (audited)")) -> None:
     """Place a legal hold (mirrored to S3 object legal hold where the bucket has object lock)."""
     from datetime import datetime, timezone
 
+    from access.operators import copy_targets
+    from access.policy import Action
     from callvault.bootstrap import services
     from lifecycle.holds import set_hold
 
     copy_ids, recording_id = _hold_targets(copy, recording)
     svc = services()
+    user = _authorise(svc.engine, actor, Action.HOLD, targets=copy_targets(svc.engine, copy_ids, recording_id),
+                      target_type="recording" if recording_id else "copy",
+                      target_id=str(recording_id) if recording_id else ",".join(map(str, copy_ids or [])))
     with svc.engine.begin() as conn:
         result = set_hold(conn, svc.store, copy_ids=copy_ids, recording_id=recording_id, reason=reason,
-                          actor=actor, now=datetime.now(timezone.utc), ledger=svc.ledger)
+                          actor=user.id, role=user.role.value, now=datetime.now(timezone.utc), ledger=svc.ledger)
     typer.echo(f"held {len(result.changed)}, already held {len(result.unchanged)}, refused (being deleted) "
                f"{len(result.refused)}, mirrored to S3 {result.mirrored}")
 
@@ -246,18 +278,24 @@ def holds_set(copy: list[str] = typer.Option([], help="copy id (repeatable)"),
 @holds_app.command("release")
 def holds_release(copy: list[str] = typer.Option([], help="copy id (repeatable)"),
                   recording: str = typer.Option(None, help="every copy of this recording"),
-                  actor: str = typer.Option(..., help="who (audited)")) -> None:
+                  actor: str = typer.Option(..., help="registered internal-control user (audited)")) -> None:
     """Release a legal hold; the copy's retention applies again at the next sweep."""
     from datetime import datetime, timezone
 
+    from access.operators import copy_targets
+    from access.policy import Action
     from callvault.bootstrap import services
     from lifecycle.holds import release_hold
 
     copy_ids, recording_id = _hold_targets(copy, recording)
     svc = services()
+    user = _authorise(svc.engine, actor, Action.RELEASE_HOLD,
+                      targets=copy_targets(svc.engine, copy_ids, recording_id),
+                      target_type="recording" if recording_id else "copy",
+                      target_id=str(recording_id) if recording_id else ",".join(map(str, copy_ids or [])))
     with svc.engine.begin() as conn:
-        result = release_hold(conn, svc.store, copy_ids=copy_ids, recording_id=recording_id, actor=actor,
-                              now=datetime.now(timezone.utc), ledger=svc.ledger)
+        result = release_hold(conn, svc.store, copy_ids=copy_ids, recording_id=recording_id, actor=user.id,
+                              role=user.role.value, now=datetime.now(timezone.utc), ledger=svc.ledger)
     typer.echo(f"released {len(result.changed)}, not held {len(result.unchanged)}")
 
 
@@ -286,7 +324,7 @@ def lifecycle_sweep(
         return
     with typer.progressbar(length=due, label="sweeping", file=None) as bar:
         report = sweep(svc.engine, svc.store, now=at, batch_size=batch_size or svc.lifecycle.sweep_batch_size,
-                       progress=bar.update)
+                       progress=bar.update, anchors=svc.anchors)
     typer.echo(report.summary())
 
 
@@ -396,6 +434,29 @@ def keys_hash_key() -> None:
     typer.echo(base64.b64encode(services().keys.hash_key).decode())
 
 
+@keys_app.command("ingest")
+def keys_ingest(tenant: str = typer.Option(..., help="tenant slug")) -> None:
+    """The tenant's current ingest public key (JSON), for a producer of your own to seal messages to.
+
+    HPKE (RFC 9180) base mode, DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, AES-256-GCM. The info is
+    "callvault.sealed/v1", the tenant and the key id, each as a 4-byte big-endian length and its
+    UTF-8 bytes; HPKE's output (enc || ciphertext) goes base64 in the envelope's "sealed". Ask
+    again before ``use_until``."""
+    import json
+    from datetime import timezone
+
+    from callvault.bootstrap import services
+    from ingest.service import ingest_keys_for
+    from ingest.settings import get_ingest_settings, get_kafka_settings
+
+    svc = services()
+    keys = ingest_keys_for(svc.keys, get_ingest_settings(), get_kafka_settings())
+    with svc.engine.begin() as conn:
+        current = keys.current(conn, tenant, now=datetime.now(timezone.utc))
+    typer.echo(json.dumps({**current.to_json(), "suite": "DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, AES-256-GCM",
+                           "envelope": "callvault.sealed/v1"}, indent=2))
+
+
 @keys_app.command("rotate-master")
 def keys_rotate_master(batch_size: int = typer.Option(1000, min=1, help="caller keys re-wrapped per transaction")) -> None:
     """Re-wrap every live caller key under the current master key (CALLVAULT_STORAGE_MASTER_KEY).
@@ -433,35 +494,102 @@ app.add_typer(audit_app, name="audit")
 
 @audit_app.command("verify")
 def audit_verify() -> None:
-    """Walk the hash chain; exit 1 naming the first edited, deleted or reordered entry."""
+    """Walk the hash chain and check it against the signed anchors; exit 1 naming the first
+    edited, deleted, reordered or rewritten entry, or a cut tail."""
     from access.audit import verify
     from callvault.bootstrap import services
+    from callvault.errors import CallvaultError
 
+    svc = services()
+    try:
+        with svc.engine.connect() as conn:
+            result = verify(conn, svc.anchors)
+    except CallvaultError as exc:
+        _err(f"audit trail not verified: {exc}")
+        raise typer.Exit(1) from None
+    if not result.ok:
+        where = f" at entry seq={result.first_bad_seq}" if result.first_bad_seq is not None else ""
+        _err(f"audit trail broken{where}: {result.problem}")
+        raise typer.Exit(1)
+    anchored = (f"; {result.anchors} signed anchors match, the newest at seq={result.anchored_seq} "
+                f"({result.unanchored} newer entries covered by the chain only)" if result.anchored_seq else "")
+    typer.echo(f"audit trail intact: {result.entries} entries{anchored}")
+    for note in result.notes:
+        typer.echo(f"note: {note}")
+
+
+@audit_app.command("anchor")
+def audit_anchor() -> None:
+    """Write the chain's head now to the object-locked ledger bucket, signed (also done on a timer)."""
+    from callvault.bootstrap import services
+
+    svc = services()
+    if svc.anchors is None:
+        _err("no anchor key: set CALLVAULT_STORAGE_AUDIT_ANCHOR_KEY (base64, 32 bytes)")
+        raise typer.Exit(1)
+    head = svc.anchors.write(svc.engine)
+    typer.echo(f"anchored seq={head.seq} ({head.count} entries)" if head else "nothing new to anchor")
+
+
+def _day(value: str) -> datetime:
+    from datetime import timezone
+
+    try:
+        day = datetime.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r}: give a date (2026-11-01) or a time with offset") from None
+    return day if day.tzinfo else day.replace(tzinfo=timezone.utc)
+
+
+@audit_app.command("export")
+def audit_export(
+    start: str = typer.Option(..., "--from", help="first day (or time) included, e.g. 2026-11-01 (UTC)"),
+    end: str = typer.Option(..., "--to", help="first day (or time) excluded, e.g. 2026-12-01 (UTC)"),
+    out: Path = typer.Option(None, "--out", help="write here (default: standard output)"),
+    tenant: list[str] = typer.Option([], help="only this tenant's entries (repeatable; default: all)"),
+) -> None:
+    """Entries of a period as JSON Lines for a SIEM, streamed (ids and hashes; never audio or a number)."""
+    import sys
+
+    from access.audit import export_jsonl
+    from callvault.bootstrap import services
+
+    first, last = _day(start), _day(end)
+    if last <= first:
+        raise typer.BadParameter("--to must be after --from")
     with services().engine.connect() as conn:
-        result = verify(conn)
-    if result.ok:
-        typer.echo(f"audit trail intact: {result.entries} entries")
-        return
-    _err(f"audit trail broken at entry seq={result.first_bad_seq}: {result.problem}")
-    raise typer.Exit(1)
+        if out is None:
+            n = export_jsonl(conn, sys.stdout, start=first, end=last, tenants=frozenset(tenant) or None)
+        else:
+            with out.open("w", encoding="utf-8") as fh:
+                n = export_jsonl(conn, fh, start=first, end=last, tenants=frozenset(tenant) or None)
+    typer.echo(f"{n} entries", err=True)
 
 
 subjects_app = typer.Typer(no_args_is_help=True, help="Data-subject rights, by phone number (several at once)")
 app.add_typer(subjects_app, name="subjects")
 
 _TENANT = typer.Option(..., help="tenant (data controller) the request is for")
-_ACTOR = typer.Option(..., help="internal-control user running the request (audited)")
+_ACTOR = typer.Option(..., help="registered internal-control user running the request (audited)")
 
 
-def _subject_run(fn, **kwargs):
+def _subject_run(fn, *, actor: str, scope: str, **kwargs):
+    """Run a data-subject request for tenant ``scope`` once the policy allows ``actor`` to."""
     from datetime import timezone
 
+    from access.policy import Action
     from access.subjects import Actor
     from callvault.bootstrap import services
 
     svc = services()
-    with svc.engine.begin() as conn:
-        return fn(conn, svc, actor=Actor(kwargs.pop("actor")), now=datetime.now(timezone.utc), **kwargs)
+    user = _authorise(svc.engine, actor, Action.SUBJECT_REQUEST, tenant=scope, target_type="tenant",
+                      target_id=scope)
+    # A unit of work: the audit entries are appended at its commit (the append lock is not held
+    # across the object-store I/O), and the chain is anchored after an erasure or an export.
+    with svc.unit_of_work() as uow:
+        result = fn(uow.conn, svc, actor=Actor(user.id, user.role.value), now=datetime.now(timezone.utc), **kwargs)
+        uow.commit()
+        return result
 
 
 def _print_erasure(report) -> None:
@@ -479,7 +607,7 @@ def subjects_object(numbers: list[str], tenant: str = _TENANT, actor: str = _ACT
 
     _print_erasure(_subject_run(
         lambda conn, svc, **kw: object_to_recording(conn, svc.store, svc.keys, svc.ledger, **kw),
-        tenant=tenant, numbers=numbers, actor=actor))
+        tenant=tenant, numbers=numbers, actor=actor, scope=tenant))
 
 
 @subjects_app.command("erase")
@@ -501,10 +629,10 @@ def subjects_erase(numbers: list[str] = typer.Argument(None, help="caller number
             raise typer.BadParameter("--recording takes the recording's catalog id (a UUID)") from None
         _print_erasure(_subject_run(
             lambda conn, svc, **kw: erase_recordings(conn, svc.store, svc.keys, svc.ledger, **kw),
-            tenant=tenant, recording_ids=ids, actor=actor))
+            tenant=tenant, recording_ids=ids, actor=actor, scope=tenant))
         return
     _print_erasure(_subject_run(lambda conn, svc, **kw: erase(conn, svc.store, svc.keys, svc.ledger, **kw),
-                                tenant=tenant, numbers=numbers, actor=actor))
+                                tenant=tenant, numbers=numbers, actor=actor, scope=tenant))
 
 
 @subjects_app.command("export")
@@ -524,7 +652,7 @@ def subjects_export(numbers: list[str], tenant: str = _TENANT, actor: str = _ACT
         return result
 
     try:
-        result = _subject_run(run, tenant=tenant, numbers=numbers, actor=actor)
+        result = _subject_run(run, tenant=tenant, numbers=numbers, actor=actor, scope=tenant)
     except BaseException:
         for p in part:
             p.unlink(missing_ok=True)
@@ -554,7 +682,7 @@ def subjects_rectify(numbers: list[str], tenant: str = _TENANT, actor: str = _AC
         return rectify(conn, svc.keys, tenant=tenant, recording_ids=ids, caller_number=new_number, agent_id=agent,
                        team_id=team, **kw) if ids else 0
 
-    typer.echo(f"rectified {_subject_run(run, actor=actor)} recordings")
+    typer.echo(f"rectified {_subject_run(run, actor=actor, scope=tenant)} recordings")
 
 
 @subjects_app.command("restrict")
@@ -563,7 +691,7 @@ def subjects_restrict(numbers: list[str], tenant: str = _TENANT, actor: str = _A
     from access.subjects import restrict
 
     n = _subject_run(lambda conn, svc, **kw: restrict(conn, svc.keys, **kw), tenant=tenant, numbers=numbers,
-                     actor=actor)
+                     actor=actor, scope=tenant)
     typer.echo(f"restricted {n} recordings")
 
 
@@ -573,7 +701,7 @@ def subjects_lift(numbers: list[str], tenant: str = _TENANT, actor: str = _ACTOR
     from access.subjects import restrict
 
     n = _subject_run(lambda conn, svc, **kw: restrict(conn, svc.keys, lift=True, **kw), tenant=tenant,
-                     numbers=numbers, actor=actor)
+                     numbers=numbers, actor=actor, scope=tenant)
     typer.echo(f"lifted the restriction of {n} recordings")
 
 
@@ -645,7 +773,7 @@ def dlq_show(position: str = typer.Argument(..., help="PARTITION:OFFSET (as `dlq
 @dlq_app.command("replay")
 def dlq_replay(reason: str = typer.Option(None, help="only this reason code, e.g. unknown_tenant"),
                tenant: str = typer.Option(None, help="only this tenant"),
-               actor: str = typer.Option(..., help="who (audited)")) -> None:
+               actor: str = typer.Option(..., help="registered IT user (audited)")) -> None:
     """Send dead letters again to the recordings topic (idempotent: a stored call stays stored once)."""
     import asyncio
     from datetime import timezone
@@ -657,12 +785,17 @@ def dlq_replay(reason: str = typer.Option(None, help="only this reason code, e.g
 
     from ingest.producer import catalog_seal_keys, resealer
 
-    chosen = select(_dead_letters(), reason=reason, tenant=tenant)
+    from access.policy import Action
+
     svc = services()
+    user = _authorise(svc.engine, actor, Action.DLQ_MANAGE, tenant=tenant, target_type="dead-letters",
+                      target_id=f"{reason or '*'}/{tenant or '*'}")
+    chosen = select(_dead_letters(), reason=reason, tenant=tenant)
     sent = asyncio.run(replay(get_kafka_settings(), chosen,
                               reseal=resealer(catalog_seal_keys(svc.engine, svc.storage, kafka=get_kafka_settings()))))
     with services().engine.begin() as conn:
-        audit.append(conn, actor=actor, role="it", action="dlq:replay", target_type="dead-letters",
+        audit.append(conn, tenant=tenant, actor=user.id, role=user.role.value, action="dlq:replay",
+                     target_type="dead-letters",
                      target_id=f"{reason or '*'}/{tenant or '*'}", outcome="done", at=datetime.now(timezone.utc),
                      detail={"replayed": sent, "positions": [d.position for d in chosen][:200]})
     typer.echo(f"replayed {sent} dead letters to the recordings topic")
@@ -674,7 +807,7 @@ def dlq_replay(reason: str = typer.Option(None, help="only this reason code, e.g
 @dlq_app.command("purge")
 def dlq_purge(older_than_days: float = typer.Option(..., "--older-than", min=0,
                                                     help="delete dead letters older than this many days"),
-              actor: str = typer.Option(..., help="who (audited)")) -> None:
+              actor: str = typer.Option(..., help="registered IT user (audited)")) -> None:
     """Delete old dead letters from the topic (Kafka DeleteRecords), audited."""
     import asyncio
     from datetime import timedelta, timezone
@@ -684,10 +817,15 @@ def dlq_purge(older_than_days: float = typer.Option(..., "--older-than", min=0,
     from ingest.dlq import purge
     from ingest.settings import get_kafka_settings
 
+    from access.policy import Action
+
     now = datetime.now(timezone.utc)
+    user = _authorise(services().engine, actor, Action.DLQ_MANAGE, target_type="dead-letters",
+                      target_id=f"older-than-{older_than_days:g}d")
     deleted = asyncio.run(purge(get_kafka_settings(), _dead_letters(release=False), older_than=now - timedelta(days=older_than_days)))
     with services().engine.begin() as conn:
-        audit.append(conn, actor=actor, role="it", action="dlq:purge", target_type="dead-letters",
+        audit.append(conn, tenant=None, actor=user.id, role=user.role.value, action="dlq:purge",
+                     target_type="dead-letters",
                      target_id=f"older-than-{older_than_days:g}d", outcome="done", at=now, detail={"deleted": deleted})
     typer.echo(f"purged {deleted} dead letters older than {older_than_days:g} days")
 

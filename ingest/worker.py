@@ -43,6 +43,7 @@ import faust
 import sqlalchemy as sa
 
 from callvault.config import callvault_home
+from storage.anchors import AuditAnchors
 from storage.catalog.db import make_engine
 from storage.exceptions import StorageError
 from lifecycle.erasures import replay_ledger
@@ -313,19 +314,25 @@ def create_app(kafka: KafkaSettings | None = None, ingest_settings: IngestSettin
                 await asyncio.sleep(min(MAX_BACKOFF_SECONDS, 0.5 * 2 ** min(attempt, 6)))
 
     if ingest_settings.sweep_interval_seconds > 0:
+        anchors_of: dict[int, AuditAnchors | None] = {}  # one per process: it remembers the last anchored head
+
         @app.timer(ingest_settings.sweep_interval_seconds, on_leader=True)
         async def sweep_expired() -> None:
-            """Retention on time: the worker sweeps every interval (one worker: the group leader)."""
+            """Retention on time: the worker sweeps every interval (one worker: the group leader),
+            then anchors the audit chain's head."""
             from datetime import datetime, timezone
 
             from lifecycle.settings import get_lifecycle_settings
             from lifecycle.sweeper import sweep
 
             d = get_deps()
+            if 0 not in anchors_of:
+                anchors_of[0] = AuditAnchors.from_settings(d.store, d.storage)
             try:
                 report = await asyncio.get_running_loop().run_in_executor(
                     pool, lambda: sweep(d.engine, d.store, now=datetime.now(timezone.utc),
-                                        batch_size=get_lifecycle_settings().sweep_batch_size))
+                                        batch_size=get_lifecycle_settings().sweep_batch_size,
+                                        anchors=anchors_of[0]))
             except Exception as exc:  # noqa: BLE001 - a server down: the next interval sweeps again
                 # A sweep stopped midway converges when re-run; the timer must outlive the outage.
                 metrics.RETRIES.labels(f"sweep-{type(exc).__name__}").inc()

@@ -100,7 +100,7 @@ def create_copy(conn: sa.Connection, store: ObjectStore, keys: KeyRing, *, recor
     copy_id = upsert_copy(conn, recording_id=recording_id, tier=tier_.value, stored=stored, bucket=bucket,
                           expires_at=expiry, created_by=actor, reason=reason, training_report=training_report,
                           now=now)
-    audit.append(conn, actor=actor, role=role, action="copy", target_type="copy", target_id=str(copy_id),
+    audit.append(conn, tenant=recording["tenant_id"], actor=actor, role=role, action="copy", target_type="copy", target_id=str(copy_id),
                  outcome="done", reason=reason or None, at=now,
                  detail={"recording_id": str(recording_id), "tier": tier_.value, "source_copy": str(source),
                          "expires_at": expiry.isoformat()})

@@ -18,7 +18,7 @@ from typing import Callable
 
 import sqlalchemy as sa
 
-from access.audit import append_many
+from access.audit import append_many, copy_tenants
 from storage import erasure
 from storage.keys import KeyRing
 from storage.ledger import ErasureLedger
@@ -51,7 +51,9 @@ def replay_ledger(engine: sa.Engine, store: ObjectStore, keys: KeyRing, ledger: 
         restored = erasure.restore_holds(conn, ledger.hold_states(), now=now)
         if restored:
             report.holds_restored = len(restored)
+            tenants = copy_tenants(conn, restored)
             append_many(conn, [{
+                "tenant": tenants.get(str(copy_id)),
                 "actor": "erasure-ledger", "role": "system", "action": "copy:hold:replay", "target_type": "copy",
                 "target_id": str(copy_id), "outcome": "done", "at": now,
                 "reason": "hold state re-applied from the journal after a catalog restore"} for copy_id in restored])
@@ -67,6 +69,7 @@ def replay_ledger(engine: sa.Engine, store: ObjectStore, keys: KeyRing, ledger: 
             report.recordings_deleted += len(applied.doomed_recordings)
             report.held_rewrapped += len(applied.held)
             append_many(conn, [{
+                "tenant": entry.tenant,
                 "actor": "erasure-ledger", "role": "system", "action": "subject:erase:replay",
                 "target_type": "ledger-entry", "target_id": name.rsplit("/", 1)[-1], "outcome": "done", "at": now,
                 "reason": "erasure applied again after a catalog restore",

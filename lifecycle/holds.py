@@ -176,10 +176,11 @@ def release_hold(conn: sa.Connection, store: ObjectStore, *, actor: str, now: da
 
 def _audit(conn: sa.Connection, action: str, result: HoldResult, *, actor: str, role: str, reason: str | None,
            now: datetime) -> None:
+    tenants = audit.copy_tenants(conn, [*result.changed, *result.refused])
     audit.append_many(conn, [
-        *({"actor": actor, "role": role, "action": action, "target_type": "copy", "target_id": str(i),
-           "outcome": "done", "reason": reason, "at": now} for i in result.changed),
-        *({"actor": actor, "role": role, "action": action, "target_type": "copy", "target_id": str(i),
-           "outcome": "failed", "reason": "copy is already being deleted (expired)", "at": now}
+        *({"tenant": tenants.get(str(i)), "actor": actor, "role": role, "action": action, "target_type": "copy",
+           "target_id": str(i), "outcome": "done", "reason": reason, "at": now} for i in result.changed),
+        *({"tenant": tenants.get(str(i)), "actor": actor, "role": role, "action": action, "target_type": "copy",
+           "target_id": str(i), "outcome": "failed", "reason": "copy is already being deleted (expired)", "at": now}
           for i in result.refused),
     ])

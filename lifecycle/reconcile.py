@@ -166,20 +166,23 @@ def apply_repairs(engine: sa.Engine, store: ObjectStore, report: ReconcileReport
         still_used = set(conn.execute(sa.select(t.copies.c.recording_id).where(
             t.copies.c.recording_id.in_(recording_ids))).scalars())
         report.empty_recordings = sorted(recording_ids - still_used)
+        tenant_of = dict(conn.execute(sa.select(t.recordings.c.id, t.recordings.c.tenant_id).where(
+            t.recordings.c.id.in_(recording_ids))).all()) if recording_ids else {}
         if report.empty_recordings:
             conn.execute(t.recordings.delete().where(t.recordings.c.id.in_(report.empty_recordings)))
         append_many(conn, [
             *(_entry("reconcile:orphan-object:delete", "object", key, "no catalog row", now, {"bucket": bucket})
               for key in report.orphan_objects),
             *(_entry("reconcile:dangling-copy:delete", "copy", str(r.id), "object missing from the bucket", now,
-                     {"bucket": bucket, "recording_id": str(r.recording_id), "tier": r.tier}) for r in deleted),
-            *(_entry("reconcile:empty-recording:delete", "recording", str(rid), "no copy left", now)
-              for rid in report.empty_recordings),
+                     {"bucket": bucket, "recording_id": str(r.recording_id), "tier": r.tier},
+                     tenant=tenant_of.get(r.recording_id)) for r in deleted),
+            *(_entry("reconcile:empty-recording:delete", "recording", str(rid), "no copy left", now,
+                     tenant=tenant_of.get(rid)) for rid in report.empty_recordings),
         ])
     report.repaired = True
 
 
 def _entry(action: str, target_type: str, target_id: str, reason: str, now: datetime,
-           detail: dict | None = None) -> dict:
-    return {"actor": ACTOR, "role": "system", "action": action, "target_type": target_type,
+           detail: dict | None = None, tenant: str | None = None) -> dict:
+    return {"tenant": tenant, "actor": ACTOR, "role": "system", "action": action, "target_type": target_type,
             "target_id": target_id, "outcome": "done", "reason": reason, "at": now, "detail": detail}

@@ -23,7 +23,8 @@ from typing import Callable
 
 import sqlalchemy as sa
 
-from access.audit import append_many
+from access.audit import anchor, append_many
+from storage.anchors import AuditAnchors
 from storage.catalog import tables as t
 from storage.objectstore import ObjectStore
 
@@ -59,7 +60,9 @@ def count_due(conn: sa.Connection, now: datetime) -> tuple[int, int]:
 
 def _mark(engine: sa.Engine, now: datetime, batch_size: int) -> list[sa.Row]:
     """Step 1: claim a batch (interrupted ones first) and commit the claim."""
-    cols = (t.copies.c.id, t.copies.c.recording_id, t.copies.c.tier, t.copies.c.bucket, t.copies.c.object_key)
+    cols = (t.copies.c.id, t.copies.c.recording_id, t.copies.c.tier, t.copies.c.bucket, t.copies.c.object_key,
+            sa.select(t.recordings.c.tenant_id).where(t.recordings.c.id == t.copies.c.recording_id)
+            .scalar_subquery().label("tenant"))
     with engine.begin() as conn:
         pending = sa.select(*cols).where(t.copies.c.deleting_at.is_not(None)).limit(batch_size)
         fresh = sa.select(*cols).where(_expired(now), t.copies.c.deleting_at.is_(None)) \
@@ -81,7 +84,9 @@ def _mark(engine: sa.Engine, now: datetime, batch_size: int) -> list[sa.Row]:
 
 
 def _delete_rows(engine: sa.Engine, rows: list[sa.Row], now: datetime) -> tuple[int, list[uuid.UUID]]:
-    """Step 3: the copies, then recordings left empty, with their audit entries."""
+    """Step 3: the copies, then recordings left empty, with their audit entries (stamped with the
+    real clock; a sweep run "as of" another time keeps that time in the detail)."""
+    tenant_of = {r.recording_id: r.tenant for r in rows}
     ids = [r.id for r in rows]
     recording_ids = {r.recording_id for r in rows}
     with engine.begin() as conn:
@@ -92,17 +97,20 @@ def _delete_rows(engine: sa.Engine, rows: list[sa.Row], now: datetime) -> tuple[
         if empty:
             conn.execute(t.recordings.delete().where(t.recordings.c.id.in_(empty)))
         append_many(conn, [
-            *({"actor": "sweeper", "role": "system", "action": "delete", "target_type": "copy",
+            *({"tenant": r.tenant, "actor": "sweeper", "role": "system", "action": "delete", "target_type": "copy",
                "target_id": str(r.id), "outcome": "done", "reason": "retention expired", "at": now,
                "detail": {"recording_id": str(r.recording_id), "tier": r.tier}} for r in rows),
-            *({"actor": "sweeper", "role": "system", "action": "delete", "target_type": "recording",
-               "target_id": str(rid), "outcome": "done", "reason": "no copy left", "at": now} for rid in empty),
+            *({"tenant": tenant_of.get(rid), "actor": "sweeper", "role": "system", "action": "delete",
+               "target_type": "recording", "target_id": str(rid), "outcome": "done", "reason": "no copy left",
+               "at": now} for rid in empty),
         ])
     return len(ids), empty
 
 
 def sweep(engine: sa.Engine, store: ObjectStore, *, now: datetime, batch_size: int = 500, dry_run: bool = False,
-          progress: Callable[[int], None] = lambda _n: None, max_batches: int | None = None) -> SweepReport:
+          progress: Callable[[int], None] = lambda _n: None, max_batches: int | None = None,
+          anchors: AuditAnchors | None = None) -> SweepReport:
+    """Sweep, then anchor the audit chain (``anchors``: the chain's, if configured)."""
     report = SweepReport()
     with engine.connect() as conn:
         report.expired, report.held_expired = count_due(conn, now)
@@ -120,4 +128,5 @@ def sweep(engine: sa.Engine, store: ObjectStore, *, now: datetime, batch_size: i
         report.events.extend({"type": "expired", "copy_id": str(r.id), "recording_id": str(r.recording_id),
                               "tier": r.tier, "at": now.isoformat()} for r in rows)
         progress(deleted)
+    anchor(engine, anchors)
     return report

@@ -43,6 +43,15 @@ class StorageSettings(SectionSettings):
     ledger_prefix: str = Field("callvault/", description="Key prefix of this catalog's ledger (erasures, holds)")
     ledger_retention_days: int = Field(
         3650, ge=1, description="COMPLIANCE retention of each ledger entry: longer than any catalog backup is kept")
+    audit_anchor_key: SecretStr | None = Field(
+        None, description="Base64 32-byte key signing the audit chain's anchors (HMAC-SHA256); kept outside the "
+        "catalog, so a rewritten chain cannot be re-anchored (local stack: generated)")
+    audit_anchor_retention_days: int = Field(
+        400, ge=366, description="COMPLIANCE retention of each audit anchor in the ledger bucket (PCI DSS 10.5.1: "
+        "the trail is kept at least 12 months)")
+    audit_anchor_interval_seconds: float = Field(
+        300.0, gt=0, le=3600, description="Anchor the audit chain's head at least this often (API processes on "
+        "commit, the worker on its sweep timer), besides after every sweep, erasure and export")
 
 
 class CatalogSettings(SectionSettings):

@@ -2,7 +2,8 @@
 
     GET    /healthz                         catalog reachable? (no auth)
     GET    /metrics                         Prometheus text (no auth; labels carry no ids)
-    GET    /recordings                      search (number, agent, team, from, to, tier, tenant)
+    GET    /recordings                      search (agent, team, from, to, tier, tenant; cursor, limit)
+    POST   /recordings/search               search with a number too, in the JSON body (never in a URL)
     GET    /recordings/{id}                 detail: copies, retention, holds, redactions, restriction
     POST   /recordings/{id}/copies          monitoring / training / complaint-extract copy
     POST   /recordings/{id}/hold            legal hold on every copy; DELETE releases it
@@ -12,13 +13,15 @@
     POST   /copies/{id}/hold                legal hold on one copy; DELETE releases it
     GET    /lifecycle/report                copies, bytes and expiries per tenant and tier
     GET    /audit, /audit/verify            the trail, and its hash-chain check
-    POST   /break-glass                     IT: time-limited playback with a ticket
+    POST   /break-glass                     IT: time-limited playback of one recording's named tiers, with a ticket
     POST   /subjects/{object,erase,restrict,lift,rectify,export}   data-subject requests by number
     GET    /exports/{tenant}/{id}.zip       the export ZIP, by a short-lived signed link
     GET    /openapi.json, /docs             the schema
     GET    /console/...                     the web console (``access.console``); / redirects there
 
-Creating the app connects to nothing: services are built on the first request that needs
+Creating the app refuses a missing, short (< 32 bytes) or placeholder
+``CALLVAULT_ACCESS_JWT_SECRET`` in every auth mode (OIDC included: it signs the links), and
+otherwise connects to nothing: services are built on the first request that needs
 them (or passed in, as tests do).
 """
 
@@ -34,6 +37,7 @@ from callvault.bootstrap import Services
 
 from ..console import install as install_console
 from ..settings import AccessSettings, get_access_settings
+from ..tokens import require_secret
 from . import errors
 from .deps import ApiContext, utcnow
 from .metrics import ApiMetrics, MetricsMiddleware
@@ -48,8 +52,10 @@ def create_app(services: Services | None = None, settings: AccessSettings | None
     app = FastAPI(title="callvault", version=getattr(callvault, "__version__", "0.1.0"),
                   description="Call recordings: role-gated search, playback with HTTP Range, copies, "
                               "legal holds, lifecycle report and a tamper-evident audit trail.")
+    settings = settings or get_access_settings()
+    require_secret(settings)  # before serving anything: links (and HS256 tokens) are signed with it
     metrics = ApiMetrics()
-    app.state.ctx = ApiContext(settings=settings or get_access_settings(), metrics=metrics, clock=clock,
+    app.state.ctx = ApiContext(settings=settings, metrics=metrics, clock=clock,
                                _services=services)
     errors.install(app)
     app.add_middleware(MetricsMiddleware, metrics=metrics)

@@ -17,6 +17,7 @@ from lifecycle.copies import source_query
 from storage.catalog import tables as t
 from storage.copies import plaintext_length
 
+from ..exceptions import NotFound
 from ..policy import Target
 
 _r, _c = t.recordings, t.copies
@@ -44,6 +45,21 @@ class CopyOf:
     @property
     def audio_bytes(self) -> int:
         return plaintext_length(self.copy["size_bytes"], self.copy["frame_size"])
+
+
+def not_found(kind: str, ident: uuid.UUID | str) -> NotFound:
+    """The one answer for a recording or copy that does not exist *and* for one outside the
+    caller's tenants (DESIGN.md §Roles): same status, same body, so no id can be probed. The
+    body does not repeat the id (the caller has it): two unknown ids answer byte for byte alike."""
+    return NotFound(f"{kind} not found", hint="it does not exist, or no longer (expired or erased)")
+
+
+def recording_not_found(recording_id: uuid.UUID | str) -> NotFound:
+    return not_found("recording", recording_id)
+
+
+def copy_not_found(copy_id: uuid.UUID | str) -> NotFound:
+    return not_found("copy", copy_id)
 
 
 def recording(conn: sa.Connection, recording_id: uuid.UUID) -> sa.RowMapping | None:

@@ -22,15 +22,14 @@ from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from callvault.bootstrap import Services
-from callvault.errors import ConfigurationError
 from storage.catalog.db import UnitOfWork
 
-from .. import audit
+from .. import audit, tokens
 from ..exceptions import Forbidden, Unauthenticated
 from ..identities import load_user
 from ..policy import User, account_state
 from ..settings import AccessSettings
-from ..tokens import verify_token
+from ..tokens import LinkPurpose, verify_token
 from .metrics import ApiMetrics
 
 
@@ -55,7 +54,7 @@ class ApiContext:
         return self._services
 
     def unit_of_work(self) -> UnitOfWork:
-        return UnitOfWork(self.services.engine)
+        return UnitOfWork(self.services.engine, anchors=self.services.anchors)
 
 
 def context(request: Request) -> ApiContext:
@@ -87,7 +86,9 @@ def _active(request: Request, ctx: ApiContext, user: User, at: datetime) -> User
     if refused is not None:
         route = getattr(request.scope.get("route"), "path", request.url.path)
         with ctx.services.engine.begin() as conn:
-            audit.append(conn, actor=user.id, role=user.role.value, action="api:request", target_type="route",
+            mine = sorted(user.tenants)
+            audit.append(conn, tenant=mine[0] if len(mine) == 1 and mine[0] != "*" else None, actor=user.id,
+                         role=user.role.value, action="api:request", target_type="route",
                          target_id=f"{request.method} {route}", outcome="denied", reason=refused.reason, at=at)
         ctx.metrics.decision("api:request", False)
         raise Forbidden(refused.reason)
@@ -101,16 +102,15 @@ def _active(request: Request, ctx: ApiContext, user: User, at: datetime) -> User
 # every range as that user. The user is reloaded on each request, so a revocation still
 # applies at once.
 
-def link_secret(settings: AccessSettings) -> str:
-    if settings.jwt_secret is None:
-        raise ConfigurationError("CALLVAULT_ACCESS_JWT_SECRET", "is not set", hint="stream links are signed with it")
-    return settings.jwt_secret.get_secret_value()
+def link_key(settings: AccessSettings, purpose: LinkPurpose) -> bytes:
+    """The key of one kind of link (HKDF of the secret per purpose, ``tokens.link_key``)."""
+    return tokens.link_key(settings, purpose)
 
 
-def stream_signature(secret: str, copy_id: uuid.UUID | str, user_id: str, expires: int) -> str:
-    # NUL separators and a fixed prefix: never the message of an export link (``subjects.sign``).
+def stream_signature(key: bytes, copy_id: uuid.UUID | str, user_id: str, expires: int) -> str:
+    # Signed with the stream key (never the secret itself, nor the export key); NUL separators.
     message = f"callvault:stream\x00{copy_id}\x00{user_id}\x00{expires}".encode()
-    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+    return hmac.new(key, message, hashlib.sha256).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -128,10 +128,9 @@ def stream_link(copy_id: uuid.UUID,
     """The verified link of a request, or None when it carries none (then a bearer is needed)."""
     if user is None and expires is None and sig is None:
         return None
-    secret = ctx.settings.jwt_secret.get_secret_value() if ctx.settings.jwt_secret else ""
-    if not secret or user is None or expires is None or sig is None:
+    if user is None or expires is None or sig is None:
         raise Unauthenticated("invalid stream link")
-    expected = stream_signature(secret, copy_id, user, expires).encode()
+    expected = stream_signature(link_key(ctx.settings, LinkPurpose.STREAM), copy_id, user, expires).encode()
     if not hmac.compare_digest(expected, sig.encode("utf-8", "surrogatepass")):
         raise Unauthenticated("invalid stream link")
     if at.timestamp() > expires:

@@ -107,11 +107,32 @@ class RecordingDetail(RecordingSummary):
     copies: list[CopyDetail]  # type: ignore[assignment]
 
 
+MAX_PAGE = 200
+Cursor = Annotated[Text, Field(max_length=200, description="opaque: the next_cursor of the previous page")]
+FilterText = Annotated[Text, Field(max_length=100)]
+
+
 class SearchResult(BaseModel):
     items: list[RecordingSummary]
     limit: int
-    offset: int
-    next_offset: int | None = Field(description="offset of the next page; null on the last page")
+    next_cursor: str | None = Field(description="pass as cursor for the next page; null on the last page")
+
+
+class SearchRequest(BaseModel):
+    """``POST /recordings/search``: the filters in the body, so a number never travels in a URL."""
+
+    number: Annotated[Text, Field(min_length=1, max_length=64)] | None = Field(
+        None, description="caller number, any usual format")
+    agent: FilterText | None = None
+    team: FilterText | None = None
+    start: datetime | None = Field(None, alias="from", description="calls started at or after")
+    end: datetime | None = Field(None, alias="to", description="calls started before")
+    tier: Tier | None = None
+    tenant: Annotated[Text, Field(max_length=64)] | None = None
+    limit: int = Field(50, ge=1, le=MAX_PAGE)
+    cursor: Cursor | None = None
+
+    model_config = {"populate_by_name": True, "extra": "forbid"}
 
 
 class NewCopy(BaseModel):
@@ -159,6 +180,7 @@ class LifecycleReport(BaseModel):
 class AuditEntry(BaseModel):
     seq: int
     at: datetime
+    tenant_id: str | None = Field(None, description="the tenant the entry is about; null: group-level or system")
     actor: str
     role: str
     action: str
@@ -183,15 +205,19 @@ class AuditVerification(BaseModel):
     entries: int
     first_bad_seq: int | None = None
     problem: str | None = None
+    anchors: int = Field(0, description="signed anchors (outside the catalog) the chain was checked against")
+    anchored_seq: int | None = Field(None, description="the newest anchored entry; later ones: chain only")
 
 
 class BreakGlassRequest(BaseModel):
     ticket: Annotated[Text, Field(min_length=1, max_length=100)] = Field(description="incident ticket reference")
     minutes: int = Field(ge=1, le=1_000_000, description="how long (at most the configured maximum)")
-    recording_id: uuid.UUID | None = Field(None, description="limit the grant to one recording")
+    recording_id: uuid.UUID = Field(description="the one recording the grant opens")
+    tiers: list[Tier] = Field(min_length=1, max_length=4, description="the tiers of it the grant opens")
 
 
 class BreakGlassGrant(BaseModel):
     ticket: str
     expires_at: datetime
-    recording_id: uuid.UUID | None
+    recording_id: uuid.UUID
+    tiers: list[Tier]

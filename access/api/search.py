@@ -3,13 +3,21 @@
 Two layers. SQL narrows the candidates to the user's tenants and scope (own calls, managed
 or coached teams) and to the tiers the role may see, so pages are cheap; then the policy
 (``decide(SEARCH)``) rules on every candidate copy and is the authority: SQL only mirrors
-it. Offsets count *visible* recordings, so a page is never short because the policy hid a
-candidate. A number filter is normalised to E.164 and compared through the keyed number
-hash of each tenant searched: the clear number is never put in a query.
+it. Pages are cut by a keyset cursor on the sort key (``started_at`` desc, ``id``): the
+opaque ``cursor`` of a page is the key of its last recording, and the next page starts
+strictly after it, so a deep page costs what the first does (no offset to skip) and a
+recording stored meanwhile neither repeats nor shifts a result. A page counts *visible*
+recordings, so it is never short because the policy hid a candidate. A number filter is
+normalised to E.164 and compared through the keyed number hash of each tenant searched: the
+clear number is never put in a query.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Callable, Iterator
@@ -20,6 +28,7 @@ from ingest.phone import WITHHELD, mask_number, normalise_number
 from storage.catalog import tables as t
 from storage.keys import KeyRing
 
+from ..exceptions import BadRequest
 from ..policy import ALL_TENANTS, PLAYABLE, Action, Decision, Relation, Role, Target, User
 from . import catalog
 
@@ -42,6 +51,30 @@ class Filters:
         return {"agent": self.agent, "team": self.team, "from": self.start.isoformat() if self.start else None,
                 "to": self.end.isoformat() if self.end else None, "tier": self.tier, "tenant": self.tenant,
                 "has_number_filter": self.number is not None}
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Where a page ended: the sort key of its last recording."""
+
+    started_at: datetime
+    id: uuid.UUID
+
+    def encode(self) -> str:
+        raw = json.dumps([self.started_at.isoformat(), str(self.id)], separators=(",", ":")).encode()
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, text: str) -> "Cursor":
+        try:
+            raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+            started, ident = json.loads(raw)
+            at = datetime.fromisoformat(started)
+            if at.tzinfo is None:
+                raise ValueError("naive")
+            return cls(at, uuid.UUID(ident))
+        except (binascii.Error, ValueError, TypeError, UnicodeDecodeError, OverflowError):
+            raise BadRequest("invalid cursor", hint="pass back the next_cursor of the previous page") from None
 
 
 @dataclass(frozen=True)
@@ -80,11 +113,15 @@ def _scope(user: User) -> list[sa.ColumnElement[bool]]:
     return []
 
 
-def candidates(conn: sa.Connection, keys: KeyRing, user: User, filters: Filters) -> sa.Select | None:
+def candidates(conn: sa.Connection, keys: KeyRing, user: User, filters: Filters,
+               only: frozenset[str] | None = None) -> sa.Select | None:
+    """``only``: the recording ids a search is confined to (IT's number search: the granted ones)."""
     tenants = tenants_searched(user, filters.tenant)
-    if tenants == []:
+    if tenants == [] or only == frozenset():
         return None
     where = [_c.c.deleting_at.is_(None), *_scope(user)]
+    if only is not None:
+        where.append(_r.c.id.in_(sorted(uuid.UUID(i) for i in only)))
     if tenants is not None:
         where.append(_r.c.tenant_id.in_(tenants))
     if filters.number is not None:
@@ -102,43 +139,48 @@ def candidates(conn: sa.Connection, keys: KeyRing, user: User, filters: Filters)
             .order_by(_r.c.started_at.desc(), _r.c.id))
 
 
-def search(conn: sa.Connection, keys: KeyRing, user: User, filters: Filters, *, limit: int, offset: int,
-           decide: Callable[[Action, Target], Decision]) -> tuple[list[Found], bool]:
-    """The page of visible recordings and whether another page follows."""
-    query = candidates(conn, keys, user, filters)
+def _after(cursor: Cursor | None) -> list[sa.ColumnElement[bool]]:
+    if cursor is None:
+        return []
+    return [sa.or_(_r.c.started_at < cursor.started_at,
+                   sa.and_(_r.c.started_at == cursor.started_at, _r.c.id > cursor.id))]
+
+
+def search(conn: sa.Connection, keys: KeyRing, user: User, filters: Filters, *, limit: int, cursor: Cursor | None,
+           decide: Callable[[Action, Target], Decision], action: Action = Action.SEARCH,
+           only: frozenset[str] | None = None) -> tuple[list[Found], Cursor | None]:
+    """The page of visible recordings after ``cursor``, and the cursor of the next page (None: last)."""
+    query = candidates(conn, keys, user, filters, only)
     if query is None:
-        return [], False
+        return [], None
     page: list[Found] = []
-    skipped = 0
-    for found in _visible(conn, keys, query, filters.tier, decide):
-        if skipped < offset:
-            skipped += 1
-            continue
+    for found in _visible(conn, keys, query, filters.tier, decide, action, cursor):
         if len(page) == limit:
-            return page, True
+            last = page[-1].recording
+            return page, Cursor(last["started_at"], last["id"])
         page.append(found)
-    return page, False
+    return page, None
 
 
 def _visible(conn: sa.Connection, keys: KeyRing, query: sa.Select, tier: str | None,
-             decide: Callable[[Action, Target], Decision]) -> Iterator[Found]:
-    position = 0
+             decide: Callable[[Action, Target], Decision], action: Action, cursor: Cursor | None) -> Iterator[Found]:
     while True:
-        ids = [row.id for row in conn.execute(query.limit(_BATCH).offset(position))]
-        position += len(ids)
-        if not ids:
+        rows = conn.execute(query.where(*_after(cursor)).limit(_BATCH)).all()
+        if not rows:
             return
+        cursor = Cursor(rows[-1].started_at, rows[-1].id)
+        ids = [row.id for row in rows]
         recordings = {row["id"]: row for row in conn.execute(sa.select(_r).where(_r.c.id.in_(ids))).mappings()}
         by_recording: dict = {}
         for copy in catalog.live_copies(conn, ids, tier):
             by_recording.setdefault(copy["recording_id"], []).append(copy)
         for rid in ids:
             rec = recordings[rid]
-            decisions = [(copy, decide(Action.SEARCH, catalog.target(rec, copy)))
+            decisions = [(copy, decide(action, catalog.target(rec, copy)))
                          for copy in by_recording.get(rid, [])]
             visible = [copy for copy, decision in decisions if decision.allowed]
             if visible:
                 yield Found(rec, visible, any(d.mask_numbers for _, d in decisions if d.allowed),
                             keys.open_number(conn, rec))
-        if len(ids) < _BATCH:
+        if len(rows) < _BATCH:
             return

@@ -50,6 +50,7 @@ class GrantOut(BaseModel):
     ticket: str
     expires_at: datetime
     recording_id: str | None
+    tiers: list[str]
 
 
 class ActionsOut(BaseModel):
@@ -97,5 +98,6 @@ def recording(recording_id: uuid.UUID, user: User = Depends(current_user), at: d
     return ConsoleRecording(recording=detail, actions=ActionsOut(
         copies=[CopyActionsOut(**vars(c)) for c in decided.copies], create=decided.create,
         hold_all=decided.hold_all, release_all=decided.release_all, break_glass=decided.break_glass,
-        grant=GrantOut(ticket=grant.ticket, expires_at=grant.expires_at, recording_id=grant.recording_id)
+        grant=GrantOut(ticket=grant.ticket, expires_at=grant.expires_at, recording_id=grant.recording_id,
+                       tiers=sorted(grant.tiers))
         if grant else None))

@@ -58,10 +58,14 @@ def _generated_sections(settings: StackSettings) -> dict[str, dict[str, object]]
             "access_key": local["minio_root_user"],
             "secret_key": local["minio_root_password"],
             "master_key": base64.b64encode(secrets.token_bytes(32)).decode(),
+            "audit_anchor_key": base64.b64encode(secrets.token_bytes(32)).decode(),
         },
         "kafka": {"bootstrap_servers": f"{settings.host}:{settings.kafka_port}"},
         "access": {"jwt_secret": secrets.token_urlsafe(32)},
     }
+
+
+_ADDED_CLIENT_SECRETS = {"storage": ("audit_anchor_key",)}
 
 
 def ensure_local_config(settings: StackSettings) -> dict[str, str]:
@@ -72,7 +76,7 @@ def ensure_local_config(settings: StackSettings) -> dict[str, str]:
     if path.exists():
         with path.open("rb") as fh:
             current = tomllib.load(fh)
-    fresh = _generated_sections(settings)
+    fresh = generated = _generated_sections(settings)
     if "local" in current:
         # The servers already run with the existing secrets: only add wholly missing sections,
         # and the local secrets a newer callvault introduced (never replacing one).
@@ -80,6 +84,11 @@ def ensure_local_config(settings: StackSettings) -> dict[str, str]:
         fresh = {name: values for name, values in fresh.items() if name not in current}
         if added:
             fresh["local"] = {**current["local"], **added}
+        # Client secrets a newer callvault introduced (the audit anchor key), never replacing one.
+        for section, names in _ADDED_CLIENT_SECRETS.items():
+            missing = {n: generated[section][n] for n in names if section in current and n not in current[section]}
+            if missing:
+                fresh[section] = {**current[section], **missing}
     if fresh:
         merged = {**current, **fresh}
         settings.home.mkdir(parents=True, exist_ok=True)

@@ -51,19 +51,40 @@ def make_engine(url: str | sa.URL | None = None, *, echo: bool | None = None, **
     return enable_sqlite_pragmas(sa.create_engine(url, echo=echo, **kwargs))
 
 
+_CURRENT = "callvault.unit_of_work"
+
+
+def current_unit_of_work(conn: sa.Connection) -> "UnitOfWork | None":
+    """The unit of work ``conn`` belongs to, if any (the audit trail defers its appends to it).
+
+    ``info`` belongs to the DBAPI connection, which a static pool (in-memory SQLite) shares
+    between ``Connection`` objects: only the unit's own ``Connection`` counts."""
+    uow = conn.info.get(_CURRENT)
+    return uow if uow is not None and getattr(uow, "conn", None) is conn else None
+
+
 class UnitOfWork:
     """One connection and one transaction. ``commit()`` is explicit and starts a fresh
-    transaction, so the unit stays usable; leaving the block rolls back what is uncommitted."""
+    transaction, so the unit stays usable; leaving the block rolls back what is uncommitted.
+
+    ``before_commit`` hooks run just before each commit (the audit trail appends the entries
+    collected during the unit there, so its lock is held only around the append); ``anchors``
+    (the audit chain's, optional) are written after a commit that asked for it, or when due."""
 
     conn: sa.Connection
 
-    def __init__(self, engine: sa.Engine) -> None:
+    def __init__(self, engine: sa.Engine, *, anchors: Any = None) -> None:
         self._engine = engine
         self._transaction: sa.RootTransaction | None = None
+        self.anchors = anchors
+        self._hooks: dict[str, Callable[[sa.Connection], None]] = {}
+        self.pending: dict[str, list[Any]] = {}
+        self.anchor_after_commit = False
 
     def __enter__(self) -> "UnitOfWork":
         self.conn = self._engine.connect()
         self._transaction = self.conn.begin()
+        self.conn.info[_CURRENT] = self
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -73,15 +94,34 @@ class UnitOfWork:
                 self._transaction.rollback()
         finally:
             self._transaction = None
+            self._forget()
+            # ``info`` follows the DBAPI connection back into the pool: leave nothing there.
+            self.conn.info.pop(_CURRENT, None)
             self.conn.close()
 
+    def before_commit(self, name: str, hook: Callable[[sa.Connection], None]) -> None:
+        self._hooks.setdefault(name, hook)
+
     def commit(self) -> None:
-        self._active().commit()
+        transaction = self._active()
+        for hook in list(self._hooks.values()):
+            hook(self.conn)
+        transaction.commit()
+        anchor, self.anchor_after_commit = self.anchor_after_commit, False
+        self._forget()
         self._transaction = self.conn.begin()
+        if self.anchors is not None:
+            self.anchors.write_quietly(self._engine, only_if_due=not anchor)
 
     def rollback(self) -> None:
         self._active().rollback()
+        self._forget()
         self._transaction = self.conn.begin()
+
+    def _forget(self) -> None:
+        self._hooks.clear()
+        self.pending.clear()
+        self.anchor_after_commit = False
 
     def _active(self) -> sa.RootTransaction:
         if self._transaction is None:
@@ -89,6 +129,6 @@ class UnitOfWork:
         return self._transaction
 
 
-def session_factory(engine: sa.Engine) -> Callable[[], UnitOfWork]:
+def session_factory(engine: sa.Engine, anchors: Any = None) -> Callable[[], UnitOfWork]:
     """What services are given: a callable returning a fresh, un-entered unit of work."""
-    return lambda: UnitOfWork(engine)
+    return lambda: UnitOfWork(engine, anchors=anchors)

@@ -9,7 +9,8 @@ Python: services read and write rows through these tables and map them to datacl
               └── recordings ── copies      a copy dies with its recording (ON DELETE CASCADE)
     users ──┬── team_memberships
             └── break_glass                 time-limited, ticketed playback grants
-    audit_events                            append-only, hash-chained trail
+    audit_events                            append-only, hash-chained trail (tenant_id: no FK,
+                                            entries outlive their tenant)
 
 Conventions: ids are ``Uuid`` (native on PostgreSQL, CHAR(32) on SQLite) except tenants and
 users, which are slugs; timestamps are aware UTC (``UTCDateTime``); enums are VARCHAR + CHECK;
@@ -225,7 +226,7 @@ team_memberships = sa.Table(
 audit_events = sa.Table(
     "audit_events", metadata,
     sa.Column("seq", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
-    sa.Column("at", UTCDateTime(), nullable=False),
+    sa.Column("at", UTCDateTime(), nullable=False),  # the server clock, never a simulated time
     sa.Column("actor", sa.String(100), nullable=False),
     sa.Column("role", sa.String(ENUM_LENGTH), nullable=False),  # a role, or "system" for jobs
     sa.Column("action", sa.String(100), nullable=False),
@@ -236,8 +237,13 @@ audit_events = sa.Table(
     sa.Column("detail", json_type(), nullable=True),  # never audio, never a phone number
     sa.Column("prev_hash", HASH, nullable=True),  # NULL only for the first entry
     sa.Column("hash", HASH, nullable=False, unique=True),
+    # The tenant the entry is about; NULL for group-level and system entries (GET /audit scope).
+    sa.Column("tenant_id", sa.String(64), nullable=True),
+    # What the hash covers: 1 = without tenant_id (entries before migration 0005), 2 = with it.
+    sa.Column("chain", sa.SmallInteger, nullable=False, server_default="1"),
 )
 sa.Index("ix_audit_events_target", audit_events.c.target_type, audit_events.c.target_id)
+sa.Index("ix_audit_events_tenant_id_seq", audit_events.c.tenant_id, audit_events.c.seq)
 
 break_glass = sa.Table(
     "break_glass", metadata,
@@ -248,6 +254,8 @@ break_glass = sa.Table(
     sa.Column("expires_at", UTCDateTime(), nullable=False),
     # CASCADE, not SET NULL: a grant for one recording must never widen to "any recording".
     sa.Column("recording_id", sa.Uuid, sa.ForeignKey("recordings.id", ondelete="CASCADE"), nullable=True),
+    # The tiers the grant opens (a subset of TIERS); a tier not named stays shut (0006).
+    sa.Column("tiers", json_type(), nullable=False, server_default=sa.text("'[\"production\"]'")),
     sa.CheckConstraint("expires_at > granted_at", name="expires_after_grant"),
 )
 sa.Index("ix_break_glass_user_id_expires_at", break_glass.c.user_id, break_glass.c.expires_at)

@@ -85,8 +85,13 @@ def test_search_filters_by_number_agent_team_period_and_tier(tab):
     tab.sign_in("control-1")
     page = tab.page
 
+    searched = []  # every search request the page sends: (method, url, body)
+    page.on("request", lambda r: searched.append((r.method, r.url, r.post_data or ""))
+            if "/recordings" in r.url and "/console/" not in r.url else None)
+    is_search = lambda r: r.url.endswith("/recordings/search") and r.request.method == "POST"  # noqa: E731
+
     def search(**fields) -> set[str]:
-        with page.expect_response(lambda r: "/recordings?" in r.url):
+        with page.expect_response(is_search):
             page.get_by_role("button", name="Clear").click()
         for label, value in fields.items():
             control = page.get_by_label(label, exact=True)
@@ -94,12 +99,18 @@ def test_search_filters_by_number_agent_team_period_and_tier(tab):
                 control.select_option(value)
             else:
                 control.fill(value)
-        with page.expect_response(lambda r: "/recordings?" in r.url):
+        with page.expect_response(is_search):
             page.get_by_role("button", name="Search", exact=True).click()
         page.locator("#result-table").wait_for()
         return listed(tab)
 
     assert search(**{"Caller number": "06 12 34 56 78"}) == {"own", "restricted"}
+    # The number goes in the POST body only: never in a request URL, the page URL or its history.
+    assert any('"number":"06 12 34 56 78"' in body for _, _, body in searched)
+    traces = ("number", "12 34", "12%2034", "12+34", "612345678")
+    assert not [url for _, url, _ in searched if any(t in url for t in traces)], searched
+    assert not any(t in page.url for t in traces)
+    assert not any(t in str(page.evaluate("() => [history.state, location.href]")) for t in traces)
     assert search(Agent="a2") == {"teammate"}
     assert search(Team="t2") == {"elsewhere"}
     assert search(Tier="monitoring") == {"own"}
@@ -109,7 +120,7 @@ def test_search_filters_by_number_agent_team_period_and_tier(tab):
     assert "agent=" not in page.url and "from=" in page.url  # the filters are in the URL, so Back works
     tab.shot("search-filtered")
     page.get_by_label("Caller number").fill("06 12")
-    with page.expect_response(lambda r: "/recordings?" in r.url) as refused:
+    with page.expect_response(is_search) as refused:
         page.get_by_role("button", name="Search", exact=True).click()
     assert refused.value.status == 422
     page.locator("#status.error").wait_for()
@@ -212,6 +223,8 @@ def test_it_sees_masked_numbers_and_plays_only_through_break_glass(tab):
     page.get_by_role("button", name="Open break-glass").click()
     page.locator("#grant").wait_for()
     assert "INC-4711" in page.locator("#grant").inner_text()
+    assert "production" in page.locator("#grant").inner_text()
+    assert "monitoring" not in page.locator("#grant").inner_text()
     page.get_by_role("button", name="Play the production copy").click()
     page.wait_for_function("() => document.getElementById('player').readyState >= 1")
     assert 206 in audio_responses(tab, production)
@@ -220,8 +233,9 @@ def test_it_sees_masked_numbers_and_plays_only_through_break_glass(tab):
     assert streams and all(s["reason"] == "INC-4711" and s["detail"]["ticket"] == "INC-4711" for s in streams)
     glass = console.audit_rows(action="recording:break-glass:open")
     assert [(g["actor"], g["outcome"], g["reason"]) for g in glass] == [("it-1", "allowed", "INC-4711")]
-    # The grant covers this recording only.
+    # The grant covers this recording only, and of it the tiers ticked (production by default).
     assert tab.fetch("POST", f"/copies/{console.copies['teammate/production']}/stream-link") == 403
+    assert tab.fetch("POST", f"/copies/{console.copies['own/monitoring']}/stream-link") == 403
 
 
 def test_internal_control_extracts_holds_and_releases(tab):

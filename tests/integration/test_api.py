@@ -225,9 +225,11 @@ def test_search_shows_each_role_only_what_it_may_see(world):
 
 def test_search_filters_by_number_in_any_format_agent_team_tier_tenant_and_time(world):
     rec = world.recordings
-    by_number = world.get("/recordings", "control-group", params={"number": "06 12 34 56 78"})
+    by_number = world.post("/recordings/search", "control-group", json={"number": "06 12 34 56 78"})
     assert names(world, by_number) == {"own", "other-tenant"}
-    assert names(world, world.get("/recordings", "control-1", params={"number": "0612345678"})) == {"own"}
+    assert names(world, world.post("/recordings/search", "control-1", json={"number": "0612345678"})) == {"own"}
+    assert names(world, world.post("/recordings/search", "control-1", json={"number": "0612345678",
+                                                                           "tier": "monitoring"})) == {"own"}
     assert names(world, world.get("/recordings", "control-1", params={"agent": "a2"})) == {"teammate"}
     assert names(world, world.get("/recordings", "control-1", params={"team": "t2"})) == {"elsewhere"}
     assert names(world, world.get("/recordings", "control-1", params={"tier": "monitoring"})) == {"own"}
@@ -236,18 +238,18 @@ def test_search_filters_by_number_in_any_format_agent_team_tier_tenant_and_time(
     since = (datetime.now(timezone.utc) - timedelta(hours=2, minutes=30)).isoformat()
     assert names(world, world.get("/recordings", "control-1", params={"from": since})) == {"own", "teammate"}
     page = world.get("/recordings", "control-1", params={"limit": 2}).json()
-    assert [i["id"] for i in page["items"]] == [str(rec["own"]), str(rec["teammate"])] and page["next_offset"] == 2
-    last = world.get("/recordings", "control-1", params={"limit": 2, "offset": 2}).json()
-    assert [i["id"] for i in last["items"]] == [str(rec["elsewhere"])] and last["next_offset"] is None
-    bad = world.get("/recordings", "control-1", params={"number": "12"})
+    assert [i["id"] for i in page["items"]] == [str(rec["own"]), str(rec["teammate"])] and page["next_cursor"]
+    last = world.get("/recordings", "control-1", params={"limit": 2, "cursor": page["next_cursor"]}).json()
+    assert [i["id"] for i in last["items"]] == [str(rec["elsewhere"])] and last["next_cursor"] is None
+    bad = world.post("/recordings/search", "control-1", json={"number": "12"})
     assert bad.status_code == 422 and bad.json()["error"]["code"] == "invalid_number"
 
 
 def test_one_audit_entry_per_search_and_never_the_number(world, caplog):
     caplog.set_level(logging.DEBUG)
-    world.get("/recordings", "consultant-1", params={"number": "06 12 34 56 78", "tier": "production"})
-    world.get("/recordings", "consultant-1", params={"number": "06 12"})
-    searches = world.audit_rows(action="recording:search")
+    world.post("/recordings/search", "consultant-1", json={"number": "06 12 34 56 78", "tier": "production"})
+    world.post("/recordings/search", "consultant-1", json={"number": "06 12"})
+    searches = world.audit_rows(action="recording:search:number")
     assert len(searches) == 1
     entry = searches[0]
     assert entry["outcome"] == "allowed" and entry["detail"]["has_number_filter"] is True
@@ -348,14 +350,19 @@ def test_stream_denied_is_403_json_and_audited(world):
 def test_it_plays_audio_only_after_break_glass_and_the_ticket_is_audited(world):
     rid, copy_id = world.recordings["own"], world.copies["own/production"]
     assert world.get(f"/copies/{copy_id}/audio", "it-1").status_code == 403
-    too_long = world.post("/break-glass", "it-1", json={"ticket": "INC-42", "minutes": 10_000})
+    prod = ["production"]
+    too_long = world.post("/break-glass", "it-1", json={"ticket": "INC-42", "minutes": 10_000,
+                                                        "recording_id": str(rid), "tiers": prod})
     assert too_long.status_code == 403
-    assert world.post("/break-glass", "consultant-1", json={"ticket": "INC-42", "minutes": 5}).status_code == 403
-    assert world.post("/break-glass", "it-1", json={"ticket": "INC-42", "minutes": 5,
+    assert world.post("/break-glass", "consultant-1", json={"ticket": "INC-42", "minutes": 5, "recording_id": str(rid),
+                                                            "tiers": prod}).status_code == 403
+    assert world.post("/break-glass", "it-1", json={"ticket": "INC-42", "minutes": 5, "tiers": prod,
                                                      "recording_id": str(uuid.uuid4())}).status_code == 404
-    grant = world.post("/break-glass", "it-1", json={"ticket": "INC-42", "minutes": 30, "recording_id": str(rid)})
+    grant = world.post("/break-glass", "it-1", json={"ticket": "INC-42", "minutes": 30, "recording_id": str(rid),
+                                                     "tiers": prod})
     assert grant.status_code == 201, grant.text
     assert grant.json()["ticket"] == "INC-42" and grant.json()["recording_id"] == str(rid)
+    assert grant.json()["tiers"] == ["production"]
     played = world.get(f"/copies/{copy_id}/audio", "it-1", headers={"Range": "bytes=0-9"})
     assert played.status_code == 206 and played.content == world.audio["own"][:10]
     # The grant covers that recording only.
@@ -468,7 +475,7 @@ def test_audit_is_read_and_verified_by_internal_control_after_everything(world):
     assert page.status_code == 200
     assert [e["seq"] for e in page.json()["entries"]] == sorted(e["seq"] for e in page.json()["entries"])
     after = page.json()["next_after_seq"]
-    rest = world.get("/audit", "control-1", params={"after_seq": after, "limit": 1000}).json()
+    rest = world.get("/audit", "control-1", params={"after_seq": after, "limit": 500}).json()
     assert rest["entries"][0]["seq"] > after and rest["next_after_seq"] is None
     assert rest["entries"][-1]["action"] == "audit:read"  # the previous page's read, audited
     # Newest first, page by page back to the start: the same entries in reverse.

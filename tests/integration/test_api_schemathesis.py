@@ -1,6 +1,8 @@
 """Schemathesis against the API's own OpenAPI document: no generated request, valid or not,
-gets a 5xx. The app runs in-process (ASGI) over real MinIO + PostgreSQL, as internal control
-(who may call every operation), with a bounded number of examples per operation.
+gets a 5xx. The app runs in-process (ASGI) over real MinIO + PostgreSQL, once with a token of
+each role (internal control, who may call every operation, gets the most examples; the
+others reach the refusal paths: 403s, hidden ids, IT's number search), with a bounded
+number of examples per operation.
 
 The schema is loaded once at import from an app that connects to nothing (``create_app``
 builds services lazily); each test then points that app at its own fresh world. (Not
@@ -50,8 +52,27 @@ def _real_ids(case, world) -> None:
             case.path_parameters[name] = str(real)
 
 
+# One user of each role of ``test_api.USERS`` (internal control: the group-level one).
+ROLES = {"internal-control": "control-group", "consultant": "consultant-1", "manager": "manager-1",
+         "coach": "coach-1", "it": "it-1"}
+
+
+def test_every_role_is_fuzzed():
+    from tests.integration.test_api import USERS
+
+    assert {u["role"] for u in USERS if u["user_id"] in ROLES.values()} == set(ROLES)
+
+
 @schema.parametrize()
 @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
 def test_no_operation_answers_a_server_error(case, world):
     _real_ids(case, world)
-    case.call_and_validate(headers=world.auth("control-group"), checks=[not_a_server_error])
+    case.call_and_validate(headers=world.auth(ROLES["internal-control"]), checks=[not_a_server_error])
+
+
+@pytest.mark.parametrize("role", [r for r in ROLES if r != "internal-control"])
+@schema.parametrize()
+@settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck))
+def test_no_operation_answers_a_server_error_to_any_role(case, world, role):
+    _real_ids(case, world)
+    case.call_and_validate(headers=world.auth(ROLES[role]), checks=[not_a_server_error])

@@ -20,7 +20,7 @@ def trail(pg_engine):
     upgrade(pg_engine)
     with pg_engine.begin() as conn:
         for i in range(6):
-            append(conn, actor=f"user-{i}", role="manager", action="recording:audio:stream", target_type="copy",
+            append(conn, tenant="acme", actor=f"user-{i}", role="manager", action="recording:audio:stream", target_type="copy",
                    target_id=f"copy-{i}", outcome="allowed" if i % 2 else "denied", reason="in scope",
                    detail={"range": [0, 1000 * i]}, at=NOW + timedelta(seconds=i))
     with pg_engine.connect() as conn:
@@ -69,7 +69,7 @@ def test_appends_from_concurrent_transactions_keep_one_chain(pg_engine):
     def writer(n: int) -> None:
         for i in range(20):
             with pg_engine.begin() as conn:
-                append(conn, actor=f"w{n}", role="it", action="lifecycle:sweep:run", target_type="tenant",
+                append(conn, tenant=None, actor=f"w{n}", role="it", action="lifecycle:sweep:run", target_type="tenant",
                        target_id="acme", outcome="done")
 
     threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]

@@ -80,7 +80,7 @@ def copy_row(recording_id: uuid.UUID, key_id: uuid.UUID, tier: str = "production
 def test_upgrade_downgrade_upgrade(engine: sa.Engine) -> None:
     upgrade(engine)
     assert table_names(engine) == CATALOG_TABLES | {"alembic_version"}
-    assert current_revision(engine) == head_revision() == "0004"
+    assert current_revision(engine) == head_revision() == "0006"
 
     downgrade(engine, "base")
     assert table_names(engine) <= {"alembic_version"}
@@ -122,6 +122,23 @@ def test_0002_seals_the_numbers_of_an_existing_catalog(engine: sa.Engine, monkey
         assert [keys.open_number(conn, rows[rid]) for rid in ids] == numbers
         KeyRing.destroy_ids(conn, [rows[ids[0]]["caller_key_id"]], now=NOW)
         assert keys.open_number(conn, rows[ids[0]]) is None and keys.open_number(conn, rows[ids[1]]) == numbers[1]
+
+
+def test_0006_backfills_existing_break_glass_grants_to_production_only(engine: sa.Engine) -> None:
+    """Grants made before grants named their tiers open production only after the upgrade."""
+    upgrade(engine, "0004")
+    grant_id = uuid.uuid4()
+    as_id = (lambda u: u.hex) if engine.dialect.name == "sqlite" else (lambda u: u)
+    with engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO tenants (id, name, created_at) VALUES ('acme', 'Acme', :now)"), {"now": NOW})
+        conn.execute(sa.text("INSERT INTO users (id, display_name, role, tenants, revoked, created_at) "
+                             "VALUES ('it-1', 'IT', 'it', '[\"acme\"]', false, :now)"), {"now": NOW})
+        conn.execute(sa.text("INSERT INTO break_glass (id, user_id, ticket, granted_at, expires_at) "
+                             "VALUES (:id, 'it-1', 'INC-1', :now, :later)"),
+                     {"id": as_id(grant_id), "now": NOW, "later": NOW + timedelta(minutes=30)})
+    upgrade(engine)
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(t.break_glass.c.tiers)).scalar_one() == ["production"]
 
 
 def test_upgrade_from_a_url_and_twice_is_a_no_op(tmp_path) -> None:

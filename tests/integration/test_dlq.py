@@ -13,6 +13,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import sqlalchemy as sa
 
+from access.identities import add_user
 from ingest.dlq import purge, read, replay, select, summary
 from callvault.errors import CallvaultError
 from ingest.producer import Call, Producer, resealer
@@ -51,6 +52,7 @@ def test_unknown_tenant_calls_are_replayed_after_the_tenant_is_added_and_stored_
 
     with pipeline.engine.begin() as conn:
         conn.execute(t.tenants.insert().values(id="newco", name="New Co", created_at=now))
+        add_user(conn, user_id="it-1", role="it", tenants=["acme", "newco"])
     done = _cli(pipeline, "dlq", "replay", "--reason", "unknown_tenant", "--tenant", "newco", "--actor", "it-1")
     assert "replayed 3" in done.stdout, done.stdout + done.stderr
     pipeline.wait_for(lambda e: e.get("type") == "stored" and e.get("tenant") == "newco", count=3)

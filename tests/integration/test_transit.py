@@ -285,3 +285,22 @@ def test_every_topic_has_its_retention_set_not_the_brokers_default(pipeline) -> 
     hour = 3600 * 1000
     assert asyncio.run(retention()) == {kafka.recordings_topic: str(72 * hour), kafka.dlq_topic: str(7 * 24 * hour),
                                         kafka.events_topic: str(7 * 24 * hour)}
+
+
+def test_a_producer_of_ones_own_seals_with_the_documented_hpke_parameters(deps: IngestDeps) -> None:
+    """What `callvault keys ingest` documents, built by hand with a plain HPKE library."""
+    import struct
+
+    from cryptography.hazmat.primitives import hpke
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
+
+    with deps.engine.begin() as conn:
+        key = deps.ingest_keys.current(conn, "acme", now=NOW).to_json()
+    info = b"".join(struct.pack(">I", len(p)) + p for p in
+                    (b"callvault.sealed/v1", key["tenant"].encode(), key["key_id"].encode()))
+    suite = hpke.Suite(hpke.KEM.X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.AES_256_GCM)
+    sealed = suite.encrypt(_message("acme", "own-producer", sine_wav(1.0)),
+                           X25519PublicKey.from_public_bytes(base64.b64decode(key["public_key"])), info=info)
+    envelope = {"schema": "callvault.sealed/v1", "tenant": "acme", "key_id": key["key_id"],
+                "sealed": base64.b64encode(sealed).decode()}
+    assert ingest(json.dumps(envelope).encode(), deps).outcome is Outcome.STORED

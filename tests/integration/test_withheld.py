@@ -46,13 +46,13 @@ def test_a_withheld_call_is_stored_played_shown_as_withheld_and_erased_by_record
         copy_ids = {e["external_id"]: e["copy_id"] for e in stored}
         assert len(read_copy(conn, pipeline.store, keys, copy_ids["withheld-0"])) > 1000  # played
         ic = User("ic-1", Role.INTERNAL_CONTROL, frozenset({"acme"}))
-        page, _ = search(conn, keys, ic, Filters(), limit=50, offset=0,
+        page, _ = search(conn, keys, ic, Filters(), limit=50, cursor=None,
                          decide=lambda action, target: decide(ic, action, target, now=now))
         shown = {f.recording["external_id"]: f.caller_number for f in page}
         assert shown == {**{f"withheld-{i}": "withheld" for i in range(4)}, "known": NUMBER}
         # A request by number never reaches them, whatever the "number" looks like.
         for number in (NUMBER,):
-            page, _ = search(conn, keys, ic, Filters(number=number), limit=50, offset=0,
+            page, _ = search(conn, keys, ic, Filters(number=number), limit=50, cursor=None,
                              decide=lambda action, target: decide(ic, action, target, now=now))
             assert [f.recording["external_id"] for f in page] == ["known"]
 

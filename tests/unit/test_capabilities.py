@@ -74,10 +74,10 @@ def test_internal_control_holds_what_is_unheld_and_releases_what_is_held():
 def test_it_plays_only_with_a_live_grant_for_that_recording():
     assert not recording_actions(IT, copies("production"), source(), now=NOW).copies[0].play
     assert recording_actions(IT, copies("production"), source(), now=NOW).break_glass
-    live = BreakGlass("INC-1", NOW + timedelta(minutes=5), "r1")
+    live = BreakGlass("INC-1", NOW + timedelta(minutes=5), "r1", frozenset({"production"}))
     assert recording_actions(IT, copies("production"), source(), now=NOW, grant=live).copies[0].play
-    other = BreakGlass("INC-1", NOW + timedelta(minutes=5), "r2")
+    other = BreakGlass("INC-1", NOW + timedelta(minutes=5), "r2", frozenset({"production"}))
     assert not recording_actions(IT, copies("production"), source(), now=NOW, grant=other).copies[0].play
-    stale = BreakGlass("INC-1", NOW - timedelta(minutes=1), None)
+    stale = BreakGlass("INC-1", NOW - timedelta(minutes=1), "r1", frozenset({"production"}))
     assert not recording_actions(IT, copies("production"), source(), now=NOW, grant=stale).copies[0].play
     assert recording_actions(IT, copies("production"), source(), now=NOW, grant=live).create == []

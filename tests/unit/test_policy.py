@@ -24,23 +24,27 @@ SPEC: dict[tuple[Role, Action], frozenset[str]] = {
     (Role.CONSULTANT, Action.STREAM): frozenset({"production", "training"}),
     (Role.CONSULTANT, Action.VIEW_METADATA): frozenset({"production", "training"}),
     (Role.CONSULTANT, Action.SEARCH): frozenset({"production", "training"}),
+    (Role.CONSULTANT, Action.SEARCH_BY_NUMBER): frozenset({"production", "training"}),
     (Role.MANAGER, Action.STREAM): frozenset({"production", "monitoring", "training"}),
     (Role.MANAGER, Action.VIEW_METADATA): frozenset({"production", "monitoring", "training"}),
     (Role.MANAGER, Action.SEARCH): frozenset({"production", "monitoring", "training"}),
+    (Role.MANAGER, Action.SEARCH_BY_NUMBER): frozenset({"production", "monitoring", "training"}),
     (Role.MANAGER, Action.COPY_MONITORING): frozenset({"production", "monitoring", "training"}),
     (Role.COACH, Action.STREAM): frozenset({"production", "training"}),
     (Role.COACH, Action.VIEW_METADATA): frozenset({"production", "training"}),
     (Role.COACH, Action.SEARCH): frozenset({"production", "training"}),
+    (Role.COACH, Action.SEARCH_BY_NUMBER): frozenset({"production", "training"}),
     (Role.COACH, Action.COPY_TRAINING): frozenset({"production", "training"}),
     **{(Role.INTERNAL_CONTROL, a): ALL for a in (
-        Action.STREAM, Action.VIEW_METADATA, Action.SEARCH, Action.EXPORT, Action.COPY_EXTRACT, Action.HOLD,
+        Action.STREAM, Action.VIEW_METADATA, Action.SEARCH, Action.SEARCH_BY_NUMBER, Action.EXPORT, Action.COPY_EXTRACT, Action.HOLD,
         Action.RELEASE_HOLD, Action.DELETE, Action.SUBJECT_REQUEST)},
     (Role.IT, Action.VIEW_METADATA): ALL,
     (Role.IT, Action.SEARCH): ALL,
+    # (Role.IT, Action.SEARCH_BY_NUMBER): nothing without a break-glass grant
 }
 AUDIO = {Action.STREAM, Action.EXPORT, Action.COPY_MONITORING, Action.COPY_TRAINING, Action.COPY_EXTRACT}
 COPY_ACTIONS = [a for a in Action if a not in (Action.AUDIT_READ, Action.LIFECYCLE_RUN, Action.BREAK_GLASS,
-                                               Action.DLQ_READ)]
+                                               Action.DLQ_READ, Action.DLQ_MANAGE, Action.RETENTION_SET)]
 
 
 def make_user(role: Role, state: str) -> User:
@@ -93,6 +97,8 @@ def test_global_actions(role):
     assert decide(user, Action.LIFECYCLE_RUN, None, now=NOW).allowed is (role is Role.IT)
     assert decide(user, Action.BREAK_GLASS, None, now=NOW).allowed is (role is Role.IT)
     assert decide(user, Action.DLQ_READ, None, now=NOW).allowed is (role in (Role.IT, Role.INTERNAL_CONTROL))
+    assert decide(user, Action.DLQ_MANAGE, None, now=NOW).allowed is (role is Role.IT)
+    assert decide(user, Action.RETENTION_SET, None, now=NOW).allowed is (role in (Role.IT, Role.INTERNAL_CONTROL))
     assert not decide(make_user(role, "revoked"), Action.SEARCH, None, now=NOW).allowed
 
 
@@ -102,15 +108,45 @@ def test_it_sees_metadata_masked_and_plays_only_with_a_live_ticket_for_that_reco
     meta = decide(it, Action.VIEW_METADATA, target, now=NOW)
     assert meta.allowed and meta.mask_numbers
     assert not decide(it, Action.STREAM, target, now=NOW).allowed
-    live = BreakGlass("INC-4711", NOW + timedelta(hours=1), recording_id="rec-1")
+    live = BreakGlass("INC-4711", NOW + timedelta(hours=1), recording_id="rec-1", tiers=frozenset({"production"}))
     ok = decide(it, Action.STREAM, target, now=NOW, grant=live)
     assert ok.allowed and ok.ticket == "INC-4711"
     assert not decide(it, Action.STREAM, target, now=NOW + timedelta(hours=2), grant=live).allowed
-    other = BreakGlass("INC-1", NOW + timedelta(hours=1), recording_id="rec-9")
+    other = BreakGlass("INC-1", NOW + timedelta(hours=1), recording_id="rec-9", tiers=frozenset(TIERS))
     assert not decide(it, Action.STREAM, target, now=NOW, grant=other).allowed
     assert not decide(it, Action.EXPORT, target, now=NOW, grant=live).allowed  # a ticket opens playback only
     restricted = make_target("production", "other", True, True)
     assert not decide(it, Action.STREAM, restricted, now=NOW, grant=live).allowed
+
+
+def test_a_break_glass_grant_opens_only_the_tiers_it_names_of_the_recording_it_names():
+    it = make_user(Role.IT, "active")
+    grant = BreakGlass("INC-7", NOW + timedelta(hours=1), recording_id="rec-1",
+                       tiers=frozenset({"production", "training"}))
+    for tier in TIERS:
+        decision = decide(it, Action.STREAM, make_target(tier, "other", True, False), now=NOW, grant=grant)
+        assert decision.allowed is (tier in ("production", "training")), tier
+    refused = decide(it, Action.STREAM, make_target("monitoring", "other", True, False), now=NOW, grant=grant)
+    assert "does not open monitoring" in refused.reason
+    legacy = BreakGlass("INC-8", NOW + timedelta(hours=1), recording_id=None, tiers=frozenset(TIERS))
+    assert not decide(it, Action.STREAM, make_target("production", "other", True, False), now=NOW,
+                      grant=legacy).allowed
+
+
+def test_it_may_search_by_number_only_under_an_active_grant_and_only_its_recording():
+    it = make_user(Role.IT, "active")
+    assert not decide(it, Action.SEARCH_BY_NUMBER, None, now=NOW).allowed
+    assert decide(it, Action.SEARCH, None, now=NOW).allowed
+    grant = BreakGlass("INC-7", NOW + timedelta(hours=1), recording_id="rec-1", tiers=frozenset({"production"}))
+    assert decide(it, Action.SEARCH_BY_NUMBER, None, now=NOW, grant=grant).allowed
+    assert not decide(it, Action.SEARCH_BY_NUMBER, None, now=NOW + timedelta(hours=2), grant=grant).allowed
+    granted = make_target("production", "other", True, False)  # recording rec-1
+    assert decide(it, Action.SEARCH_BY_NUMBER, granted, now=NOW, grant=grant).allowed
+    assert not decide(it, Action.SEARCH_BY_NUMBER, granted, now=NOW).allowed
+    elsewhere = BreakGlass("INC-9", NOW + timedelta(hours=1), recording_id="rec-9", tiers=frozenset(TIERS))
+    assert not decide(it, Action.SEARCH_BY_NUMBER, granted, now=NOW, grant=elsewhere).allowed
+    for role in (Role.CONSULTANT, Role.MANAGER, Role.COACH, Role.INTERNAL_CONTROL):
+        assert decide(make_user(role, "active"), Action.SEARCH_BY_NUMBER, None, now=NOW).allowed
 
 
 def test_group_level_internal_control_sees_every_tenant():
@@ -131,7 +167,7 @@ def test_contract_end_day_itself_still_works_the_day_after_does_not():
 targets = st.builds(make_target, st.sampled_from(TIERS), st.sampled_from(("own", "team", "other")),
                     st.just(True), st.booleans())
 grants = st.none() | st.builds(BreakGlass, st.just("INC-1"), st.just(NOW + timedelta(hours=1)),
-                               st.sampled_from((None, "rec-1")))
+                               st.sampled_from((None, "rec-1")), st.frozensets(st.sampled_from(TIERS)))
 past = st.timedeltas(min_value=timedelta(0), max_value=timedelta(days=3 * 365))
 
 

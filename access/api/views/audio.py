@@ -22,11 +22,12 @@ from pydantic import BaseModel
 
 from callvault.errors import CallvaultError
 
-from ...exceptions import InvalidRange, NotFound
+from ...exceptions import InvalidRange
 from ...identities import active_grant
 from ...policy import Action, Decision, Role, User
 from .. import catalog
-from ..deps import ApiContext, StreamLink, context, current_user, link_secret, listener, now, stream_link, \
+from ...tokens import LinkPurpose
+from ..deps import ApiContext, StreamLink, context, current_user, link_key, listener, now, stream_link, \
     stream_signature
 from ..errors import error_response
 from ..gate import Gate
@@ -62,7 +63,7 @@ def _stream(ctx: ApiContext, gate: Gate, action: Action, decision: Decision, fou
 def _open(uow, copy_id: uuid.UUID) -> catalog.CopyOf:
     found = catalog.copy_of(uow.conn, copy_id)
     if found is None:
-        raise NotFound(f"copy {copy_id} not found")
+        raise catalog.copy_not_found(copy_id)
     return found
 
 
@@ -77,7 +78,8 @@ def stream_audio(copy_id: uuid.UUID,
     with ctx.unit_of_work() as uow:
         gate = Gate(uow, user, at, ctx.metrics)
         found = _open(uow, copy_id)
-        grant = active_grant(uow.conn, user.id, found.recording["id"], at) if user.role is Role.IT else None
+        grant = active_grant(uow.conn, user.id, found.recording["id"], at, tier=found.copy["tier"]) \
+            if user.role is Role.IT else None
         decision = gate.check(Action.STREAM, found.target, target_type="copy", target_id=str(copy_id),
                               grant=grant, audit_allowed=False)
         total, etag = found.audio_bytes, _etag(found.copy)
@@ -113,17 +115,18 @@ class StreamLinkIssued(BaseModel):
 @router.post("/copies/{copy_id}/stream-link", response_model=StreamLinkIssued, responses=errors(404))
 def new_stream_link(copy_id: uuid.UUID, user: User = Depends(current_user), at: datetime = Depends(now),
                     ctx: ApiContext = Depends(context)) -> StreamLinkIssued:
-    secret = link_secret(ctx.settings)
+    key = link_key(ctx.settings, LinkPurpose.STREAM)
     expires = int((at + timedelta(seconds=ctx.settings.stream_url_ttl_seconds)).timestamp())
     with ctx.unit_of_work() as uow:
         gate = Gate(uow, user, at, ctx.metrics)
         found = _open(uow, copy_id)
-        grant = active_grant(uow.conn, user.id, found.recording["id"], at) if user.role is Role.IT else None
+        grant = active_grant(uow.conn, user.id, found.recording["id"], at, tier=found.copy["tier"]) \
+            if user.role is Role.IT else None
         gate.check(Action.STREAM, found.target, target_type="copy", target_id=str(copy_id), grant=grant,
                    detail={"recording_id": str(found.recording["id"]), "tier": found.copy["tier"],
                            "stream_link_expires": expires})
         uow.commit()
-    sig = stream_signature(secret, copy_id, user.id, expires)
+    sig = stream_signature(key, copy_id, user.id, expires)
     query = urlencode({"user": user.id, "expires": expires, "sig": sig})
     return StreamLinkIssued(url=f"/copies/{copy_id}/audio?{query}",
                             expires_at=datetime.fromtimestamp(expires, timezone.utc))

@@ -1,6 +1,9 @@
 """``GET /audit`` (a page of the trail) and ``GET /audit/verify`` (walk the hash chain): internal control.
 
-Reading the trail is itself a decision, audited like any other.
+Reading the trail is itself a decision, audited like any other. A user sees the entries of
+their tenants only (a group-level user: all, including group-level and system entries);
+pages are keyset cursors on ``seq`` (``after_seq`` / ``before_seq``), at most 500 entries.
+Verification always covers the whole chain (and its anchors): it reports counts, not content.
 """
 
 from __future__ import annotations
@@ -15,16 +18,17 @@ from fastapi.exceptions import RequestValidationError
 from storage.catalog import tables as t
 
 from ... import audit
-from ...policy import Action, User
+from ...policy import ALL_TENANTS, Action, User
 from ..deps import ApiContext, context, current_user, now
 from ..gate import Gate
 from ..models import AuditEntry, AuditPage, AuditVerification, errors
 
 router = APIRouter(tags=["audit"])
+MAX_PAGE = 500
 
 
 @router.get("/audit", response_model=AuditPage, responses=errors())
-def read_audit(limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+def read_audit(limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
                after_seq: Annotated[int, Query(ge=0, le=2**62, description="entries after this seq")] = 0,
                before_seq: Annotated[int | None, Query(ge=1, le=2**62, description=(
                    "newest first: entries before this seq (omit for the newest page)"))] = None,
@@ -48,6 +52,8 @@ def read_audit(limit: Annotated[int, Query(ge=1, le=1000)] = 100,
                               audit_allowed=False)
         a = t.audit_events
         query = sa.select(a)
+        if ALL_TENANTS not in user.tenants:  # ix_audit_events_tenant_id_seq
+            query = query.where(a.c.tenant_id.in_(sorted(user.tenants)))
         if target_id is not None:  # ix_audit_events_target
             query = query.where(a.c.target_type == target_type, a.c.target_id == target_id)
         if newest_first:
@@ -76,9 +82,9 @@ def verify_audit(user: User = Depends(current_user), at: datetime = Depends(now)
         # Its own connection: ``audit.verify`` switches the connection it is given to streamed
         # results (``execution_options`` mutates it), after which an INSERT on it fails.
         with ctx.services.engine.connect() as conn:
-            result = audit.verify(conn)
+            result = audit.verify(conn, ctx.services.anchors)
         gate.allowed(Action.AUDIT_READ, decision, target_type="audit", target_id="trail:verify",
                      detail={"ok": result.ok, "entries": result.entries})
         uow.commit()
     return AuditVerification(ok=result.ok, entries=result.entries, first_bad_seq=result.first_bad_seq,
-                             problem=result.problem)
+                             problem=result.problem, anchors=result.anchors, anchored_seq=result.anchored_seq)

@@ -1,4 +1,5 @@
-"""``POST /break-glass``: IT opens time-limited playback with a ticket reference.
+"""``POST /break-glass``: IT opens time-limited playback of one recording's named tiers with a
+ticket reference.
 
 ``identities.open_break_glass`` decides and audits (allowed or denied). A denial is
 committed before the 403 goes out, so the refusal stays in the trail.
@@ -10,7 +11,7 @@ from datetime import datetime
 
 from fastapi import APIRouter, Depends
 
-from ...exceptions import Forbidden, NotFound
+from ...exceptions import Forbidden
 from ...identities import open_break_glass
 from ...policy import Action, User
 from .. import catalog
@@ -24,18 +25,18 @@ router = APIRouter(tags=["break-glass"])
 def break_glass(body: BreakGlassRequest, user: User = Depends(current_user), at: datetime = Depends(now),
                 ctx: ApiContext = Depends(context)) -> BreakGlassGrant:
     with ctx.unit_of_work() as uow:
-        if body.recording_id is not None:
-            rec = catalog.recording(uow.conn, body.recording_id)
-            if rec is None or not user.in_tenant(rec["tenant_id"]):
-                raise NotFound(f"recording {body.recording_id} not found")
+        rec = catalog.recording(uow.conn, body.recording_id)
+        if rec is None or not user.in_tenant(rec["tenant_id"]):
+            raise catalog.recording_not_found(body.recording_id)
         try:
             grant = open_break_glass(uow.conn, user, ticket=body.ticket, minutes=body.minutes,
                                      max_minutes=ctx.settings.break_glass_max_minutes,
-                                     recording_id=body.recording_id, now=at)
+                                     recording_id=body.recording_id, tiers=body.tiers, now=at)
         except Forbidden:
             ctx.metrics.decision(Action.BREAK_GLASS.value, False)
             uow.commit()
             raise
         ctx.metrics.decision(Action.BREAK_GLASS.value, True)
         uow.commit()
-    return BreakGlassGrant(ticket=grant.ticket, expires_at=grant.expires_at, recording_id=grant.recording_id)
+    return BreakGlassGrant(ticket=grant.ticket, expires_at=grant.expires_at, recording_id=grant.recording_id,
+                           tiers=sorted(grant.tiers))

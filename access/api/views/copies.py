@@ -18,7 +18,6 @@ from fastapi.responses import JSONResponse
 
 from lifecycle.copies import create_copy
 
-from ...exceptions import NotFound
 from ...policy import Action, User
 from .. import catalog
 from ..deps import ApiContext, context, current_user, now
@@ -41,7 +40,7 @@ def new_copy(recording_id: uuid.UUID, body: NewCopy, user: User = Depends(curren
         rec = catalog.recording(uow.conn, recording_id)
         source = catalog.source_copy(uow.conn, recording_id, now=at) if rec is not None else None
         if rec is None or source is None:
-            raise NotFound(f"recording {recording_id} not found (expired or erased?)")
+            raise catalog.recording_not_found(recording_id)
         gate.check(ACTIONS[body.tier], catalog.target(rec, source), target_type="recording",
                    target_id=str(recording_id), detail={"tier": body.tier, "source_copy": str(source["id"])})
         info = create_copy(uow.conn, svc.store, svc.keys, recording_id=recording_id, tier=body.tier,

@@ -15,7 +15,6 @@ from fastapi import APIRouter, Depends, Query
 
 from lifecycle.holds import HoldResult, release_hold, set_hold
 
-from ...exceptions import NotFound
 from ...policy import Action, User
 from .. import catalog
 from ..deps import ApiContext, context, current_user, now
@@ -49,7 +48,7 @@ def _hold(ctx: ApiContext, user: User, at: datetime, action: Action, *, copy_id:
         gate = Gate(uow, user, at, ctx.metrics)
         target_type, target_id, pairs = _targets(uow.conn, copy_id, recording_id)
         if not pairs:
-            raise NotFound(f"{target_type} {target_id} not found")
+            raise catalog.not_found(target_type, target_id)
         detail = {"copies": [str(c["id"]) for _, c in pairs]}
         for rec, copy in pairs:
             gate.check(action, catalog.target(rec, copy), target_type=target_type, target_id=target_id,

@@ -1,7 +1,9 @@
-"""``GET /recordings`` (search) and ``GET /recordings/{id}`` (detail): only what the caller may see.
+"""Search (``GET /recordings``; ``POST /recordings/search`` when a number is among the filters)
+and ``GET /recordings/{id}`` (detail): only what the caller may see.
 
 One audit entry per search (the filters, never the number: only whether one was given) and
 one per detail view. A recording the caller may not see answers 404, as if it did not exist.
+Pages are cut by an opaque keyset ``cursor`` (``search.Cursor``), at most 200 per page.
 """
 
 from __future__ import annotations
@@ -10,17 +12,19 @@ import uuid
 from datetime import datetime, timezone
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 
 from storage.copies import plaintext_length
 
-from ...exceptions import BadRequest, NotFound
-from ...policy import Action, Decision, User
+from ...exceptions import BadRequest
+from ...identities import active_grants
+from ...policy import Action, Decision, Role, Target, User
 from .. import catalog
 from ..deps import ApiContext, context, current_user, now
 from ..gate import Gate, tenants_label
-from ..models import CopyDetail, CopySummary, RecordingDetail, RecordingSummary, SearchResult, Text, Tier, errors
-from ..search import Filters, Found, search
+from ..models import (MAX_PAGE, CopyDetail, CopySummary, RecordingDetail, RecordingSummary, SearchRequest,
+                      SearchResult, Text, Tier, errors)
+from ..search import Cursor, Filters, Found, search
 
 router = APIRouter(tags=["recordings"])
 
@@ -52,33 +56,67 @@ def _summary(found: Found) -> RecordingSummary:
         audio_format=rec["audio_format"], restricted=rec["restricted"], copies=[copy_summary(c) for c in found.copies])
 
 
+NUMBER_IN_URL = ("a number never goes in a URL (proxy logs, browser history): "
+                 "search by number with POST /recordings/search and a JSON body")
+
+
 @router.get("/recordings", response_model=SearchResult, responses=errors(400))
 def search_recordings(
-    number: Annotated[Text | None, Query(max_length=64, description="caller number, any usual format")] = None,
+    request: Request,
     agent: Filter = None,
     team: Filter = None,
     start: Annotated[datetime | None, Query(alias="from", description="calls started at or after")] = None,
     end: Annotated[datetime | None, Query(alias="to", description="calls started before")] = None,
     tier: Tier | None = None,
     tenant: Annotated[Text | None, Query(max_length=64)] = None,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0, le=100_000)] = 0,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+    cursor: Annotated[Text | None, Query(max_length=200, description="the next_cursor of the previous page")] = None,
     user: User = Depends(current_user), at: datetime = Depends(now), ctx: ApiContext = Depends(context),
 ) -> SearchResult:
-    filters = Filters(number=number, agent=agent, team=team, start=_aware(start, "from"), end=_aware(end, "to"),
-                      tier=tier, tenant=tenant)
-    target_id = tenant or tenants_label(user.tenants)
+    """Search without a number (a ``number`` parameter is refused: use ``POST /recordings/search``)."""
+    if "number" in request.query_params:
+        raise BadRequest(NUMBER_IN_URL)
+    filters = Filters(agent=agent, team=team, start=_aware(start, "from"), end=_aware(end, "to"), tier=tier,
+                      tenant=tenant)
+    return _search(ctx, user, at, filters, limit, cursor)
+
+
+@router.post("/recordings/search", response_model=SearchResult, responses=errors(400))
+def search_recordings_by_body(body: SearchRequest, user: User = Depends(current_user), at: datetime = Depends(now),
+                              ctx: ApiContext = Depends(context)) -> SearchResult:
+    """Search with any filter, the caller's number included, in the body. IT may filter by
+    number only under an active break-glass grant, and then sees the granted recordings only."""
+    filters = Filters(number=body.number, agent=body.agent, team=body.team, start=_aware(body.start, "from"),
+                      end=_aware(body.end, "to"), tier=body.tier, tenant=body.tenant)
+    return _search(ctx, user, at, filters, body.limit, body.cursor)
+
+
+def _search(ctx: ApiContext, user: User, at: datetime, filters: Filters, limit: int,
+            cursor_text: str | None) -> SearchResult:
+    cursor = Cursor.decode(cursor_text) if cursor_text else None
+    action = Action.SEARCH if filters.number is None else Action.SEARCH_BY_NUMBER
+    target_id = filters.tenant or tenants_label(user.tenants)
     with ctx.unit_of_work() as uow:
         gate = Gate(uow, user, at, ctx.metrics)
-        decision = gate.check(Action.SEARCH, None, target_type="recordings", target_id=target_id,
-                              detail=filters.audited(), audit_allowed=False)
-        page, more = search(uow.conn, ctx.services.keys, user, filters, limit=limit, offset=offset,
-                            decide=gate.decide)
-        gate.allowed(Action.SEARCH, decision, target_type="recordings", target_id=target_id,
-                     detail={**filters.audited(), "limit": limit, "offset": offset, "results": len(page)})
+        grants = active_grants(uow.conn, user.id, at) if action is Action.SEARCH_BY_NUMBER and user.role is Role.IT \
+            else None
+        evidence = next(iter(grants.values()), None) if grants else None
+        decision = gate.check(action, None, target_type="recordings", target_id=target_id,
+                              detail=filters.audited(), audit_allowed=False, grant=evidence)
+
+        def decide(act: Action, target: Target) -> Decision:
+            return gate.decide(act, target, grant=grants.get(target.recording_id or "") if grants else None)
+
+        page, following = search(uow.conn, ctx.services.keys, user, filters, limit=limit, cursor=cursor,
+                                 decide=decide, action=action,
+                                 only=frozenset(grants) if grants is not None else None)
+        detail = {**filters.audited(), "limit": limit, "cursor": cursor is not None, "results": len(page)}
+        if grants is not None:
+            detail["tickets"] = sorted({g.ticket for g in grants.values()})
+        gate.allowed(action, decision, target_type="recordings", target_id=target_id, detail=detail)
         uow.commit()
-    return SearchResult(items=[_summary(f) for f in page], limit=limit, offset=offset,
-                        next_offset=offset + len(page) if more else None)
+    return SearchResult(items=[_summary(f) for f in page], limit=limit,
+                        next_cursor=following.encode() if following else None)
 
 
 @router.get("/recordings/{recording_id}", response_model=RecordingDetail, responses=errors(404))
@@ -88,7 +126,7 @@ def recording_detail(recording_id: uuid.UUID, user: User = Depends(current_user)
         gate = Gate(uow, user, at, ctx.metrics)
         rec = catalog.recording(uow.conn, recording_id)
         if rec is None:
-            raise NotFound(f"recording {recording_id} not found")
+            raise catalog.recording_not_found(recording_id)
         visible: list[tuple] = []
         last: Decision | None = None
         for copy in catalog.live_copies(uow.conn, [recording_id]):
@@ -98,7 +136,7 @@ def recording_detail(recording_id: uuid.UUID, user: User = Depends(current_user)
         if not visible:
             reason = last.reason if last is not None else "no copy left"
             raise gate.refuse(Action.VIEW_METADATA.value, reason, target_type="recording",
-                              target_id=str(recording_id), error=NotFound(f"recording {recording_id} not found"))
+                              target_id=str(recording_id), error=catalog.recording_not_found(recording_id))
         decision = visible[0][1]
         gate.allowed(Action.VIEW_METADATA, decision, target_type="recording", target_id=str(recording_id),
                      detail={"copies": [str(c["id"]) for c, _ in visible]})

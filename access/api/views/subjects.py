@@ -3,7 +3,7 @@
     POST /subjects/object | erase | restrict | lift | rectify | export    {tenant, numbers[, ...]}
     GET  /exports/{tenant}/{request_id}.zip?user=&expires=&sig=           short-lived signed link
 
-The export link is signed (HMAC-SHA256 with the token secret) over tenant, request, user and
+The export link is signed (HMAC-SHA256 with the export link key, ``tokens.link_key``) over tenant, request, user and
 expiry, so it can be opened by a browser without the bearer token, for a few minutes, and
 only as the user it was made for; every download is audited under that user. The ZIP is
 streamed as it is built (``access.subjects.stream_export_zip``), never held whole in memory.
@@ -30,7 +30,8 @@ from ...identities import load_user
 from ...policy import Action, User, account_state
 from ...subjects import (Actor, erase, erase_recordings, export, object_to_recording, plan_export_zip, rectify,
                          restrict, stream_export_zip)
-from ..deps import ApiContext, context, current_user, link_secret, now
+from ...tokens import LinkPurpose
+from ..deps import ApiContext, context, current_user, link_key, now
 from ..gate import Gate
 from ..models import Text, errors
 
@@ -164,9 +165,9 @@ def subjects_rectify(body: RectifyRequest, user: User = Depends(current_user), a
     return CountOutcome(recordings=_run(ctx, user, at, "subject:rectify", body.tenant, run))
 
 
-def sign(secret: str, tenant: str, request_id: str, user_id: str, expires: int) -> str:
+def sign(key: bytes, tenant: str, request_id: str, user_id: str, expires: int) -> str:
     message = f"{tenant}\n{request_id}\n{user_id}\n{expires}".encode()
-    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+    return hmac.new(key, message, hashlib.sha256).hexdigest()
 
 
 @router.post("/subjects/export", response_model=ExportOutcome, responses=errors())
@@ -177,8 +178,8 @@ def subjects_export(body: SubjectRequest, user: User = Depends(current_user), at
     if not result.recordings:
         return ExportOutcome(request_id=result.request_id, recordings=0, download_url=None, expires_at=None)
     expires = int((at + timedelta(seconds=ctx.settings.stream_url_ttl_seconds)).timestamp())
-    secret = link_secret(ctx.settings)  # no secret: a clear configuration error, not a dead link
-    sig = sign(secret, body.tenant, result.request_id, user.id, expires)
+    key = link_key(ctx.settings, LinkPurpose.EXPORT)  # no secret: a clear configuration error, not a dead link
+    sig = sign(key, body.tenant, result.request_id, user.id, expires)
     url = f"/exports/{body.tenant}/{result.request_id}.zip?user={user.id}&expires={expires}&sig={sig}"
     return ExportOutcome(request_id=result.request_id, recordings=result.recordings, download_url=url,
                          expires_at=datetime.fromtimestamp(expires, timezone.utc))
@@ -189,7 +190,7 @@ def subjects_export(body: SubjectRequest, user: User = Depends(current_user), at
 def download_export(tenant: str, request_id: str, user: Annotated[str, Query(max_length=64)],
                     expires: Annotated[int, Query(ge=0, le=2**40)], sig: Annotated[str, Query(max_length=128, description="hex HMAC")],
                     at: datetime = Depends(now), ctx: ApiContext = Depends(context)) -> StreamingResponse:
-    expected = sign(link_secret(ctx.settings), tenant, request_id, user, expires).encode()
+    expected = sign(link_key(ctx.settings, LinkPurpose.EXPORT), tenant, request_id, user, expires).encode()
     if not hmac.compare_digest(expected, sig.encode("utf-8", "surrogatepass")):
         raise Unauthenticated("invalid download link")
     if at.timestamp() > expires:

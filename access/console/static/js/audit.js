@@ -13,7 +13,8 @@ function detailText(detail) {
 
 function entryRow(e) {
   return el("tr", { class: `outcome-${e.outcome}` },
-    el("td", { class: "num" }, e.seq), el("td", {}, fmtDate(e.at)), el("td", {}, e.actor), el("td", {}, e.role),
+    el("td", { class: "num" }, e.seq), el("td", {}, fmtDate(e.at)), el("td", {}, e.tenant_id || "(group)"),
+    el("td", {}, e.actor), el("td", {}, e.role),
     el("td", {}, e.action), el("td", {}, `${e.target_type} ${e.target_id}`),
     el("td", {}, e.outcome === "denied" ? el("span", { class: "badge bad" }, e.outcome) : e.outcome),
     el("td", {}, e.reason || ""), el("td", {}, detailText(e.detail)));
@@ -24,7 +25,7 @@ async function show(afterSeq, limit, append = false) {
   let table = document.getElementById("audit-table");
   if (!append || !table) {
     table = el("table", { id: "audit-table" }, el("caption", {}, "Entries, oldest first"),
-      el("thead", {}, el("tr", {}, ["#", "When", "Who", "Role", "Action", "Target", "Outcome", "Reason", "Detail"]
+      el("thead", {}, el("tr", {}, ["#", "When", "Tenant", "Who", "Role", "Action", "Target", "Outcome", "Reason", "Detail"]
         .map((h) => el("th", { scope: "col" }, h)))), el("tbody"));
     box.replaceChildren(table);
   }

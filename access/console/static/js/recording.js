@@ -250,21 +250,28 @@ function breakGlassForm(actions) {
   const most = me.break_glass_max_minutes;
   const minutes = el("input", { id: "minutes", name: "minutes", type: "number", min: 1, max: most,
                                 value: Math.min(15, most), required: true });
-  const only = el("input", { id: "only-this", name: "only_this", type: "checkbox", checked: true });
+  // A grant opens this recording only, and only the tiers ticked here.
+  const tiers = [...new Set(data.recording.copies.map((c) => c.tier))];
+  const boxes = tiers.map((tier) => el("label", { for: `glass-${tier}` },
+    el("input", { id: `glass-${tier}`, name: "tiers", type: "checkbox", value: tier,
+                  checked: tier === "production" || tiers.length === 1 }), ` ${tier}`, " "));
   const form = el("form", { id: "break-glass-form" },
     field("Ticket reference", ticket, "The incident or change ticket that justifies listening. It is audited."),
     field(`Minutes (at most ${me.break_glass_max_minutes})`, minutes),
-    el("div", { class: "field" }, el("label", { for: only.id }, only, " Only this recording")),
+    el("fieldset", { class: "field", id: "glass-tiers" }, el("legend", {}, "Tiers of this recording to open"), boxes),
     el("div", { class: "actions" }, el("button", { type: "submit", class: "danger" }, "Open break-glass")));
   onSubmit(form, async (fd) => {
+    const chosen = fd.getAll("tiers");
+    if (!chosen.length) { say("Tick at least one tier to open.", "error"); return; }
     const grant = await api("/break-glass", { method: "POST", body: {
-      ticket: fd.get("ticket"), minutes: Number(fd.get("minutes")), recording_id: fd.get("only_this") ? id : null } });
+      ticket: fd.get("ticket"), minutes: Number(fd.get("minutes")), recording_id: id, tiers: chosen } });
     await load();
-    say(`Break-glass ${grant.ticket} open until ${fmtDate(grant.expires_at)}.`, "ok");
+    say(`Break-glass ${grant.ticket} open on ${grant.tiers.join(", ")} until ${fmtDate(grant.expires_at)}.`, "ok");
   });
   const active = actions.grant
     ? el("p", { id: "grant", class: "status ok" },
-         `Break-glass ${actions.grant.ticket} is open until ${fmtDate(actions.grant.expires_at)}.`)
+         `Break-glass ${actions.grant.ticket} is open on ${actions.grant.tiers.join(", ")} until `
+         + `${fmtDate(actions.grant.expires_at)}.`)
     : null;
   return card("break-glass", "Break-glass playback", active, form);
 }

@@ -1,8 +1,11 @@
-// Search: the filters live in the page's URL (so Back works); the API returns only what the
-// user may see, and the result list shows exactly that.
+// Search: the filters but the number live in the page's URL (so Back works); the caller number
+// never does (proxy logs, browser history): it stays in the form and goes in the body of
+// POST /recordings/search, as every filter does. The API returns only what the user may see,
+// and the result list shows exactly that. Pages follow the API's opaque keyset cursor.
 import { api, boot, el, fmtDate, fmtDuration, onSubmit, say, sayError } from "./common.js";
 
 const FILTERS = ["number", "agent", "team", "from", "to", "tier", "tenant"];
+const IN_URL = FILTERS.filter((name) => name !== "number");
 const PAGE = 25;
 const form = document.getElementById("search");
 const results = document.getElementById("results");
@@ -28,18 +31,27 @@ function row(item) {
 }
 
 let latest = 0; // a slower, older search must not overwrite a newer one's results
+let cursors = [null]; // cursors[i]: where page i starts (null: the first page)
 
-async function run(offset) {
-  const mine = ++latest;
+function filters() {
   const params = new URLSearchParams(location.search);
-  const query = { limit: PAGE, offset };
-  for (const name of FILTERS) query[name] = params.get(name) || "";
-  query.from = toIso(query.from);
-  query.to = toIso(query.to);
+  const body = {};
+  for (const name of IN_URL) if (params.get(name)) body[name] = params.get(name);
+  const number = form.elements.number.value.trim();
+  if (number) body.number = number;
+  if (body.from) body.from = toIso(body.from);
+  if (body.to) body.to = toIso(body.to);
+  return body;
+}
+
+async function run(index) {
+  const mine = ++latest;
+  const body = { ...filters(), limit: PAGE };
+  if (cursors[index]) body.cursor = cursors[index];
   say("Searching…");
   let page;
   try {
-    page = await api("/recordings", { query });
+    page = await api("/recordings/search", { method: "POST", body });
   } catch (error) {
     if (mine === latest) results.replaceChildren(); // never leave an older search's results on show
     throw error;
@@ -47,30 +59,40 @@ async function run(offset) {
   if (mine !== latest) return;
   const head = el("thead", {}, el("tr", {}, ["Started", "Tenant", "Caller", "Agent", "Team", "Direction", "Duration",
     "Copies"].map((h) => el("th", { scope: "col", class: h === "Duration" ? "num" : "" }, h))));
-  const count = page.items.length ? `Recordings ${offset + 1}–${offset + page.items.length}` : "No recording found";
+  cursors = cursors.slice(0, index + 1);
+  if (page.next_cursor !== null) cursors.push(page.next_cursor);
+  const first = index * PAGE;
+  const count = page.items.length ? `Recordings ${first + 1}–${first + page.items.length}` : "No recording found";
   const table = el("table", { id: "result-table" }, el("caption", {}, count), head,
                    el("tbody", {}, page.items.map(row)));
   const nav = el("div", { class: "actions" },
-    offset > 0 ? el("button", { type: "button", class: "secondary", onclick: () => run(Math.max(0, offset - PAGE)) },
-                    "Previous page") : null,
-    page.next_offset !== null ? el("button", { type: "button", class: "secondary", onclick: () => run(page.next_offset) },
+    index > 0 ? el("button", { type: "button", class: "secondary", onclick: () => run(index - 1) },
+                   "Previous page") : null,
+    page.next_cursor !== null ? el("button", { type: "button", class: "secondary", onclick: () => run(index + 1) },
                                    "Next page") : null);
   results.replaceChildren(table, nav);
   say(`${count}.${me.numbers_masked ? " Numbers are masked for your role." : ""}`);
 }
 
-// The form shows the URL's filters; submitting puts the form's into the URL.
+// The form shows the URL's filters; submitting puts the form's into the URL, the number aside.
+// A number in an old link's URL is dropped from it at once, never sent, never shown.
 const initial = new URLSearchParams(location.search);
-for (const name of FILTERS) if (initial.get(name)) form.elements[name].value = initial.get(name);
+for (const name of IN_URL) if (initial.get(name)) form.elements[name].value = initial.get(name);
+if (initial.has("number")) {
+  initial.delete("number");
+  history.replaceState(null, "", initial.toString() ? `?${initial}` : location.pathname);
+}
 
 onSubmit(form, async (data) => {
   const params = new URLSearchParams();
-  for (const name of FILTERS) if (data.get(name)) params.set(name, String(data.get(name)).trim());
-  history.replaceState(null, "", `?${params}`);
+  for (const name of IN_URL) if (data.get(name)) params.set(name, String(data.get(name)).trim());
+  history.replaceState(null, "", params.toString() ? `?${params}` : location.pathname);
+  cursors = [null];
   await run(0);
 });
 form.addEventListener("reset", () => {
   history.replaceState(null, "", location.pathname);
+  cursors = [null];
   setTimeout(() => run(0).catch(sayError)); // after the form has emptied its fields
 });
 await run(0).catch((error) => sayError(error));
