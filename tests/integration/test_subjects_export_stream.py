@@ -128,13 +128,17 @@ def test_the_cli_streams_the_zip_to_its_file(storage_settings, pg_schema_url, tm
     from tests.integration.pipeline import service_env
     from tests.support.vault import TENANT, Vault
 
+    from access.identities import add_user
+
     vault = Vault.build(storage_settings, pg_schema_url)
     try:
+        with vault.engine.begin() as conn:  # the CLI's --actor is a registered user the policy allows
+            add_user(conn, user_id="control-1", role="internal-control", tenants=[TENANT])
         for _ in range(2):
             vault.call(NUMBER)
         out = tmp_path / "subject.zip"
         done = subprocess.run([sys.executable, "-m", "callvault.cli", "subjects", "export", NUMBER, "--tenant", TENANT,
-                               "--actor", "ic-1", "--out", str(out)], env=service_env(vault.storage, vault.url),
+                               "--actor", "control-1", "--out", str(out)], env=service_env(vault.storage, vault.url),
                               capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr[-2000:]
         assert NUMBER not in done.stdout + done.stderr
