@@ -37,18 +37,16 @@ import logging
 import threading
 import time
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Iterator
 
 import sqlalchemy as sa
-from botocore.exceptions import BotoCoreError, ClientError
 
 from callvault.errors import ConfigurationError
 
 from .catalog import tables as t
 from .exceptions import StorageError
-from .ledger import COMPLIANCE
-from .objectstore import ObjectStore, translate
+from .objectstore import ObjectStore
 from .settings import StorageSettings
 
 log = logging.getLogger(__name__)
@@ -134,13 +132,7 @@ class AuditAnchors:
                 return None
             body = json.dumps({**asdict(head), "sig": sign(self._key, head)}, sort_keys=True).encode()
             key = self._name(head.seq)
-            try:
-                self.store.client.put_object(
-                    Bucket=self.bucket, Key=key, Body=body, ContentType="application/json",
-                    ObjectLockMode=COMPLIANCE,
-                    ObjectLockRetainUntilDate=datetime.now(timezone.utc) + timedelta(days=self.retention_days))
-            except (ClientError, BotoCoreError) as exc:
-                raise translate(exc, bucket=self.bucket, key=key) from exc
+            self.store.put_locked(self.bucket, key, body, retain_days=self.retention_days)
             self._last_seq, self._last_time = head.seq, time.monotonic()
             return head
 
@@ -160,12 +152,7 @@ class AuditAnchors:
 
     def stored(self) -> Iterator[StoredAnchor]:
         """Every version of every anchor, by seq; a version hidden by a delete marker included."""
-        try:
-            pages = self.store.client.get_paginator("list_object_versions").paginate(
-                Bucket=self.bucket, Prefix=self.prefix)
-            found = [(v["Key"], v["VersionId"]) for page in pages for v in page.get("Versions", [])]
-        except (ClientError, BotoCoreError) as exc:
-            raise translate(exc, bucket=self.bucket) from exc
+        found = list(self.store.versions(self.bucket, self.prefix, markers=False))
         for name, version in sorted(found):
             yield self._read(name, self.store.get(self.bucket, name, version_id=version))
 

@@ -23,16 +23,13 @@ import json
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Callable, Iterator
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from .exceptions import StorageError
-from .objectstore import ObjectStore, translate
+from .objectstore import ObjectStore
 from .settings import StorageSettings
 
-COMPLIANCE = "COMPLIANCE"
 
 
 @dataclass(frozen=True)
@@ -73,13 +70,7 @@ class ErasureLedger:
         # Ordered by the writer's wall clock in nanoseconds, not by ``now`` (a caller's clock may
         # repeat a value): a hold and its release in the same second must replay in order.
         key = f"{self.prefix}{kind}/{time.time_ns():020d}-{entry_id}.json"
-        try:
-            self.store.client.put_object(
-                Bucket=self.bucket, Key=key, Body=body, ContentType="application/json",
-                ObjectLockMode=COMPLIANCE,
-                ObjectLockRetainUntilDate=datetime.now(timezone.utc) + timedelta(days=self.retention_days))
-        except (ClientError, BotoCoreError) as exc:
-            raise translate(exc, bucket=self.bucket, key=key) from exc
+        self.store.put_locked(self.bucket, key, body, retain_days=self.retention_days)
         return key
 
     def record(self, entry: LedgerEntry, *, now: datetime) -> str:

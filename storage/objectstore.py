@@ -11,7 +11,7 @@ import logging
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import BinaryIO, Iterable, Iterator
 
 import boto3
@@ -141,6 +141,17 @@ class ObjectStore:
                 raise translate(cause, bucket=bucket, key=key) from exc
             raise
 
+    def put_locked(self, bucket: str, key: str, body: bytes, *, retain_days: float,
+                   content_type: str = "application/json") -> None:
+        """Upload under object lock in COMPLIANCE mode until now + ``retain_days``: no one, the
+        bucket's root user included, deletes or overwrites that version before (ledger, anchors)."""
+        until = datetime.now(timezone.utc) + timedelta(days=retain_days)
+        try:
+            self.client.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type,
+                                   ObjectLockMode="COMPLIANCE", ObjectLockRetainUntilDate=until)
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc, bucket=bucket, key=key) from exc
+
     def get(self, bucket: str, key: str, *, start: int | None = None, end: int | None = None,
             version_id: str | None = None) -> bytes:
         """Whole object, or bytes start..end inclusive (one ranged GET)."""
@@ -243,11 +254,11 @@ class ObjectStore:
         except (ClientError, BotoCoreError) as exc:
             raise translate(exc, bucket=bucket) from exc
 
-    def versions(self, bucket: str, prefix: str) -> Iterator[tuple[str, str | None]]:
-        """(key, version id) of every version and delete marker under a prefix."""
+    def versions(self, bucket: str, prefix: str, *, markers: bool = True) -> Iterator[tuple[str, str | None]]:
+        """(key, version id) of every version (and delete marker, unless ``markers`` is False) under a prefix."""
         try:
             for page in self.client.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=prefix):
-                for v in page.get("Versions", []) + page.get("DeleteMarkers", []):
+                for v in page.get("Versions", []) + (page.get("DeleteMarkers", []) if markers else []):
                     yield v["Key"], v.get("VersionId")
         except (ClientError, BotoCoreError) as exc:
             raise translate(exc, bucket=bucket) from exc
