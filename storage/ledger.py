@@ -31,7 +31,6 @@ from .objectstore import ObjectStore
 from .settings import StorageSettings
 
 
-
 @dataclass(frozen=True)
 class LedgerEntry:
     tenant: str
