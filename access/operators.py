@@ -23,7 +23,7 @@ from storage.catalog import tables as t
 from . import audit
 from .exceptions import Forbidden
 from .identities import load_user
-from .policy import EXTRA, Action, Target, User, account_state, decide
+from .policy import ALL_TENANTS, EXTRA, Action, Target, User, account_state, decide
 
 
 def os_user() -> str:
@@ -78,6 +78,8 @@ def _refusal(user: User, action: Action, tenant: str | None, targets: list[Targe
             return decision.reason
         if tenant is not None and not user.in_tenant(tenant):
             return f"tenant {tenant} is outside the user's tenants"
+        if tenant is None and ALL_TENANTS not in user.tenants:
+            return "without a tenant it acts on every tenant: group-level users only (name a tenant of yours)"
         return None
     for target in targets:
         decision = decide(user, action, target, now=now)

@@ -27,6 +27,8 @@ from typing import Callable
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 
+from storage.crypto import DecryptionError
+
 from . import sealing
 from .kafka_client import client_options, kafka_errors
 from .phone import is_withheld, mask_number, normalise_number
@@ -145,7 +147,12 @@ def _released(value: bytes, release: Release | None) -> bytes | None:
     if dead_letter_id is None or release is None:
         return None
     key = release(dead_letter_id)
-    return None if key is None else sealing.release(value, key=key)
+    if key is None:
+        return None
+    try:
+        return sealing.release(value, key=key)
+    except (DecryptionError, ValueError, KeyError, TypeError):  # tampered or malformed: shown as unreadable
+        return None
 
 
 async def _partitions(kafka: KafkaSettings) -> list[int]:

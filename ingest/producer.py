@@ -148,7 +148,8 @@ class Producer:
         blob = b"".join(chunks)
         self.store.put(self.storage.landing_bucket, key, blob)
         return AudioRef(bucket=self.storage.landing_bucket, key=key, size=len(blob),
-                        sha256=hashlib.sha256(blob).hexdigest(), content_key=content_key)
+                        sha256=hashlib.sha256(blob).hexdigest(), content_key=content_key,
+                        plain_sha256=hashlib.sha256(call.audio).hexdigest())
 
     def sealed(self, msg: RecordingMessage) -> bytes:
         """What goes on the topic: the message sealed to its tenant's ingest key."""

@@ -140,6 +140,9 @@ class AudioRef(_Model):
         "The key the landing object is encrypted with (callvault's framed AES-256-GCM, bound to the tenant "
         "and the landing key). Only inside a sealed message (callvault.sealed/v1): size and sha256 are "
         "those of the encrypted object."))
+    plain_sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")] | None = Field(None, description=(
+        "With content_key: the SHA-256 of the audio before encryption, checked once decrypted. It is what makes "
+        "a re-sent call (uploaded again, so encrypted anew) a duplicate rather than a conflict."))
 
 
 class AudioPayload(_Model):

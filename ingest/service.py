@@ -182,8 +182,9 @@ def fingerprint(msg: RecordingMessage, source_sha256: str) -> str:
 
 
 def _source_sha256(msg: RecordingMessage) -> str:
+    """The audio's own hash: an encrypted claim check is encrypted anew at every upload."""
     if msg.audio.ref is not None:
-        return msg.audio.ref.sha256
+        return msg.audio.ref.plain_sha256 or msg.audio.ref.sha256
     return hashlib.sha256(msg.audio.inline).hexdigest()
 
 
@@ -222,7 +223,9 @@ def _fetch_audio(msg: RecordingMessage, deps: IngestDeps) -> bytes:
             raise ClaimCheckError("claim-check object is missing from the landing bucket")
         raise ClaimCheckError("claim-check object does not match the size/SHA-256 in the message")
     if ref.content_key is not None:
-        return sealing.decrypt_landing(data, content_key=ref.content_key, tenant=msg.tenant, key=ref.key)
+        data = sealing.decrypt_landing(data, content_key=ref.content_key, tenant=msg.tenant, key=ref.key)
+        if ref.plain_sha256 is not None and hashlib.sha256(data).hexdigest() != ref.plain_sha256:
+            raise ClaimCheckError("the decrypted claim-check object does not match the plain_sha256 in the message")
     return data
 
 
@@ -253,8 +256,8 @@ REPLAYABLE = frozenset({"unknown_tenant", "internal_error", "worker_crash"})
 
 
 def drop_refused_landing(subject: Subject, reason: str, deps: IngestDeps) -> None:
-    if reason in REPLAYABLE:
-        return
+    if reason in REPLAYABLE or (reason == "unreadable_seal" and not sealing.is_sealed(subject.original)):
+        return  # (a plain message refused for want of a seal: `dlq replay` seals it and sends it again)
     try:
         msg = parse_message(subject.original, default_region=deps.settings.default_region)
     except IngestError:

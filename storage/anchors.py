@@ -164,5 +164,6 @@ class AuditAnchors:
             sig = str(data["sig"])
         except (ValueError, TypeError, KeyError):
             return StoredAnchor(name, None, False)
-        signed = hmac.compare_digest(sig, sign(self._key, anchor)) and name == self._name(anchor.seq)
+        signed = (hmac.compare_digest(sig.encode("utf-8", "surrogatepass"), sign(self._key, anchor).encode())
+                  and name == self._name(anchor.seq))
         return StoredAnchor(name, anchor, signed)

@@ -161,7 +161,12 @@ def execute(conn: sa.Connection, store: ObjectStore, keys: KeyRing, shred: Shred
 
 def replay(conn: sa.Connection, store: ObjectStore, keys: KeyRing, entry: LedgerEntry, *,
            now: datetime) -> ShredPlan | None:
-    """Apply a ledger entry again; None when the catalog already reflects it (the usual case)."""
+    """Apply a ledger entry again; None when the catalog already reflects it (the usual case).
+
+    The caller's dead letters are purged again first: a restored catalog brings their keys back
+    even when none of the caller's recordings is in it (a caller whose only call was refused)."""
+    Quarantine.purge(conn, tenant=entry.tenant, number_hashes=list(entry.number_hashes),
+                     recording_ids=[uuid.UUID(r) for r in entry.recording_ids])
     shred = plan(conn, tenant=entry.tenant, now=now, key_ids=[uuid.UUID(k) for k in entry.key_ids],
                  recording_ids=[uuid.UUID(r) for r in entry.recording_ids],
                  copy_ids=[uuid.UUID(c) for c in entry.copy_ids],

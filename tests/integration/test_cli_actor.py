@@ -122,3 +122,21 @@ def test_copy_and_hold_commands_are_decided_on_the_copies_they_touch(cli):
     assert held is False and copies == 1  # nothing was done
     assert [(e["target_id"], e["outcome"]) for e in _entries(cli.engine, "copy:hold:set")] == [
         (str(copy["id"]), "denied")]
+
+
+def test_a_tenant_scoped_it_user_cannot_act_on_every_tenants_dead_letters(cli) -> None:
+    """Without --tenant, `dlq replay` and `dlq purge` act on every tenant: group-level users only."""
+    from access.exceptions import Forbidden
+    from access.operators import authorise
+    from access.policy import Action
+
+    now = datetime.now(timezone.utc)
+    with pytest.raises(Forbidden, match="group-level users only"):
+        authorise(cli.engine, "it-1", Action.DLQ_MANAGE, now=now, target_type="dead-letters", target_id="*/*")
+    assert authorise(cli.engine, "it-1", Action.DLQ_MANAGE, now=now, tenant="acme", target_type="dead-letters",
+                     target_id="*/acme").id == "it-1"
+    with pytest.raises(Forbidden, match="outside the user's tenants"):
+        authorise(cli.engine, "it-1", Action.DLQ_MANAGE, now=now, tenant="other", target_type="dead-letters",
+                  target_id="*/other")
+    denied = [e for e in _entries(cli.engine, Action.DLQ_MANAGE.value) if e["outcome"] == "denied"]
+    assert [e["tenant_id"] for e in denied] == [None, "other"]

@@ -304,3 +304,39 @@ def test_a_producer_of_ones_own_seals_with_the_documented_hpke_parameters(deps: 
     envelope = {"schema": "callvault.sealed/v1", "tenant": "acme", "key_id": key["key_id"],
                 "sealed": base64.b64encode(sealed).decode()}
     assert ingest(json.dumps(envelope).encode(), deps).outcome is Outcome.STORED
+
+
+def test_a_claim_check_call_sent_again_is_a_duplicate_though_encrypted_anew(deps: IngestDeps) -> None:
+    producer = Producer(deps.kafka, deps.storage, inline_max_bytes=1024, store=deps.store,
+                        seal_keys=lambda tenant: _current(deps, tenant))
+    call = Call(audio=sine_wav(5.0), tenant="acme", agent_id="a1", caller_number=NUMBER,
+                started_at=NOW - timedelta(minutes=5), recording_id="sent-twice")
+    first, again = producer.message_for(call), producer.message_for(call)  # a producer retrying
+    assert first.audio.ref.sha256 != again.audio.ref.sha256  # a new content key, a new ciphertext
+    assert ingest(producer.sealed(first), deps).outcome is Outcome.STORED
+    assert ingest(producer.sealed(again), deps).outcome is Outcome.DUPLICATE
+    assert deps.store.head(deps.storage.landing_bucket, again.audio.ref.key) is None
+
+    lying = producer.message_for(Call(**{**call.__dict__, "recording_id": "lying"}))
+    lying = lying.model_copy(update={"audio": lying.audio.model_copy(update={
+        "ref": lying.audio.ref.model_copy(update={"plain_sha256": "0" * 64})})})
+    with pytest.raises(ClaimCheckError, match="plain_sha256"):
+        ingest(producer.sealed(lying), deps)
+
+
+def test_a_restored_catalog_loses_an_erased_callers_dead_letters_again(deps: IngestDeps, ledger) -> None:
+    """A caller whose only call was refused: no recording, no key; the erasure ledger's replay
+    still purges the dead letter a catalog backup brings back."""
+    from lifecycle.erasures import replay_ledger
+
+    number_hash = deps.keys.number_hash("acme", NUMBER)
+    with deps.engine.begin() as conn:
+        letter = deps.quarantine.new(conn, reason="invalid_redaction", now=NOW, tenant="acme", number_hash=number_hash)
+        backup = [dict(r) for r in conn.execute(sa.select(t.dead_letters)).mappings()]
+        erase(conn, deps.store, deps.keys, ledger, tenant="acme", numbers=[NUMBER], actor=Actor("ic-1"), now=NOW)
+        assert conn.execute(sa.select(sa.func.count()).select_from(t.dead_letters)).scalar() == 0
+        conn.execute(t.dead_letters.insert(), backup)  # the restore
+        assert deps.quarantine.key(conn, letter.id).key == letter.key
+    replay_ledger(deps.engine, deps.store, deps.keys, ledger, now=NOW)
+    with deps.engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(t.dead_letters)).scalar() == 0
