@@ -443,16 +443,13 @@ def keys_ingest(tenant: str = typer.Option(..., help="tenant slug")) -> None:
     UTF-8 bytes; HPKE's output (enc || ciphertext) goes base64 in the envelope's "sealed". Ask
     again before ``use_until``."""
     import json
-    from datetime import timezone
 
     from callvault.bootstrap import services
-    from ingest.service import ingest_keys_for
-    from ingest.settings import get_ingest_settings, get_kafka_settings
+    from ingest.producer import catalog_seal_keys
+    from ingest.settings import get_kafka_settings
 
     svc = services()
-    keys = ingest_keys_for(svc.keys, get_ingest_settings(), get_kafka_settings())
-    with svc.engine.begin() as conn:
-        current = keys.current(conn, tenant, now=datetime.now(timezone.utc))
+    current = catalog_seal_keys(svc.engine, svc.storage, kafka=get_kafka_settings())(tenant)
     typer.echo(json.dumps({**current.to_json(), "suite": "DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, AES-256-GCM",
                            "envelope": "callvault.sealed/v1"}, indent=2))
 
@@ -719,7 +716,6 @@ def _dead_letters(release: bool = True):
     opener = None
     if release:
         from callvault.bootstrap import services
-        from storage.exceptions import KeyDestroyedError
         from storage.transit import Quarantine
 
         svc = services()
@@ -727,10 +723,7 @@ def _dead_letters(release: bool = True):
 
         def opener(dead_letter_id):
             with svc.engine.connect() as conn:
-                try:
-                    return quarantine.key(conn, dead_letter_id).key
-                except KeyDestroyedError:
-                    return None
+                return quarantine.key_or_none(conn, dead_letter_id)
     return asyncio.run(read(get_kafka_settings(), opener))
 
 

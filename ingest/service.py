@@ -200,10 +200,13 @@ def _check_ref(msg: RecordingMessage, deps: IngestDeps) -> None:
 
 
 def _landing_object(msg: RecordingMessage, deps: IngestDeps) -> bytes | None:
-    """The landing object, when it is exactly the one the message names (size and SHA-256)."""
+    """The landing object, when it is exactly the one the message names (size and SHA-256);
+    None when it is another; ObjectNotFound when there is none."""
     ref = msg.audio.ref
     info = deps.store.head(ref.bucket, ref.key)
-    if info is None or info.size != ref.size:
+    if info is None:
+        raise ObjectNotFound(f"s3://{ref.bucket}/{ref.key} does not exist")
+    if info.size != ref.size:
         return None
     data = deps.store.get(ref.bucket, ref.key)
     return data if len(data) == ref.size and hashlib.sha256(data).hexdigest() == ref.sha256 else None
@@ -219,8 +222,6 @@ def _fetch_audio(msg: RecordingMessage, deps: IngestDeps) -> bytes:
     except ObjectNotFound as exc:
         raise ClaimCheckError("claim-check object is missing from the landing bucket") from exc
     if data is None:
-        if deps.store.head(ref.bucket, ref.key) is None:
-            raise ClaimCheckError("claim-check object is missing from the landing bucket")
         raise ClaimCheckError("claim-check object does not match the size/SHA-256 in the message")
     if ref.content_key is not None:
         data = sealing.decrypt_landing(data, content_key=ref.content_key, tenant=msg.tenant, key=ref.key)

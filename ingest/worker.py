@@ -119,14 +119,15 @@ def create_app(kafka: KafkaSettings | None = None, ingest_settings: IngestSettin
         broker_commit_every=100,
         broker_commit_interval=1.0,
     )
+    configs = topic_configs(kafka)
     topics = Topics(
         recordings=app.topic(kafka.recordings_topic, key_serializer="raw", value_serializer="raw",
                              partitions=kafka.partitions, internal=True,
-                             config=topic_configs(kafka)[kafka.recordings_topic]),
+                             config=configs[kafka.recordings_topic]),
         dlq=app.topic(kafka.dlq_topic, key_serializer="raw", value_serializer="raw",
-                      partitions=kafka.partitions, internal=True, config=topic_configs(kafka)[kafka.dlq_topic]),
+                      partitions=kafka.partitions, internal=True, config=configs[kafka.dlq_topic]),
         events=app.topic(kafka.events_topic, key_serializer="raw", value_serializer="raw",
-                         partitions=kafka.partitions, internal=True, config=topic_configs(kafka)[kafka.events_topic]),
+                         partitions=kafka.partitions, internal=True, config=configs[kafka.events_topic]),
     )
     # One list shared by the recordings topic and the agent's clones of it (faust copies the
     # reference): per-tenant topics are appended as they appear (faust 0.15's `pattern=` subscribes

@@ -17,6 +17,7 @@ crosses them readable. Two kinds of keys make that hold, both kept here, wrapped
 
 from __future__ import annotations
 
+import base64
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -45,8 +46,6 @@ class PublicIngestKey:
     use_until: datetime
 
     def to_json(self) -> dict:
-        import base64
-
         return {"tenant": self.tenant, "key_id": str(self.id), "kem": "X25519",
                 "public_key": base64.b64encode(self.public_key).decode(), "use_until": self.use_until.isoformat()}
 
@@ -137,6 +136,13 @@ class Quarantine:
         return DeadLetterKey(key_id, self.keys.unwrap_secret(
             tenant=row["tenant_id"] or "", purpose=DEAD_LETTER, key_id=key_id, version=row["master_version"],
             wrapped=row["wrapped_key"]))
+
+    def key_or_none(self, conn: sa.Connection, key_id: uuid.UUID) -> bytes | None:
+        """The key that releases a dead letter; None once purged (what ``ingest.dlq.read`` asks)."""
+        try:
+            return self.key(conn, key_id).key
+        except KeyDestroyedError:
+            return None
 
     @staticmethod
     def purge(conn: sa.Connection, *, tenant: str, number_hashes: list[str] = (),

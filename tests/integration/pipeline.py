@@ -19,7 +19,6 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from ingest import sealing
 from ingest.producer import Call, Producer, catalog_seal_keys
 from ingest.settings import KafkaSettings
-from storage.exceptions import KeyDestroyedError
 from storage.keys import KeyRing
 from storage.objectstore import ObjectStore
 from storage.settings import StorageSettings
@@ -108,11 +107,8 @@ class Pipeline:
 
     def release_key(self, dead_letter_id) -> bytes | None:
         """A dead letter's quarantine key from this pipeline's catalog (None once purged)."""
-        try:
-            with self.engine.connect() as conn:
-                return Quarantine(KeyRing.from_settings(self.storage)).key(conn, dead_letter_id).key
-        except KeyDestroyedError:
-            return None
+        with self.engine.connect() as conn:
+            return Quarantine(KeyRing.from_settings(self.storage)).key_or_none(conn, dead_letter_id)
 
     def _released(self, event: dict) -> dict:
         """A dead letter with its ``original``: the quarantine record opened with the catalog's key
