@@ -7,41 +7,18 @@ not come up is an error for every test that needs it, never a skip.
 from __future__ import annotations
 
 import asyncio
-import uuid
-from dataclasses import dataclass
+import os
 from typing import Iterator
 
-import boto3
 import pytest
 import sqlalchemy as sa
-from botocore.config import Config
+from pydantic import SecretStr
 
 from deploy.local.stack import Stack
-
-
-@dataclass(frozen=True)
-class MinioEndpoint:
-    url: str
-    access_key: str
-    secret_key: str
-    region: str
-
-    def boto3_client(self):
-        return boto3.client(
-            "s3", endpoint_url=self.url, region_name=self.region,
-            aws_access_key_id=self.access_key, aws_secret_access_key=self.secret_key,
-            config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 3}),
-        )
-
-    def minio_client(self):
-        from minio import Minio
-
-        return Minio(self.url.split("://", 1)[1], access_key=self.access_key, secret_key=self.secret_key,
-                     secure=False, region=self.region)
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+from storage.keys import KeyRing
+from storage.objectstore import ObjectStore
+from storage.settings import StorageSettings
+from tests.support.stack import MinioEndpoint, empty_and_delete_bucket, unique
 
 
 @pytest.fixture(scope="session")
@@ -92,21 +69,6 @@ def scratch_topic(kafka_bootstrap: str) -> Iterator[str]:
     asyncio.run(drop())
 
 
-def empty_and_delete_bucket(s3, bucket: str) -> None:
-    paginator = s3.get_paginator("list_object_versions")
-    for page in paginator.paginate(Bucket=bucket):
-        doomed = [{"Key": v["Key"], "VersionId": v["VersionId"]}
-                  for v in page.get("Versions", []) + page.get("DeleteMarkers", [])]
-        if doomed:
-            resp = s3.delete_objects(Bucket=bucket, Delete={"Objects": doomed, "Quiet": True},
-                                     BypassGovernanceRetention=True)
-            for err in resp.get("Errors", []):  # a version under legal hold (a held copy): lift it first
-                s3.put_object_legal_hold(Bucket=bucket, Key=err["Key"], VersionId=err["VersionId"],
-                                         LegalHold={"Status": "OFF"})
-                s3.delete_object(Bucket=bucket, Key=err["Key"], VersionId=err["VersionId"])
-    s3.delete_bucket(Bucket=bucket)
-
-
 @pytest.fixture
 def scratch_bucket(minio: MinioEndpoint) -> Iterator[str]:
     """A fresh, empty bucket in the stack's MinIO; emptied (all versions) and deleted after."""
@@ -141,3 +103,47 @@ def sqlite_engine(tmp_path) -> Iterator[sa.Engine]:
     engine = make_engine(f"sqlite:///{tmp_path / 'catalog.sqlite3'}", echo=False)
     yield engine
     engine.dispose()
+
+
+# -- storage: settings for the stack's MinIO, a key ring, an object store ------------------------
+LEDGER_BUCKET = "cv-test-erasure-ledger"
+
+
+@pytest.fixture(scope="session")
+def ledger_bucket(minio: MinioEndpoint) -> str:
+    """One object-locked ledger bucket for the whole run (COMPLIANCE objects cannot be deleted,
+    so neither can their bucket); each test writes under a prefix of its own."""
+    from storage.ledger import init_ledger_bucket
+
+    init_ledger_bucket(minio.minio_client(), StorageSettings(
+        endpoint_url=minio.url, region=minio.region, ledger_bucket=LEDGER_BUCKET), say=lambda _m: None)
+    return LEDGER_BUCKET
+
+
+@pytest.fixture
+def storage_settings(minio: MinioEndpoint, ledger_bucket: str) -> Iterator[StorageSettings]:
+    """Settings for the stack's MinIO with three unique bucket names and a ledger prefix of
+    their own; the buckets are removed after (the ledger entries expire after a day)."""
+    base = unique("t")
+    settings = StorageSettings(
+        endpoint_url=minio.url, region=minio.region, access_key=SecretStr(minio.access_key),
+        secret_key=SecretStr(minio.secret_key), recordings_bucket=f"{base}-rec",
+        landing_bucket=f"{base}-land", exports_bucket=f"{base}-exp",
+        ledger_bucket=ledger_bucket, ledger_prefix=f"{base}/", ledger_retention_days=1,
+    )
+    yield settings
+    s3 = minio.boto3_client()
+    existing = {b["Name"] for b in s3.list_buckets()["Buckets"]}
+    for bucket in (settings.recordings_bucket, settings.landing_bucket, settings.exports_bucket):
+        if bucket in existing:
+            empty_and_delete_bucket(s3, bucket)
+
+
+@pytest.fixture
+def keys() -> KeyRing:
+    return KeyRing(os.urandom(32))
+
+
+@pytest.fixture
+def store(minio) -> ObjectStore:
+    return ObjectStore(minio.boto3_client())

@@ -32,7 +32,6 @@ from storage.catalog import tables as t
 from storage.catalog.migrate import upgrade
 from tests.audio_fixtures import encode, sine_wav
 from tests.integration.catalog_helpers import store_copy
-from tests.integration.conftest import keys, ledger_bucket, storage_settings, store  # noqa: F401 - fixtures
 from tests.integration.test_api import NUMBER, OTHER_NUMBER, SECRET, USERS
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -154,7 +153,7 @@ def browser(chromium: str):
 
 
 @pytest.fixture
-def console(pg_engine, store, keys, scratch_bucket, storage_settings) -> Iterator[Console]:  # noqa: F811
+def console(pg_engine, store, keys, scratch_bucket, storage_settings) -> Iterator[Console]:
     upgrade(pg_engine)
     now = datetime.now(timezone.utc)
     with pg_engine.begin() as conn:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import Iterator
 
 import pytest
@@ -11,45 +10,10 @@ from pydantic import SecretStr
 
 from storage.catalog import tables as t
 from storage.catalog.migrate import upgrade
-from storage.keys import KeyRing
 from storage.objectstore import ObjectStore
-
 from storage.settings import StorageSettings
 from tests.integration.catalog_helpers import NOW
-from tests.conftest import MinioEndpoint, empty_and_delete_bucket, unique
-
-
-LEDGER_BUCKET = "cv-test-erasure-ledger"
-
-
-@pytest.fixture(scope="session")
-def ledger_bucket(minio: MinioEndpoint) -> str:
-    """One object-locked ledger bucket for the whole run (COMPLIANCE objects cannot be deleted,
-    so neither can their bucket); each test writes under a prefix of its own."""
-    from storage.ledger import init_ledger_bucket
-
-    init_ledger_bucket(minio.minio_client(), StorageSettings(
-        endpoint_url=minio.url, region=minio.region, ledger_bucket=LEDGER_BUCKET), say=lambda _m: None)
-    return LEDGER_BUCKET
-
-
-@pytest.fixture
-def storage_settings(minio: MinioEndpoint, ledger_bucket: str) -> Iterator[StorageSettings]:
-    """Settings for the stack's MinIO with three unique bucket names and a ledger prefix of
-    their own; the buckets are removed after (the ledger entries expire after a day)."""
-    base = unique("t")
-    settings = StorageSettings(
-        endpoint_url=minio.url, region=minio.region, access_key=SecretStr(minio.access_key),
-        secret_key=SecretStr(minio.secret_key), recordings_bucket=f"{base}-rec",
-        landing_bucket=f"{base}-land", exports_bucket=f"{base}-exp",
-        ledger_bucket=ledger_bucket, ledger_prefix=f"{base}/", ledger_retention_days=1,
-    )
-    yield settings
-    s3 = minio.boto3_client()
-    existing = {b["Name"] for b in s3.list_buckets()["Buckets"]}
-    for bucket in (settings.recordings_bucket, settings.landing_bucket, settings.exports_bucket):
-        if bucket in existing:
-            empty_and_delete_bucket(s3, bucket)
+from tests.support.stack import unique
 
 
 @pytest.fixture
@@ -142,16 +106,6 @@ def catalog(request) -> sa.Engine:
     with engine.begin() as conn:
         conn.execute(t.tenants.insert().values(id="acme", name="Acme", created_at=NOW))
     return engine
-
-
-@pytest.fixture
-def keys() -> KeyRing:
-    return KeyRing(os.urandom(32))
-
-
-@pytest.fixture
-def store(minio) -> ObjectStore:
-    return ObjectStore(minio.boto3_client())
 
 
 @pytest.fixture

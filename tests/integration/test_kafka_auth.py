@@ -24,7 +24,7 @@ from ingest.schema import build_message
 from ingest.settings import KafkaSettings
 from storage.catalog import tables as t
 from tests.audio_fixtures import sine_wav
-from tests.conftest import unique
+from tests.support.stack import unique
 
 pytestmark = pytest.mark.integration
 NOW = datetime.now(timezone.utc).replace(microsecond=0)

@@ -44,7 +44,7 @@ from lifecycle.retention import Bounds, set_retention
 from lifecycle.settings import LifecycleSettings
 from lifecycle.sweeper import sweep
 from storage.catalog import tables as t
-from tests.conftest import empty_and_delete_bucket, unique
+from tests.support.stack import empty_and_delete_bucket, unique
 from tests.support import pgbackup
 from tests.support.vault import IC, TENANT, Vault
 

@@ -15,7 +15,7 @@ import pytest
 
 from deploy.local.settings import StackSettings
 from deploy.local.stack import Stack
-from tests.conftest import MinioEndpoint
+from tests.support.stack import MinioEndpoint
 
 FAULT_PORTS = {"kafka_port": 29092, "kafka_controller_port": 29093, "kafka_sasl_port": 29094, "minio_port": 29000,
                "minio_console_port": 29001, "postgres_port": 25432}
