@@ -34,7 +34,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 if __package__ in (None, ""):
@@ -55,20 +55,21 @@ def _subjects(engine, store, keys, bucket: str, size: int) -> None:
 
     from access.identities import add_user
     from storage.copies import object_key_for, put_encrypted, upsert_copy
-    from tests.integration.catalog_helpers import NOW, new_recording
+    from testbed.catalog import add_recording
 
+    now = datetime.now(timezone.utc)
     with engine.begin() as conn:
         add_user(conn, user_id="control-1", role="internal-control", tenants=["acme"])
 
     def one(number: str) -> None:
         with engine.begin() as conn:
-            rid, number_hash = new_recording(conn, keys, number)
+            rid, number_hash = add_recording(conn, keys, number, started=now)
             caller = keys.caller_key(conn, tenant="acme", number_hash=number_hash)
             key = object_key_for("acme", rid, "production")
             stored = put_encrypted(conn, store, keys, caller=caller, bucket=bucket, object_key=key,
                                    audio=os.urandom(size), tags={"tier": "production", "tenant": "acme"})
             upsert_copy(conn, recording_id=rid, tier="production", stored=stored, bucket=bucket,
-                        expires_at=NOW + timedelta(days=3650), created_by="bench")
+                        expires_at=now + timedelta(days=3650), created_by="bench")
 
     with ThreadPoolExecutor(4) as pool:
         list(pool.map(one, [number for n, number in SUBJECTS.items() for _ in range(n)]))

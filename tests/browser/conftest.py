@@ -31,7 +31,7 @@ from lifecycle.settings import LifecycleSettings
 from storage.catalog import tables as t
 from storage.catalog.migrate import upgrade
 from tests.audio_fixtures import encode, sine_wav
-from tests.integration.catalog_helpers import store_copy
+from tests.support.catalog import store_copy
 from tests.integration.test_api import NUMBER, OTHER_NUMBER, SECRET, USERS
 
 CHROMIUM = Path("/usr/bin/chromium")

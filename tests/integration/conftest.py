@@ -12,7 +12,7 @@ from storage.catalog import tables as t
 from storage.catalog.migrate import upgrade
 from storage.objectstore import ObjectStore
 from storage.settings import StorageSettings
-from tests.integration.catalog_helpers import NOW
+from tests.support.catalog import NOW
 from tests.support.stack import unique
 
 

@@ -31,7 +31,7 @@ from lifecycle.settings import LifecycleSettings
 from storage.catalog import tables as t
 from storage.catalog.migrate import upgrade
 from storage.copies import read_copy
-from tests.integration.catalog_helpers import FRAME, store_copy
+from tests.support.catalog import FRAME, store_copy
 
 pytestmark = pytest.mark.integration
 

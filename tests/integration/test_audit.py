@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from access.audit import append, verify
 from storage.catalog import tables as t
 from storage.catalog.migrate import upgrade
-from tests.integration.catalog_helpers import NOW
+from tests.support.catalog import NOW
 
 pytestmark = pytest.mark.integration
 

@@ -29,7 +29,7 @@ from storage.anchors import Anchor, AuditAnchors
 from storage.catalog import tables as t
 from storage.catalog.db import UnitOfWork
 from storage.catalog.migrate import upgrade
-from tests.integration.catalog_helpers import NOW
+from tests.support.catalog import NOW
 
 pytestmark = pytest.mark.integration
 KEY = base64.b64encode(b"k" * 32).decode()
@@ -281,7 +281,7 @@ def test_a_commit_anchors_when_asked(pg_engine, anchors):
 # -- the migration's backfill -------------------------------------------------------------------------
 
 def test_migration_backfills_the_tenant_and_old_entries_verify(pg_engine, keys):
-    from tests.integration.catalog_helpers import new_recording
+    from tests.support.catalog import new_recording
 
     upgrade(pg_engine, "0004")
     old_entry = audit._entry
@@ -416,7 +416,7 @@ def _acme(engine) -> None:
 def test_a_sweep_as_of_a_simulated_time_stamps_the_real_clock_and_anchors(pg_engine, store, keys, scratch_bucket,
                                                                         anchors):
     from lifecycle.sweeper import sweep
-    from tests.integration.catalog_helpers import store_copy
+    from tests.support.catalog import store_copy
 
     _acme(pg_engine)
     rid, _, copy_id, _ = store_copy(pg_engine, store, keys, scratch_bucket, b"audio")
@@ -438,7 +438,7 @@ def test_a_sweep_as_of_a_simulated_time_stamps_the_real_clock_and_anchors(pg_eng
 def test_an_erasure_appends_at_commit_and_anchors_right_after(pg_engine, store, keys, scratch_bucket, anchors,
                                                             ledger):
     from access.subjects import Actor, erase_recordings
-    from tests.integration.catalog_helpers import store_copy
+    from tests.support.catalog import store_copy
 
     _acme(pg_engine)
     rid, _, _, _ = store_copy(pg_engine, store, keys, scratch_bucket, b"audio")

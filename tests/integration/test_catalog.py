@@ -18,9 +18,9 @@ from alembic.runtime.migration import MigrationContext
 from storage.catalog import tables as t
 from storage.catalog.db import enable_sqlite_pragmas
 from storage.catalog.migrate import current_revision, downgrade, head_revision, upgrade
+from tests.support.catalog import NOW, caller_key, copy_row, recording_row
 
 pytestmark = pytest.mark.integration
-NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 CATALOG_TABLES = {"tenants", "tenant_retention", "caller_keys", "recordings", "copies", "suppressions",
                   "users", "team_memberships", "audit_events", "break_glass", "ingest_attempts", "ingest_keys",
@@ -45,34 +45,6 @@ def catalog(engine: sa.Engine) -> sa.Engine:
 def table_names(engine: sa.Engine) -> set[str]:
     with engine.connect() as conn:
         return set(sa.inspect(conn).get_table_names())
-
-
-def caller_key(conn: sa.Connection, number_hash: str, tenant: str = "acme") -> uuid.UUID:
-    key_id = uuid.uuid4()
-    conn.execute(t.caller_keys.insert().values(id=key_id, tenant_id=tenant, number_hash=number_hash,
-                                               wrapped_key=os.urandom(40), created_at=NOW))
-    return key_id
-
-
-def recording_row(tenant: str = "acme", number_hash: str = "a" * 64, key_id: uuid.UUID | None = None,
-                  **overrides) -> dict:
-    rid = uuid.uuid4()
-    row = dict(id=rid, tenant_id=tenant, external_id=f"ext-{rid}", started_at=NOW, direction="inbound",
-               caller_number_sealed=os.urandom(40), caller_key_id=key_id, number_hash=number_hash, agent_id="agent-1", team_id="team-1",
-               duration_ms=61_000, audio_format="opus", channels=2, redactions=[[1000, 5000]], restricted=False,
-               created_at=NOW, content_sha256="c" * 64)
-    return row | overrides
-
-
-def copy_row(recording_id: uuid.UUID, key_id: uuid.UUID, tier: str = "production", **overrides) -> dict:
-    cid = uuid.uuid4()
-    row = dict(id=cid, recording_id=recording_id, tier=tier, object_key=f"acme/{recording_id}/{cid}.cve",
-               bucket="callvault-recordings", size_bytes=12_345, stored_sha256="d" * 64,
-               wrapped_data_key=os.urandom(60), caller_key_id=key_id, frame_size=65_536, created_at=NOW,
-               created_by="ingest", expires_at=NOW + timedelta(days=90), reason="", hold=False,
-               hold_reason=None, hold_actor=None, hold_at=None,
-               training_report="good objection handling" if tier == "training" else None)
-    return row | overrides
 
 
 # --- migrations -------------------------------------------------------------------------

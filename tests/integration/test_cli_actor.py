@@ -104,7 +104,7 @@ def test_copies_holds_retention_and_dead_letters_check_the_role(cli):
 
 
 def test_copy_and_hold_commands_are_decided_on_the_copies_they_touch(cli):
-    from tests.integration.test_catalog import caller_key, copy_row, recording_row
+    from tests.support.catalog import caller_key, copy_row, recording_row
 
     with cli.engine.begin() as conn:
         key_id = caller_key(conn, "b" * 64, tenant="other")

@@ -17,7 +17,7 @@ from storage.crypto import DecryptionError
 from storage.exceptions import IntegrityError, KeyDestroyedError
 from storage.erasure import live_caller_keys
 from storage.keys import KeyRing
-from tests.integration.catalog_helpers import FRAME, NOW, store_copy
+from tests.support.catalog import FRAME, NOW, store_copy
 
 pytestmark = pytest.mark.integration
 

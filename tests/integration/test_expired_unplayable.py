@@ -23,7 +23,7 @@ from lifecycle.copies import create_copy
 from lifecycle.exceptions import CopyNotAllowed
 from storage.catalog import tables as t
 from storage.copies import read_copy
-from tests.integration.catalog_helpers import NOW, store_copy
+from tests.support.catalog import NOW, store_copy
 from tests.integration.test_api import World, build_world
 
 pytestmark = pytest.mark.integration

@@ -19,7 +19,7 @@ from lifecycle.copies import create_copy
 from lifecycle.holds import release_hold, set_hold
 from storage.catalog import tables as t
 from storage.copies import read_copy
-from tests.integration.catalog_helpers import NOW, store_copy
+from tests.support.catalog import NOW, store_copy
 
 pytestmark = pytest.mark.integration
 

@@ -25,7 +25,7 @@ from storage.copies import read_copy
 from storage.exceptions import KeyDestroyedError
 from storage.erasure import live_caller_keys
 from storage.keys import KeyRing
-from tests.integration.catalog_helpers import NOW, new_recording, store_copy
+from tests.support.catalog import NOW, new_recording, store_copy
 
 pytestmark = pytest.mark.integration
 BOUNDS = Bounds({k.value: v for k, v in DEFAULT_MIN_MONTHS.items()},

@@ -21,7 +21,7 @@ from lifecycle.sweeper import _mark, sweep
 from storage.admin import init_buckets
 from storage.catalog import tables as t
 from storage.catalog.db import make_engine
-from tests.integration.catalog_helpers import NOW, store_copy
+from tests.support.catalog import NOW, store_copy
 from tests.integration.pipeline import service_env
 
 pytestmark = pytest.mark.integration

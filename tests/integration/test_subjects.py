@@ -24,7 +24,7 @@ from storage.crypto import decrypt_bytes, encode_context
 from storage.exceptions import KeyDestroyedError
 from storage.keys import KeyRing
 from storage.ledger import ErasureLedger
-from tests.integration.catalog_helpers import NOW, new_recording, store_copy
+from tests.support.catalog import NOW, new_recording, store_copy
 
 pytestmark = pytest.mark.integration
 IC = Actor("ic-1")

@@ -22,7 +22,7 @@ from access.subjects import Actor, export, plan_export_zip, render_export_zip, s
 from storage.catalog import tables as t
 from storage.crypto import DecryptionError
 from storage.exceptions import IntegrityError
-from tests.integration.catalog_helpers import NOW, new_recording, store_copy
+from tests.support.catalog import NOW, new_recording, store_copy
 from tests.integration.test_api import world  # noqa: F401 - the API test world fixture
 
 pytestmark = pytest.mark.integration
