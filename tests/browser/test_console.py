@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from tests.integration.test_api import NUMBER
+from tests.support.world import NUMBER
 
 pytestmark = pytest.mark.integration
 

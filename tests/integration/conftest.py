@@ -14,6 +14,7 @@ from storage.objectstore import ObjectStore
 from storage.settings import StorageSettings
 from tests.support.catalog import NOW
 from tests.support.stack import unique
+from tests.support.world import World, build_world
 
 
 @pytest.fixture
@@ -125,3 +126,10 @@ def ledger(store: ObjectStore, storage_settings: StorageSettings):
     return ErasureLedger.from_settings(store, storage_settings)
 
 
+@pytest.fixture
+def world(pg_engine, store, keys, scratch_bucket, storage_settings) -> Iterator[World]:
+    """The API test world (``tests.support.world``), its app started; its audit trail verified after."""
+    w = build_world(pg_engine, store, keys, scratch_bucket, storage_settings)
+    with w.client:
+        yield w
+    w.assert_audit_verifies()

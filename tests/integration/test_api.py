@@ -9,139 +9,20 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import uuid
-from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 
 import pytest
-import sqlalchemy as sa
-from fastapi.testclient import TestClient
-from pydantic import SecretStr
 
-from access.api import create_app
 from access.api.ranges import ByteRange, Unsatisfiable, parse_range
 from access.api.streaming import windows
-from access.audit import verify
 from access.identities import add_user, revoke_user
-from access.settings import AccessSettings
 from access.tokens import issue_token
-from callvault.bootstrap import Services
-from lifecycle.settings import LifecycleSettings
-from storage.catalog import tables as t
-from storage.catalog.migrate import upgrade
 from storage.copies import read_copy
-from tests.support.catalog import FRAME, store_copy
+from tests.support.catalog import FRAME
+from tests.support.world import NUMBER, names
 
 pytestmark = pytest.mark.integration
-
-NUMBER = "+33612345678"
-OTHER_NUMBER = "+33698765432"
-SECRET = SecretStr("x" * 40)
-
-
-@dataclass
-class World:
-    """An app over a fresh PostgreSQL schema and MinIO bucket, with one user of each role."""
-
-    client: TestClient
-    engine: sa.Engine
-    services: Services
-    settings: AccessSettings
-    bucket: str
-    recordings: dict[str, uuid.UUID] = field(default_factory=dict)
-    copies: dict[str, uuid.UUID] = field(default_factory=dict)
-    audio: dict[str, bytes] = field(default_factory=dict)
-
-    def auth(self, user_id: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {issue_token(user_id, self.settings)}"}
-
-    def get(self, path: str, user: str | None, **kw):
-        return self.client.get(path, headers={**(self.auth(user) if user else {}), **kw.pop("headers", {})}, **kw)
-
-    def post(self, path: str, user: str, **kw):
-        return self.client.post(path, headers=self.auth(user), **kw)
-
-    def delete(self, path: str, user: str, **kw):
-        return self.client.delete(path, headers=self.auth(user), **kw)
-
-    def audit_rows(self, **where) -> list[dict]:
-        a = t.audit_events
-        with self.engine.connect() as conn:
-            query = sa.select(a).order_by(a.c.seq)
-            for column, value in where.items():
-                query = query.where(a.c[column] == value)
-            return [dict(r) for r in conn.execute(query).mappings()]
-
-    def add_call(self, name: str, *, agent: str, team: str | None, number: str = NUMBER, tenant: str = "acme",
-                 size: int = 6 * FRAME + 77, tiers: tuple[str, ...] = ("production",), started_ago_h: int = 1,
-                 restricted: bool = False) -> uuid.UUID:
-        rid, keys = uuid.uuid4(), self.services.keys
-        number_hash = keys.number_hash(tenant, number)
-        started = datetime.now(timezone.utc) - timedelta(hours=started_ago_h)
-        with self.engine.begin() as conn:
-            caller = keys.caller_key(conn, tenant=tenant, number_hash=number_hash)
-            conn.execute(t.recordings.insert().values(
-                id=rid, tenant_id=tenant, external_id=f"ext-{rid}", started_at=started, direction="inbound",
-                caller_number_sealed=keys.seal_number(caller, tenant=tenant, recording_id=rid, e164=number),
-                caller_key_id=caller.id, number_hash=number_hash, agent_id=agent, team_id=team, duration_ms=4000,
-                audio_format="opus", channels=1, redactions=[[1000, 2000]], restricted=restricted,
-                created_at=started, content_sha256="0" * 64))
-        audio = os.urandom(size)
-        for tier in tiers:
-            _, _, copy_id, _ = store_copy(self.engine, self.services.store, keys, self.bucket, audio, tier=tier,
-                                          rid=rid, number_hash=number_hash,
-                                          training_report="report" if tier == "training" else None)
-            self.copies[f"{name}/{tier}"] = copy_id
-        self.recordings[name], self.audio[name] = rid, audio
-        return rid
-
-
-USERS = [
-    dict(user_id="consultant-1", role="consultant", tenants=["acme"], agent_id="a1",
-         teams=[("acme", "t1", "member")]),
-    dict(user_id="consultant-2", role="consultant", tenants=["acme"], agent_id="a2",
-         teams=[("acme", "t1", "member")]),
-    dict(user_id="manager-1", role="manager", tenants=["acme"], teams=[("acme", "t1", "manager")]),
-    dict(user_id="coach-1", role="coach", tenants=["acme"], teams=[("acme", "t1", "coach")]),
-    dict(user_id="control-1", role="internal-control", tenants=["acme"]),
-    dict(user_id="control-group", role="internal-control", tenants=["*"]),
-    dict(user_id="it-1", role="it", tenants=["acme"]),
-]
-
-
-def build_world(engine: sa.Engine, store, keys, bucket: str, storage_settings) -> World:
-    upgrade(engine)
-    now = datetime.now(timezone.utc)
-    with engine.begin() as conn:
-        conn.execute(t.tenants.insert(), [dict(id="acme", name="Acme", created_at=now),
-                                          dict(id="other", name="Other", created_at=now)])
-        for spec in USERS:
-            add_user(conn, **spec)
-    services = Services(engine, store, keys, storage=storage_settings, lifecycle=LifecycleSettings())
-    settings = AccessSettings(jwt_secret=SECRET)
-    world = World(TestClient(create_app(services, settings)), engine, services, settings, bucket)
-    # Team t1: agents a1 and a2; team t2: agent a3; another tenant's call with the same number.
-    world.add_call("own", agent="a1", team="t1", tiers=("production", "monitoring", "training"), started_ago_h=1)
-    world.add_call("teammate", agent="a2", team="t1", number=OTHER_NUMBER, started_ago_h=2)
-    world.add_call("elsewhere", agent="a3", team="t2", number=OTHER_NUMBER, started_ago_h=3)
-    world.add_call("other-tenant", agent="a1", team="t1", tenant="other", started_ago_h=4)
-    return world
-
-
-@pytest.fixture
-def world(pg_engine, store, keys, scratch_bucket, storage_settings):
-    w = build_world(pg_engine, store, keys, scratch_bucket, storage_settings)
-    with w.client:
-        yield w
-    with pg_engine.connect() as conn:
-        result = verify(conn)
-    assert result.ok, result.problem
-
-
-def names(world: World, response) -> set[str]:
-    by_id = {str(v): k for k, v in world.recordings.items()}
-    return {by_id[item["id"]] for item in response.json()["items"]}
 
 
 def tiers_of(response, name_id: uuid.UUID) -> set[str]:

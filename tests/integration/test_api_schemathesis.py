@@ -24,7 +24,7 @@ from schemathesis.checks import not_a_server_error
 
 from access.api import create_app
 from access.settings import AccessSettings
-from tests.integration.test_api import SECRET, build_world
+from tests.support.world import SECRET, USERS, build_world
 
 pytestmark = pytest.mark.integration
 
@@ -35,7 +35,7 @@ schema = schemathesis.openapi.from_asgi("/openapi.json", APP)
 @pytest.fixture
 def world(pg_engine, store, keys, scratch_bucket, storage_settings):
     w = build_world(pg_engine, store, keys, scratch_bucket, storage_settings)
-    APP.state.ctx = w.client.app.state.ctx  # services, settings, metrics and clock of this world
+    APP.state.ctx = w.app.state.ctx  # services, settings, metrics and clock of this world
     with w.client:
         yield w
 
@@ -52,14 +52,12 @@ def _real_ids(case, world) -> None:
             case.path_parameters[name] = str(real)
 
 
-# One user of each role of ``test_api.USERS`` (internal control: the group-level one).
+# One user of each role of ``tests.support.world.USERS`` (internal control: the group-level one).
 ROLES = {"internal-control": "control-group", "consultant": "consultant-1", "manager": "manager-1",
          "coach": "coach-1", "it": "it-1"}
 
 
 def test_every_role_is_fuzzed():
-    from tests.integration.test_api import USERS
-
     assert {u["role"] for u in USERS if u["user_id"] in ROLES.values()} == set(ROLES)
 
 

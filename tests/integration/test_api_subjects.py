@@ -9,12 +9,12 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from tests.integration.test_api import NUMBER, OTHER_NUMBER, world  # noqa: F401 - the fixture
+from tests.support.world import NUMBER, OTHER_NUMBER
 
 pytestmark = pytest.mark.integration
 
 
-def test_only_internal_control_of_the_tenant_may_run_requests(world):  # noqa: F811
+def test_only_internal_control_of_the_tenant_may_run_requests(world):
     body = {"tenant": "acme", "numbers": ["06 12 34 56 78"]}
     for user in ("consultant-1", "manager-1", "coach-1", "it-1"):
         assert world.post("/subjects/restrict", user, json=body).status_code == 403
@@ -28,7 +28,7 @@ def test_only_internal_control_of_the_tenant_may_run_requests(world):  # noqa: F
     assert bad.status_code == 422 and bad.json()["error"]["code"] == "invalid_number"
 
 
-def test_export_link_downloads_the_zip_then_expires_and_cannot_be_forged(world):  # noqa: F811
+def test_export_link_downloads_the_zip_then_expires_and_cannot_be_forged(world):
     made = world.post("/subjects/export", "control-1", json={"tenant": "acme", "numbers": ["+33 6 12 34 56 78"]})
     assert made.status_code == 200, made.text
     out = made.json()
@@ -48,7 +48,7 @@ def test_export_link_downloads_the_zip_then_expires_and_cannot_be_forged(world):
     assert world.client.get(expired).status_code == 401
 
 
-def test_erase_through_the_api_lists_erased_and_kept(world):  # noqa: F811
+def test_erase_through_the_api_lists_erased_and_kept(world):
     rid = world.recordings["own"]
     assert world.post(f"/recordings/{rid}/hold", "control-1", json={"reason": "case K-1"}).status_code == 200
     out = world.post("/subjects/erase", "control-1", json={"tenant": "acme", "numbers": [NUMBER]}).json()

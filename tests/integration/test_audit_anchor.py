@@ -374,7 +374,7 @@ def test_export_is_json_lines_of_the_period(pg_engine, monkeypatch, store, keys,
 
 def test_get_audit_shows_a_tenant_user_only_their_tenants_entries(pg_engine, store, keys, scratch_bucket,
                                                                   storage_settings):
-    from tests.integration.test_api import build_world
+    from tests.support.world import build_world
 
     world = build_world(pg_engine, store, keys, scratch_bucket, storage_settings)
     with world.client:

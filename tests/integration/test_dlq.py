@@ -81,7 +81,7 @@ def test_purge_deletes_only_dead_letters_older_than_the_cutoff(pipeline) -> None
 def test_it_and_internal_control_see_their_tenants_dead_letters_in_the_api(pipeline, pg_engine, store, keys,
                                                                             scratch_bucket, storage_settings,
                                                                             monkeypatch) -> None:
-    from tests.integration.test_api import build_world
+    from tests.support.world import build_world
 
     now = datetime.now(timezone.utc)
     pipeline.push(Call(audio=b"not audio at all", tenant="acme", agent_id="a1", caller_number="+33612345678",

@@ -17,14 +17,13 @@ import pytest
 import sqlalchemy as sa
 
 from access.api.deps import now
-from access.audit import verify
 from access.policy import EXPIRED
 from lifecycle.copies import create_copy
 from lifecycle.exceptions import CopyNotAllowed
 from storage.catalog import tables as t
 from storage.copies import read_copy
 from tests.support.catalog import NOW, store_copy
-from tests.integration.test_api import World, build_world
+from tests.support.world import World, build_world
 
 pytestmark = pytest.mark.integration
 
@@ -39,9 +38,7 @@ def world(request, store, keys, scratch_bucket, storage_settings) -> Iterator[Wo
     w.client.app.dependency_overrides[now] = lambda: AT
     with w.client:
         yield w
-    with engine.connect() as conn:
-        result = verify(conn)
-    assert result.ok, result.problem
+    w.assert_audit_verifies()
 
 
 def expire(world: World, copy_id: uuid.UUID, at: datetime) -> None:

@@ -1,5 +1,5 @@
 """Least privilege (issue 16): IT and numbers, break-glass tiers, other tenants' ids, signed
-links, numbers out of URLs, keyset pages. On the API test world (``test_api.build_world``).
+links, numbers out of URLs, keyset pages. On the API test world (``tests.support.world``).
 """
 
 from __future__ import annotations
@@ -13,20 +13,10 @@ import pytest
 
 from access.api.deps import stream_signature
 from access.api.views.subjects import sign as export_signature
-from access.audit import verify
 from access.tokens import LinkPurpose, link_key
-from tests.integration.test_api import NUMBER, SECRET, build_world, names
+from tests.support.world import NUMBER, SECRET, names
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def world(pg_engine, store, keys, scratch_bucket, storage_settings):
-    w = build_world(pg_engine, store, keys, scratch_bucket, storage_settings)
-    with w.client:
-        yield w
-    with pg_engine.connect() as conn:
-        assert verify(conn).ok
 
 
 def grant(world, recording: str, tiers: list[str], ticket: str = "INC-7"):

@@ -23,7 +23,6 @@ from storage.catalog import tables as t
 from storage.crypto import DecryptionError
 from storage.exceptions import IntegrityError
 from tests.support.catalog import NOW, new_recording, store_copy
-from tests.integration.test_api import world  # noqa: F401 - the API test world fixture
 
 pytestmark = pytest.mark.integration
 IC = Actor("ic-1")
@@ -160,7 +159,7 @@ def test_object_store_stream_reads_in_chunks_and_translates_a_missing_object(sto
         store.stream(scratch_bucket, "missing")
 
 
-def test_api_download_of_an_export_whose_object_is_gone_is_a_clean_error_audited_as_failed(world):  # noqa: F811
+def test_api_download_of_an_export_whose_object_is_gone_is_a_clean_error_audited_as_failed(world):
     made = world.post("/subjects/export", "control-1", json={"tenant": "acme", "numbers": ["+33 6 12 34 56 78"]})
     assert made.status_code == 200, made.text
     with world.engine.connect() as conn:
