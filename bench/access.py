@@ -256,7 +256,7 @@ def measure_playback(st, reps: int) -> list[dict]:
     from storage.copies import read_copy_range
     from storage.keys import KeyRing
     from storage.objectstore import ObjectStore, s3_client
-    from tests.integration.pipeline import service_env
+    from testbed.pipeline import service_env
 
     prefix = common.unique("bench-access")
     settings = common.storage_settings(st, prefix)

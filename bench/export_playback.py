@@ -271,7 +271,7 @@ def run(quick: bool, reps: int | None, size: int, paces: tuple[float, ...] = ())
     from storage.catalog.db import make_engine
     from storage.keys import KeyRing
     from storage.objectstore import ObjectStore
-    from tests.integration.pipeline import service_env
+    from testbed.pipeline import service_env
 
     reps = reps or (100 if quick else 400)
     rounds = 2 if quick else 8

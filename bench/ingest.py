@@ -173,84 +173,28 @@ def raw_floor(st, audio: bytes, n: int, threads: int) -> dict:
 # -- the pipeline --------------------------------------------------------------------------------
 @dataclass
 class Scratch:
-    pipe: object  # tests.integration.pipeline.Pipeline
+    pipe: object  # testbed.pipeline.Pipeline
     prefix: str
     schema: str
 
 
 @contextmanager
 def scratch_pipeline(st, storage_format: str, log_path: Path):
-    """A real worker on scratch topics, buckets and schema, as the `pipeline` test fixture builds it."""
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    from ingest.settings import KafkaSettings
-    from storage.admin import init_buckets
-    from storage.catalog import tables as t
-    from storage.catalog.db import make_engine
+    """A real worker (not started) on scratch topics, buckets and schema, as the `pipeline` test
+    fixture builds it (``testbed.pipeline.scratch_pipeline``); the buckets and schema dropped after."""
     from storage.catalog.migrate import upgrade
-    from storage.objectstore import ObjectStore
-    from tests.integration.pipeline import Pipeline, create_topics
+    from testbed.pipeline import scratch_pipeline as pipeline
 
     prefix = common.unique(f"bench-{storage_format}")
-    bootstrap = st.kafka.address
-    kafka = KafkaSettings(bootstrap_servers=bootstrap, recordings_topic=f"{prefix}.recordings",
-                          dlq_topic=f"{prefix}.recordings.dlq", events_topic=f"{prefix}.events",
-                          partitions=PARTITIONS)
-    asyncio.run(create_topics(bootstrap, [kafka.recordings_topic], PARTITIONS))
     storage = common.storage_settings(st, prefix)
-    init_buckets(storage, say=lambda _m: None)
-    from storage.admin import minio_admin_client
-    from storage.ledger import init_ledger_bucket
-
-    init_ledger_bucket(minio_admin_client(storage), storage, say=lambda _m: None)  # the worker replays it
     schema, url = common.pg_schema(st, prefix)
-    upgrade(url)
-    engine = make_engine(url, echo=False)
-    with engine.begin() as conn:
-        conn.execute(t.tenants.insert().values(id="acme", name="Acme", created_at=datetime.now(timezone.utc)))
-    env = {
-        **os.environ,
-        "CALLVAULT_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-        "CALLVAULT_KAFKA_RECORDINGS_TOPIC": kafka.recordings_topic,
-        "CALLVAULT_KAFKA_DLQ_TOPIC": kafka.dlq_topic,
-        "CALLVAULT_KAFKA_EVENTS_TOPIC": kafka.events_topic,
-        "CALLVAULT_KAFKA_PARTITIONS": str(PARTITIONS),
-        "CALLVAULT_INGEST_APP_ID": prefix,
-        "CALLVAULT_INGEST_WEB_PORT": "0",
-        "CALLVAULT_INGEST_METRICS_PORT": "0",
-        "CALLVAULT_INGEST_INLINE_MAX_BYTES": str(INLINE_MAX),
-        "CALLVAULT_INGEST_STORAGE_FORMAT": storage_format,
-        "CALLVAULT_STORAGE_ENDPOINT_URL": storage.endpoint_url,
-        "CALLVAULT_STORAGE_REGION": storage.region,
-        "CALLVAULT_STORAGE_ACCESS_KEY": storage.access_key.get_secret_value(),
-        "CALLVAULT_STORAGE_SECRET_KEY": storage.secret_key.get_secret_value(),
-        "CALLVAULT_STORAGE_MASTER_KEY": storage.master_key.get_secret_value(),
-        "CALLVAULT_STORAGE_RECORDINGS_BUCKET": storage.recordings_bucket,
-        "CALLVAULT_STORAGE_LANDING_BUCKET": storage.landing_bucket,
-        "CALLVAULT_STORAGE_EXPORTS_BUCKET": storage.exports_bucket,
-        "CALLVAULT_CATALOG_URL": url,
-    }
-    env.pop("CALLVAULT_INGEST_CONCURRENCY", None)  # the product default
-    pipe = Pipeline(kafka=kafka, storage=storage, engine=engine, store=ObjectStore.from_settings(storage), env=env,
-                    log_path=log_path, inline_max_bytes=INLINE_MAX)
-    log_path.unlink(missing_ok=True)
     try:
-        yield Scratch(pipe, prefix, schema)
+        upgrade(url)
+        with pipeline(st.kafka.address, storage, url, log_path, prefix=prefix, partitions=PARTITIONS,
+                      inline_max_bytes=INLINE_MAX, env={"CALLVAULT_INGEST_STORAGE_FORMAT": storage_format}) as pipe:
+            pipe.env.pop("CALLVAULT_INGEST_CONCURRENCY", None)  # the product default
+            yield Scratch(pipe, prefix, schema)
     finally:
-        pipe.stop_worker()
-        engine.dispose()
-
-        async def drop() -> None:
-            admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-            await admin.start()
-            try:
-                doomed = [n for n in await admin.list_topics() if n.startswith(prefix)]
-                if doomed:
-                    await admin.delete_topics(doomed)
-            finally:
-                await admin.close()
-
-        asyncio.run(drop())
         common.drop_pg_schema(st, schema)
         common.delete_buckets(storage, [storage.recordings_bucket, storage.landing_bucket, storage.exports_bucket])
 

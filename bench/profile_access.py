@@ -98,7 +98,7 @@ def run(requests: int) -> int:
     from storage.catalog.db import make_engine
     from storage.keys import KeyRing
     from storage.objectstore import ObjectStore
-    from tests.integration.pipeline import service_env
+    from testbed.pipeline import service_env
 
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if not Path(spy).exists():

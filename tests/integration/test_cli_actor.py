@@ -18,7 +18,7 @@ from pydantic import SecretStr
 
 from access.identities import add_user, revoke_user
 from storage.catalog import tables as t
-from tests.integration.pipeline import service_env
+from testbed.pipeline import service_env
 
 pytestmark = pytest.mark.integration
 

@@ -51,7 +51,7 @@ from storage.catalog import tables as t
 from storage.copies import object_key_for, read_copy
 from storage.keys import KeyRing
 from tests.audio_fixtures import pcm_to_wav, sine_pcm, sine_wav
-from tests.integration.pipeline import Pipeline, _decode
+from testbed.pipeline import Pipeline, decode_record
 
 pytestmark = pytest.mark.integration
 
@@ -120,7 +120,7 @@ async def _read_outputs(pipeline: Pipeline) -> list[dict]:
         while any([await consumer.position(tp) < end[tp] for tp in tps]):
             assert time.monotonic() < deadline, "could not read the events topic to its end"
             for records in (await consumer.getmany(*tps, timeout_ms=500)).values():
-                out.extend({**_decode(r, pipeline.kafka.dlq_topic), "_partition": r.partition,
+                out.extend({**decode_record(r, pipeline.kafka.dlq_topic), "_partition": r.partition,
                             "_offset": r.offset, "_topic": r.topic} for r in records)
         return out
     finally:
@@ -195,7 +195,7 @@ def wait_for_stored(pipeline: Pipeline, at_least: int, workers: dict[str, tuple[
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
                 for records in (await consumer.getmany(timeout_ms=100)).values():
-                    stored += sum(_decode(r, "").get("type") == "stored" for r in records)
+                    stored += sum(decode_record(r, "").get("type") == "stored" for r in records)
                 if stored >= at_least:
                     return stored
                 _check_alive(workers)

@@ -23,7 +23,7 @@ from lifecycle.holds import release_hold, set_hold
 from storage.catalog import tables as t
 from storage.exceptions import KeyDestroyedError
 from storage.keys import KeyRing
-from tests.integration.pipeline import service_env
+from testbed.pipeline import service_env
 from tests.support import pgbackup
 from tests.support.vault import IC, TENANT, Vault
 

@@ -22,7 +22,7 @@ from storage.admin import init_buckets
 from storage.catalog import tables as t
 from storage.catalog.db import make_engine
 from tests.support.catalog import NOW, store_copy
-from tests.integration.pipeline import service_env
+from testbed.pipeline import service_env
 
 pytestmark = pytest.mark.integration
 ORPHAN = "acme/orphan/production.cve"

@@ -124,7 +124,7 @@ def test_the_cli_streams_the_zip_to_its_file(storage_settings, pg_schema_url, tm
     import subprocess
     import sys
 
-    from tests.integration.pipeline import service_env
+    from testbed.pipeline import service_env
     from tests.support.vault import TENANT, Vault
 
     from access.identities import add_user

@@ -23,7 +23,7 @@ from storage.admin import init_buckets
 from storage.catalog import tables as t
 from storage.catalog.db import make_engine
 from storage.objectstore import ObjectStore
-from tests.integration.pipeline import service_env
+from testbed.pipeline import service_env
 
 pytestmark = pytest.mark.integration
 N = 10_000

@@ -25,7 +25,7 @@ import pytest
 
 from deploy.local.stack import Stack
 from storage.catalog import tables as t
-from tests.integration.pipeline import Pipeline
+from testbed.pipeline import Pipeline
 from tests.integration.test_ingest_durability import (FAST_FAILOVER, assert_stored_exactly_once, make_batch,
                                                        wait_for_stored, wait_until_done)
 

@@ -1,5 +1,6 @@
-"""A running ingest pipeline for end-to-end tests: a real `callvault worker` process on
-scratch topics, buckets and a PostgreSQL schema, plus helpers to push calls and await events."""
+"""A running ingest pipeline: a real ``callvault worker`` process on scratch topics, buckets and
+a PostgreSQL schema (``scratch_pipeline``), with helpers to push calls and await their events;
+and the environment of any callvault process over given settings (``service_env``)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,11 @@ import os
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import Iterator
 
 import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer
@@ -19,7 +23,11 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from ingest import sealing
 from ingest.producer import Call, Producer, catalog_seal_keys
 from ingest.settings import KafkaSettings
+from storage.admin import init_buckets, minio_admin_client
+from storage.catalog import tables as t
+from storage.catalog.db import make_engine
 from storage.keys import KeyRing
+from storage.ledger import init_ledger_bucket
 from storage.objectstore import ObjectStore
 from storage.settings import StorageSettings
 from storage.transit import Quarantine
@@ -93,7 +101,7 @@ class Pipeline:
                     batch = await consumer.getmany(timeout_ms=500)
                     for records in batch.values():
                         for r in records:
-                            self.seen.append(self._released(_decode(r, self.kafka.dlq_topic)))
+                            self.seen.append(self._released(decode_record(r, self.kafka.dlq_topic)))
                     matched = [e for e in self.seen if predicate(e)]
                     if len(matched) >= count:
                         return matched
@@ -124,7 +132,7 @@ class Pipeline:
             return conn.execute(sa.select(sa.func.count()).select_from(table)).scalar()
 
 
-def _decode(record, dlq_topic: str) -> dict:
+def decode_record(record, dlq_topic: str) -> dict:
     if record.topic == dlq_topic:
         headers = {k: v.decode() for k, v in record.headers}
         return {"type": "dead-letter", "reason": headers.get("callvault-reason"),
@@ -139,6 +147,58 @@ async def create_topics(bootstrap: str, names: list[str], partitions: int) -> No
         await admin.create_topics([NewTopic(n, num_partitions=partitions, replication_factor=1) for n in names])
     finally:
         await admin.close()
+
+
+async def drop_topics(bootstrap: str, prefix: str) -> None:
+    """Delete every topic whose name starts with ``prefix`` (the worker's own included)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        doomed = [n for n in await admin.list_topics() if n.startswith(prefix)]
+        if doomed:
+            await admin.delete_topics(doomed)
+    finally:
+        await admin.close()
+
+
+@contextmanager
+def scratch_pipeline(bootstrap: str, storage: StorageSettings, catalog_url: str, log_path: Path, *, prefix: str,
+                     partitions: int = 4, inline_max_bytes: int = 64 * 1024,
+                     env: dict[str, str] | None = None) -> Iterator[Pipeline]:
+    """A pipeline, its worker not started yet, on topics named after ``prefix``, the buckets of
+    ``storage`` (made as ``storage init`` makes them) and the catalog at ``catalog_url`` (migrated
+    already) with tenant ``acme``. After: the worker stopped and the topics deleted; the buckets
+    and the schema are the caller's."""
+    kafka = KafkaSettings(bootstrap_servers=bootstrap, recordings_topic=f"{prefix}.recordings",
+                          dlq_topic=f"{prefix}.recordings.dlq", events_topic=f"{prefix}.events", partitions=partitions)
+    asyncio.run(create_topics(bootstrap, [kafka.recordings_topic], partitions))
+    init_buckets(storage, say=lambda _m: None)
+    init_ledger_bucket(minio_admin_client(storage), storage, say=lambda _m: None)  # the fault suite's own MinIO
+    engine = make_engine(catalog_url, echo=False)
+    with engine.begin() as conn:
+        conn.execute(t.tenants.insert().values(id="acme", name="Acme", created_at=datetime.now(timezone.utc)))
+    worker_env = {
+        **service_env(storage, catalog_url),
+        "CALLVAULT_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "CALLVAULT_KAFKA_RECORDINGS_TOPIC": kafka.recordings_topic,
+        "CALLVAULT_KAFKA_DLQ_TOPIC": kafka.dlq_topic,
+        "CALLVAULT_KAFKA_EVENTS_TOPIC": kafka.events_topic,
+        "CALLVAULT_KAFKA_PARTITIONS": str(partitions),
+        "CALLVAULT_INGEST_APP_ID": prefix,
+        "CALLVAULT_INGEST_WEB_PORT": "0",
+        "CALLVAULT_INGEST_METRICS_PORT": "0",
+        "CALLVAULT_INGEST_INLINE_MAX_BYTES": str(inline_max_bytes),
+        **(env or {}),
+    }
+    log_path.unlink(missing_ok=True)
+    pipe = Pipeline(kafka=kafka, storage=storage, engine=engine, store=ObjectStore.from_settings(storage),
+                    env=worker_env, log_path=log_path, inline_max_bytes=inline_max_bytes)
+    try:
+        yield pipe
+    finally:
+        pipe.stop_worker()
+        engine.dispose()
+        asyncio.run(drop_topics(bootstrap, prefix))
 
 
 def service_env(storage: StorageSettings, catalog_url: str) -> dict[str, str]:
