@@ -9,7 +9,7 @@ then injects one fault on the fault suite's own stack (see ``conftest.py``):
 - PostgreSQL is stopped (``pg_ctl -m fast``: every connection is cut) and started again.
 
 After recovery the invariants of "stored exactly once" must hold, as in
-``test_ingest_durability``: exactly 500 recordings and copies, no duplicate, no orphan object,
+``tests.support.durability``: exactly 500 recordings and copies, no duplicate, no orphan object,
 no dangling row, every copy decrypts with the call's duration, the dead-letter topic is empty,
 and the consumer group has committed the whole topic.  A server outage must be ridden out by
 retrying (never by dead-lettering a good call), which the worker's log shows.
@@ -26,8 +26,8 @@ import pytest
 from deploy.local.stack import Stack
 from storage.catalog import tables as t
 from testbed.pipeline import Pipeline
-from tests.integration.test_ingest_durability import (FAST_FAILOVER, assert_stored_exactly_once, make_batch,
-                                                       wait_for_stored, wait_until_done)
+from tests.support.durability import (FAST_FAILOVER, assert_stored_exactly_once, make_batch, wait_for_stored,
+                                      wait_until_done)
 
 pytestmark = [pytest.mark.integration, pytest.mark.fault]
 
