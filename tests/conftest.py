@@ -35,11 +35,7 @@ def kafka_bootstrap(stack: Stack) -> str:
 
 @pytest.fixture(scope="session")
 def minio(stack: Stack) -> MinioEndpoint:
-    secrets = stack.minio.secrets
-    return MinioEndpoint(
-        url=f"http://{stack.minio.address}", access_key=secrets["minio_root_user"],
-        secret_key=secrets["minio_root_password"], region=stack.settings.minio_region,
-    )
+    return MinioEndpoint.of(stack)
 
 
 @pytest.fixture(scope="session")

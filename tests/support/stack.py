@@ -17,6 +17,13 @@ class MinioEndpoint:
     secret_key: str
     region: str
 
+    @classmethod
+    def of(cls, stack) -> "MinioEndpoint":
+        """The MinIO of a ``deploy.local.stack.Stack``, with its root credentials."""
+        secrets = stack.minio.secrets
+        return cls(url=f"http://{stack.minio.address}", access_key=secrets["minio_root_user"],
+                   secret_key=secrets["minio_root_password"], region=stack.settings.minio_region)
+
     def boto3_client(self):
         return boto3.client(
             "s3", endpoint_url=self.url, region_name=self.region,

@@ -13,7 +13,6 @@ from typing import Iterator
 
 import pytest
 
-from deploy.local.settings import StackSettings
 from deploy.local.stack import Stack
 from tests.support.stack import MinioEndpoint
 
@@ -41,9 +40,7 @@ def kafka_bootstrap(fault_stack: Stack) -> str:
 
 @pytest.fixture(scope="session")
 def minio(fault_stack: Stack) -> MinioEndpoint:
-    secrets = fault_stack.minio.secrets
-    return MinioEndpoint(url=f"http://{fault_stack.minio.address}", access_key=secrets["minio_root_user"],
-                         secret_key=secrets["minio_root_password"], region=fault_stack.settings.minio_region)
+    return MinioEndpoint.of(fault_stack)
 
 
 @pytest.fixture(scope="session")
