@@ -213,25 +213,20 @@ def _world(engine, store, keys, bucket: str, sizes) -> list[dict]:
     from storage.catalog import tables as t
     from storage.catalog.migrate import upgrade
     from storage.copies import object_key_for, put_encrypted, upsert_copy
+    from testbed.catalog import add_recording
 
     upgrade(engine)
     now = datetime.now(timezone.utc)
-    number_hash = keys.number_hash("acme", NUMBER)
     with engine.begin() as conn:
         conn.execute(t.tenants.insert().values(id="acme", name="Acme", created_at=now))
         add_user(conn, user_id="manager-1", role="manager", tenants=["acme"], teams=[("acme", "t1", "manager")])
     out = []
     for label, size in sizes:
         audio = os.urandom(size)
-        rid = uuid.uuid4()
         with engine.begin() as conn:
+            rid, number_hash = add_recording(conn, keys, NUMBER, started=now - timedelta(hours=1), created=now,
+                                             duration_ms=3_600_000)
             caller = keys.caller_key(conn, tenant="acme", number_hash=number_hash)
-            conn.execute(t.recordings.insert().values(
-                id=rid, tenant_id="acme", external_id=f"ext-{rid}", started_at=now - timedelta(hours=1),
-                direction="inbound", caller_key_id=caller.id, number_hash=number_hash, agent_id="a1", team_id="t1",
-                caller_number_sealed=keys.seal_number(caller, tenant="acme", recording_id=rid, e164=NUMBER),
-                duration_ms=3_600_000, audio_format="opus", channels=1, redactions=[], restricted=False,
-                created_at=now, content_sha256="0" * 64))
             key = object_key_for("acme", rid, "production")
             stored = put_encrypted(conn, store, keys, caller=caller, bucket=bucket,
                                    object_key=key, audio=audio, tags={"tier": "production", "tenant": "acme"})

@@ -40,20 +40,6 @@ NOW = datetime.now(timezone.utc)
 NUMBER = "+33612345678"
 
 
-def _new_recording(conn, keys, number_hash: str) -> uuid.UUID:
-    from storage.catalog import tables as t
-
-    rid = uuid.uuid4()
-    caller = keys.caller_key(conn, tenant="acme", number_hash=number_hash)
-    conn.execute(t.recordings.insert().values(
-        id=rid, tenant_id="acme", external_id=f"bench-{rid}", started_at=NOW, direction="inbound",
-        caller_number_sealed=keys.seal_number(caller, tenant="acme", recording_id=rid, e164=NUMBER),
-        caller_key_id=caller.id, number_hash=number_hash, agent_id="a1", team_id="t1", duration_ms=60_000,
-        audio_format="opus", channels=1, redactions=[], restricted=False, created_at=NOW,
-        content_sha256="0" * 64))
-    return rid
-
-
 def run(quick: bool = False, reps: int | None = None) -> dict:
     import hashlib
 
@@ -66,6 +52,7 @@ def run(quick: bool = False, reps: int | None = None) -> dict:
                                 new_data_key)
     from storage.keys import KeyRing
     from storage.objectstore import ObjectStore
+    from testbed.catalog import add_recording
 
     reps = reps or (5 if quick else 9)
     range_reps = 30 if quick else 200
@@ -88,7 +75,7 @@ def run(quick: bool = False, reps: int | None = None) -> dict:
 
         def put_enc(payload: bytes) -> tuple[float, uuid.UUID, str, int]:
             with engine.begin() as conn:
-                rid = _new_recording(conn, keys, number_hash)
+                rid, _ = add_recording(conn, keys, NUMBER, started=NOW, duration_ms=60_000)
                 key = object_key_for("acme", rid, "production")
                 t0 = time.perf_counter()
                 stored = put_encrypted(conn, store, keys, bucket=bucket, object_key=key, audio=payload,
