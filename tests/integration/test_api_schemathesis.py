@@ -1,11 +1,11 @@
 """Schemathesis against the API's own OpenAPI document: no generated request, valid or not,
-gets a 5xx. The app runs in-process (ASGI) over real MinIO + PostgreSQL, once with a token of
-each role (internal control, who may call every operation, gets the most examples; the
-others reach the refusal paths: 403s, hidden ids, IT's number search), with a bounded
-number of examples per operation.
+gets a 5xx. The app is served over real HTTP by uvicorn (``tests.support.server``, as for the
+browser tests) over real MinIO + PostgreSQL, once with a token of each role (internal
+control, who may call every operation, gets the most examples; the others reach the refusal
+paths: 403s, hidden ids, IT's number search), with a bounded number of examples per operation.
 
-The schema is loaded once at import from an app that connects to nothing (``create_app``
-builds services lazily); each test then points that app at its own fresh world. (Not
+The schema is read once at import from an app that connects to nothing (``create_app``
+builds services lazily); each test sends its cases to the served app of its own fresh world. (Not
 ``schemathesis.pytest.from_fixture``: in schemathesis 4.32 it sets ``node._nodeid``, which
 pytest 9 no longer has.)
 
@@ -16,6 +16,7 @@ bodies and query strings also reach real recordings, copies and audio, not only 
 from __future__ import annotations
 
 import uuid
+from typing import Iterator
 
 import pytest
 import schemathesis
@@ -24,19 +25,18 @@ from schemathesis.checks import not_a_server_error
 
 from access.api import create_app
 from access.settings import AccessSettings
-from tests.support.world import SECRET, USERS, build_world
+from tests.support.server import served
+from tests.support.world import SECRET, USERS, World, build_world
 
 pytestmark = pytest.mark.integration
 
 APP = create_app(settings=AccessSettings(jwt_secret=SECRET))
-schema = schemathesis.openapi.from_asgi("/openapi.json", APP)
+schema = schemathesis.openapi.from_dict(APP.openapi())
 
 
 @pytest.fixture
-def world(pg_engine, store, keys, scratch_bucket, storage_settings):
-    w = build_world(pg_engine, store, keys, scratch_bucket, storage_settings)
-    APP.state.ctx = w.app.state.ctx  # services, settings, metrics and clock of this world
-    with w.client:
+def world(pg_engine, store, keys, scratch_bucket, storage_settings) -> Iterator[World]:
+    with served(build_world(pg_engine, store, keys, scratch_bucket, storage_settings)) as w:
         yield w
 
 
@@ -65,7 +65,8 @@ def test_every_role_is_fuzzed():
 @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
 def test_no_operation_answers_a_server_error(case, world):
     _real_ids(case, world)
-    case.call_and_validate(headers=world.auth(ROLES["internal-control"]), checks=[not_a_server_error])
+    case.call_and_validate(base_url=world.url, headers=world.auth(ROLES["internal-control"]),
+                           checks=[not_a_server_error])
 
 
 @pytest.mark.parametrize("role", [r for r in ROLES if r != "internal-control"])
@@ -73,4 +74,4 @@ def test_no_operation_answers_a_server_error(case, world):
 @settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck))
 def test_no_operation_answers_a_server_error_to_any_role(case, world, role):
     _real_ids(case, world)
-    case.call_and_validate(headers=world.auth(ROLES[role]), checks=[not_a_server_error])
+    case.call_and_validate(base_url=world.url, headers=world.auth(ROLES[role]), checks=[not_a_server_error])
