@@ -1,4 +1,6 @@
-"""Session fixtures: the real local stack, and per-test scratch topics, buckets and schemas.
+"""Session fixtures: the real local stack, and per-test scratch topics, buckets and schemas,
+storage settings for them, a key ring and an object store (the integration and the browser
+tests both use these).
 
 The stack is brought up here (idempotently) so ``pytest`` alone works; a server that does
 not come up is an error for every test that needs it, never a skip.

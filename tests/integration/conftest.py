@@ -1,4 +1,6 @@
-"""Fixtures shared by the storage integration tests."""
+"""Fixtures of the integration tests: a migrated schema, a running pipeline, the catalog on both
+engines, the erasure ledger, and the API test world. Thin: what they build is in
+``tests.support`` and ``testbed``."""
 
 from __future__ import annotations
 
@@ -14,8 +16,8 @@ from storage.catalog import tables as t
 from storage.catalog.migrate import upgrade
 from storage.objectstore import ObjectStore
 from storage.settings import StorageSettings
-from tests.support.catalog import NOW
 from testbed.pipeline import Pipeline, scratch_pipeline
+from tests.support.catalog import NOW
 from tests.support.stack import unique
 from tests.support.world import World, build_world
 
