@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-from callvault.errors import CallvaultError
+from core.errors import CallvaultError
 
 
 class AccessError(CallvaultError):
