@@ -171,6 +171,17 @@ def restrict(conn: sa.Connection, keys: KeyRing, *, tenant: str, numbers: list[s
 
 # -- rectification -------------------------------------------------------------------------
 
+def rectify_numbers(conn: sa.Connection, keys: KeyRing, *, tenant: str, numbers: list[str], actor: Actor,
+                    now: datetime, caller_number: str | None = None, agent_id: str | None = None,
+                    team_id: str | None = None) -> int:
+    """Rectify every recording of ``numbers`` (the request names the subject by number)."""
+    ids = [r["id"] for r in _recordings(conn, tenant, hashes(keys, tenant, numbers))]
+    if not ids:
+        return 0
+    return rectify(conn, keys, tenant=tenant, recording_ids=ids, actor=actor, now=now, caller_number=caller_number,
+                   agent_id=agent_id, team_id=team_id)
+
+
 def rectify(conn: sa.Connection, keys: KeyRing, *, tenant: str, recording_ids: list[uuid.UUID], actor: Actor,
             now: datetime, caller_number: str | None = None, agent_id: str | None = None,
             team_id: str | None = None) -> int:
