@@ -346,7 +346,8 @@ def ingest(raw: bytes, deps: IngestDeps, *, topic_tenant: str | None = None) -> 
                                                            e164=msg.caller_number or ""),  # "": withheld
                 agent_id=msg.agent_id, team_id=msg.team_id, duration_ms=processed.duration_ms,
                 audio_format=processed.format, channels=processed.channels,
-                redactions=[list(s) for s in msg.spans], created_at=now, content_sha256=print_))
+                redactions=[list(s) for s in processed.silenced],  # as silenced: cut at the audio's end
+                created_at=now, content_sha256=print_))
             stored = put_encrypted(conn, deps.store, deps.keys, caller=caller, bucket=bucket, object_key=key,
                                    audio=processed.data,
                                    tags={"tier": Tier.PRODUCTION.value, "tenant": tenant})
