@@ -18,6 +18,9 @@ else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+from typing import Iterator
+
 import typer
 from typer.core import TyperGroup
 
@@ -38,23 +41,34 @@ def _fail(message: str, code: int) -> typer.Exit:
     return typer.Exit(code)
 
 
+@contextmanager
+def _one_line() -> Iterator[None]:
+    try:
+        yield
+    except MalformedInput as exc:
+        raise _fail(str(exc), 2) from None
+    except CallvaultError as exc:
+        raise _fail(str(exc), 1) from None
+    except typer.TyperException as exc:  # Typer's usage errors (exit code 2) and file errors (1)
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            raise  # a group without arguments: its help
+        code = getattr(exc, "exit_code", 1)
+        where = getattr(getattr(exc, "ctx", None), "command_path", None)
+        see = f" (see `{where} --help`)" if code == 2 and where else ""
+        raise _fail(exc.format_message() + see, code) from None
+
+
 class _Commands(TyperGroup):
-    """The one error path of every command (the subcommands' arguments are parsed in here too)."""
+    """The one error path of every command: the top level's own options are parsed in
+    ``parse_args``, every subcommand's arguments and body run in ``invoke``."""
+
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
+        with _one_line():
+            return super().parse_args(ctx, args)
 
     def invoke(self, ctx: typer.Context):
-        try:
+        with _one_line():
             return super().invoke(ctx)
-        except MalformedInput as exc:
-            raise _fail(str(exc), 2) from None
-        except CallvaultError as exc:
-            raise _fail(str(exc), 1) from None
-        except typer.TyperException as exc:  # Typer's usage errors (exit code 2) and file errors (1)
-            if type(exc).__name__ == "NoArgsIsHelpError":
-                raise  # a group without arguments: its help
-            code = getattr(exc, "exit_code", 1)
-            where = getattr(getattr(exc, "ctx", None), "command_path", None)
-            see = f" (see `{where} --help`)" if code == 2 and where else ""
-            raise _fail(exc.format_message() + see, code) from None
 
 
 app = typer.Typer(cls=_Commands, no_args_is_help=True, add_completion=False,
@@ -74,10 +88,10 @@ GROUPS = (
     ("copies", lifecycle_cli.copies), ("holds", lifecycle_cli.holds), ("lifecycle", lifecycle_cli.lifecycle),
     ("users", access_cli.users), ("keys", storage_cli.keys), ("audit", storage_cli.audit_app),
     ("subjects", access_cli.subjects), ("dlq", ingest_cli.dlq_app), ("kafka", ingest_cli.kafka),
+    ("recordings", recordings_cli.recordings),
 )
 for name, group in GROUPS:
     app.add_typer(group, name=name)
-app.add_typer(recordings_cli.recordings, name="recordings")
 app.command("push")(ingest_cli.push)
 
 

@@ -113,7 +113,7 @@ def _authorise_hold(ctx: typer.Context, actor: str, action: Action, copy: list[u
     the policy rules first, then a target with no live copy is NotFound (nothing held, exit 1)."""
     if bool(copy) == bool(recording):
         raise typer.BadParameter("give either --copy (repeatable) or --recording")
-    copy_ids, recording_id = copy or None, ctx.obj.recording_id(recording) if recording else None
+    copy_ids, recording_id = list(dict.fromkeys(copy)) or None, ctx.obj.recording_id(recording) if recording else None
     targets = ctx.obj.copy_targets(copy_ids, recording_id)
     user = ctx.obj.authorise(actor, action, targets=targets,
                              target_type="recording" if recording_id else "copy",

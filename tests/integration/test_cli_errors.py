@@ -146,3 +146,11 @@ def test_a_bad_value_is_one_clean_line_and_the_right_exit_code(world, name, vari
     assert len(lines) == 1 and lines[0].startswith("error: "), shown
     assert says in lines[0], shown
     assert "Traceback" not in result.output and "╭" not in result.output, shown
+
+
+@pytest.mark.parametrize("args", [["--bogus-option"], ["no-such-command"], ["tenants", "no-such-command"]])
+def test_the_groups_answer_in_one_line_too(world, args) -> None:
+    result = world.cli(*args)
+    assert isinstance(result.exception, SystemExit) and result.exit_code == 2, result.output
+    assert result.stderr.strip().startswith("error: ") and args[-1] in result.stderr, result.output
+    assert "\n" not in result.stderr.strip() and "╭" not in result.output, result.output
