@@ -354,7 +354,7 @@ app.add_typer(users_app, name="users")
 @users_app.command("add")
 def users_add(
     user_id: str,
-    role: str = typer.Option(..., help="consultant, manager, coach, internal-control or it"),
+    role: str = typer.Option(..., help="consultant, manager, coach, internal-control, it or telephony"),
     tenant: list[str] = typer.Option(..., help="tenant slug (repeatable); * for a group-level user"),
     team: list[str] = typer.Option([], help="TENANT/TEAM/RELATION, relation = member, manager or coach (repeatable)"),
     agent: str = typer.Option(None, help="the agent id of a consultant's calls"),
