@@ -53,7 +53,7 @@ from storage.objectstore import ObjectStore
 from storage.residency import check_all
 from storage.settings import StorageSettings, get_catalog_settings, get_storage_settings
 
-from . import attempts, metrics
+from . import attempts, metrics, pushes
 from .exceptions import AudioEncodingFailed, IngestError, IngestErrorCode
 from . import sealing
 from .kafka_client import client_options, faust_credentials
@@ -167,8 +167,10 @@ def create_app(kafka: KafkaSettings | None = None, ingest_settings: IngestSettin
         d = get_deps()
         subject = identify(event.value, d)
         with d.engine.begin() as conn:
-            dl = d.quarantine.new(conn, reason=code, now=datetime.now(timezone.utc), tenant=subject.tenant,
+            now = datetime.now(timezone.utc)
+            dl = d.quarantine.new(conn, reason=code, now=now, tenant=subject.tenant,
                                   number_hash=subject.number_hash, recording_id=subject.recording_id)
+            pushes.settle(conn, subject.recording_id, "dead-lettered", reason=code, now=now)  # its status
         value = sealing.quarantine(subject.original, dead_letter_id=dl.id, key=dl.key)
         headers = {"callvault-dead-letter": str(dl.id).encode()}
         if subject.tenant:
