@@ -81,8 +81,10 @@ def pipeline(kafka_bootstrap, storage_settings, pg_schema_url, tmp_path) -> Iter
 
 @contextmanager
 def running_pipeline(kafka_bootstrap, storage_settings, pg_schema_url, tmp_path,
-                     extra_env: dict[str, str] | None = None) -> Iterator["Pipeline"]:
-    """The ``pipeline`` fixture's world; ``extra_env`` for its worker (and its other processes)."""
+                     extra_env: dict[str, str] | None = None, drops: bool = False) -> Iterator["Pipeline"]:
+    """The ``pipeline`` fixture's world; ``extra_env`` for its worker (and its other processes);
+    ``drops``: its landing bucket announces new objects (the S3 drop), which otherwise it does
+    not, so a test's own objects there are not taken for telephony's."""
     import asyncio
     import base64
     import os
@@ -104,7 +106,9 @@ def running_pipeline(kafka_bootstrap, storage_settings, pg_schema_url, tmp_path,
                           tenant_topic_prefix=f"{prefix}.tenant.")  # its own: no other test's tenant topics
     asyncio.run(create_topics(kafka_bootstrap, [kafka.recordings_topic], 4))
     master = base64.b64encode(os.urandom(32)).decode()
-    storage = storage_settings.model_copy(update={"master_key": SecretStr(master)})
+    storage = storage_settings.model_copy(update={"master_key": SecretStr(master),
+                                                  "drop_notify_target": storage_settings.drop_notify_target
+                                                  if drops else None})
     init_buckets(storage, say=lambda _m: None)
     from storage.admin import minio_admin_client
     from storage.ledger import init_ledger_bucket
@@ -205,7 +209,8 @@ def front_doors(kafka_bootstrap, storage_settings, pg_schema_url, tmp_path) -> I
 
     secret = secrets.token_urlsafe(32)
     env = {"CALLVAULT_ACCESS_JWT_SECRET": secret, "CALLVAULT_INGEST_MAX_AUDIO_BYTES": str(6 * 1024 * 1024)}
-    with running_pipeline(kafka_bootstrap, storage_settings, pg_schema_url, tmp_path, extra_env=env) as pipe:
+    with running_pipeline(kafka_bootstrap, storage_settings, pg_schema_url, tmp_path, extra_env=env,
+                          drops=True) as pipe:
         now = datetime.now(timezone.utc)
         with pipe.engine.begin() as conn:
             conn.execute(t.tenants.insert().values(id="globex", name="Globex", created_at=now))
