@@ -13,7 +13,7 @@
 
 from __future__ import annotations
 
-from callvault.errors import CallvaultError
+from core.errors import CallvaultError
 
 
 class AccessError(CallvaultError):

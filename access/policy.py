@@ -31,55 +31,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from enum import StrEnum
 
-
-class Role(StrEnum):
-    CONSULTANT = "consultant"
-    MANAGER = "manager"
-    COACH = "coach"
-    INTERNAL_CONTROL = "internal-control"
-    IT = "it"
-    TELEPHONY = "telephony"
-
-
-class Action(StrEnum):
-    """Permissions named ``resource:...:verb``; each decision is audited under this name."""
-
-    SEARCH = "recording:search"
-    SEARCH_BY_NUMBER = "recording:search:number"
-    VIEW_METADATA = "recording:metadata:view"
-    STREAM = "recording:audio:stream"
-    EXPORT = "recording:audio:export"
-    COPY_MONITORING = "copy:monitoring:create"
-    COPY_TRAINING = "copy:training:create"
-    COPY_EXTRACT = "copy:extract:create"
-    HOLD = "copy:hold:set"
-    RELEASE_HOLD = "copy:hold:release"
-    DELETE = "copy:delete"
-    SUBJECT_REQUEST = "subject:request:run"
-    AUDIT_READ = "audit:read"
-    LIFECYCLE_RUN = "lifecycle:sweep:run"
-    BREAK_GLASS = "recording:break-glass:open"
-    DLQ_READ = "ingest:dead-letters:read"
-    DLQ_MANAGE = "ingest:dead-letters:manage"
-    RETENTION_SET = "tenant:retention:set"
-    PUSH = "recording:ingest:push"
-    INGEST_STATUS = "recording:ingest:status"
-
-
-class Relation(StrEnum):
-    MEMBER = "member"
-    MANAGER = "manager"
-    COACH = "coach"
-
+from core.vocabulary import EXPIRED, Action, Relation, Role, Tier
 
 ALL_TENANTS = "*"
-PLAYABLE: dict[Role, frozenset[str]] = {
-    Role.CONSULTANT: frozenset({"production", "training"}),
-    Role.MANAGER: frozenset({"production", "monitoring", "training"}),
-    Role.COACH: frozenset({"production", "training"}),
-    Role.INTERNAL_CONTROL: frozenset({"production", "monitoring", "training", "complaint-extract"}),
+PLAYABLE: dict[Role, frozenset[Tier]] = {
+    Role.CONSULTANT: frozenset({Tier.PRODUCTION, Tier.TRAINING}),
+    Role.MANAGER: frozenset({Tier.PRODUCTION, Tier.MONITORING, Tier.TRAINING}),
+    Role.COACH: frozenset({Tier.PRODUCTION, Tier.TRAINING}),
+    Role.INTERNAL_CONTROL: frozenset(Tier),
     Role.IT: frozenset(),
     Role.TELEPHONY: frozenset(),
 }
@@ -107,7 +67,6 @@ METADATA = frozenset({Action.SEARCH, Action.SEARCH_BY_NUMBER, Action.VIEW_METADA
 # Reading audio or making a new copy of it: what a GDPR restriction stops for all but internal control.
 USES_AUDIO = frozenset({Action.STREAM, Action.EXPORT, Action.COPY_MONITORING, Action.COPY_TRAINING,
                         Action.COPY_EXTRACT})
-EXPIRED = "expired, awaiting deletion"
 
 
 @dataclass(frozen=True)

@@ -1,45 +1,23 @@
-"""Dependency wiring: build the engine, object store and key ring once, from settings."""
+"""The composition root: the one place that builds callvault's parts from settings.
+
+The CLI, the API, the worker and the demo get their dependencies from here; no package below
+builds its own engine, object store or key ring. Imports point down (``pyproject.toml``'s
+import-linter contracts): this module may import every package, and none imports it.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import lru_cache
 
-import sqlalchemy as sa
-
-from lifecycle.retention import Bounds
+from lifecycle.deps import Services
 from lifecycle.settings import LifecycleSettings, get_lifecycle_settings
-from storage.anchors import AuditAnchors
-from storage.catalog.db import UnitOfWork, make_engine
+from storage.catalog.db import make_engine
 from storage.keys import KeyRing
-from storage.ledger import ErasureLedger
 from storage.objectstore import ObjectStore
 from storage.residency import check_settings
 from storage.settings import StorageSettings, get_catalog_settings, get_storage_settings
 
-
-@dataclass
-class Services:
-    engine: sa.Engine
-    store: ObjectStore
-    keys: KeyRing
-    storage: StorageSettings
-    lifecycle: LifecycleSettings
-    ledger: ErasureLedger | None = None  # default: the erasure ledger the storage settings name
-    anchors: AuditAnchors | None = None  # default: from the storage settings (None without an anchor key)
-
-    def __post_init__(self) -> None:
-        if self.ledger is None:
-            self.ledger = ErasureLedger.from_settings(self.store, self.storage)
-        if self.anchors is None:
-            self.anchors = AuditAnchors.from_settings(self.store, self.storage)
-
-    def unit_of_work(self) -> UnitOfWork:
-        return UnitOfWork(self.engine, anchors=self.anchors)
-
-    @property
-    def bounds(self) -> Bounds:
-        return Bounds(self.lifecycle.min_months, self.lifecycle.max_months)
+__all__ = ["Services", "build_services", "services"]
 
 
 def build_services(storage: StorageSettings | None = None, catalog_url: str | None = None,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import typer
 
-from callvault.errors import CallvaultError
+from core.errors import CallvaultError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="callvault: call-recording lifecycle pipeline")
 stack_app = typer.Typer(no_args_is_help=True, help="Install, start, stop the local Kafka, MinIO and PostgreSQL")
@@ -184,8 +184,8 @@ def tenants_set_retention(
     """Override a tier's retention for a tenant; re-applies to existing copies."""
     from datetime import datetime, timezone
 
-    from access.policy import Action
     from callvault.bootstrap import services
+    from core.vocabulary import Action, AuditAction
     from lifecycle.retention import set_retention
 
     svc = services()
@@ -215,8 +215,8 @@ def copies_create(
     from datetime import datetime, timezone
 
     from access.operators import source_target
-    from access.policy import Action
     from callvault.bootstrap import services
+    from core.vocabulary import Action, AuditAction
     from lifecycle.copies import create_copy
 
     actions = {"monitoring": Action.COPY_MONITORING, "training": Action.COPY_TRAINING,
@@ -259,8 +259,8 @@ def holds_set(copy: list[str] = typer.Option([], help="copy id (repeatable)"),
     from datetime import datetime, timezone
 
     from access.operators import copy_targets
-    from access.policy import Action
     from callvault.bootstrap import services
+    from core.vocabulary import Action, AuditAction
     from lifecycle.holds import set_hold
 
     copy_ids, recording_id = _hold_targets(copy, recording)
@@ -283,8 +283,8 @@ def holds_release(copy: list[str] = typer.Option([], help="copy id (repeatable)"
     from datetime import datetime, timezone
 
     from access.operators import copy_targets
-    from access.policy import Action
     from callvault.bootstrap import services
+    from core.vocabulary import Action, AuditAction
     from lifecycle.holds import release_hold
 
     copy_ids, recording_id = _hold_targets(copy, recording)
@@ -362,8 +362,8 @@ def users_add(
     name: str = typer.Option(None, help="display name"),
 ) -> None:
     """Register a user."""
-    from callvault.bootstrap import services
     from access.identities import add_user
+    from callvault.bootstrap import services
 
     teams = []
     for spec in team:
@@ -380,8 +380,8 @@ def users_add(
 @users_app.command("revoke")
 def users_revoke(user_id: str) -> None:
     """Revoke a user at once: every request is refused, even with an unexpired token."""
-    from callvault.bootstrap import services
     from access.identities import revoke_user
+    from callvault.bootstrap import services
 
     with services().engine.begin() as conn:
         revoke_user(conn, user_id)
@@ -493,9 +493,9 @@ app.add_typer(audit_app, name="audit")
 def audit_verify() -> None:
     """Walk the hash chain and check it against the signed anchors; exit 1 naming the first
     edited, deleted, reordered or rewritten entry, or a cut tail."""
-    from access.audit import verify
     from callvault.bootstrap import services
-    from callvault.errors import CallvaultError
+    from core.errors import CallvaultError
+    from storage.audit import verify
 
     svc = services()
     try:
@@ -548,8 +548,8 @@ def audit_export(
     """Entries of a period as JSON Lines for a SIEM, streamed (ids and hashes; never audio or a number)."""
     import sys
 
-    from access.audit import export_jsonl
     from callvault.bootstrap import services
+    from storage.audit import export_jsonl
 
     first, last = _day(start), _day(end)
     if last <= first:
@@ -574,9 +574,9 @@ def _subject_run(fn, *, actor: str, scope: str, **kwargs):
     """Run a data-subject request for tenant ``scope`` once the policy allows ``actor`` to."""
     from datetime import timezone
 
-    from access.policy import Action
     from access.subjects import Actor
     from callvault.bootstrap import services
+    from core.vocabulary import Action, AuditAction
 
     svc = services()
     user = _authorise(svc.engine, actor, Action.SUBJECT_REQUEST, tenant=scope, target_type="tenant",
@@ -771,14 +771,12 @@ def dlq_replay(reason: str = typer.Option(None, help="only this reason code, e.g
     import asyncio
     from datetime import timezone
 
-    from access import audit
     from callvault.bootstrap import services
+    from core.vocabulary import Action, AuditAction
     from ingest.dlq import replay, select
-    from ingest.settings import get_kafka_settings
-
     from ingest.producer import catalog_seal_keys, resealer
-
-    from access.policy import Action
+    from ingest.settings import get_kafka_settings
+    from storage import audit
 
     svc = services()
     user = _authorise(svc.engine, actor, Action.DLQ_MANAGE, tenant=tenant, target_type="dead-letters",
@@ -787,7 +785,7 @@ def dlq_replay(reason: str = typer.Option(None, help="only this reason code, e.g
     sent = asyncio.run(replay(get_kafka_settings(), chosen,
                               reseal=resealer(catalog_seal_keys(svc.engine, svc.storage, kafka=get_kafka_settings()))))
     with services().engine.begin() as conn:
-        audit.append(conn, tenant=tenant, actor=user.id, role=user.role.value, action="dlq:replay",
+        audit.append(conn, tenant=tenant, actor=user.id, role=user.role.value, action=AuditAction.DLQ_REPLAY,
                      target_type="dead-letters",
                      target_id=f"{reason or '*'}/{tenant or '*'}", outcome="done", at=datetime.now(timezone.utc),
                      detail={"replayed": sent, "positions": [d.position for d in chosen][:200]})
@@ -805,19 +803,18 @@ def dlq_purge(older_than_days: float = typer.Option(..., "--older-than", min=0,
     import asyncio
     from datetime import timedelta, timezone
 
-    from access import audit
     from callvault.bootstrap import services
+    from core.vocabulary import Action, AuditAction
     from ingest.dlq import purge
     from ingest.settings import get_kafka_settings
-
-    from access.policy import Action
+    from storage import audit
 
     now = datetime.now(timezone.utc)
     user = _authorise(services().engine, actor, Action.DLQ_MANAGE, target_type="dead-letters",
                       target_id=f"older-than-{older_than_days:g}d")
     deleted = asyncio.run(purge(get_kafka_settings(), _dead_letters(release=False), older_than=now - timedelta(days=older_than_days)))
     with services().engine.begin() as conn:
-        audit.append(conn, tenant=None, actor=user.id, role=user.role.value, action="dlq:purge",
+        audit.append(conn, tenant=None, actor=user.id, role=user.role.value, action=AuditAction.DLQ_PURGE,
                      target_type="dead-letters",
                      target_id=f"older-than-{older_than_days:g}d", outcome="done", at=now, detail={"deleted": deleted})
     typer.echo(f"purged {deleted} dead letters older than {older_than_days:g} days")
@@ -919,9 +916,9 @@ def api(host: str = typer.Option(None, help="listen address (default: CALLVAULT_
     from callvault.bootstrap import services
 
     settings = get_access_settings()
-    # Services first, so a refused setting (residency, missing secret) stops here with its message.
     # No access log: a query string may hold a phone number; the API counts routes in /metrics.
-    uvicorn.run(create_app(services(), settings), host=host or settings.api_host, port=port or settings.api_port,
+    services()  # built first, so a refused setting (residency) stops here with its message
+    uvicorn.run(create_app(services, settings), host=host or settings.api_host, port=port or settings.api_port,
                 access_log=False)
 
 

@@ -24,17 +24,17 @@ from typing import Callable
 import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer
 
-from callvault.config import callvault_home
-from ingest.producer import Call, Producer
+from core.config import callvault_home
 from ingest.kafka_client import client_options, kafka_errors
+from ingest.producer import Call, Producer
 from ingest.settings import get_ingest_settings, get_kafka_settings
 from ingest.topics import ensure_topics
 from storage.admin import init_buckets, minio_admin_client
-from storage.ledger import init_ledger_bucket
 from storage.catalog import tables as t
 from storage.catalog.db import make_engine
 from storage.catalog.migrate import upgrade
 from storage.keys import KeyRing
+from storage.ledger import init_ledger_bucket
 from storage.settings import get_catalog_settings, get_storage_settings
 from storage.suppressions import suppress
 
@@ -126,7 +126,7 @@ def run_demo(say: Callable[[str], None] = print, timeout: float = 120.0) -> int:
     with engine.begin() as conn:
         if conn.execute(sa.select(t.tenants.c.id).where(t.tenants.c.id == TENANT)).first() is None:
             conn.execute(t.tenants.insert().values(id=TENANT, name="Demo collections", created_at=now))
-        from ingest.phone import normalise_number
+        from core.phone import normalise_number
 
         suppress(conn, tenant=TENANT, number_hash=keys.number_hash(TENANT, normalise_number(OBJECTOR)),
                  actor="demo")

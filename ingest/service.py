@@ -16,8 +16,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import uuid
 import logging
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from enum import StrEnum
@@ -25,7 +25,9 @@ from typing import Callable
 
 import sqlalchemy as sa
 
-from lifecycle.tiers import Tier, expires_at
+from core.phone import is_withheld, normalise_number
+from core.vocabulary import Tier
+from lifecycle.tiers import expires_at
 from storage.catalog import tables as t
 from storage.copies import object_key_for, put_encrypted, upsert_copy
 from storage.exceptions import KeyDestroyedError, ObjectNotFound
@@ -37,7 +39,6 @@ from storage.transit import IngestKeys, Quarantine
 
 from . import audio, pushes, sealing
 from .exceptions import ClaimCheckError, IngestError, RecordingConflict, SealError, TenantMismatch, UnknownTenant
-from .phone import is_withheld, normalise_number
 from .schema import RecordingMessage, parse_message
 from .settings import IngestSettings, KafkaSettings
 

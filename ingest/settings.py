@@ -10,7 +10,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from callvault.config import SectionSettings
+from core.config import SectionSettings
 
 
 class KafkaSettings(SectionSettings):
@@ -93,7 +93,7 @@ TENANT_SLUG = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 def get_kafka_settings() -> KafkaSettings:
     from pydantic import ValidationError
 
-    from callvault.errors import ConfigurationError
+    from core.errors import ConfigurationError
 
     try:
         return KafkaSettings()

@@ -42,20 +42,19 @@ from functools import partial
 import faust
 import sqlalchemy as sa
 
-from callvault.config import callvault_home
+from core.config import callvault_home
+from lifecycle.erasures import replay_ledger
 from storage.anchors import AuditAnchors
 from storage.catalog.db import make_engine
 from storage.exceptions import StorageError
-from lifecycle.erasures import replay_ledger
 from storage.keys import KeyRing
 from storage.ledger import ErasureLedger
 from storage.objectstore import ObjectStore
 from storage.residency import check_all
 from storage.settings import StorageSettings, get_catalog_settings, get_storage_settings
 
-from . import attempts, metrics, pushes
+from . import attempts, metrics, pushes, sealing
 from .exceptions import AudioEncodingFailed, IngestError, IngestErrorCode
-from . import sealing
 from .kafka_client import client_options, faust_credentials
 from . import drop_agent
 from .service import IngestDeps, Subject, drop_refused_landing, identify, ingest

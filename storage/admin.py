@@ -37,7 +37,7 @@ from minio.sseconfig import Rule as SSERule
 from minio.sseconfig import SSEConfig
 from minio.versioningconfig import VersioningConfig
 
-from lifecycle.tiers import DEFAULT_MAX_MONTHS, Tier
+from core.vocabulary import DEFAULT_MAX_MONTHS, Tier
 
 from .exceptions import StorageError
 from .settings import StorageSettings

@@ -7,7 +7,7 @@ from functools import lru_cache
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from callvault.config import SectionSettings, callvault_home
+from core.config import SectionSettings, callvault_home
 
 # EU/EEA regions of AWS (and the names a MinIO in the EU is configured with).
 EU_REGIONS = (

@@ -20,7 +20,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from callvault.errors import CallvaultError
+from core.errors import CallvaultError
 
 from .settings import StackSettings
 

@@ -26,19 +26,14 @@ keyed ``number_hash``. A change here needs a migration in
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Iterable
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
-TIERS = ("production", "monitoring", "training", "complaint-extract")
-ROLES = ("consultant", "manager", "coach", "internal-control", "it", "telephony")  # telephony: 0007
-DOORS = ("http", "s3-drop")  # how a push came in (``pushes.door``)
-PUSH_OUTCOMES = ("stored", "suppressed", "expired-on-arrival", "dead-lettered")
-DIRECTIONS = ("inbound", "outbound")
+from core.vocabulary import Direction, Door, Outcome, PushOutcome, Relation, Role, Tier
+
 KEY_PURPOSES = ("caller", "hold")
-TEAM_RELATIONS = ("member", "manager", "coach")
-OUTCOMES = ("allowed", "denied", "done", "failed")
 
 ENUM_LENGTH = 32
 HASH = sa.String(64)  # hex SHA-256 / HMAC-SHA256
@@ -75,10 +70,10 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
         return value.astimezone(timezone.utc)
 
 
-def string_enum(name: str, values: tuple[str, ...]) -> sa.Enum:
+def string_enum(name: str, values: Iterable[str]) -> sa.Enum:
     """VARCHAR + CHECK named ``ck_<table>_<name>``: portable, and a new value is a migration
     of one constraint rather than an ``ALTER TYPE``."""
-    return sa.Enum(*values, name=name, native_enum=False, create_constraint=True,
+    return sa.Enum(*(str(v) for v in values), name=name, native_enum=False, create_constraint=True,
                    validate_strings=True, length=ENUM_LENGTH)
 
 
@@ -101,7 +96,7 @@ tenants = sa.Table(
 tenant_retention = sa.Table(
     "tenant_retention", metadata,
     sa.Column("tenant_id", sa.String(64), sa.ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True),
-    sa.Column("tier", string_enum("tier", TIERS), primary_key=True),
+    sa.Column("tier", string_enum("tier", Tier), primary_key=True),
     sa.Column("months", sa.Integer, nullable=False),
     sa.CheckConstraint("months > 0", name="months_positive"),
 )
@@ -133,7 +128,7 @@ recordings = sa.Table(
     _tenant_fk(),
     sa.Column("external_id", sa.String(200), nullable=False),  # the telephony recording id
     sa.Column("started_at", UTCDateTime(), nullable=False),
-    sa.Column("direction", string_enum("direction", DIRECTIONS), nullable=False),
+    sa.Column("direction", string_enum("direction", Direction), nullable=False),
     sa.Column("number_hash", HASH, nullable=False),
     sa.Column("agent_id", sa.String(100), nullable=False),
     sa.Column("team_id", sa.String(100), nullable=True),
@@ -162,7 +157,7 @@ copies = sa.Table(
     "copies", metadata,
     sa.Column("id", sa.Uuid, primary_key=True),
     sa.Column("recording_id", sa.Uuid, sa.ForeignKey("recordings.id", ondelete="CASCADE"), nullable=False),
-    sa.Column("tier", string_enum("tier", TIERS), nullable=False),
+    sa.Column("tier", string_enum("tier", Tier), nullable=False),
     sa.Column("object_key", sa.String(300), nullable=False, unique=True),
     sa.Column("bucket", sa.String(63), nullable=False),
     sa.Column("size_bytes", sa.BigInteger, nullable=False),
@@ -210,7 +205,7 @@ users = sa.Table(
     "users", metadata,
     sa.Column("id", sa.String(64), primary_key=True),
     sa.Column("display_name", sa.String(200), nullable=False),
-    sa.Column("role", string_enum("role", ROLES), nullable=False),
+    sa.Column("role", string_enum("role", Role), nullable=False),
     sa.Column("tenants", json_type(), nullable=False, default=list, server_default=sa.text("'[]'")),  # ["*"]: all
     sa.Column("agent_id", sa.String(100), nullable=True),
     sa.Column("contract_end", sa.Date, nullable=True),
@@ -224,7 +219,7 @@ team_memberships = sa.Table(
     sa.Column("user_id", sa.String(64), sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
     sa.Column("tenant_id", sa.String(64), sa.ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True),
     sa.Column("team_id", sa.String(100), primary_key=True),
-    sa.Column("relation", string_enum("relation", TEAM_RELATIONS), primary_key=True),
+    sa.Column("relation", string_enum("relation", Relation), primary_key=True),
 )
 
 audit_events = sa.Table(
@@ -236,7 +231,7 @@ audit_events = sa.Table(
     sa.Column("action", sa.String(100), nullable=False),
     sa.Column("target_type", sa.String(32), nullable=False),
     sa.Column("target_id", sa.String(200), nullable=False),
-    sa.Column("outcome", string_enum("outcome", OUTCOMES), nullable=False),
+    sa.Column("outcome", string_enum("outcome", Outcome), nullable=False),
     sa.Column("reason", sa.Text, nullable=True),  # reason or ticket reference
     sa.Column("detail", json_type(), nullable=True),  # never audio, never a phone number
     sa.Column("prev_hash", HASH, nullable=True),  # NULL only for the first entry
@@ -258,7 +253,7 @@ break_glass = sa.Table(
     sa.Column("expires_at", UTCDateTime(), nullable=False),
     # CASCADE, not SET NULL: a grant for one recording must never widen to "any recording".
     sa.Column("recording_id", sa.Uuid, sa.ForeignKey("recordings.id", ondelete="CASCADE"), nullable=True),
-    # The tiers the grant opens (a subset of TIERS); a tier not named stays shut (0006).
+    # The tiers the grant opens (a subset of the tiers); a tier not named stays shut (0006).
     sa.Column("tiers", json_type(), nullable=False, server_default=sa.text("'[\"production\"]'")),
     sa.CheckConstraint("expires_at > granted_at", name="expires_after_grant"),
 )
@@ -325,11 +320,11 @@ pushes = sa.Table(
     sa.Column("recording_id", sa.Uuid, primary_key=True),  # ingest.service.recording_uuid(tenant, external id)
     _tenant_fk(),
     sa.Column("external_id", sa.String(200), nullable=False),
-    sa.Column("door", string_enum("door", DOORS), nullable=False),
+    sa.Column("door", string_enum("door", Door), nullable=False),
     sa.Column("principal", sa.String(100), nullable=False),
     sa.Column("fingerprint", HASH, nullable=False),  # ingest.service.fingerprint: audio SHA-256 and spans
     sa.Column("accepted_at", UTCDateTime(), nullable=False),
-    sa.Column("outcome", string_enum("outcome", PUSH_OUTCOMES), nullable=True),  # NULL: queued
+    sa.Column("outcome", string_enum("outcome", PushOutcome), nullable=True),  # NULL: queued
     sa.Column("reason", sa.String(64), nullable=True),  # a dead letter's reason code
     sa.Column("settled_at", UTCDateTime(), nullable=True),
     sa.UniqueConstraint("tenant_id", "external_id"),

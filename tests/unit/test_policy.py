@@ -4,16 +4,16 @@ straight from DESIGN.md §Roles (not from the implementation)."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from datetime import date, datetime, timedelta, timezone
-
-import dataclasses
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from access.policy import EXPIRED, USES_AUDIO, Action, BreakGlass, Relation, Role, Target, User, decide
+from access.policy import EXPIRED, USES_AUDIO, BreakGlass, Target, User, decide
+from core.vocabulary import Action, Relation, Role
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
 TIERS = ("production", "monitoring", "training", "complaint-extract")
@@ -47,7 +47,8 @@ SPEC: dict[tuple[Role, Action], frozenset[str]] = {
 }
 AUDIO = {Action.STREAM, Action.EXPORT, Action.COPY_MONITORING, Action.COPY_TRAINING, Action.COPY_EXTRACT}
 COPY_ACTIONS = [a for a in Action if a not in (Action.AUDIT_READ, Action.LIFECYCLE_RUN, Action.BREAK_GLASS,
-                                               Action.DLQ_READ, Action.DLQ_MANAGE, Action.RETENTION_SET)]
+                                               Action.DLQ_READ, Action.DLQ_MANAGE, Action.RETENTION_SET,
+                                               Action.REPORT_VIEW)]
 
 
 def make_user(role: Role, state: str) -> User:

@@ -28,7 +28,7 @@ import anyio
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, Field
 
-from callvault.errors import CallvaultError
+from core.errors import CallvaultError
 from ingest import front_door, pushes
 from ingest.pushes import State
 from ingest.service import recording_uuid
