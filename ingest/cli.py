@@ -17,7 +17,7 @@ import typer
 
 from core.errors import CallvaultError
 from core.inputs import amount, aware_time, one_of, parsed, span_ms, telephony_id
-from core.vocabulary import Action, AuditAction, Direction
+from core.vocabulary import Action, AuditAction, Direction, PushOutcome
 from lifecycle import service as lifecycle_service
 from storage import audit
 from storage.settings import get_storage_settings
@@ -26,9 +26,11 @@ from storage.transit import Quarantine
 from . import dlq
 from .exceptions import IngestErrorCode, KafkaAccessError
 from .kafka_admin import grant_telephony, password_from_env
-from .outcome import DEAD_LETTER, PushOutcome, push_and_wait
+from .outcome import CallOutcome, push_and_wait
 from .producer import Call, catalog_seal_keys, check_start, new_recording_id, push_call, resealer
+from .service import Outcome
 from .settings import get_ingest_settings, get_kafka_settings
+
 
 class Span(tuple):
     """START_MS-END_MS as ``(start, end)`` (a class: Typer lists only plain types)."""
@@ -217,18 +219,18 @@ def push(
     _say_outcome(ctx, ref, timeout, outcome)
 
 
-def _say_outcome(ctx: typer.Context, ref: str, timeout: float, outcome: PushOutcome | None) -> None:
+def _say_outcome(ctx: typer.Context, ref: str, timeout: float, outcome: CallOutcome | None) -> None:
     if outcome is None:
         raise CallvaultError(f"pushed {ref}, but no outcome came within {timeout:g} s",
                              hint="the call waits on the topic until a worker handles it: is one running "
                                   f"(`callvault worker`)? `callvault recordings show {ref} --actor ...` finds it "
                                   "once stored")
-    if outcome.kind == DEAD_LETTER:
+    if outcome.kind == PushOutcome.DEAD_LETTERED:
         raise CallvaultError(f"{ref} was dead-lettered, nothing stored: {outcome.reason}: {outcome.error}",
                              hint=f"`callvault dlq show {outcome.position}` shows it; fix the cause and "
                                   "push it again (or `callvault dlq replay`)")
     event = outcome.event
-    if outcome.kind == "stored":
+    if outcome.kind == Outcome.STORED:
         tenant, _, external_id = ref.partition("/")
         with ctx.obj.services().unit_of_work() as uow:
             row = lifecycle_service.recording_by_external_id(uow, tenant=tenant, external_id=external_id)
@@ -236,9 +238,9 @@ def _say_outcome(ctx: typer.Context, ref: str, timeout: float, outcome: PushOutc
         typer.echo(f"stored {ref} as recording {event['recording_id']}: {(event['duration_ms'] or 0) / 1000:.1f} s, "
                    f"silenced {silenced}; production copy {event['copy_id']} until {event['expires_at'][:10]}")
         typer.echo(f"see it: callvault recordings show {ref} --actor USER")
-    elif outcome.kind == "duplicate":
+    elif outcome.kind == Outcome.DUPLICATE:
         typer.echo(f"duplicate: {ref} was already stored as recording {event['recording_id']}; nothing changed")
-    elif outcome.kind == "suppressed":
+    elif outcome.kind == Outcome.SUPPRESSED:
         typer.echo(f"suppressed: the caller of {ref} objected to being recorded; nothing stored")
     else:
         typer.echo(f"{outcome.kind}: {ref} was not stored (its production retention had already passed, "

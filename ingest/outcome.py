@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from core.vocabulary import PushOutcome
 from storage.settings import StorageSettings
 
 from .exceptions import KafkaAccessError
@@ -29,12 +30,10 @@ from .producer import Call, Producer
 from .settings import KafkaSettings
 from .topics import ensure_topics
 
-DEAD_LETTER = "dead-letter"
-
 
 @dataclass(frozen=True)
-class PushOutcome:
-    kind: str  # an ``ingest.service.Outcome`` value, or "dead-letter"
+class CallOutcome:
+    kind: str  # an ``ingest.service.Outcome`` value (the event's type), or ``PushOutcome.DEAD_LETTERED``
     event: dict = field(default_factory=dict)  # the event (ids and facts only)
     reason: str = ""  # a dead letter's reason code and error
     error: str = ""
@@ -68,7 +67,7 @@ class OutcomeWatcher:
         for tp, offset in (await self._consumer.end_offsets(tps)).items():
             self._consumer.seek(tp, offset)
 
-    async def wait(self, tenant: str, telephony_id: str, timeout: float) -> PushOutcome | None:
+    async def wait(self, tenant: str, telephony_id: str, timeout: float) -> CallOutcome | None:
         """The outcome for this call, or None when nothing came within ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
         key = telephony_id.encode()
@@ -82,19 +81,19 @@ class OutcomeWatcher:
                             return found
         return None
 
-    def _match(self, r, tenant: str, telephony_id: str, key: bytes) -> PushOutcome | None:
+    def _match(self, r, tenant: str, telephony_id: str, key: bytes) -> CallOutcome | None:
         if r.topic == self.kafka.dlq_topic:
             headers = {k: v.decode(errors="replace") for k, v in (r.headers or ())}
             if r.key != key or headers.get("callvault-tenant", tenant) != tenant:
                 return None
-            return PushOutcome(DEAD_LETTER, reason=headers.get("callvault-reason", "?"),
+            return CallOutcome(PushOutcome.DEAD_LETTERED, reason=headers.get("callvault-reason", "?"),
                                error=headers.get("callvault-error", ""), position=f"{r.partition}:{r.offset}")
         try:
             event = json.loads(r.value)
         except (TypeError, ValueError):
             return None
         if isinstance(event, dict) and event.get("tenant") == tenant and event.get("external_id") == telephony_id:
-            return PushOutcome(str(event.get("type")), event=event)
+            return CallOutcome(str(event.get("type")), event=event)
         return None
 
 
@@ -119,11 +118,11 @@ async def _partitions(kafka: KafkaSettings) -> dict[str, list[int]]:
 
 
 def push_and_wait(call: Call, kafka: KafkaSettings, storage: StorageSettings, *, inline_max_bytes: int,
-                  timeout: float) -> PushOutcome | None:
+                  timeout: float) -> CallOutcome | None:
     """Send the call (its ``recording_id`` set) and wait up to ``timeout`` seconds for its outcome."""
     assert call.recording_id, "the watcher needs the telephony id before sending"
 
-    async def run() -> PushOutcome | None:
+    async def run() -> CallOutcome | None:
         async with OutcomeWatcher(kafka) as watcher:
             async with Producer(kafka, storage, inline_max_bytes=inline_max_bytes) as producer:
                 await producer.push(call)
