@@ -903,9 +903,10 @@ def demo(timeout: float = typer.Option(120.0, help="seconds to wait for the work
 @app.command("worker")
 def worker(loglevel: str = typer.Option("info", "--loglevel", "-l", help="crit, error, warn, info or debug")) -> None:
     """Run the ingest worker (faust) until interrupted."""
+    from callvault.bootstrap import build_worker_deps
     from ingest.worker import run_worker
 
-    run_worker(loglevel)
+    run_worker(build_worker_deps(), loglevel)
 
 
 @app.command("api")
