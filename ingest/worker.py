@@ -77,13 +77,9 @@ def _faust_app(kafka: KafkaSettings, settings: IngestSettings) -> faust.App:
 
 def _topics(app: faust.App, kafka: KafkaSettings) -> Topics:
     configs = topic_configs(kafka)
-
-    def topic(name: str) -> faust.TopicT:
-        return app.topic(name, key_serializer="raw", value_serializer="raw", partitions=kafka.partitions,
-                         internal=True, config=configs[name])
-
-    topics = Topics(recordings=topic(kafka.recordings_topic), dlq=topic(kafka.dlq_topic),
-                    events=topic(kafka.events_topic))
+    topics = Topics(*(app.topic(name, key_serializer="raw", value_serializer="raw", partitions=kafka.partitions,
+                                internal=True, config=configs[name])
+                      for name in (kafka.recordings_topic, kafka.dlq_topic, kafka.events_topic)))
     # One list shared by the recordings topic and the agent's clones of it (faust copies the
     # reference): per-tenant topics are appended as they appear (faust 0.15's `pattern=` subscribes
     # to nothing), and a short lock makes the resubscription follow within a second or so.
