@@ -17,13 +17,14 @@ from typing import Iterable
 
 import sqlalchemy as sa
 
+from core.vocabulary import Action
 from lifecycle.copies import source_query
+from storage import audit
 from storage.catalog import tables as t
 
-from . import audit
 from .exceptions import Forbidden
 from .identities import load_user
-from .policy import ALL_TENANTS, EXTRA, Action, Target, User, account_state, decide
+from .policy import ALL_TENANTS, EXTRA, Target, User, account_state, decide
 
 
 def os_user() -> str:

@@ -18,18 +18,16 @@ date apply at once, even to tokens that have not expired.
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
-
 from enum import StrEnum
 
 import jwt
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from callvault.errors import ConfigurationError
+from core.errors import ConfigurationError
 
 from .exceptions import Unauthenticated
 from .settings import AccessSettings
-
 
 MIN_SECRET_BYTES = 32
 _HINT = "set at least 32 random bytes, e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`"

@@ -1,53 +1,35 @@
-"""Dependency wiring: build the engine, object store and key ring once, from settings.
+"""The composition root: the one place that builds callvault's parts from settings.
 
-``services()`` serves the CLI and the API; ``build_worker_deps()`` the ingest worker.
+The CLI, the API, the worker and the demo get their dependencies from here; no package below
+builds its own engine, object store or key ring. Imports point down (``pyproject.toml``'s
+import-linter contracts): this module may import every package, and none imports it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import uuid
+from datetime import datetime, timezone
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-import sqlalchemy as sa
-
-from lifecycle.retention import Bounds
+from access import operators
+from access.policy import Target, User
+from core.vocabulary import Action
+from lifecycle.deps import Services
 from lifecycle.settings import LifecycleSettings, get_lifecycle_settings
-from storage.anchors import AuditAnchors
-from storage.catalog.db import UnitOfWork, make_engine
+from storage.catalog.db import make_engine
 from storage.keys import KeyRing
-from storage.ledger import ErasureLedger
 from storage.objectstore import ObjectStore
 from storage.residency import check_settings
+from storage.anchors import AuditAnchors
+from storage.ledger import ErasureLedger
 from storage.settings import StorageSettings, get_catalog_settings, get_storage_settings
 
 if TYPE_CHECKING:
     from ingest.runtime import WorkerDeps
     from ingest.settings import IngestSettings, KafkaSettings
 
-
-@dataclass
-class Services:
-    engine: sa.Engine
-    store: ObjectStore
-    keys: KeyRing
-    storage: StorageSettings
-    lifecycle: LifecycleSettings
-    ledger: ErasureLedger | None = None  # default: the erasure ledger the storage settings name
-    anchors: AuditAnchors | None = None  # default: from the storage settings (None without an anchor key)
-
-    def __post_init__(self) -> None:
-        if self.ledger is None:
-            self.ledger = ErasureLedger.from_settings(self.store, self.storage)
-        if self.anchors is None:
-            self.anchors = AuditAnchors.from_settings(self.store, self.storage)
-
-    def unit_of_work(self) -> UnitOfWork:
-        return UnitOfWork(self.engine, anchors=self.anchors)
-
-    @property
-    def bounds(self) -> Bounds:
-        return Bounds(self.lifecycle.min_months, self.lifecycle.max_months)
+__all__ = ["Root", "Services", "build_services", "build_worker_deps", "services"]
 
 
 def build_services(storage: StorageSettings | None = None, catalog_url: str | None = None,
@@ -66,12 +48,12 @@ def services() -> Services:
 
 
 def build_worker_deps(storage: StorageSettings | None = None, catalog_url: str | None = None,
-                      ingest: "IngestSettings | None" = None, kafka: "KafkaSettings | None" = None,
-                      lifecycle: LifecycleSettings | None = None) -> "WorkerDeps":
+                      ingest: IngestSettings | None = None, kafka: KafkaSettings | None = None,
+                      lifecycle: LifecycleSettings | None = None) -> WorkerDeps:
     """The ingest worker's dependencies. Nothing connects yet: the worker checks where its buckets
     actually are and replays the erasure ledger itself (``ingest.runtime.prepare``), retried
     while a server is down."""
-    from ingest.runtime import WorkerDeps
+    from ingest.runtime import WorkerDeps  # faust: imported only by what runs the worker
     from ingest.service import IngestDeps
     from ingest.settings import get_ingest_settings, get_kafka_settings
 
@@ -87,3 +69,28 @@ def build_worker_deps(storage: StorageSettings | None = None, catalog_url: str |
     return WorkerDeps(ingest=deps, ledger=ErasureLedger.from_settings(store, storage),
                       anchors=AuditAnchors.from_settings(store, storage),
                       sweep_batch_size=(lifecycle or get_lifecycle_settings()).sweep_batch_size)
+
+
+class Root:
+    """What every command gets as ``ctx.obj``: the services, and the operator checks wired to them.
+
+    Built per CLI invocation; nothing connects until a command asks for the services."""
+
+    def services(self) -> Services:
+        return services()
+
+    def authorise(self, actor: str, action: Action, **kwargs: Any) -> User:
+        """The ``--actor`` as a registered user the policy allows ``action``; audited with the OS user
+        (``access.operators``); a refusal is raised as one ``Forbidden`` line."""
+        return operators.authorise(self.services().engine, actor, action, now=datetime.now(timezone.utc), **kwargs)
+
+    def copy_targets(self, copy_ids: list[uuid.UUID] | None, recording_id: uuid.UUID | None) -> list[Target]:
+        return operators.copy_targets(self.services().engine, copy_ids, recording_id)
+
+    def source_target(self, recording_id: uuid.UUID, now: datetime) -> list[Target]:
+        return operators.source_target(self.services().engine, recording_id, now)
+
+    def run_worker(self, loglevel: str) -> None:
+        from ingest.worker import run_worker  # faust: imported only by the command that runs it
+
+        run_worker(build_worker_deps(), loglevel)

@@ -23,8 +23,10 @@ from typing import Callable
 
 import sqlalchemy as sa
 
+from core.phone import is_withheld, normalise_number
+from core.vocabulary import Tier
 from lifecycle.retention import tenant_overrides
-from lifecycle.tiers import Tier, expires_at
+from lifecycle.tiers import expires_at
 from storage.catalog import tables as t
 from storage.copies import object_key_for, put_encrypted, upsert_copy
 from storage.exceptions import KeyDestroyedError
@@ -34,10 +36,9 @@ from storage.settings import StorageSettings
 from storage.suppressions import is_suppressed
 from storage.transit import IngestKeys, Quarantine
 
-from . import audio, sealing
+from . import audio, pushes, sealing
 from .exceptions import IngestError, RecordingConflict, SealError, TenantMismatch, UnknownTenant
 from .landing import drop_landing, fetch_audio
-from .phone import is_withheld, normalise_number
 from .schema import RecordingMessage, parse_message
 from .settings import IngestSettings, KafkaSettings
 
@@ -231,6 +232,7 @@ def ingest(raw: bytes, deps: IngestDeps, *, topic_tenant: str | None = None) -> 
         stored = _stored_fingerprint(conn, call.msg)
     if suppressed:
         drop_landing(call.msg, deps)
+        _settle(deps, call, Outcome.SUPPRESSED)
         return call.result(Outcome.SUPPRESSED)
     if stored is not None:
         return _duplicate_of(call, stored, deps)
@@ -238,6 +240,7 @@ def ingest(raw: bytes, deps: IngestDeps, *, topic_tenant: str | None = None) -> 
                         overrides=overrides)
     if expiry <= call.now:  # nothing is kept longer than its tier allows, not even for a moment
         drop_landing(call.msg, deps)
+        _settle(deps, call, Outcome.EXPIRED_ON_ARRIVAL)
         return call.result(Outcome.EXPIRED_ON_ARRIVAL, expires_at=expiry)
     return _store(call, expiry, deps)
 
@@ -259,6 +262,12 @@ def receive(raw: bytes, deps: IngestDeps, *, topic_tenant: str | None = None) ->
     number_hash = (deps.keys.withheld_hash(msg.tenant, rid) if msg.withheld
                    else deps.keys.number_hash(msg.tenant, msg.caller_number))
     return Arrival(msg, rid, number_hash, fingerprint(msg, _source_sha256(msg)), now)
+
+
+def _settle(deps: IngestDeps, call: Arrival, outcome: Outcome) -> None:
+    """A front door's push learns its outcome (``ingest.pushes``); nothing for any other call."""
+    with deps.engine.begin() as conn:
+        pushes.settle(conn, call.recording_id, outcome.value, now=call.now)
 
 
 def _stored_fingerprint(conn: sa.Connection, msg: RecordingMessage) -> str | None:
@@ -317,5 +326,7 @@ def _write(call: Arrival, processed: audio.ProcessedAudio, expiry: datetime, dep
         stored = put_encrypted(conn, deps.store, deps.keys, caller=caller, bucket=bucket,
                                object_key=object_key_for(tenant, rid, Tier.PRODUCTION), audio=processed.data,
                                tags={"tier": Tier.PRODUCTION.value, "tenant": tenant})
-        return upsert_copy(conn, recording_id=rid, tier=Tier.PRODUCTION.value, stored=stored,
-                           bucket=bucket, expires_at=expiry, created_by="ingest", now=call.now)
+        copy_id = upsert_copy(conn, recording_id=rid, tier=Tier.PRODUCTION.value, stored=stored,
+                              bucket=bucket, expires_at=expiry, created_by="ingest", now=call.now)
+        pushes.settle(conn, rid, Outcome.STORED.value, now=call.now)  # a front door's push: its status
+        return copy_id

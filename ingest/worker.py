@@ -26,9 +26,9 @@ so a catalog restored from a backup never revives an erased caller.
 
 The pieces: ``ingest.runtime`` (what the worker is given, its thread pool, the ledger replay at
 start), ``ingest.retry`` (the one backoff), ``ingest.agents`` (the batch agent),
-``ingest.dead_letters`` (the dead-letter sender), ``ingest.background`` (start, per-tenant topics,
-sweep timer). This module assembles them into a faust app; ``callvault.bootstrap`` builds the
-dependencies.
+``ingest.dead_letters`` (the dead-letter sender), ``ingest.drop_agent`` (objects dropped in the
+landing bucket), ``ingest.background`` (start, per-tenant topics, sweep timer). This module
+assembles them into a faust app; ``callvault.bootstrap`` builds the dependencies.
 """
 
 
@@ -38,11 +38,12 @@ from dataclasses import dataclass
 
 import faust
 
-from callvault.config import callvault_home
+from core.config import callvault_home
 
 from .agents import BatchAgent
 from .background import StartUp, SweepTimer, TenantTopicFollower
 from .dead_letters import DeadLetterSender
+from .drop_agent import DropAgent
 from .kafka_client import faust_credentials
 from .runtime import WorkerDeps, WorkerRuntime
 from .settings import IngestSettings, KafkaSettings
@@ -54,6 +55,7 @@ class Topics:
     recordings: faust.TopicT
     dlq: faust.TopicT
     events: faust.TopicT
+    drops: faust.TopicT  # the landing bucket's notifications (``ingest.drop``)
 
 
 def _faust_app(kafka: KafkaSettings, settings: IngestSettings) -> faust.App:
@@ -79,7 +81,9 @@ def _topics(app: faust.App, kafka: KafkaSettings) -> Topics:
     configs = topic_configs(kafka)
     topics = Topics(*(app.topic(name, key_serializer="raw", value_serializer="raw", partitions=kafka.partitions,
                                 internal=True, config=configs[name])
-                      for name in (kafka.recordings_topic, kafka.dlq_topic, kafka.events_topic)))
+                      for name in (kafka.recordings_topic, kafka.dlq_topic, kafka.events_topic)),
+                    drops=app.topic(kafka.drop_topic, key_serializer="raw", value_serializer="raw", internal=True,
+                                    config=configs[kafka.drop_topic]))
     # One list shared by the recordings topic and the agent's clones of it (faust copies the
     # reference): per-tenant topics are appended as they appear (faust 0.15's `pattern=` subscribes
     # to nothing), and a short lock makes the resubscription follow within a second or so.
@@ -94,8 +98,9 @@ def create_app(deps: WorkerDeps) -> faust.App:
     app = _faust_app(kafka, settings)
     topics = _topics(app, kafka)
     runtime = WorkerRuntime(deps)
-    agent = BatchAgent(runtime, topics.events, DeadLetterSender(runtime, topics.dlq))
-    app.agent(topics.recordings, name="callvault.ingest")(agent.consume)
+    dead_letters = DeadLetterSender(runtime, topics.dlq)
+    app.agent(topics.recordings, name="callvault.ingest")(BatchAgent(runtime, topics.events, dead_letters).consume)
+    app.agent(topics.drops, name="callvault.drop")(DropAgent(runtime, dead_letters).consume)
     app.task(StartUp(runtime, [topics.dlq, topics.events]).run)
     app.task(TenantTopicFollower(app, topics.recordings.topics, runtime).run)
     if settings.sweep_interval_seconds > 0:

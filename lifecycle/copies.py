@@ -22,8 +22,8 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from access import audit
-from access.policy import EXPIRED
+from core.vocabulary import EXPIRED, AuditAction, Tier
+from storage import audit
 from storage.catalog import tables as t
 from storage.copies import object_key_for, plaintext_length, put_encrypted, stream_copy, upsert_copy
 from storage.keys import KeyRing
@@ -31,7 +31,7 @@ from storage.objectstore import ObjectStore
 
 from .exceptions import CopyNotAllowed, NotFound
 from .retention import parse_tier, tenant_overrides
-from .tiers import Tier, expires_at
+from .tiers import expires_at
 
 
 @dataclass(frozen=True)
@@ -100,7 +100,7 @@ def create_copy(conn: sa.Connection, store: ObjectStore, keys: KeyRing, *, recor
     copy_id = upsert_copy(conn, recording_id=recording_id, tier=tier_.value, stored=stored, bucket=bucket,
                           expires_at=expiry, created_by=actor, reason=reason, training_report=training_report,
                           now=now)
-    audit.append(conn, tenant=recording["tenant_id"], actor=actor, role=role, action="copy", target_type="copy", target_id=str(copy_id),
+    audit.append(conn, tenant=recording["tenant_id"], actor=actor, role=role, action=AuditAction.COPY_CREATE, target_type="copy", target_id=str(copy_id),
                  outcome="done", reason=reason or None, at=now,
                  detail={"recording_id": str(recording_id), "tier": tier_.value, "source_copy": str(source),
                          "expires_at": expiry.isoformat()})

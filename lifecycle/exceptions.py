@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from callvault.errors import CallvaultError
+from core.errors import CallvaultError
 
 
 class LifecycleError(CallvaultError):

@@ -7,7 +7,7 @@ from functools import lru_cache
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from callvault.config import SectionSettings
+from core.config import SectionSettings
 
 from .tiers import DEFAULT_MAX_MONTHS, DEFAULT_MIN_MONTHS
 

@@ -13,7 +13,7 @@
 
 from __future__ import annotations
 
-from callvault.errors import CallvaultError, ConfigurationError
+from core.errors import CallvaultError, ConfigurationError
 
 
 class StorageError(CallvaultError):

@@ -11,6 +11,7 @@ user, and the same checks then apply to that user.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import uuid
@@ -21,10 +22,14 @@ from typing import Annotated, Callable
 from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from callvault.bootstrap import Services
+from core.errors import ConfigurationError
+from core.vocabulary import AuditAction
+from lifecycle.deps import Services
+from storage import audit
+from ingest.producer import Producer
 from storage.catalog.db import UnitOfWork
 
-from .. import audit, tokens
+from .. import tokens
 from ..exceptions import Forbidden, Unauthenticated
 from ..identities import load_user
 from ..policy import User, account_state
@@ -42,15 +47,38 @@ class ApiContext:
     settings: AccessSettings
     metrics: ApiMetrics
     clock: Callable[[], datetime] = utcnow
-    _services: Services | None = field(default=None, repr=False)
+    _services: Services | Callable[[], Services] | None = field(default=None, repr=False)
+    _producer: Producer | None = field(default=None, repr=False)
+    _producer_lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
+
+    async def producer(self) -> Producer:
+        """The Kafka producer of the push endpoint, started on the first push (``close`` stops it).
+        It seals to the tenants' ingest keys straight from the catalog."""
+        async with self._producer_lock:
+            if self._producer is None:
+                from ingest.producer import catalog_seal_keys
+                from ingest.settings import get_kafka_settings
+
+                kafka, svc = get_kafka_settings(), self.services
+                producer = Producer(kafka, svc.storage, store=svc.store,
+                                    seal_keys=catalog_seal_keys(svc.engine, svc.storage, kafka=kafka))
+                self._producer = await producer.__aenter__()
+        return self._producer
+
+    async def close(self) -> None:
+        if self._producer is not None:
+            await self._producer.__aexit__(None, None, None)
+            self._producer = None
 
     @property
     def services(self) -> Services:
-        """Built on first use, so creating the app connects to nothing."""
+        """Given by the composition root, or built by its factory on first use (so creating the app
+        connects to nothing)."""
         if self._services is None:
-            from callvault.bootstrap import services
-
-            self._services = services()
+            raise ConfigurationError("services", "this app was created without services",
+                                     hint="pass create_app(services=...) as callvault.bootstrap does")
+        if callable(self._services):
+            self._services = self._services()
         return self._services
 
     def unit_of_work(self) -> UnitOfWork:
@@ -88,7 +116,7 @@ def _active(request: Request, ctx: ApiContext, user: User, at: datetime) -> User
         with ctx.services.engine.begin() as conn:
             mine = sorted(user.tenants)
             audit.append(conn, tenant=mine[0] if len(mine) == 1 and mine[0] != "*" else None, actor=user.id,
-                         role=user.role.value, action="api:request", target_type="route",
+                         role=user.role.value, action=AuditAction.API_REQUEST, target_type="route",
                          target_id=f"{request.method} {route}", outcome="denied", reason=refused.reason, at=at)
         ctx.metrics.decision("api:request", False)
         raise Forbidden(refused.reason)

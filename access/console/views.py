@@ -11,19 +11,20 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Literal
 
 from fastapi import APIRouter, Depends
 from fastapi.responses import RedirectResponse
 from pydantic import BaseModel
 
+from core.vocabulary import Role, Tier
+
 from ..api import catalog
 from ..api.deps import ApiContext, context, current_user, now
-from ..api.models import RecordingDetail, errors
+from ..api.models import NewCopyTier, RecordingDetail, errors
 from ..api.views.lifecycle import may_read_report
 from ..api.views.recordings import recording_detail
 from ..identities import active_grant
-from ..policy import Role, User
+from ..policy import User
 from .capabilities import CopyView, pages, recording_actions
 
 router = APIRouter(tags=["console"])
@@ -50,12 +51,12 @@ class GrantOut(BaseModel):
     ticket: str
     expires_at: datetime
     recording_id: str | None
-    tiers: list[str]
+    tiers: list[Tier]
 
 
 class ActionsOut(BaseModel):
     copies: list[CopyActionsOut]
-    create: list[Literal["monitoring", "training", "complaint-extract"]]
+    create: list[NewCopyTier]
     hold_all: bool
     release_all: bool
     break_glass: bool

@@ -26,7 +26,7 @@ from access.api import create_app
 from access.identities import add_user
 from access.settings import AccessSettings
 from access.tokens import issue_token
-from callvault.bootstrap import Services
+from lifecycle.deps import Services
 from lifecycle.settings import LifecycleSettings
 from storage.catalog import tables as t
 from storage.catalog.migrate import upgrade

@@ -22,12 +22,12 @@ from pydantic import SecretStr
 from access.api import create_app
 from access.api.ranges import ByteRange, Unsatisfiable, parse_range
 from access.api.streaming import windows
-from access.audit import verify
 from access.identities import add_user, revoke_user
 from access.settings import AccessSettings
 from access.tokens import issue_token
-from callvault.bootstrap import Services
+from lifecycle.deps import Services
 from lifecycle.settings import LifecycleSettings
+from storage.audit import verify
 from storage.catalog import tables as t
 from storage.catalog.migrate import upgrade
 from storage.copies import read_copy
@@ -426,7 +426,7 @@ def test_coach_creates_a_training_copy_while_a_consultant_is_refused(world):
     assert extract.status_code == 201
     assert world.post(f"/recordings/{uuid.uuid4()}/copies", "control-1",
                       json={"tier": "monitoring"}).status_code == 404
-    assert [r["outcome"] for r in world.audit_rows(action="copy")] == ["done"] * 3  # lifecycle's own entries
+    assert [r["outcome"] for r in world.audit_rows(action="copy:create")] == ["done"] * 3  # lifecycle's own entries
 
 
 def test_holds_are_set_and_released_by_internal_control_only(world):
@@ -449,7 +449,9 @@ def test_holds_are_set_and_released_by_internal_control_only(world):
                  if r["action"].startswith("copy:hold")]
     assert ("copy:hold:set", "manager-1", "denied") in decisions
     assert ("copy:hold:release", "consultant-1", "denied") in decisions
-    assert [r["action"] for r in world.audit_rows(action="hold")] == ["hold"] * 3
+    # lifecycle's own entries for the three copies it held: the same name, outcome "done"
+    assert [r["outcome"] for r in world.audit_rows(action="copy:hold:set") if r["actor"] == "control-1"
+            and r["outcome"] != "allowed"] == ["done"] * 3
 
 
 def test_lifecycle_report_for_internal_control_and_it(world):
@@ -495,8 +497,8 @@ def test_audit_is_read_and_verified_by_internal_control_after_everything(world):
     own = str(world.copies["own/production"])
     about = world.get("/audit", "control-1", params={"target_type": "copy", "target_id": own}).json()["entries"]
     assert {e["target_id"] for e in about} == {own}
-    assert [e["action"] for e in about] == ["recording:audio:stream", "copy:hold:set", "hold", "copy:hold:release",
-                                            "release-hold"]
+    assert [e["action"] for e in about] == ["recording:audio:stream", "copy:hold:set", "copy:hold:set",
+                                            "copy:hold:release", "copy:hold:release"]
     assert world.get("/audit", "control-1", params={"target_id": own}).status_code == 422
     verified = world.get("/audit/verify", "control-1").json()
     assert verified["ok"] is True and verified["entries"] >= 10

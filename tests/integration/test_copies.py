@@ -14,8 +14,8 @@ from lifecycle.reconcile import reconcile
 from storage.catalog import tables as t
 from storage.copies import read_copy, read_copy_range
 from storage.crypto import DecryptionError
-from storage.exceptions import IntegrityError, KeyDestroyedError
 from storage.erasure import live_caller_keys
+from storage.exceptions import IntegrityError, KeyDestroyedError
 from storage.keys import KeyRing
 from tests.integration.catalog_helpers import FRAME, NOW, store_copy
 
@@ -116,7 +116,7 @@ def test_number_hash_is_keyed_and_tenant_scoped(keys):
 
 
 def test_master_key_from_settings_is_validated():
-    from callvault.errors import ConfigurationError
+    from core.errors import ConfigurationError
     from storage.settings import StorageSettings
 
     with pytest.raises(ConfigurationError, match="CALLVAULT_STORAGE_MASTER_KEY"):

@@ -13,8 +13,8 @@ import pytest
 
 from access.api.deps import stream_signature
 from access.api.views.subjects import sign as export_signature
-from access.audit import verify
 from access.tokens import LinkPurpose, link_key
+from storage.audit import verify
 from tests.integration.test_api import NUMBER, SECRET, build_world, names
 
 pytestmark = pytest.mark.integration

@@ -9,7 +9,7 @@ import pytest
 from pydantic import SecretStr
 
 from callvault.bootstrap import build_worker_deps
-from callvault.errors import ConfigurationError
+from core.errors import ConfigurationError
 from ingest.runtime import WorkerDeps, WorkerRuntime
 from ingest.settings import IngestSettings, KafkaSettings
 from ingest.worker import create_app
@@ -32,9 +32,10 @@ def test_the_composition_root_builds_the_workers_dependencies_without_connecting
     assert WorkerRuntime(deps).pool._max_workers == 3  # noqa: SLF001
 
 
-def test_the_app_has_one_batch_agent_on_the_recordings_topic_and_the_sweep_timer(deps):
+def test_the_app_has_the_batch_agent_the_drop_agent_and_the_sweep_timer(deps):
     app = create_app(deps)
-    assert list(app.agents) == ["callvault.ingest"]
+    assert list(app.agents) == ["callvault.ingest", "callvault.drop"]
+    assert app.callvault_topics.drops.get_topic_name() == deps.kafka.drop_topic
     assert app.callvault_topics.recordings.topics == ["t.recordings"]
     assert {app.callvault_topics.dlq.get_topic_name(), app.callvault_topics.events.get_topic_name()} == {
         "t.recordings.dlq", "t.events"}

@@ -15,10 +15,11 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Query
 from fastapi.exceptions import RequestValidationError
 
+from core.vocabulary import Action
+from storage import audit
 from storage.catalog import tables as t
 
-from ... import audit
-from ...policy import ALL_TENANTS, Action, User
+from ...policy import ALL_TENANTS, User
 from ..deps import ApiContext, context, current_user, now
 from ..gate import Gate
 from ..models import AuditEntry, AuditPage, AuditVerification, errors

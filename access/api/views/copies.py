@@ -16,9 +16,10 @@ from datetime import datetime
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 
+from core.vocabulary import COPY_ACTIONS, Action
 from lifecycle.copies import create_copy
 
-from ...policy import Action, User
+from ...policy import User
 from .. import catalog
 from ..deps import ApiContext, context, current_user, now
 from ..gate import Gate
@@ -26,8 +27,6 @@ from ..models import CopyCreated, NewCopy, errors
 
 router = APIRouter(tags=["copies"])
 
-ACTIONS = {"monitoring": Action.COPY_MONITORING, "training": Action.COPY_TRAINING,
-           "complaint-extract": Action.COPY_EXTRACT}
 
 
 @router.post("/recordings/{recording_id}/copies", status_code=201, response_model=CopyCreated,
@@ -41,7 +40,7 @@ def new_copy(recording_id: uuid.UUID, body: NewCopy, user: User = Depends(curren
         source = catalog.source_copy(uow.conn, recording_id, now=at) if rec is not None else None
         if rec is None or source is None:
             raise catalog.recording_not_found(recording_id)
-        gate.check(ACTIONS[body.tier], catalog.target(rec, source), target_type="recording",
+        gate.check(COPY_ACTIONS[body.tier], catalog.target(rec, source), target_type="recording",
                    target_id=str(recording_id), detail={"tier": body.tier, "source_copy": str(source["id"])})
         info = create_copy(uow.conn, svc.store, svc.keys, recording_id=recording_id, tier=body.tier,
                            actor=user.id, role=user.role.value, now=at, reason=body.reason,

@@ -13,9 +13,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
+from core.vocabulary import Action
 from lifecycle.holds import HoldResult, release_hold, set_hold
 
-from ...policy import Action, User
+from ...policy import User
 from .. import catalog
 from ..deps import ApiContext, context, current_user, now
 from ..gate import Gate

@@ -23,13 +23,23 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
-from callvault.errors import CallvaultError
+from core.errors import CallvaultError
+from core.vocabulary import Action
 
 from ...exceptions import Forbidden, NotFound, Unauthenticated
 from ...identities import load_user
-from ...policy import Action, User, account_state
-from ...subjects import (Actor, erase, erase_recordings, export, object_to_recording, plan_export_zip, rectify,
-                         restrict, stream_export_zip)
+from ...policy import User, account_state
+from ...subjects import (
+    Actor,
+    erase,
+    erase_recordings,
+    export,
+    object_to_recording,
+    plan_export_zip,
+    rectify,
+    restrict,
+    stream_export_zip,
+)
 from ...tokens import LinkPurpose
 from ..deps import ApiContext, context, current_user, link_key, now
 from ..gate import Gate
