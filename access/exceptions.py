@@ -4,7 +4,7 @@
     └── AccessError
         ├── Unauthenticated     401  no token, a bad or expired token, an unknown user
         ├── Forbidden           403  the policy said no (the decision is audited)
-        ├── NotFound            404  no such recording or copy, or not visible to the user
+        ├── NotFound            404  no such recording or copy, or not visible to the user (a core NotFound)
         ├── InvalidRange        416  a byte range outside the audio
         └── BadRequest          400  a malformed request the schema could not catch
 """
@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 from core.errors import CallvaultError
+from core.errors import NotFound as _NotFound
 
 
 class AccessError(CallvaultError):
@@ -29,7 +30,7 @@ class Forbidden(AccessError):
     status = 403
 
 
-class NotFound(AccessError):
+class NotFound(AccessError, _NotFound):
     code = "not_found"
     status = 404
 
