@@ -7,8 +7,14 @@ import-linter contracts): this module may import every package, and none imports
 
 from __future__ import annotations
 
+import uuid
+from datetime import datetime, timezone
 from functools import lru_cache
+from typing import Any
 
+from access import operators
+from access.policy import Target, User
+from core.vocabulary import Action
 from lifecycle.deps import Services
 from lifecycle.settings import LifecycleSettings, get_lifecycle_settings
 from storage.catalog.db import make_engine
@@ -17,7 +23,7 @@ from storage.objectstore import ObjectStore
 from storage.residency import check_settings
 from storage.settings import StorageSettings, get_catalog_settings, get_storage_settings
 
-__all__ = ["Services", "build_services", "services"]
+__all__ = ["Root", "Services", "build_services", "services"]
 
 
 def build_services(storage: StorageSettings | None = None, catalog_url: str | None = None,
@@ -33,3 +39,28 @@ def build_services(storage: StorageSettings | None = None, catalog_url: str | No
 @lru_cache
 def services() -> Services:
     return build_services()
+
+
+class Root:
+    """What every command gets as ``ctx.obj``: the services, and the operator checks wired to them.
+
+    Built per CLI invocation; nothing connects until a command asks for the services."""
+
+    def services(self) -> Services:
+        return services()
+
+    def authorise(self, actor: str, action: Action, **kwargs: Any) -> User:
+        """The ``--actor`` as a registered user the policy allows ``action``; audited with the OS user
+        (``access.operators``); a refusal is raised as one ``Forbidden`` line."""
+        return operators.authorise(self.services().engine, actor, action, now=datetime.now(timezone.utc), **kwargs)
+
+    def copy_targets(self, copy_ids: list[uuid.UUID] | None, recording_id: uuid.UUID | None) -> list[Target]:
+        return operators.copy_targets(self.services().engine, copy_ids, recording_id)
+
+    def source_target(self, recording_id: uuid.UUID, now: datetime) -> list[Target]:
+        return operators.source_target(self.services().engine, recording_id, now)
+
+    def run_worker(self, loglevel: str) -> None:
+        from ingest.worker import run_worker  # faust: imported only by the command that runs it
+
+        run_worker(loglevel)

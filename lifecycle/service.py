@@ -25,8 +25,8 @@ from . import copies, holds, retention
 from .deps import Services
 from .exceptions import NotFound
 
-__all__ = ["add_tenant", "create_copy", "release_hold", "set_hold", "set_retention", "source_copy",
-           "tenant_exists", "tenant_overrides"]
+__all__ = ["add_tenant", "create_copy", "recording_by_external_id", "release_hold", "require_tenant", "set_hold",
+           "set_retention", "source_copy", "tenant_exists", "tenant_overrides"]
 
 tenant_overrides = retention.tenant_overrides
 
@@ -46,6 +46,13 @@ def add_tenant(uow: UnitOfWork, *, tenant: str, name: str | None, now: datetime)
 def require_tenant(uow: UnitOfWork, tenant: str) -> None:
     if not tenant_exists(uow, tenant):
         raise NotFound(f"tenant {tenant!r} does not exist", hint="add it with `callvault tenants add`")
+
+
+def recording_by_external_id(uow: UnitOfWork, *, tenant: str, external_id: str) -> sa.RowMapping | None:
+    """A recording by the id telephony gave it (unique per tenant)."""
+    r = t.recordings.c
+    return uow.conn.execute(sa.select(t.recordings).where(r.tenant_id == tenant, r.external_id == external_id)
+                            ).mappings().first()
 
 
 def source_copy(uow: UnitOfWork, recording_id: uuid.UUID, *, now: datetime) -> sa.RowMapping | None:
