@@ -24,9 +24,9 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from core.errors import ConfigurationError
 from core.vocabulary import AuditAction
+from ingest.producer import Producer
 from lifecycle.deps import Services
 from storage import audit
-from ingest.producer import Producer
 from storage.catalog.db import UnitOfWork
 
 from .. import tokens
