@@ -15,14 +15,16 @@ from typing import TYPE_CHECKING, Any
 from access import operators
 from access.policy import Target, User
 from core.vocabulary import Action
+from ingest.producer import Producer, catalog_seal_keys
+from ingest.settings import get_kafka_settings
 from lifecycle.deps import Services
 from lifecycle.settings import LifecycleSettings, get_lifecycle_settings
+from storage.anchors import AuditAnchors
 from storage.catalog.db import make_engine
 from storage.keys import KeyRing
+from storage.ledger import ErasureLedger
 from storage.objectstore import ObjectStore
 from storage.residency import check_settings
-from storage.anchors import AuditAnchors
-from storage.ledger import ErasureLedger
 from storage.settings import StorageSettings, get_catalog_settings, get_storage_settings
 
 if TYPE_CHECKING:
@@ -89,6 +91,13 @@ class Root:
 
     def source_target(self, recording_id: uuid.UUID, now: datetime) -> list[Target]:
         return operators.source_target(self.services().engine, recording_id, now)
+
+    def push_producer(self, svc: Services) -> Producer:
+        """The API's Kafka producer (``POST /v1/recordings``): seals to the tenants' ingest keys
+        straight from the catalog."""
+        kafka = get_kafka_settings()
+        return Producer(kafka, svc.storage, store=svc.store,
+                        seal_keys=catalog_seal_keys(svc.engine, svc.storage, kafka=kafka))
 
     def run_worker(self, loglevel: str) -> None:
         from ingest.worker import run_worker  # faust: imported only by the command that runs it
