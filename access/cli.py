@@ -213,5 +213,6 @@ def api(ctx: typer.Context,
     settings = get_access_settings()
     ctx.obj.services()  # built first, so a refused setting (residency) stops here with its message
     # No access log: a query string may hold a phone number; the API counts routes in /metrics.
-    uvicorn.run(create_app(ctx.obj.services, settings), host=host or settings.api_host,
+    app = create_app(ctx.obj.services, settings, push_producer=ctx.obj.push_producer)
+    uvicorn.run(app, host=host or settings.api_host,
                 port=port or settings.api_port, access_log=False)

@@ -12,23 +12,31 @@ import uuid
 from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from access import operators
 from access.policy import Target, User
 from core.errors import CallvaultError
 from core.inputs import RecordingRef
 from core.vocabulary import Action
+from ingest.producer import Producer, catalog_seal_keys
+from ingest.settings import get_kafka_settings
 from lifecycle import service as lifecycle_service
 from lifecycle.deps import Services
 from lifecycle.settings import LifecycleSettings, get_lifecycle_settings
+from storage.anchors import AuditAnchors
 from storage.catalog.db import make_engine
 from storage.keys import KeyRing
+from storage.ledger import ErasureLedger
 from storage.objectstore import ObjectStore
 from storage.residency import check_settings
 from storage.settings import StorageSettings, get_catalog_settings, get_storage_settings
 
-__all__ = ["Root", "Services", "build_services", "services"]
+if TYPE_CHECKING:
+    from ingest.runtime import WorkerDeps
+    from ingest.settings import IngestSettings, KafkaSettings
+
+__all__ = ["Root", "Services", "build_services", "build_worker_deps", "services"]
 
 
 def build_services(storage: StorageSettings | None = None, catalog_url: str | None = None,
@@ -44,6 +52,30 @@ def build_services(storage: StorageSettings | None = None, catalog_url: str | No
 @lru_cache
 def services() -> Services:
     return build_services()
+
+
+def build_worker_deps(storage: StorageSettings | None = None, catalog_url: str | None = None,
+                      ingest: IngestSettings | None = None, kafka: KafkaSettings | None = None,
+                      lifecycle: LifecycleSettings | None = None) -> WorkerDeps:
+    """The ingest worker's dependencies. Nothing connects yet: the worker checks where its buckets
+    actually are and replays the erasure ledger itself (``ingest.runtime.prepare``), retried
+    while a server is down."""
+    from ingest.runtime import WorkerDeps  # faust: imported only by what runs the worker
+    from ingest.service import IngestDeps
+    from ingest.settings import get_ingest_settings, get_kafka_settings
+
+    storage = storage or get_storage_settings()
+    ingest = ingest or get_ingest_settings()
+    url = catalog_url or get_catalog_settings().url
+    check_settings(storage)  # residency: refused before anything is built
+    store = ObjectStore.from_settings(storage)
+    # A connection for each of the worker's pool threads, and two to spare.
+    pool = {} if url.startswith("sqlite") else {"pool_size": ingest.concurrency + 2}
+    deps = IngestDeps(engine=make_engine(url, **pool), store=store, keys=KeyRing.from_settings(storage),
+                      storage=storage, settings=ingest, kafka=kafka or get_kafka_settings())
+    return WorkerDeps(ingest=deps, ledger=ErasureLedger.from_settings(store, storage),
+                      anchors=AuditAnchors.from_settings(store, storage),
+                      sweep_batch_size=(lifecycle or get_lifecycle_settings()).sweep_batch_size)
 
 
 class Root:
@@ -92,7 +124,14 @@ class Root:
     def source_target(self, recording_id: uuid.UUID, now: datetime) -> list[Target]:
         return operators.source_target(self.services().engine, recording_id, now)
 
+    def push_producer(self, svc: Services) -> Producer:
+        """The API's Kafka producer (``POST /v1/recordings``): seals to the tenants' ingest keys
+        straight from the catalog."""
+        kafka = get_kafka_settings()
+        return Producer(kafka, svc.storage, store=svc.store,
+                        seal_keys=catalog_seal_keys(svc.engine, svc.storage, kafka=kafka))
+
     def run_worker(self, loglevel: str) -> None:
         from ingest.worker import run_worker  # faust: imported only by the command that runs it
 
-        run_worker(loglevel)
+        run_worker(build_worker_deps(), loglevel)

@@ -6,6 +6,8 @@
     │   ├── MalformedInput            a value typed by a person cannot be read as what was asked
     │   │                             (``core.inputs``; the CLI's usage error, exit code 2)
     │   └── InvalidNumber             a phone number that is not one (``core.phone``)
+    ├── NotFound                      what was asked for does not exist (each package's own is one:
+    │                                 storage ObjectNotFound, lifecycle NotFound, access NotFound)
     ├── stack errors (deploy.local.stack)
     │   ├── ServerStartError          a local server did not come up (names it, shows its log)
     │   └── PortInUseError            a port the stack needs is taken by something else
@@ -86,6 +88,13 @@ class MalformedInput(InvalidInput):
     accepted forms; the CLI answers it as a usage error (exit code 2), the API as 422."""
 
     code = "malformed_input"
+
+
+class NotFound(CallvaultError):
+    """What was asked for does not exist (or no longer). The packages' own not-found errors
+    subclass it, keeping their codes, so an entry point maps one class (the API: to 404)."""
+
+    code = "not_found"
 
 
 class InvalidNumber(InvalidInput):
