@@ -4,14 +4,17 @@
     └── AccessError
         ├── Unauthenticated     401  no token, a bad or expired token, an unknown user
         ├── Forbidden           403  the policy said no (the decision is audited)
-        ├── NotFound            404  no such recording or copy, or not visible to the user
+        ├── NotFound            404  no such recording or copy, or not visible to the user (a core NotFound)
         ├── InvalidRange        416  a byte range outside the audio
+        ├── LengthRequired      411  a push without Content-Length (the audio's length seals it)
+        ├── PayloadTooLarge     413  a push larger than the ingest limit
         └── BadRequest          400  a malformed request the schema could not catch
 """
 
 from __future__ import annotations
 
-from callvault.errors import CallvaultError
+from core.errors import CallvaultError
+from core.errors import NotFound as _NotFound
 
 
 class AccessError(CallvaultError):
@@ -29,7 +32,7 @@ class Forbidden(AccessError):
     status = 403
 
 
-class NotFound(AccessError):
+class NotFound(AccessError, _NotFound):
     code = "not_found"
     status = 404
 
@@ -42,3 +45,13 @@ class InvalidRange(AccessError):
 class BadRequest(AccessError):
     code = "bad_request"
     status = 400
+
+
+class LengthRequired(AccessError):
+    code = "length_required"
+    status = 411
+
+
+class PayloadTooLarge(AccessError):
+    code = "payload_too_large"
+    status = 413

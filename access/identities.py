@@ -11,11 +11,12 @@ from datetime import date, datetime, timedelta, timezone
 
 import sqlalchemy as sa
 
+from core.vocabulary import Action, AuditAction, Relation, Role, Tier
+from storage import audit
 from storage.catalog import tables as t
 
-from . import audit
 from .exceptions import BadRequest, Forbidden, NotFound
-from .policy import Action, BreakGlass, Relation, Role, User, decide
+from .policy import ALL_TENANTS, BreakGlass, User, decide
 
 
 def add_user(conn: sa.Connection, *, user_id: str, role: str, tenants: list[str], display_name: str | None = None,
@@ -27,6 +28,9 @@ def add_user(conn: sa.Connection, *, user_id: str, role: str, tenants: list[str]
         raise BadRequest(f"unknown role {role!r}", hint=f"one of {', '.join(r.value for r in Role)}") from None
     if role_ is Role.CONSULTANT and not agent_id:
         raise BadRequest("a consultant needs the agent id their calls carry (--agent)")
+    if role_ is Role.TELEPHONY and (not tenants or ALL_TENANTS in tenants):
+        raise BadRequest("a telephony user is bound to named tenants (--tenant acme), never to all of them (*)",
+                         hint="register one telephony user per system and name the tenants it records for")
     if conn.execute(sa.select(t.users.c.id).where(t.users.c.id == user_id)).first():
         raise BadRequest(f"user {user_id!r} already exists")
     now = now or datetime.now(timezone.utc)
@@ -36,7 +40,7 @@ def add_user(conn: sa.Connection, *, user_id: str, role: str, tenants: list[str]
     for tenant, team, relation in teams:
         conn.execute(t.team_memberships.insert().values(user_id=user_id, tenant_id=tenant, team_id=team,
                                                         relation=Relation(relation).value))
-    audit.append(conn, tenant=audit.sole_tenant(tenants), actor="admin", role="it", action="user:add",
+    audit.append(conn, tenant=audit.sole_tenant(tenants), actor="admin", role="it", action=AuditAction.USER_ADD,
                  target_type="user", target_id=user_id,
                  outcome="done", at=now, detail={"role": role_.value, "tenants": sorted(tenants)})
     return load_user(conn, user_id)  # type: ignore[return-value]
@@ -47,7 +51,7 @@ def revoke_user(conn: sa.Connection, user_id: str, *, now: datetime | None = Non
     if conn.execute(t.users.update().where(t.users.c.id == user_id).values(revoked=True, revoked_at=now)).rowcount == 0:
         raise NotFound(f"user {user_id!r} does not exist")
     tenants = conn.execute(sa.select(t.users.c.tenants).where(t.users.c.id == user_id)).scalar() or []
-    audit.append(conn, tenant=audit.sole_tenant(tenants), actor=actor, role="it", action="user:revoke",
+    audit.append(conn, tenant=audit.sole_tenant(tenants), actor=actor, role="it", action=AuditAction.USER_REVOKE,
                  target_type="user", target_id=user_id,
                  outcome="done", at=now)
 
@@ -73,8 +77,8 @@ def open_break_glass(conn: sa.Connection, user: User, *, ticket: str, minutes: i
         decision = type(decision)(False, "a ticket reference is required")
     elif not 0 < minutes <= max_minutes:
         decision = type(decision)(False, f"break-glass lasts 1..{max_minutes} minutes")
-    elif not tiers or not set(tiers) <= set(t.TIERS):
-        decision = type(decision)(False, f"a grant opens one or more of {', '.join(t.TIERS)}")
+    elif not tiers or not set(tiers) <= set(Tier):
+        decision = type(decision)(False, f"a grant opens one or more of {', '.join(Tier)}")
     if recording_id is not None and conn.execute(
             sa.select(t.recordings.c.id).where(t.recordings.c.id == recording_id)).first() is None:
         raise NotFound(f"recording {recording_id} does not exist (expired or erased?)")

@@ -7,7 +7,7 @@ from functools import lru_cache
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from callvault.config import SectionSettings
+from core.config import SectionSettings
 
 
 class AccessSettings(SectionSettings):

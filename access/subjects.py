@@ -32,18 +32,18 @@ from typing import BinaryIO, Callable, ContextManager, Iterator
 
 import sqlalchemy as sa
 
-from ingest.phone import normalise_number
+from core.phone import normalise_number
+from core.vocabulary import AuditAction
 from lifecycle.copies import create_copy
 from lifecycle.exceptions import CopyNotAllowed
+from storage import audit, erasure
 from storage.catalog import tables as t
 from storage.copies import plaintext_length, stream_copy
-from storage import erasure
 from storage.keys import KeyRing
 from storage.ledger import ErasureLedger
 from storage.objectstore import ObjectStore
 from storage.suppressions import suppress
 
-from . import audit
 from .exceptions import BadRequest, NotFound
 
 GDPR_REASON = "gdpr-request:"
@@ -122,7 +122,7 @@ def erase_recordings(conn: sa.Connection, store: ObjectStore, keys: KeyRing, led
                                                   t.copies.c.recording_id.not_in(ids))).scalars())
     own = [k for k in used if k not in shared]
     shred = erasure.plan(conn, tenant=tenant, now=now, key_ids=own, recording_ids=ids)
-    return _shred(conn, store, keys, ledger, shred, actor=actor, now=now, action="subject:erase",
+    return _shred(conn, store, keys, ledger, shred, actor=actor, now=now, action=AuditAction.SUBJECT_ERASE,
                   target_type="recording", target_id=",".join(str(i) for i in ids)[:200])
 
 
@@ -151,7 +151,7 @@ def object_to_recording(conn: sa.Connection, store: ObjectStore, keys: KeyRing, 
     for number_hash in hashes(keys, tenant, numbers):
         suppress(conn, tenant=tenant, number_hash=number_hash, actor=actor.id, now=now)
     return erase(conn, store, keys, ledger, tenant=tenant, numbers=numbers, actor=actor, now=now,
-                 action="subject:object")
+                 action=AuditAction.SUBJECT_OBJECT)
 
 
 # -- restriction ---------------------------------------------------------------------------
@@ -163,13 +163,24 @@ def restrict(conn: sa.Connection, keys: KeyRing, *, tenant: str, numbers: list[s
         t.recordings.c.tenant_id == tenant, t.recordings.c.number_hash.in_(number_hashes))
         .values(restricted=not lift, restricted_at=None if lift else now)).rowcount
     audit.append(conn, tenant=tenant, actor=actor.id, role=actor.role,
-                 action="subject:lift" if lift else "subject:restrict",
+                 action=AuditAction.SUBJECT_LIFT if lift else AuditAction.SUBJECT_RESTRICT,
                  target_type="subject", target_id=",".join(h[:16] for h in number_hashes), outcome="done", at=now,
                  detail={"tenant": tenant, "recordings": changed})
     return changed
 
 
 # -- rectification -------------------------------------------------------------------------
+
+def rectify_numbers(conn: sa.Connection, keys: KeyRing, *, tenant: str, numbers: list[str], actor: Actor,
+                    now: datetime, caller_number: str | None = None, agent_id: str | None = None,
+                    team_id: str | None = None) -> int:
+    """Rectify every recording of ``numbers`` (the request names the subject by number)."""
+    ids = [r["id"] for r in _recordings(conn, tenant, hashes(keys, tenant, numbers))]
+    if not ids:
+        return 0
+    return rectify(conn, keys, tenant=tenant, recording_ids=ids, actor=actor, now=now, caller_number=caller_number,
+                   agent_id=agent_id, team_id=team_id)
+
 
 def rectify(conn: sa.Connection, keys: KeyRing, *, tenant: str, recording_ids: list[uuid.UUID], actor: Actor,
             now: datetime, caller_number: str | None = None, agent_id: str | None = None,
@@ -198,7 +209,7 @@ def rectify(conn: sa.Connection, keys: KeyRing, *, tenant: str, recording_ids: l
                 before[name], after[name] = row[name], value
         if changes:
             conn.execute(t.recordings.update().where(t.recordings.c.id == row["id"]).values(**changes))
-        audit.append(conn, tenant=tenant, actor=actor.id, role=actor.role, action="subject:rectify",
+        audit.append(conn, tenant=tenant, actor=actor.id, role=actor.role, action=AuditAction.SUBJECT_RECTIFY,
                      target_type="recording",
                      target_id=str(row["id"]), outcome="done", at=now, detail={"before": before, "after": after})
     return len(rows)
@@ -237,8 +248,9 @@ def export(conn: sa.Connection, store: ObjectStore, keys: KeyRing, *, tenant: st
             expired += 1
             continue
         created.append(str(info.copy_id))
-    audit.append(conn, tenant=tenant, actor=actor.id, role=actor.role, action="subject:export", target_type="subject",
-                 target_id=",".join(h[:16] for h in number_hashes), outcome="done", at=now, anchor=True,
+    audit.append(conn, tenant=tenant, actor=actor.id, role=actor.role, action=AuditAction.SUBJECT_EXPORT,
+                 target_type="subject", target_id=",".join(h[:16] for h in number_hashes), outcome="done", at=now,
+                 anchor=True,
                  detail={"tenant": tenant, "request_id": request_id, "recordings": len(created),
                          "skipped_expired": expired})
     return ExportResult(request_id, len(created), created, skipped_expired=expired)

@@ -56,7 +56,8 @@ NUMBER = "+33612345678"
 # -- the policy decision --------------------------------------------------------------------------
 def decision_cases(n: int, now: datetime, seed: int = 7) -> list[tuple]:
     """(user, action, target, grant) drawn like the API's traffic: mostly search/metadata checks."""
-    from access.policy import Action, BreakGlass, Relation, Role, Target, User
+    from access.policy import BreakGlass, Target, User
+    from core.vocabulary import Action, Relation, Role
 
     rnd = random.Random(seed)
     users = [

@@ -45,7 +45,7 @@ def _requests_made(engine, store, keys, settings, token: str, obj: dict) -> tupl
 
     from access.api import create_app
     from access.settings import AccessSettings
-    from callvault.bootstrap import Services
+    from lifecycle.deps import Services
     from lifecycle.settings import LifecycleSettings
 
     app = create_app(Services(engine, store, keys, storage=settings, lifecycle=LifecycleSettings()),

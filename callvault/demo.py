@@ -21,22 +21,23 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable
 
-import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer
 
-from callvault.config import callvault_home
-from ingest.producer import Call, Producer
+from core.config import callvault_home
+from core.phone import normalise_number
 from ingest.kafka_client import client_options, kafka_errors
+from ingest.producer import Call, Producer
 from ingest.settings import get_ingest_settings, get_kafka_settings
 from ingest.topics import ensure_topics
+from lifecycle import service as lifecycle_service
+from lifecycle.deps import Services
 from storage.admin import init_buckets, minio_admin_client
-from storage.ledger import init_ledger_bucket
-from storage.catalog import tables as t
-from storage.catalog.db import make_engine
 from storage.catalog.migrate import upgrade
-from storage.keys import KeyRing
-from storage.settings import get_catalog_settings, get_storage_settings
+from storage.ledger import init_ledger_bucket
+from storage.settings import get_storage_settings
 from storage.suppressions import suppress
+
+from .bootstrap import services
 
 TENANT = "demo"
 OBJECTOR = "+33 6 11 22 33 44"
@@ -115,23 +116,9 @@ async def _push_and_watch(calls: list[Call], bad: bytes, timeout: float) -> list
 
 
 def run_demo(say: Callable[[str], None] = print, timeout: float = 120.0) -> int:
-    storage, catalog = get_storage_settings(), get_catalog_settings()
-    say("1/5 buckets and catalog")
-    init_buckets(storage, say=lambda m: say(f"    {m}"))
-    init_ledger_bucket(minio_admin_client(storage), storage, say=lambda m: say(f"    {m}"))
-    upgrade(catalog.url)
-    engine = make_engine(catalog.url)
-    keys = KeyRing.from_settings(storage)
+    svc = services()
     now = datetime.now(timezone.utc)
-    with engine.begin() as conn:
-        if conn.execute(sa.select(t.tenants.c.id).where(t.tenants.c.id == TENANT)).first() is None:
-            conn.execute(t.tenants.insert().values(id=TENANT, name="Demo collections", created_at=now))
-        from ingest.phone import normalise_number
-
-        suppress(conn, tenant=TENANT, number_hash=keys.number_hash(TENANT, normalise_number(OBJECTOR)),
-                 actor="demo")
-    say(f"    tenant {TENANT!r} ready; one number on its suppression list")
-
+    _prepare(svc, now, say)
     log_path = callvault_home() / "logs" / "demo-worker.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     say(f"2/5 starting a worker (log: {log_path})")
@@ -140,32 +127,54 @@ def run_demo(say: Callable[[str], None] = print, timeout: float = 120.0) -> int:
                               stdout=log_path.open("ab"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                               start_new_session=True)
     try:
-        with tempfile.TemporaryDirectory() as tmp:
-            say("3/5 synthesising calls with ffmpeg (flite voices)")
-            labelled = make_calls(Path(tmp), now)
-            for label, call in labelled:
-                say(f"    {call.recording_id}: {label} ({len(call.audio) // 1024} KiB)")
-            say("    + one malformed message")
-            say("4/5 pushing through Kafka and waiting for the worker")
-            events = asyncio.run(_push_and_watch([c for _, c in labelled], b'{"schema": "callvault.recording/v1"}',
-                                                 timeout=timeout))
+        events = _push_calls(now, timeout, say)
     finally:
         worker.terminate()
         try:
             worker.wait(30)
         except subprocess.TimeoutExpired:
             worker.kill()
+    ok = _summarise(svc, events, say)
+    if not ok:
+        say(f"demo did not end as expected; see {log_path}")
+    return 0 if ok else 1
+
+
+def _prepare(svc: Services, now: datetime, say: Callable[[str], None]) -> None:
+    say("1/5 buckets and catalog")
+    init_buckets(svc.storage, say=lambda m: say(f"    {m}"))
+    init_ledger_bucket(minio_admin_client(svc.storage), svc.storage, say=lambda m: say(f"    {m}"))
+    upgrade(svc.engine)
+    with svc.unit_of_work() as uow:
+        lifecycle_service.add_tenant(uow, tenant=TENANT, name="Demo collections", now=now)
+        suppress(uow.conn, tenant=TENANT, number_hash=svc.keys.number_hash(TENANT, normalise_number(OBJECTOR)),
+                 actor="demo")
+        uow.commit()
+    say(f"    tenant {TENANT!r} ready; one number on its suppression list")
+
+
+def _push_calls(now: datetime, timeout: float, say: Callable[[str], None]) -> list[dict]:
+    with tempfile.TemporaryDirectory() as tmp:
+        say("3/5 synthesising calls with ffmpeg (flite voices)")
+        labelled = make_calls(Path(tmp), now)
+        for label, call in labelled:
+            say(f"    {call.recording_id}: {label} ({len(call.audio) // 1024} KiB)")
+        say("    + one malformed message")
+        say("4/5 pushing through Kafka and waiting for the worker")
+        return asyncio.run(_push_and_watch([c for _, c in labelled], b'{"schema": "callvault.recording/v1"}',
+                                           timeout=timeout))
+
+
+def _summarise(svc: Services, events: list[dict], say: Callable[[str], None]) -> bool:
     say("5/5 summary")
     by_type: dict[str, list[dict]] = {}
     for e in events:
         by_type.setdefault(e["type"], []).append(e)
-    with engine.connect() as conn:
+    with svc.unit_of_work() as uow:
         for e in by_type.get("stored", []):
-            row = conn.execute(sa.select(t.recordings.c.duration_ms, t.recordings.c.channels,
-                                         t.recordings.c.redactions, t.recordings.c.audio_format)
-                               .where(t.recordings.c.external_id == e["external_id"])).one()
-            say(f"    stored      {e['external_id']}: {row.duration_ms / 1000:.1f} s, {row.channels} ch, "
-                f"{row.audio_format}, silenced {row.redactions or 'nothing'}, tier production until "
+            row = lifecycle_service.recording_by_external_id(uow, tenant=TENANT, external_id=e["external_id"])
+            say(f"    stored      {e['external_id']}: {row['duration_ms'] / 1000:.1f} s, {row['channels']} ch, "
+                f"{row['audio_format']}, silenced {row['redactions'] or 'nothing'}, tier production until "
                 f"{e['expires_at'][:10]}")
     for e in by_type.get("suppressed", []):
         say(f"    suppressed  {e['external_id']}: objecting number, nothing stored")
@@ -173,7 +182,4 @@ def run_demo(say: Callable[[str], None] = print, timeout: float = 120.0) -> int:
         say(f"    dead-letter {e['reason']}: {e['error'][:100]}")
     counts = {k: len(v) for k, v in by_type.items()}
     say(f"    totals: {counts}")
-    ok = counts == {"stored": 3, "suppressed": 1, "dead-letter": 1}
-    if not ok:
-        say(f"demo did not end as expected; see {log_path}")
-    return 0 if ok else 1
+    return counts == {"stored": 3, "suppressed": 1, "dead-letter": 1}

@@ -49,9 +49,16 @@ with warnings.catch_warnings():  # G.711 tables in C; gone in 3.13, where pydub 
     warnings.simplefilter("ignore", DeprecationWarning)
     import audioop
 
-from callvault.errors import ConfigurationError
-from ingest.exceptions import (AudioEncodingFailed, AudioTooLarge, EmptyAudio, FieldError, InvalidRedaction,
-                               TruncatedAudio, UndecodableAudio)
+from core.errors import ConfigurationError
+from ingest.exceptions import (
+    AudioEncodingFailed,
+    AudioTooLarge,
+    EmptyAudio,
+    FieldError,
+    InvalidRedaction,
+    TruncatedAudio,
+    UndecodableAudio,
+)
 from ingest.schema import merge_spans
 from ingest.streaming import Children, Collect, Discard, PcmStream, WavWriter, read_stderr
 

@@ -27,11 +27,11 @@ from typing import Callable
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 
+from core.phone import is_withheld, mask_number, normalise_number
 from storage.crypto import DecryptionError
 
 from . import sealing
 from .kafka_client import client_options, kafka_errors
-from .phone import is_withheld, mask_number, normalise_number
 from .settings import KafkaSettings
 
 Release = Callable[[uuid.UUID], bytes | None]  # dead letter id -> its quarantine key (None: purged)

@@ -34,11 +34,12 @@ and facts we computed (durations, sizes).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import StrEnum
-from typing import Sequence
 
-from callvault.errors import CallvaultError
+from core.errors import CallvaultError, FieldError, InvalidInput
+from core.errors import InvalidNumber as NumberError
+
+__all__ = ["FieldError"]  # re-exported: the schema and audio modules name their problems with it
 
 
 class IngestErrorCode(StrEnum):
@@ -64,49 +65,21 @@ class IngestErrorCode(StrEnum):
     UNREADABLE_SEAL = "unreadable_seal"
 
 
-@dataclass(frozen=True)
-class FieldError:
-    """One problem in a message: where (``loc``, as pydantic reports it) and what kind."""
-
-    loc: tuple[str | int, ...]
-    type: str
-    msg: str = ""
-
-    @property
-    def path(self) -> str:
-        return ".".join(str(part) for part in self.loc) or "<message>"
-
-    def __str__(self) -> str:
-        return f"{self.path}: {self.msg or self.type}"
-
-
 class IngestError(CallvaultError):
     code = IngestErrorCode.INGEST_ERROR
 
 
-class InvalidMessage(IngestError):
+class InvalidMessage(IngestError, InvalidInput):
     """The message fails validation; ``errors`` lists every field problem found."""
 
     code = IngestErrorCode.INVALID_MESSAGE
-
-    def __init__(self, message: str, *, errors: Sequence[FieldError] = (), hint: str | None = None) -> None:
-        self.errors = list(errors)
-        super().__init__(message, hint=hint)
-
-    @classmethod
-    def from_errors(cls, errors: Sequence[FieldError], *, limit: int = 5) -> "InvalidMessage":
-        """A concise summary of the first ``limit`` errors (a fuzzed message can have hundreds)."""
-        shown = "; ".join(str(e) for e in errors[:limit])
-        more = f" (+{len(errors) - limit} more)" if len(errors) > limit else ""
-        noun = "error" if len(errors) == 1 else "errors"
-        return cls(f"{len(errors)} validation {noun}: {shown}{more}", errors=errors)
 
 
 class UnsupportedSchema(InvalidMessage):
     code = IngestErrorCode.UNSUPPORTED_SCHEMA
 
 
-class InvalidNumber(InvalidMessage):
+class InvalidNumber(InvalidMessage, NumberError):
     code = IngestErrorCode.INVALID_NUMBER
 
 

@@ -25,10 +25,17 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.protocol.admin import CreateAclsRequest
 from aiokafka.protocol.api import Request, RequestStruct, Response
 from aiokafka.protocol.types import (
-    CompactArray, CompactBytes, CompactString, Int8, Int16, Int32, Schema, TaggedFields,
+    CompactArray,
+    CompactBytes,
+    CompactString,
+    Int8,
+    Int16,
+    Int32,
+    Schema,
+    TaggedFields,
 )
 
-from callvault.errors import CallvaultError
+from core.errors import CallvaultError
 
 from .kafka_client import client_options, kafka_errors
 from .settings import KafkaSettings

@@ -31,24 +31,34 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Iterable, Literal
 
-from pydantic import (AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, StrictInt,
-                      StringConstraints, ValidationError, ValidationInfo, WithJsonSchema, field_validator,
-                      model_validator)
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    StrictInt,
+    StringConstraints,
+    ValidationError,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
-from ingest.exceptions import (FieldError, InvalidMessage, InvalidNumber, InvalidRedaction, UnsupportedSchema)
-from ingest.phone import MAX_INPUT_LENGTH, is_withheld, normalise_number
+from core.errors import InvalidNumber as NumberError
+from core.phone import MAX_INPUT_LENGTH, is_withheld, normalise_number
+from core.vocabulary import Direction
+from ingest.exceptions import FieldError, InvalidMessage, InvalidNumber, InvalidRedaction, UnsupportedSchema
 
 SCHEMA_V1 = "callvault.recording/v1"
 JSON_SCHEMA_PATH = Path(__file__).with_name("schema") / "recording-v1.schema.json"
 MAX_REDACTIONS = 1000
 MAX_CALL_MS = 24 * 3600 * 1000  # no call lasts a day; bounds spans to sane integers
 EARLIEST_START = datetime(2000, 1, 1, tzinfo=timezone.utc)  # before: a reset clock, not a call
-
-
-class Direction(StrEnum):
-    INBOUND = "inbound"
-    OUTBOUND = "outbound"
 
 
 class AudioFormat(StrEnum):
@@ -207,7 +217,7 @@ class RecordingMessage(_Model):
         region = (info.context or {}).get("default_region", "FR")
         try:
             return normalise_number(value, region)
-        except InvalidNumber as exc:
+        except NumberError as exc:
             raise PydanticCustomError("invalid_number", exc.errors[0].msg) from None
 
     @field_validator("redactions")

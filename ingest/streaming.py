@@ -17,7 +17,7 @@ import threading
 import wave
 from typing import Callable, Iterable
 
-from callvault.errors import ConfigurationError
+from core.errors import ConfigurationError
 from ingest.exceptions import AudioEncodingFailed, UndecodableAudio
 
 

@@ -18,8 +18,9 @@ from typing import Callable
 
 import sqlalchemy as sa
 
-from access.audit import append_many, copy_tenants
+from core.vocabulary import AuditAction
 from storage import erasure
+from storage.audit import append_many, copy_tenants
 from storage.keys import KeyRing
 from storage.ledger import ErasureLedger
 from storage.objectstore import ObjectStore
@@ -54,7 +55,7 @@ def replay_ledger(engine: sa.Engine, store: ObjectStore, keys: KeyRing, ledger: 
             tenants = copy_tenants(conn, restored)
             append_many(conn, [{
                 "tenant": tenants.get(str(copy_id)),
-                "actor": "erasure-ledger", "role": "system", "action": "copy:hold:replay", "target_type": "copy",
+                "actor": "erasure-ledger", "role": "system", "action": AuditAction.COPY_HOLD_REPLAY, "target_type": "copy",
                 "target_id": str(copy_id), "outcome": "done", "at": now,
                 "reason": "hold state re-applied from the journal after a catalog restore"} for copy_id in restored])
     for name, entry in ledger.entries():
@@ -70,7 +71,7 @@ def replay_ledger(engine: sa.Engine, store: ObjectStore, keys: KeyRing, ledger: 
             report.held_rewrapped += len(applied.held)
             append_many(conn, [{
                 "tenant": entry.tenant,
-                "actor": "erasure-ledger", "role": "system", "action": "subject:erase:replay",
+                "actor": "erasure-ledger", "role": "system", "action": AuditAction.SUBJECT_ERASE_REPLAY,
                 "target_type": "ledger-entry", "target_id": name.rsplit("/", 1)[-1], "outcome": "done", "at": now,
                 "reason": "erasure applied again after a catalog restore",
                 "detail": {"tenant": entry.tenant, "keys_destroyed": len(applied.key_ids),

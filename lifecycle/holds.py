@@ -34,7 +34,8 @@ from typing import Callable
 
 import sqlalchemy as sa
 
-from access import audit
+from core.vocabulary import AuditAction
+from storage import audit
 from storage.admin import held_tags, released_tags
 from storage.catalog import tables as t
 from storage.exceptions import ObjectNotFound
@@ -146,7 +147,7 @@ def set_hold(conn: sa.Connection, store: ObjectStore, *, reason: str, actor: str
         ledger.record_hold([str(i) for i in result.changed], on=True, actor=actor, now=now)
     if mirror:
         _apply(store, [r for r in rows if r.id not in refused], True, result)
-    _audit(conn, "hold", result, actor=actor, role=role, reason=reason, now=now)
+    _audit(conn, AuditAction.COPY_HOLD_SET, result, actor=actor, role=role, reason=reason, now=now)
     return result
 
 
@@ -170,7 +171,7 @@ def release_hold(conn: sa.Connection, store: ObjectStore, *, actor: str, now: da
         # a hold set concurrently.
         released = set(ids)
         _apply(store, [r for r in rows if r.id in released], False, result)
-    _audit(conn, "release-hold", result, actor=actor, role=role, reason=reason, now=now)
+    _audit(conn, AuditAction.COPY_HOLD_RELEASE, result, actor=actor, role=role, reason=reason, now=now)
     return result
 
 

@@ -30,8 +30,9 @@ from typing import Callable
 
 import sqlalchemy as sa
 
-from access.audit import append_many
+from core.vocabulary import AuditAction
 from storage.admin import HELD_TIER_TAG
+from storage.audit import append_many
 from storage.catalog import tables as t
 from storage.exceptions import ObjectNotFound
 from storage.objectstore import ObjectStore
@@ -171,12 +172,12 @@ def apply_repairs(engine: sa.Engine, store: ObjectStore, report: ReconcileReport
         if report.empty_recordings:
             conn.execute(t.recordings.delete().where(t.recordings.c.id.in_(report.empty_recordings)))
         append_many(conn, [
-            *(_entry("reconcile:orphan-object:delete", "object", key, "no catalog row", now, {"bucket": bucket})
+            *(_entry(AuditAction.RECONCILE_ORPHAN_OBJECT, "object", key, "no catalog row", now, {"bucket": bucket})
               for key in report.orphan_objects),
-            *(_entry("reconcile:dangling-copy:delete", "copy", str(r.id), "object missing from the bucket", now,
+            *(_entry(AuditAction.RECONCILE_DANGLING_COPY, "copy", str(r.id), "object missing from the bucket", now,
                      {"bucket": bucket, "recording_id": str(r.recording_id), "tier": r.tier},
                      tenant=tenant_of.get(r.recording_id)) for r in deleted),
-            *(_entry("reconcile:empty-recording:delete", "recording", str(rid), "no copy left", now,
+            *(_entry(AuditAction.RECONCILE_EMPTY_RECORDING, "recording", str(rid), "no copy left", now,
                      tenant=tenant_of.get(rid)) for rid in report.empty_recordings),
         ])
     report.repaired = True

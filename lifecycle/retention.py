@@ -13,11 +13,12 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from access import audit
+from core.vocabulary import AuditAction, Tier
+from storage import audit
 from storage.catalog import tables as t
 
 from .exceptions import NotFound, RetentionOutOfBounds, UnknownTier
-from .tiers import Tier, expires_at
+from .tiers import expires_at
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,7 @@ def set_retention(conn: sa.Connection, *, tenant: str, tier: str, months: int, b
     if updates:
         conn.execute(t.copies.update().where(t.copies.c.id == sa.bindparam("copy_id"))
                      .values(expires_at=sa.bindparam("new_expiry")), updates)
-    audit.append(conn, tenant=tenant, actor=actor, role=role, action="set-retention", target_type="tenant", target_id=tenant,
+    audit.append(conn, tenant=tenant, actor=actor, role=role, action=AuditAction.RETENTION_SET, target_type="tenant", target_id=tenant,
                  outcome="done", at=now, detail={"tier": tier_.value, "months": months, "copies_changed": len(updates),
                                                  "expire_now": change.expire_now})
     return change

@@ -23,8 +23,9 @@ from typing import Callable
 
 import sqlalchemy as sa
 
-from access.audit import anchor, append_many
+from core.vocabulary import AuditAction
 from storage.anchors import AuditAnchors
+from storage.audit import anchor, append_many
 from storage.catalog import tables as t
 from storage.objectstore import ObjectStore
 
@@ -97,10 +98,10 @@ def _delete_rows(engine: sa.Engine, rows: list[sa.Row], now: datetime) -> tuple[
         if empty:
             conn.execute(t.recordings.delete().where(t.recordings.c.id.in_(empty)))
         append_many(conn, [
-            *({"tenant": r.tenant, "actor": "sweeper", "role": "system", "action": "delete", "target_type": "copy",
+            *({"tenant": r.tenant, "actor": "sweeper", "role": "system", "action": AuditAction.COPY_DELETE, "target_type": "copy",
                "target_id": str(r.id), "outcome": "done", "reason": "retention expired", "at": now,
                "detail": {"recording_id": str(r.recording_id), "tier": r.tier}} for r in rows),
-            *({"tenant": tenant_of.get(rid), "actor": "sweeper", "role": "system", "action": "delete",
+            *({"tenant": tenant_of.get(rid), "actor": "sweeper", "role": "system", "action": AuditAction.COPY_DELETE,
                "target_type": "recording", "target_id": str(rid), "outcome": "done", "reason": "no copy left",
                "at": now} for rid in empty),
         ])

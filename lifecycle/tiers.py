@@ -4,33 +4,11 @@ from __future__ import annotations
 
 import calendar
 from datetime import datetime, timezone
-from enum import StrEnum
 
+from core.vocabulary import DEFAULT_MAX_MONTHS, DEFAULT_MIN_MONTHS, DEFAULT_RETENTION_MONTHS, Tier
 
-class Tier(StrEnum):
-    PRODUCTION = "production"
-    MONITORING = "monitoring"
-    TRAINING = "training"
-    COMPLAINT_EXTRACT = "complaint-extract"
-
-
-# The policy's defaults (months). Each tenant may override within the legal bounds below.
-DEFAULT_RETENTION_MONTHS: dict[Tier, int] = {
-    Tier.PRODUCTION: 3,
-    Tier.MONITORING: 3,
-    Tier.TRAINING: 12,
-    Tier.COMPLAINT_EXTRACT: 36,
-}
-
-# Legal bounds an override must respect (configurable in lifecycle settings).
-DEFAULT_MIN_MONTHS: dict[Tier, int] = {tier: 1 for tier in Tier}
-DEFAULT_MAX_MONTHS: dict[Tier, int] = {
-    Tier.PRODUCTION: 6,
-    Tier.MONITORING: 6,
-    Tier.TRAINING: 12,
-    Tier.COMPLAINT_EXTRACT: 60,
-}
-
+__all__ = ["DEFAULT_MAX_MONTHS", "DEFAULT_MIN_MONTHS", "DEFAULT_RETENTION_MONTHS", "Tier", "add_months",
+           "expires_at", "retention_months"]
 
 def add_months(moment: datetime, months: int) -> datetime:
     """Calendar months in UTC, clamped to the month's last day (Nov 30 + 3 = Feb 28)."""

@@ -11,7 +11,7 @@ written here, HMAC-SHA256-signed with a key the catalog does not hold
 
 in the erasure ledger's bucket (object lock, COMPLIANCE retention of
 ``audit_anchor_retention_days``: nobody can delete or overwrite a version before it ends).
-``access.audit.verify`` then checks that every anchored entry is still there with the same
+``storage.audit.verify`` then checks that every anchored entry is still there with the same
 hash and the same number of entries up to it: a recomputed chain or a cut tail no longer
 matches a signed anchor. Entries newer than the last anchor are protected by the chain only,
 hence anchors at least every ``audit_anchor_interval_seconds`` (each API or CLI process, after a
@@ -42,7 +42,7 @@ from typing import Iterator
 
 import sqlalchemy as sa
 
-from callvault.errors import ConfigurationError
+from core.errors import ConfigurationError
 
 from .catalog import tables as t
 from .exceptions import StorageError

@@ -31,7 +31,7 @@ import sqlalchemy as sa
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from callvault.errors import ConfigurationError
+from core.errors import ConfigurationError
 
 from .catalog import tables as t
 from .crypto import DATA_KEY_BYTES, encode_context, new_data_key, seal, unseal, unwrap_key, wrap_key

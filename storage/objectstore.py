@@ -7,6 +7,7 @@ callers from ids (never a phone number, see ``storage.keys``).
 from __future__ import annotations
 
 import io
+import itertools
 import logging
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
@@ -84,6 +85,20 @@ class _IterReader(io.RawIOBase):
         return n
 
 
+def _small_or_stream(chunks: Iterable[bytes]) -> bytes | Iterator[bytes]:
+    """The whole body as bytes when it is under the multipart threshold (one PUT, no thread
+    pool), else a stream of it (multipart): memory stays under a part whatever the size."""
+    head: list[bytes] = []
+    size = 0
+    it = iter(chunks)
+    for chunk in it:
+        head.append(chunk)
+        size += len(chunk)
+        if size >= MULTIPART_THRESHOLD:
+            return itertools.chain(head, it)
+    return b"".join(head)
+
+
 @dataclass(frozen=True)
 class ObjectInfo:
     key: str
@@ -94,6 +109,11 @@ class ObjectInfo:
 
 def _code(exc: ClientError) -> str:
     return exc.response.get("Error", {}).get("Code", "")
+
+
+def _where(bucket: str, key: str, version: str | None) -> dict[str, str]:
+    """The S3 call's address of one object version (no ``VersionId``: the current version)."""
+    return {"Bucket": bucket, "Key": key, **({"VersionId": version} if version else {})}
 
 
 class ObjectStore:
@@ -110,15 +130,20 @@ class ObjectStore:
         return cls(s3_client(settings))
 
     def put(self, bucket: str, key: str, body: bytes | BinaryIO | Iterable[bytes], *,
-            tags: dict[str, str] | None = None, content_type: str = "application/octet-stream") -> None:
+            tags: dict[str, str] | None = None, content_type: str = "application/octet-stream",
+            metadata: dict[str, str] | None = None) -> None:
         """Upload; large or streamed bodies go multipart (boto3 switches past the threshold).
 
         Bytes under the threshold go in one ``put_object``: s3transfer's thread pool costs a
         call-sized object about as much as the upload itself (40 % of a pass-through
         ingest in the profile, ``bench/NOTES.md``)."""
-        extra = {"ContentType": content_type}
+        extra: dict = {"ContentType": content_type}
+        if metadata:
+            extra["Metadata"] = metadata
         if tags:
             extra["Tagging"] = "&".join(f"{k}={v}" for k, v in tags.items())
+        if not isinstance(body, (bytes, bytearray)) and not hasattr(body, "read"):
+            body = _small_or_stream(body)  # s3transfer would buffer that much anyway
         if isinstance(body, (bytes, bytearray)) and len(body) < MULTIPART_THRESHOLD:
             try:
                 self.client.put_object(Bucket=bucket, Key=key, Body=bytes(body), **extra)
@@ -227,17 +252,20 @@ class ObjectStore:
             self._locked_buckets.add(bucket)
         return enabled
 
-    def set_legal_hold(self, bucket: str, key: str, on: bool) -> None:
-        """Put or lift the legal hold of the current version (the bucket needs object lock)."""
+    def set_legal_hold(self, bucket: str, key: str, on: bool, *, version: str | None = None) -> None:
+        """Put or lift the legal hold of one version (default: the current one); the bucket
+        needs object lock (without it: a ``StorageError``; a missing object: ``ObjectNotFound``)."""
         try:
-            self.client.put_object_legal_hold(Bucket=bucket, Key=key, LegalHold={"Status": "ON" if on else "OFF"})
+            self.client.put_object_legal_hold(**_where(bucket, key, version),
+                                              LegalHold={"Status": "ON" if on else "OFF"})
         except (ClientError, BotoCoreError) as exc:
             raise translate(exc, bucket=bucket, key=key) from exc
 
-    def legal_hold(self, bucket: str, key: str) -> bool:
-        """Whether the current version is under legal hold (False where the bucket has no object lock)."""
+    def legal_hold(self, bucket: str, key: str, *, version: str | None = None) -> bool:
+        """Whether one version (default: the current one) is under legal hold (False where the
+        bucket has no object lock or the hold was never set)."""
         try:
-            status = self.client.get_object_legal_hold(Bucket=bucket, Key=key)["LegalHold"]["Status"]
+            status = self.client.get_object_legal_hold(**_where(bucket, key, version))["LegalHold"]["Status"]
         except ClientError as exc:
             if _code(exc) in _NO_LEGAL_HOLD:
                 return False
@@ -321,15 +349,17 @@ class ObjectStore:
         """Whether one version is protected by object lock: a legal hold or an unexpired retention."""
         if not key:
             return False
-        where = {"Bucket": bucket, "Key": key, **({"VersionId": version} if version else {})}
         try:
-            if self.client.get_object_legal_hold(**where)["LegalHold"]["Status"] == "ON":
+            if self.legal_hold(bucket, key, version=version):
                 return True
-        except ClientError as exc:
-            if _code(exc) not in _NO_LEGAL_HOLD:
-                return False
+        except ObjectStoreUnavailable:
+            raise
+        except StorageError:  # gone since, or unreadable: not a protected version
+            return False
         try:
-            until = self.client.get_object_retention(**where)["Retention"]["RetainUntilDate"]
+            until = self.client.get_object_retention(**_where(bucket, key, version))["Retention"]["RetainUntilDate"]
         except (ClientError, KeyError):
             return False
+        except BotoCoreError as exc:
+            raise translate(exc, bucket=bucket, key=key) from exc
         return until > datetime.now(until.tzinfo)

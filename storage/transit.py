@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
 
-from callvault.errors import CallvaultError
+from core.errors import CallvaultError
 
 from .catalog import tables as t
 from .crypto import new_data_key

@@ -165,12 +165,13 @@ async def drop_topics(bootstrap: str, prefix: str) -> None:
 def scratch_pipeline(bootstrap: str, storage: StorageSettings, catalog_url: str, log_path: Path, *, prefix: str,
                      partitions: int = 4, inline_max_bytes: int = 64 * 1024,
                      env: dict[str, str] | None = None) -> Iterator[Pipeline]:
-    """A pipeline, its worker not started yet, on topics named after ``prefix``, the buckets of
-    ``storage`` (made as ``storage init`` makes them) and the catalog at ``catalog_url`` (migrated
-    already) with tenant ``acme``. After: the worker stopped and the topics deleted; the buckets
-    and the schema are the caller's."""
+    """A pipeline, its worker not started yet, on topics named after ``prefix`` (tenant topics
+    too: no one else's), the buckets of ``storage`` (made as ``storage init`` makes them) and the
+    catalog at ``catalog_url`` (migrated already) with tenant ``acme``. After: the worker stopped
+    and the topics deleted; the buckets and the schema are the caller's."""
     kafka = KafkaSettings(bootstrap_servers=bootstrap, recordings_topic=f"{prefix}.recordings",
-                          dlq_topic=f"{prefix}.recordings.dlq", events_topic=f"{prefix}.events", partitions=partitions)
+                          dlq_topic=f"{prefix}.recordings.dlq", events_topic=f"{prefix}.events", partitions=partitions,
+                          tenant_topic_prefix=f"{prefix}.tenant.")
     asyncio.run(create_topics(bootstrap, [kafka.recordings_topic], partitions))
     init_buckets(storage, say=lambda _m: None)
     init_ledger_bucket(minio_admin_client(storage), storage, say=lambda _m: None)  # the fault suite's own MinIO
@@ -184,6 +185,7 @@ def scratch_pipeline(bootstrap: str, storage: StorageSettings, catalog_url: str,
         "CALLVAULT_KAFKA_DLQ_TOPIC": kafka.dlq_topic,
         "CALLVAULT_KAFKA_EVENTS_TOPIC": kafka.events_topic,
         "CALLVAULT_KAFKA_PARTITIONS": str(partitions),
+        "CALLVAULT_KAFKA_TENANT_TOPIC_PREFIX": kafka.tenant_topic_prefix,
         "CALLVAULT_INGEST_APP_ID": prefix,
         "CALLVAULT_INGEST_WEB_PORT": "0",
         "CALLVAULT_INGEST_METRICS_PORT": "0",

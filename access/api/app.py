@@ -15,25 +15,28 @@
     GET    /audit, /audit/verify            the trail, and its hash-chain check
     POST   /break-glass                     IT: time-limited playback of one recording's named tiers, with a ticket
     POST   /subjects/{object,erase,restrict,lift,rectify,export}   data-subject requests by number
+    POST   /v1/recordings                   telephony pushes a call: audio body, Callvault-* headers (202)
+    GET    /v1/recordings/{id}/status       queued / stored / suppressed / dead-lettered (reason code)
     GET    /exports/{tenant}/{id}.zip       the export ZIP, by a short-lived signed link
     GET    /openapi.json, /docs             the schema
     GET    /console/...                     the web console (``access.console``); / redirects there
 
 Creating the app refuses a missing, short (< 32 bytes) or placeholder
 ``CALLVAULT_ACCESS_JWT_SECRET`` in every auth mode (OIDC included: it signs the links), and
-otherwise connects to nothing: services are built on the first request that needs
-them (or passed in, as tests do).
+otherwise connects to nothing: the composition root (``callvault.bootstrap``) passes the
+services, or a factory that builds them on the first request that needs them.
 """
 
 from __future__ import annotations
 
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Callable
 
 from fastapi import FastAPI
 
-import callvault
-from callvault.bootstrap import Services
+from ingest.producer import Producer
+from lifecycle.deps import Services
 
 from ..console import install as install_console
 from ..settings import AccessSettings, get_access_settings
@@ -41,22 +44,32 @@ from ..tokens import require_secret
 from . import errors
 from .deps import ApiContext, utcnow
 from .metrics import ApiMetrics, MetricsMiddleware
-from .views import audio, audit, break_glass, copies, dlq, health, holds, lifecycle, recordings, subjects
+from .views import audio, audit, break_glass, copies, dlq, health, holds, lifecycle, push, recordings, subjects
 
+API_VERSION = "0.1.0"
 ROUTERS = (health.router, recordings.router, audio.router, copies.router, holds.router, lifecycle.router,
-           audit.router, break_glass.router, subjects.router, dlq.router)
+           audit.router, break_glass.router, subjects.router, dlq.router, push.router)
 
 
-def create_app(services: Services | None = None, settings: AccessSettings | None = None, *,
-               clock: Callable[[], datetime] = utcnow) -> FastAPI:
-    app = FastAPI(title="callvault", version=getattr(callvault, "__version__", "0.1.0"),
+def create_app(services: Services | Callable[[], Services] | None = None, settings: AccessSettings | None = None, *,
+               clock: Callable[[], datetime] = utcnow,
+               push_producer: Callable[[Services], Producer] | None = None) -> FastAPI:
+    """``services`` (or a factory of them) and ``push_producer`` (the Kafka producer of
+    ``POST /v1/recordings``) come from the composition root, ``callvault.bootstrap``."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        await app.state.ctx.close()  # the push endpoint's Kafka producer, if a push started it
+
+    app = FastAPI(title="callvault", lifespan=lifespan, version=API_VERSION,
                   description="Call recordings: role-gated search, playback with HTTP Range, copies, "
                               "legal holds, lifecycle report and a tamper-evident audit trail.")
     settings = settings or get_access_settings()
     require_secret(settings)  # before serving anything: links (and HS256 tokens) are signed with it
     metrics = ApiMetrics()
     app.state.ctx = ApiContext(settings=settings, metrics=metrics, clock=clock,
-                               _services=services)
+                               _services=services, _producer_factory=push_producer)
     errors.install(app)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     for router in ROUTERS:

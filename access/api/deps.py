@@ -11,6 +11,7 @@ user, and the same checks then apply to that user.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import uuid
@@ -21,10 +22,14 @@ from typing import Annotated, Callable
 from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from callvault.bootstrap import Services
+from core.errors import ConfigurationError
+from core.vocabulary import AuditAction
+from ingest.producer import Producer
+from lifecycle.deps import Services
+from storage import audit
 from storage.catalog.db import UnitOfWork
 
-from .. import audit, tokens
+from .. import tokens
 from ..exceptions import Forbidden, Unauthenticated
 from ..identities import load_user
 from ..policy import User, account_state
@@ -42,15 +47,36 @@ class ApiContext:
     settings: AccessSettings
     metrics: ApiMetrics
     clock: Callable[[], datetime] = utcnow
-    _services: Services | None = field(default=None, repr=False)
+    _services: Services | Callable[[], Services] | None = field(default=None, repr=False)
+    _producer_factory: Callable[[Services], Producer] | None = field(default=None, repr=False)
+    _producer: Producer | None = field(default=None, repr=False)
+    _producer_lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
+
+    async def producer(self) -> Producer:
+        """The Kafka producer of the push endpoint, built by the composition root's factory and
+        started on the first push (``close`` stops it)."""
+        async with self._producer_lock:
+            if self._producer is None:
+                if self._producer_factory is None:
+                    raise ConfigurationError("push producer", "this app was created without a Kafka producer",
+                                             hint="serve the API with `callvault api`, which wires one")
+                self._producer = await self._producer_factory(self.services).__aenter__()
+        return self._producer
+
+    async def close(self) -> None:
+        if self._producer is not None:
+            await self._producer.__aexit__(None, None, None)
+            self._producer = None
 
     @property
     def services(self) -> Services:
-        """Built on first use, so creating the app connects to nothing."""
+        """Given by the composition root, or built by its factory on first use (so creating the app
+        connects to nothing)."""
         if self._services is None:
-            from callvault.bootstrap import services
-
-            self._services = services()
+            raise ConfigurationError("services", "this app was created without services",
+                                     hint="pass create_app(services=...) as callvault.bootstrap does")
+        if callable(self._services):
+            self._services = self._services()
         return self._services
 
     def unit_of_work(self) -> UnitOfWork:
@@ -88,7 +114,7 @@ def _active(request: Request, ctx: ApiContext, user: User, at: datetime) -> User
         with ctx.services.engine.begin() as conn:
             mine = sorted(user.tenants)
             audit.append(conn, tenant=mine[0] if len(mine) == 1 and mine[0] != "*" else None, actor=user.id,
-                         role=user.role.value, action="api:request", target_type="route",
+                         role=user.role.value, action=AuditAction.API_REQUEST, target_type="route",
                          target_id=f"{request.method} {route}", outcome="denied", reason=refused.reason, at=at)
         ctx.metrics.decision("api:request", False)
         raise Forbidden(refused.reason)
@@ -122,7 +148,8 @@ class StreamLink:
 
 def stream_link(copy_id: uuid.UUID,
                 user: Annotated[str | None, Query(max_length=64, description="stream link: its user")] = None,
-                expires: Annotated[int | None, Query(ge=0, le=2**40, description="stream link: expiry, Unix time")] = None,
+                expires: Annotated[int | None, Query(ge=0, le=2**40,
+                                                     description="stream link: expiry, Unix time")] = None,
                 sig: Annotated[str | None, Query(max_length=128, description="stream link: hex HMAC")] = None,
                 ctx: ApiContext = Depends(context), at: datetime = Depends(now)) -> StreamLink | None:
     """The verified link of a request, or None when it carries none (then a bearer is needed)."""

@@ -14,15 +14,15 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from core.vocabulary import Action
+from storage import audit
 from storage.catalog import tables as t
 from storage.catalog.db import UnitOfWork
 
-from .. import audit
 from ..exceptions import AccessError, Forbidden
-from ..policy import ALL_TENANTS, Action, BreakGlass, Decision, Target, User, decide
+from ..policy import ALL_TENANTS, BreakGlass, Decision, Target, User, decide
 from . import catalog
 from .metrics import ApiMetrics
-
 
 _TARGET_ID_MAX = 200  # audit_events.target_id
 _DERIVE = "derive"  # the tenant of an entry, unless given: see ``Gate.tenant_of``

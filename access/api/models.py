@@ -13,8 +13,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, Field
 
-Tier = Literal["production", "monitoring", "training", "complaint-extract"]
-NewCopyTier = Literal["monitoring", "training", "complaint-extract"]
+from core.vocabulary import Tier
+
+NewCopyTier = Literal[Tier.MONITORING, Tier.TRAINING, Tier.COMPLAINT_EXTRACT]  # core.vocabulary.COPY_TIERS
 
 
 def _storable(value: str) -> str:

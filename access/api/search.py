@@ -24,12 +24,13 @@ from typing import Callable, Iterator
 
 import sqlalchemy as sa
 
-from ingest.phone import WITHHELD, mask_number, normalise_number
+from core.phone import WITHHELD, mask_number, normalise_number
+from core.vocabulary import Action, Relation, Role
 from storage.catalog import tables as t
 from storage.keys import KeyRing
 
 from ..exceptions import BadRequest
-from ..policy import ALL_TENANTS, PLAYABLE, Action, Decision, Relation, Role, Target, User
+from ..policy import ALL_TENANTS, PLAYABLE, Decision, Target, User
 from . import catalog
 
 _r, _c = t.recordings, t.copies

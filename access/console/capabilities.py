@@ -9,11 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from ..policy import Action, BreakGlass, Role, Target, User, decide
+from core.vocabulary import COPY_ACTIONS, Action, Role
 
-# The copies a role may create, and the policy action that rules on each.
-CREATES = {"monitoring": Action.COPY_MONITORING, "training": Action.COPY_TRAINING,
-           "complaint-extract": Action.COPY_EXTRACT}
+from ..policy import BreakGlass, Target, User, decide
 
 
 @dataclass(frozen=True)
@@ -71,7 +69,7 @@ def recording_actions(user: User, copies: list[CopyView], source: Target | None,
     per_copy = [CopyActions(copy_id=c.id, play=may(Action.STREAM, c.target), download=may(Action.EXPORT, c.target),
                             hold=not c.held and may(Action.HOLD, c.target),
                             release=c.held and may(Action.RELEASE_HOLD, c.target)) for c in copies]
-    create = [tier for tier, action in CREATES.items() if source is not None and may(action, source)]
+    create = [tier for tier, action in COPY_ACTIONS.items() if source is not None and may(action, source)]
     may_hold = bool(copies) and all(may(Action.HOLD, c.target) for c in copies)
     may_release = bool(copies) and all(may(Action.RELEASE_HOLD, c.target) for c in copies)
     return RecordingActions(copies=per_copy, create=create,

@@ -11,19 +11,21 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Literal
 
 from fastapi import APIRouter, Depends
 from fastapi.responses import RedirectResponse
 from pydantic import BaseModel
 
+from core.vocabulary import Role, Tier
+from lifecycle import service
+
 from ..api import catalog
 from ..api.deps import ApiContext, context, current_user, now
-from ..api.models import RecordingDetail, errors
+from ..api.models import NewCopyTier, RecordingDetail, errors
 from ..api.views.lifecycle import may_read_report
 from ..api.views.recordings import recording_detail
 from ..identities import active_grant
-from ..policy import Role, User
+from ..policy import User
 from .capabilities import CopyView, pages, recording_actions
 
 router = APIRouter(tags=["console"])
@@ -50,12 +52,12 @@ class GrantOut(BaseModel):
     ticket: str
     expires_at: datetime
     recording_id: str | None
-    tiers: list[str]
+    tiers: list[Tier]
 
 
 class ActionsOut(BaseModel):
     copies: list[CopyActionsOut]
-    create: list[Literal["monitoring", "training", "complaint-extract"]]
+    create: list[NewCopyTier]
     hold_all: bool
     release_all: bool
     break_glass: bool
@@ -90,7 +92,7 @@ def recording(recording_id: uuid.UUID, user: User = Depends(current_user), at: d
     with ctx.unit_of_work() as uow:  # reads only: nothing to commit
         rec = catalog.recording(uow.conn, recording_id)
         copies = [c for c in catalog.live_copies(uow.conn, [recording_id]) if str(c["id"]) in visible] if rec else []
-        source = catalog.source_copy(uow.conn, recording_id, now=at) if rec else None
+        source = service.source_copy(uow, recording_id, now=at) if rec else None
         grant = active_grant(uow.conn, user.id, recording_id, at) if user.role is Role.IT else None
     views = [CopyView(str(c["id"]), catalog.target(rec, c), bool(c["hold"])) for c in copies]
     decided = recording_actions(user, views, catalog.target(rec, source) if source else None, now=at,

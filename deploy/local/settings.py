@@ -9,7 +9,7 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from callvault.config import SectionSettings, callvault_home
+from core.config import SectionSettings, callvault_home
 
 # Pinned releases. Kafka 4.1.1 is the newest line checked with faust-streaming 0.15.3 and
 # aiokafka 0.14 (topic creation, consumer groups, commits). MinIO publishes no semver tags,

@@ -11,6 +11,8 @@ Python: services read and write rows through these tables and map them to datacl
             └── break_glass                 time-limited, ticketed playback grants
     audit_events                            append-only, hash-chained trail (tenant_id: no FK,
                                             entries outlive their tenant)
+    pushes                                  calls handed over by the HTTP push endpoint or the S3
+                                            drop: what their ingest status answers
 
 Conventions: ids are ``Uuid`` (native on PostgreSQL, CHAR(32) on SQLite) except tenants and
 users, which are slugs; timestamps are aware UTC (``UTCDateTime``); enums are VARCHAR + CHECK;
@@ -24,17 +26,14 @@ keyed ``number_hash``. A change here needs a migration in
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Iterable
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
-TIERS = ("production", "monitoring", "training", "complaint-extract")
-ROLES = ("consultant", "manager", "coach", "internal-control", "it")
-DIRECTIONS = ("inbound", "outbound")
+from core.vocabulary import Direction, Door, Outcome, PushOutcome, Relation, Role, Tier
+
 KEY_PURPOSES = ("caller", "hold")
-TEAM_RELATIONS = ("member", "manager", "coach")
-OUTCOMES = ("allowed", "denied", "done", "failed")
 
 ENUM_LENGTH = 32
 HASH = sa.String(64)  # hex SHA-256 / HMAC-SHA256
@@ -71,10 +70,10 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
         return value.astimezone(timezone.utc)
 
 
-def string_enum(name: str, values: tuple[str, ...]) -> sa.Enum:
+def string_enum(name: str, values: Iterable[str]) -> sa.Enum:
     """VARCHAR + CHECK named ``ck_<table>_<name>``: portable, and a new value is a migration
     of one constraint rather than an ``ALTER TYPE``."""
-    return sa.Enum(*values, name=name, native_enum=False, create_constraint=True,
+    return sa.Enum(*(str(v) for v in values), name=name, native_enum=False, create_constraint=True,
                    validate_strings=True, length=ENUM_LENGTH)
 
 
@@ -97,7 +96,7 @@ tenants = sa.Table(
 tenant_retention = sa.Table(
     "tenant_retention", metadata,
     sa.Column("tenant_id", sa.String(64), sa.ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True),
-    sa.Column("tier", string_enum("tier", TIERS), primary_key=True),
+    sa.Column("tier", string_enum("tier", Tier), primary_key=True),
     sa.Column("months", sa.Integer, nullable=False),
     sa.CheckConstraint("months > 0", name="months_positive"),
 )
@@ -129,7 +128,7 @@ recordings = sa.Table(
     _tenant_fk(),
     sa.Column("external_id", sa.String(200), nullable=False),  # the telephony recording id
     sa.Column("started_at", UTCDateTime(), nullable=False),
-    sa.Column("direction", string_enum("direction", DIRECTIONS), nullable=False),
+    sa.Column("direction", string_enum("direction", Direction), nullable=False),
     sa.Column("number_hash", HASH, nullable=False),
     sa.Column("agent_id", sa.String(100), nullable=False),
     sa.Column("team_id", sa.String(100), nullable=True),
@@ -158,7 +157,7 @@ copies = sa.Table(
     "copies", metadata,
     sa.Column("id", sa.Uuid, primary_key=True),
     sa.Column("recording_id", sa.Uuid, sa.ForeignKey("recordings.id", ondelete="CASCADE"), nullable=False),
-    sa.Column("tier", string_enum("tier", TIERS), nullable=False),
+    sa.Column("tier", string_enum("tier", Tier), nullable=False),
     sa.Column("object_key", sa.String(300), nullable=False, unique=True),
     sa.Column("bucket", sa.String(63), nullable=False),
     sa.Column("size_bytes", sa.BigInteger, nullable=False),
@@ -206,7 +205,7 @@ users = sa.Table(
     "users", metadata,
     sa.Column("id", sa.String(64), primary_key=True),
     sa.Column("display_name", sa.String(200), nullable=False),
-    sa.Column("role", string_enum("role", ROLES), nullable=False),
+    sa.Column("role", string_enum("role", Role), nullable=False),
     sa.Column("tenants", json_type(), nullable=False, default=list, server_default=sa.text("'[]'")),  # ["*"]: all
     sa.Column("agent_id", sa.String(100), nullable=True),
     sa.Column("contract_end", sa.Date, nullable=True),
@@ -220,7 +219,7 @@ team_memberships = sa.Table(
     sa.Column("user_id", sa.String(64), sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
     sa.Column("tenant_id", sa.String(64), sa.ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True),
     sa.Column("team_id", sa.String(100), primary_key=True),
-    sa.Column("relation", string_enum("relation", TEAM_RELATIONS), primary_key=True),
+    sa.Column("relation", string_enum("relation", Relation), primary_key=True),
 )
 
 audit_events = sa.Table(
@@ -232,7 +231,7 @@ audit_events = sa.Table(
     sa.Column("action", sa.String(100), nullable=False),
     sa.Column("target_type", sa.String(32), nullable=False),
     sa.Column("target_id", sa.String(200), nullable=False),
-    sa.Column("outcome", string_enum("outcome", OUTCOMES), nullable=False),
+    sa.Column("outcome", string_enum("outcome", Outcome), nullable=False),
     sa.Column("reason", sa.Text, nullable=True),  # reason or ticket reference
     sa.Column("detail", json_type(), nullable=True),  # never audio, never a phone number
     sa.Column("prev_hash", HASH, nullable=True),  # NULL only for the first entry
@@ -254,7 +253,7 @@ break_glass = sa.Table(
     sa.Column("expires_at", UTCDateTime(), nullable=False),
     # CASCADE, not SET NULL: a grant for one recording must never widen to "any recording".
     sa.Column("recording_id", sa.Uuid, sa.ForeignKey("recordings.id", ondelete="CASCADE"), nullable=True),
-    # The tiers the grant opens (a subset of TIERS); a tier not named stays shut (0006).
+    # The tiers the grant opens (a subset of the tiers); a tier not named stays shut (0006).
     sa.Column("tiers", json_type(), nullable=False, server_default=sa.text("'[\"production\"]'")),
     sa.CheckConstraint("expires_at > granted_at", name="expires_after_grant"),
 )
@@ -310,4 +309,23 @@ dead_letters = sa.Table(
     sa.Column("expires_at", UTCDateTime(), nullable=False),
     sa.Index(None, "tenant_id", "number_hash"),
     sa.Index(None, "expires_at"),
+)
+
+# Calls handed over through a front door (the HTTP push endpoint, the S3 drop), by recording id:
+# the audio's fingerprint (a re-push of other audio under the same id is a conflict), and what
+# became of the call once the worker settled it. What ``GET /v1/recordings/{id}/status`` reads;
+# no number, no audio (0007).
+pushes = sa.Table(
+    "pushes", metadata,
+    sa.Column("recording_id", sa.Uuid, primary_key=True),  # ingest.service.recording_uuid(tenant, external id)
+    _tenant_fk(),
+    sa.Column("external_id", sa.String(200), nullable=False),
+    sa.Column("door", string_enum("door", Door), nullable=False),
+    sa.Column("principal", sa.String(100), nullable=False),
+    sa.Column("fingerprint", HASH, nullable=False),  # ingest.service.fingerprint: audio SHA-256 and spans
+    sa.Column("accepted_at", UTCDateTime(), nullable=False),
+    sa.Column("outcome", string_enum("outcome", PushOutcome), nullable=True),  # NULL: queued
+    sa.Column("reason", sa.String(64), nullable=True),  # a dead letter's reason code
+    sa.Column("settled_at", UTCDateTime(), nullable=True),
+    sa.UniqueConstraint("tenant_id", "external_id"),
 )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import os
+from contextlib import contextmanager
 from typing import Iterator
 
 import pytest
@@ -44,9 +45,23 @@ def pg_schema_url(postgres_url: str) -> Iterator[str]:
 @pytest.fixture
 def pipeline(kafka_bootstrap, storage_settings, pg_schema_url, tmp_path) -> Iterator[Pipeline]:
     """A real `callvault worker` on scratch topics, buckets and catalog schema, tenant `acme`."""
-    storage = storage_settings.model_copy(update={"master_key": SecretStr(base64.b64encode(os.urandom(32)).decode())})
-    with scratch_pipeline(kafka_bootstrap, storage, pg_schema_url, tmp_path / "worker.log",
-                          prefix=unique("e2e")) as pipe:
+    with running_pipeline(kafka_bootstrap, storage_settings, pg_schema_url, tmp_path) as pipe:
+        yield pipe
+
+
+@contextmanager
+def running_pipeline(kafka_bootstrap, storage_settings, pg_schema_url, tmp_path,
+                     extra_env: dict[str, str] | None = None, drops: bool = False) -> Iterator[Pipeline]:
+    """The ``pipeline`` fixture's world (``testbed.pipeline.scratch_pipeline``, a fresh master key, tenant
+    topics under its own prefix, no other test's), its worker started; ``extra_env`` for its worker (and
+    its other processes); ``drops``: its landing bucket announces new objects (the S3 drop), which
+    otherwise it does not, so a test's own objects there are not taken for telephony's."""
+    storage = storage_settings.model_copy(update={
+        "master_key": SecretStr(base64.b64encode(os.urandom(32)).decode()),
+        "drop_notify_target": storage_settings.drop_notify_target if drops else None})
+    env = {"CALLVAULT_KAFKA_TENANT_TOPICS_REFRESH_SECONDS": "1", **(extra_env or {})}
+    with scratch_pipeline(kafka_bootstrap, storage, pg_schema_url, tmp_path / "worker.log", prefix=unique("e2e"),
+                          env=env) as pipe:
         pipe.start_worker()
         yield pipe
 
@@ -84,3 +99,36 @@ def world(pg_engine, store, keys, scratch_bucket, storage_settings) -> Iterator[
     with w.client:
         yield w
     w.assert_audit_verifies()
+
+
+@pytest.fixture
+def front_doors(kafka_bootstrap, storage_settings, pg_schema_url, tmp_path) -> Iterator["FrontDoors"]:
+    """The pipeline, plus a real `callvault api` on it, a telephony user of `acme` (``pbx-acme``),
+    an internal-control user of `acme` (``ic-acme``), and the tenant `globex` nobody here serves."""
+    import secrets
+    from datetime import datetime, timezone
+
+    from pydantic import SecretStr as Secret
+
+    from access.identities import add_user
+    from access.settings import AccessSettings
+    from access.tokens import issue_token
+    from storage.catalog import tables as t
+    from tests.support.front_doors import ApiProcess, FrontDoors
+
+    secret = secrets.token_urlsafe(32)
+    env = {"CALLVAULT_ACCESS_JWT_SECRET": secret, "CALLVAULT_INGEST_MAX_AUDIO_BYTES": str(6 * 1024 * 1024)}
+    with running_pipeline(kafka_bootstrap, storage_settings, pg_schema_url, tmp_path, extra_env=env,
+                          drops=True) as pipe:
+        now = datetime.now(timezone.utc)
+        with pipe.engine.begin() as conn:
+            conn.execute(t.tenants.insert().values(id="globex", name="Globex", created_at=now))
+            add_user(conn, user_id="pbx-acme", role="telephony", tenants=["acme"], now=now)
+            add_user(conn, user_id="ic-acme", role="internal-control", tenants=["acme"], now=now)
+        api = ApiProcess(pipe.env, tmp_path / "api.log")
+        api.start()
+        settings = AccessSettings(jwt_secret=Secret(secret))
+        try:
+            yield FrontDoors(pipe, api, {u: issue_token(u, settings) for u in ("pbx-acme", "ic-acme")})
+        finally:
+            api.stop()

@@ -307,7 +307,7 @@ def test_coach_creates_a_training_copy_while_a_consultant_is_refused(world):
     assert extract.status_code == 201
     assert world.post(f"/recordings/{uuid.uuid4()}/copies", "control-1",
                       json={"tier": "monitoring"}).status_code == 404
-    assert [r["outcome"] for r in world.audit_rows(action="copy")] == ["done"] * 3  # lifecycle's own entries
+    assert [r["outcome"] for r in world.audit_rows(action="copy:create")] == ["done"] * 3  # lifecycle's own entries
 
 
 def test_holds_are_set_and_released_by_internal_control_only(world):
@@ -330,7 +330,9 @@ def test_holds_are_set_and_released_by_internal_control_only(world):
                  if r["action"].startswith("copy:hold")]
     assert ("copy:hold:set", "manager-1", "denied") in decisions
     assert ("copy:hold:release", "consultant-1", "denied") in decisions
-    assert [r["action"] for r in world.audit_rows(action="hold")] == ["hold"] * 3
+    # lifecycle's own entries for the three copies it held: the same name, outcome "done"
+    assert [r["outcome"] for r in world.audit_rows(action="copy:hold:set") if r["actor"] == "control-1"
+            and r["outcome"] != "allowed"] == ["done"] * 3
 
 
 def test_lifecycle_report_for_internal_control_and_it(world):
@@ -376,8 +378,8 @@ def test_audit_is_read_and_verified_by_internal_control_after_everything(world):
     own = str(world.copies["own/production"])
     about = world.get("/audit", "control-1", params={"target_type": "copy", "target_id": own}).json()["entries"]
     assert {e["target_id"] for e in about} == {own}
-    assert [e["action"] for e in about] == ["recording:audio:stream", "copy:hold:set", "hold", "copy:hold:release",
-                                            "release-hold"]
+    assert [e["action"] for e in about] == ["recording:audio:stream", "copy:hold:set", "copy:hold:set",
+                                            "copy:hold:release", "copy:hold:release"]
     assert world.get("/audit", "control-1", params={"target_id": own}).status_code == 422
     verified = world.get("/audit/verify", "control-1").json()
     assert verified["ok"] is True and verified["entries"] >= 10

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from access.audit import append, verify
+from storage.audit import append, verify
 from storage.catalog import tables as t
 from storage.catalog.migrate import upgrade
 from tests.support.catalog import NOW

@@ -23,9 +23,9 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from access import audit
-from access.audit import append, entry_hash, verify
+from storage import audit
 from storage.anchors import Anchor, AuditAnchors
+from storage.audit import append, entry_hash, verify
 from storage.catalog import tables as t
 from storage.catalog.db import UnitOfWork
 from storage.catalog.migrate import upgrade
@@ -312,7 +312,7 @@ def test_migration_backfills_the_tenant_and_old_entries_verify(pg_engine, keys):
 
 def _cli(monkeypatch, engine, store, keys, storage_settings, anchors):
     import callvault.bootstrap as bootstrap
-    from callvault.bootstrap import Services
+    from lifecycle.deps import Services
     from callvault.cli import app
     from lifecycle.settings import LifecycleSettings
 

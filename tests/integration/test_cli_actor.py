@@ -128,7 +128,7 @@ def test_a_tenant_scoped_it_user_cannot_act_on_every_tenants_dead_letters(cli) -
     """Without --tenant, `dlq replay` and `dlq purge` act on every tenant: group-level users only."""
     from access.exceptions import Forbidden
     from access.operators import authorise
-    from access.policy import Action
+    from core.vocabulary import Action
 
     now = datetime.now(timezone.utc)
     with pytest.raises(Forbidden, match="group-level users only"):

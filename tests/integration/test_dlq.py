@@ -14,8 +14,8 @@ import pytest
 import sqlalchemy as sa
 
 from access.identities import add_user
+from core.errors import CallvaultError
 from ingest.dlq import purge, read, replay, select, summary
-from callvault.errors import CallvaultError
 from ingest.producer import Call, Producer, resealer
 from storage.catalog import tables as t
 from tests.audio_fixtures import sine_wav

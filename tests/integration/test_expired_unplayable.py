@@ -76,7 +76,7 @@ def test_a_copy_one_second_past_expiry_is_refused_every_use_of_its_audio_before_
         + [("recording:audio:export", "control-1"), ("copy:monitoring:create", "manager-1"),
            ("copy:training:create", "coach-1"), ("copy:extract:create", "control-1")])
     assert not world.audit_rows(outcome="allowed", target_id=str(copy_id))
-    assert not world.audit_rows(action="copy")  # nothing was copied
+    assert not world.audit_rows(action="copy:create")  # nothing was copied
     # Not yet swept: the row is there and its metadata is still listed (metadata is not audio).
     assert live_copy_ids(world, rid) == {copy_id}
     detail = world.get(f"/recordings/{rid}", "control-1")
@@ -97,7 +97,7 @@ def test_the_same_expired_copy_under_legal_hold_is_playable_exportable_and_copya
     assert world.get(f"/copies/{copy_id}/export", "control-1").content == audio
     made = world.post(f"/recordings/{rid}/copies", "control-1", json={"tier": "complaint-extract", "reason": "LIT-13"})
     assert made.status_code == 201, made.text
-    assert world.audit_rows(action="copy")[-1]["detail"]["source_copy"] == str(copy_id)
+    assert world.audit_rows(action="copy:create")[-1]["detail"]["source_copy"] == str(copy_id)
     assert world.get(f"/copies/{made.json()['copy_id']}/audio", "control-1").content == audio
     # Released: expired again, refused again.
     assert world.delete(f"/copies/{copy_id}/hold", "control-1", params={"reason": "case closed"}).status_code == 200
@@ -137,7 +137,7 @@ def test_create_copy_refuses_an_expired_unheld_source_and_takes_a_live_or_held_o
                                  number_hash=number_hash, expires_at=NOW + SECOND, training_report="r")
     with catalog.begin() as conn:
         info = create_copy(conn, store, keys, recording_id=rid, tier="monitoring", actor="mgr-1", now=NOW)
-        source = conn.execute(sa.select(t.audit_events.c.detail).where(t.audit_events.c.action == "copy")
+        source = conn.execute(sa.select(t.audit_events.c.detail).where(t.audit_events.c.action == "copy:create")
                               .order_by(t.audit_events.c.seq.desc()).limit(1)).scalar()
         assert info.created and source["source_copy"] == str(training)
         assert read_copy(conn, store, keys, info.copy_id) == audio
@@ -153,7 +153,7 @@ def test_create_copy_refuses_an_expired_unheld_source_and_takes_a_live_or_held_o
             hold=True, hold_reason="LIT-13", hold_actor="ic-1", hold_at=later))
         extract = create_copy(conn, store, keys, recording_id=rid, tier="complaint-extract", actor="ic-1",
                               now=later, reason="CPL-2")
-        source = conn.execute(sa.select(t.audit_events.c.detail).where(t.audit_events.c.action == "copy")
+        source = conn.execute(sa.select(t.audit_events.c.detail).where(t.audit_events.c.action == "copy:create")
                               .order_by(t.audit_events.c.seq.desc()).limit(1)).scalar()
         assert extract.created and source["source_copy"] == str(prod)
         assert read_copy(conn, store, keys, extract.copy_id) == audio

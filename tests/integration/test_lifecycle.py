@@ -11,19 +11,19 @@ import pytest
 import sqlalchemy as sa
 from botocore.exceptions import ClientError
 
-from access.audit import verify
 from lifecycle.copies import create_copy
 from lifecycle.exceptions import CopyNotAllowed, RetentionOutOfBounds
 from lifecycle.holds import release_hold, set_hold
+from lifecycle.reconcile import reconcile
 from lifecycle.retention import Bounds, set_retention
 from lifecycle.sweeper import _mark, sweep
 from lifecycle.tiers import DEFAULT_MAX_MONTHS, DEFAULT_MIN_MONTHS, add_months
-from lifecycle.reconcile import reconcile
 from storage.admin import init_buckets
+from storage.audit import verify
 from storage.catalog import tables as t
 from storage.copies import read_copy
-from storage.exceptions import KeyDestroyedError
 from storage.erasure import live_caller_keys
+from storage.exceptions import KeyDestroyedError
 from storage.keys import KeyRing
 from tests.support.catalog import NOW, new_recording, store_copy
 
@@ -142,10 +142,10 @@ def test_sweeper_deletes_expired_unheld_copies_objects_rows_and_empty_recordings
     remaining = {v["Key"] for v in versions.get("Versions", [])} | {m["Key"] for m in versions.get("DeleteMarkers", [])}
     assert remaining == {k for _, _, k in held + kept}  # every version of the expired objects is gone
     audit = rows(catalog, t.audit_events)
-    deletions = [a for a in audit if a["action"] == "delete"]
+    deletions = [a for a in audit if a["action"] == "copy:delete"]
     assert len([a for a in deletions if a["target_type"] == "copy"]) == 6
     assert len([a for a in deletions if a["target_type"] == "recording"]) == 6
-    assert len([a for a in audit if a["action"] == "hold"]) == 2
+    assert len([a for a in audit if a["action"] == "copy:hold:set"]) == 2
     assert all(number not in str(dict(a)) for a in audit)  # the trail keeps no number
     with catalog.connect() as conn:
         assert verify(conn).ok

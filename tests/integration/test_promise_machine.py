@@ -30,11 +30,18 @@ import pytest
 import sqlalchemy as sa
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule, run_state_machine_as_test
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 
-from access.audit import verify
-from access.policy import Action, Role, Target, User, decide
+from access.policy import Target, User, decide
 from access.subjects import erase, object_to_recording, rectify, restrict
+from core.vocabulary import Action, Role
 from lifecycle.copies import create_copy
 from lifecycle.erasures import replay_ledger
 from lifecycle.exceptions import CopyNotAllowed, NotFound
@@ -43,6 +50,7 @@ from lifecycle.reconcile import reconcile
 from lifecycle.retention import Bounds, set_retention
 from lifecycle.settings import LifecycleSettings
 from lifecycle.sweeper import sweep
+from storage.audit import verify
 from storage.catalog import tables as t
 from tests.support.stack import empty_and_delete_bucket, unique
 from tests.support import pgbackup

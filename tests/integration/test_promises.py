@@ -17,9 +17,9 @@ import sqlalchemy as sa
 from botocore.exceptions import ClientError
 from pydantic import SecretStr
 
-from access.audit import verify
 from access.subjects import erase, rectify
 from lifecycle.holds import release_hold, set_hold
+from storage.audit import verify
 from storage.catalog import tables as t
 from storage.exceptions import KeyDestroyedError
 from storage.keys import KeyRing

@@ -14,11 +14,11 @@ import pytest
 import sqlalchemy as sa
 from pydantic import SecretStr
 
-from access.audit import verify
 from lifecycle.holds import release_hold, set_hold
 from lifecycle.reconcile import apply_repairs, find, reconcile
 from lifecycle.sweeper import _mark, sweep
 from storage.admin import init_buckets
+from storage.audit import verify
 from storage.catalog import tables as t
 from storage.catalog.db import make_engine
 from tests.support.catalog import NOW, store_copy

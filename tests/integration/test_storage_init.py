@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from minio.commonconfig import ENABLED
 
-from lifecycle.tiers import Tier
+from core.vocabulary import Tier
 from storage.admin import init_buckets, minio_admin_client, tier_backstop_days
 
 pytestmark = pytest.mark.integration

@@ -14,10 +14,11 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from access.audit import verify
-from access.policy import Action, Role, Target, User, decide
+from access.policy import Target, User, decide
 from access.subjects import Actor, erase, export, object_to_recording, rectify, render_export_zip, restrict
+from core.vocabulary import Action, Role
 from lifecycle.holds import set_hold
+from storage.audit import verify
 from storage.catalog import tables as t
 from storage.copies import read_copy
 from storage.crypto import decrypt_bytes, encode_context
@@ -142,10 +143,10 @@ def test_export_is_a_36_month_extract_rendered_as_zip_with_manifests(catalog, st
 
 
 def test_objection_erases_existing_calls_and_ingest_stores_nothing_more(pipeline):
+    from datetime import datetime, timezone
+
     from ingest.producer import Call
     from tests.audio_fixtures import sine_wav
-
-    from datetime import datetime, timezone
 
     now = datetime.now(timezone.utc)
     pipeline.push(Call(audio=sine_wav(1.0), tenant="acme", agent_id="a1", caller_number="0612345678",

@@ -17,9 +17,9 @@ import pytest
 import sqlalchemy as sa
 from pydantic import SecretStr
 
-from access.audit import verify
 from lifecycle.reconcile import reconcile
 from storage.admin import init_buckets
+from storage.audit import verify
 from storage.catalog import tables as t
 from storage.catalog.db import make_engine
 from storage.objectstore import ObjectStore
@@ -87,7 +87,7 @@ def test_sweep_of_10000_expired_copies_survives_sigkill(storage_settings, pg_sch
         result = verify(conn)
         assert result.ok, result
         deletions = conn.execute(sa.select(sa.func.count()).select_from(t.audit_events).where(
-            t.audit_events.c.action == "delete", t.audit_events.c.target_type == "copy")).scalar()
+            t.audit_events.c.action == "copy:delete", t.audit_events.c.target_type == "copy")).scalar()
     assert deletions == N  # one entry per copy: none lost to the kill, none written twice
     print(f"\nsweep of {N} expired copies (killed at {N - killed_at} done, then re-run): {elapsed:.1f} s, "
           f"{N / elapsed:.0f} copies/s")

@@ -11,8 +11,9 @@ import pytest
 import sqlalchemy as sa
 
 from access.api.search import Filters, search
-from access.policy import Role, User, decide
+from access.policy import User, decide
 from access.subjects import Actor, erase, erase_recordings, export
+from core.vocabulary import Role
 from ingest.producer import Call
 from storage.catalog import tables as t
 from storage.copies import read_copy

@@ -86,7 +86,7 @@ class Vault:
             return read_copy(conn, self.store, self.keys, copy_id)
 
     def readable(self, copy_id: uuid.UUID) -> bool:
-        from callvault.errors import CallvaultError
+        from core.errors import CallvaultError
 
         try:
             return len(self.read(copy_id)) > 0

@@ -19,12 +19,12 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
 from access.api import create_app
-from access.audit import verify
 from access.identities import add_user
 from access.settings import AccessSettings
 from access.tokens import issue_token
-from callvault.bootstrap import Services
+from lifecycle.deps import Services
 from lifecycle.settings import LifecycleSettings
+from storage.audit import verify
 from storage.catalog import tables as t
 from storage.catalog.migrate import upgrade
 from testbed.catalog import add_recording

@@ -8,7 +8,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 from access.console.capabilities import CopyView, pages, recording_actions
-from access.policy import BreakGlass, Relation, Role, Target, User
+from access.policy import BreakGlass, Target, User
+from core.vocabulary import Relation, Role
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
 ACME = frozenset({"acme"})

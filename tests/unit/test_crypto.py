@@ -10,8 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from callvault.errors import CallvaultError
-from storage.exceptions import UndecryptableError
+from core.errors import CallvaultError
 from storage import crypto
 from storage.crypto import (
     DATA_KEY_BYTES,
@@ -32,6 +31,7 @@ from storage.crypto import (
     unwrap_key,
     wrap_key,
 )
+from storage.exceptions import UndecryptableError
 
 KEY = bytes(range(32))
 OTHER_KEY = bytes(range(1, 33))

@@ -9,7 +9,7 @@ from pydantic import SecretStr
 from access.api import create_app
 from access.settings import AccessSettings
 from access.tokens import LinkPurpose, link_key
-from callvault.errors import ConfigurationError
+from core.errors import ConfigurationError
 
 GOOD = "k" * 32
 OIDC = {"oidc_jwks_url": "https://idp.example.eu/.well-known/jwks.json"}

@@ -42,7 +42,7 @@ ENV_EXAMPLE = COMPOSE_DIR / ".env.example"
 K8S_VERSIONS = ("1.30", latest_version())
 IMAGE = "callvault:latest"
 WORKER = "callvault-worker"
-# Read straight from the environment by callvault.config, not settings fields.
+# Read straight from the environment by core.config, not settings fields.
 PROCESS_ENV = {"CALLVAULT_HOME", "CALLVAULT_CONFIG"}
 KNOWN_ENV = set(env_names()) | PROCESS_ENV
 PLACEHOLDER = "change-me"
@@ -342,7 +342,7 @@ def test_dockerfile_builds_the_image_the_manifests_run():
 # --- settings names --------------------------------------------------------------------------
 
 def test_process_env_names_are_still_read_by_callvault_config():
-    source = (ROOT / "callvault" / "config.py").read_text()
+    source = (ROOT / "core" / "config.py").read_text()
     assert all(f'"{name}"' in source for name in PROCESS_ENV)
 
 

@@ -1,19 +1,19 @@
-"""The whole policy matrix: 5 roles × 4 tiers × own/team/other agent × tenant in/out ×
+"""The whole policy matrix: 6 roles × 4 tiers × own/team/other agent × tenant in/out ×
 restricted or not × active/expired/revoked user × every action, against a table written
 straight from DESIGN.md §Roles (not from the implementation)."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from datetime import date, datetime, timedelta, timezone
-
-import dataclasses
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from access.policy import EXPIRED, USES_AUDIO, Action, BreakGlass, Relation, Role, Target, User, decide
+from access.policy import EXPIRED, USES_AUDIO, BreakGlass, Target, User, decide
+from core.vocabulary import Action, Relation, Role
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
 TIERS = ("production", "monitoring", "training", "complaint-extract")
@@ -41,10 +41,14 @@ SPEC: dict[tuple[Role, Action], frozenset[str]] = {
     (Role.IT, Action.VIEW_METADATA): ALL,
     (Role.IT, Action.SEARCH): ALL,
     # (Role.IT, Action.SEARCH_BY_NUMBER): nothing without a break-glass grant
+    # Telephony (a system): pushes its tenants' calls and reads their ingest status, nothing else.
+    (Role.TELEPHONY, Action.PUSH): ALL,
+    (Role.TELEPHONY, Action.INGEST_STATUS): ALL,
 }
 AUDIO = {Action.STREAM, Action.EXPORT, Action.COPY_MONITORING, Action.COPY_TRAINING, Action.COPY_EXTRACT}
 COPY_ACTIONS = [a for a in Action if a not in (Action.AUDIT_READ, Action.LIFECYCLE_RUN, Action.BREAK_GLASS,
-                                               Action.DLQ_READ, Action.DLQ_MANAGE, Action.RETENTION_SET)]
+                                               Action.DLQ_READ, Action.DLQ_MANAGE, Action.RETENTION_SET,
+                                               Action.REPORT_VIEW)]
 
 
 def make_user(role: Role, state: str) -> User:
@@ -87,7 +91,7 @@ def test_policy_matrix(role, action, tier, whose, tenant_in, restricted, state):
 
 
 def test_matrix_size():
-    assert len(MATRIX) == 5 * len(COPY_ACTIONS) * 4 * 3 * 2 * 2 * 3
+    assert len(MATRIX) == 6 * len(COPY_ACTIONS) * 4 * 3 * 2 * 2 * 3
 
 
 @pytest.mark.parametrize("role", list(Role))

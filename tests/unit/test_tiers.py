@@ -4,7 +4,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lifecycle.tiers import Tier, add_months, expires_at
+from core.vocabulary import Tier
+from lifecycle.tiers import add_months, expires_at
 
 UTC = timezone.utc
 

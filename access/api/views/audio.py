@@ -20,15 +20,15 @@ from fastapi import APIRouter, Depends, Header
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel
 
-from callvault.errors import CallvaultError
+from core.errors import CallvaultError
+from core.vocabulary import Action, Role
 
 from ...exceptions import InvalidRange
 from ...identities import active_grant
-from ...policy import Action, Decision, Role, User
-from .. import catalog
+from ...policy import Decision, User
 from ...tokens import LinkPurpose
-from ..deps import ApiContext, StreamLink, context, current_user, link_key, listener, now, stream_link, \
-    stream_signature
+from .. import catalog
+from ..deps import ApiContext, StreamLink, context, current_user, link_key, listener, now, stream_link, stream_signature
 from ..errors import error_response
 from ..gate import Gate
 from ..models import errors

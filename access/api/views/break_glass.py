@@ -11,9 +11,11 @@ from datetime import datetime
 
 from fastapi import APIRouter, Depends
 
+from core.vocabulary import Action
+
 from ...exceptions import Forbidden
 from ...identities import open_break_glass
-from ...policy import Action, User
+from ...policy import User
 from .. import catalog
 from ..deps import ApiContext, context, current_user, now
 from ..models import BreakGlassGrant, BreakGlassRequest, errors

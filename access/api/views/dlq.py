@@ -13,10 +13,11 @@ from datetime import datetime
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel
 
+from core.vocabulary import Action
 from ingest.dlq import read, summary
 from ingest.settings import get_kafka_settings
 
-from ...policy import ALL_TENANTS, Action, User
+from ...policy import ALL_TENANTS, User
 from ..deps import ApiContext, context, current_user, now
 from ..gate import Gate, tenants_label
 from ..models import errors

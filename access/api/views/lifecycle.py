@@ -11,16 +11,16 @@ from datetime import datetime
 
 from fastapi import APIRouter, Depends
 
+from core.vocabulary import Action, Role
 from lifecycle.report import lifecycle_report
 
-from ...policy import Decision, Role, User, account_state
+from ...policy import Decision, User, account_state
 from ..deps import ApiContext, context, current_user, now
 from ..gate import Gate, tenants_label
 from ..models import LifecycleReport, ReportRow, errors
 
 router = APIRouter(tags=["lifecycle"])
 
-REPORT_ACTION = "lifecycle:report:view"
 REPORT_ROLES = frozenset({Role.INTERNAL_CONTROL, Role.IT})
 
 
@@ -40,11 +40,12 @@ def report(user: User = Depends(current_user), at: datetime = Depends(now),
     with ctx.unit_of_work() as uow:
         gate = Gate(uow, user, at, ctx.metrics)
         decision = may_read_report(user, at)
-        ctx.metrics.decision(REPORT_ACTION, decision.allowed)
+        ctx.metrics.decision(Action.REPORT_VIEW, decision.allowed)
         if not decision.allowed:
-            raise gate.refuse(REPORT_ACTION, decision.reason, target_type="tenant", target_id=tenants_label(tenants))
+            raise gate.refuse(Action.REPORT_VIEW, decision.reason, target_type="tenant",
+                              target_id=tenants_label(tenants))
         rows = lifecycle_report(uow.conn, now=at, tenants=tenants)
-        gate.record(REPORT_ACTION, target_type="tenant", target_id=tenants_label(tenants), outcome="allowed",
+        gate.record(Action.REPORT_VIEW, target_type="tenant", target_id=tenants_label(tenants), outcome="allowed",
                     reason=decision.reason)
         uow.commit()
     return LifecycleReport(generated_at=at, tenants=tenants, rows=[

@@ -14,16 +14,27 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 
+from core.vocabulary import Action, Role
 from storage.copies import plaintext_length
 
 from ...exceptions import BadRequest
 from ...identities import active_grants
-from ...policy import Action, Decision, Role, Target, User
+from ...policy import Decision, Target, User
 from .. import catalog
 from ..deps import ApiContext, context, current_user, now
 from ..gate import Gate, tenants_label
-from ..models import (MAX_PAGE, CopyDetail, CopySummary, RecordingDetail, RecordingSummary, SearchRequest,
-                      SearchResult, Text, Tier, errors)
+from ..models import (
+    MAX_PAGE,
+    CopyDetail,
+    CopySummary,
+    RecordingDetail,
+    RecordingSummary,
+    SearchRequest,
+    SearchResult,
+    Text,
+    Tier,
+    errors,
+)
 from ..search import Cursor, Filters, Found, search
 
 router = APIRouter(tags=["recordings"])

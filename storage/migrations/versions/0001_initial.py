@@ -44,8 +44,20 @@ def _enum(table: str, column: str, values: tuple[str, ...], constraint: str | No
     allowed = ", ".join(f"'{v}'" for v in values)
     return sa.CheckConstraint(f"{column} IN ({allowed})", name=op.f(f"ck_{table}_{constraint or column}"))
 
-
 def upgrade() -> None:
+    _create_tenants()
+    _create_tenant_retention()
+    _create_caller_keys()
+    _create_recordings()
+    _create_copies()
+    _create_suppressions()
+    _create_users()
+    _create_team_memberships()
+    _create_audit_events()
+    _create_break_glass()
+
+
+def _create_tenants() -> None:
     op.create_table(
         "tenants",
         sa.Column("id", sa.String(64), nullable=False),
@@ -53,6 +65,9 @@ def upgrade() -> None:
         _ts("created_at"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_tenants")),
     )
+
+
+def _create_tenant_retention() -> None:
     op.create_table(
         "tenant_retention",
         sa.Column("tenant_id", sa.String(64), nullable=False),
@@ -64,6 +79,9 @@ def upgrade() -> None:
         _enum("tenant_retention", "tier", TIERS),
         sa.CheckConstraint("months > 0", name=op.f("ck_tenant_retention_months_positive")),
     )
+
+
+def _create_caller_keys() -> None:
     op.create_table(
         "caller_keys",
         sa.Column("id", sa.Uuid(), nullable=False),
@@ -82,6 +100,9 @@ def upgrade() -> None:
     live = sa.text("wrapped_key IS NOT NULL")
     op.create_index("uq_caller_keys_live", "caller_keys", ["tenant_id", "number_hash", "purpose"], unique=True,
                     postgresql_where=live, sqlite_where=live)
+
+
+def _create_recordings() -> None:
     op.create_table(
         "recordings",
         sa.Column("id", sa.Uuid(), nullable=False),
@@ -109,6 +130,9 @@ def upgrade() -> None:
     op.create_index("ix_recordings_tenant_number", "recordings", ["tenant_id", "number_hash"])
     op.create_index("ix_recordings_tenant_agent_started", "recordings", ["tenant_id", "agent_id", "started_at"])
     op.create_index("ix_recordings_tenant_team_started", "recordings", ["tenant_id", "team_id", "started_at"])
+
+
+def _create_copies() -> None:
     op.create_table(
         "copies",
         sa.Column("id", sa.Uuid(), nullable=False),
@@ -152,6 +176,9 @@ def upgrade() -> None:
     op.create_index("ix_copies_deleting", "copies", ["deleting_at"],
                     postgresql_where=deleting, sqlite_where=deleting)
     op.create_index("ix_copies_caller_key_id", "copies", ["caller_key_id"])
+
+
+def _create_suppressions() -> None:
     op.create_table(
         "suppressions",
         sa.Column("tenant_id", sa.String(64), nullable=False),
@@ -161,6 +188,9 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["tenant_id"], ["tenants.id"], name=op.f("fk_suppressions_tenant_id_tenants")),
         sa.PrimaryKeyConstraint("tenant_id", "number_hash", name=op.f("pk_suppressions")),
     )
+
+
+def _create_users() -> None:
     op.create_table(
         "users",
         sa.Column("id", sa.String(64), nullable=False),
@@ -175,6 +205,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_users")),
         _enum("users", "role", ROLES),
     )
+
+
+def _create_team_memberships() -> None:
     op.create_table(
         "team_memberships",
         sa.Column("user_id", sa.String(64), nullable=False),
@@ -188,6 +221,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("user_id", "tenant_id", "team_id", "relation", name=op.f("pk_team_memberships")),
         _enum("team_memberships", "relation", TEAM_RELATIONS),
     )
+
+
+def _create_audit_events() -> None:
     op.create_table(
         "audit_events",
         sa.Column("seq", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
@@ -207,6 +243,9 @@ def upgrade() -> None:
         _enum("audit_events", "outcome", OUTCOMES),
     )
     op.create_index("ix_audit_events_target", "audit_events", ["target_type", "target_id"])
+
+
+def _create_break_glass() -> None:
     op.create_table(
         "break_glass",
         sa.Column("id", sa.Uuid(), nullable=False),

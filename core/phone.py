@@ -14,7 +14,7 @@ from __future__ import annotations
 import phonenumbers
 from phonenumbers import NumberParseException, PhoneNumberFormat, ValidationResult
 
-from ingest.exceptions import FieldError, InvalidNumber
+from core.errors import FieldError, InvalidNumber
 
 MAX_INPUT_LENGTH = 64  # a formatted number with spaces, "(0)" and "+33" fits easily
 MASK = "\u2022"  # bullet
