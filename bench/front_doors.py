@@ -35,7 +35,7 @@ HEADING = "## Front doors: HTTP push vs the Kafka producer (issue 18)"
 
 
 def one_minute_wav() -> bytes:
-    from tests.audio_fixtures import sine_wav
+    from testbed.audio import sine_wav
 
     return sine_wav(60.0)
 

@@ -30,7 +30,7 @@ from typing import Any, Callable
 from ingest.exceptions import IngestErrorCode as Code
 from ingest.schema import SCHEMA_V1
 from ingest.sealing import SEALED_V1
-from tests.audio_fixtures import encode, pcm_to_wav, sine_wav, transcode
+from testbed.audio import encode, pcm_to_wav, sine_wav, transcode
 
 TENANT = "acme"
 NUMBER = "06 12 34 56 78"

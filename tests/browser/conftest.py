@@ -15,7 +15,7 @@ from typing import Iterator
 
 import pytest
 
-from tests.audio_fixtures import encode, sine_wav
+from testbed.audio import encode, sine_wav
 from tests.support.server import served
 from tests.support.world import World, build_world
 

@@ -12,7 +12,7 @@ from core.errors import ConfigurationError
 from ingest import audio
 from ingest.audio import decode, duration_ms, normalise, process, silence_spans
 from ingest.exceptions import AudioTooLarge, EmptyAudio, InvalidRedaction, TruncatedAudio, UndecodableAudio
-from tests.audio_fixtures import CODECS, encode, pcm_to_wav, sine_wav, tone_power, transcode
+from testbed.audio import CODECS, encode, pcm_to_wav, sine_wav, tone_power, transcode
 
 pytestmark = pytest.mark.integration
 

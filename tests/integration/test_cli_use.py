@@ -16,7 +16,7 @@ from core.errors import MalformedInput
 from lifecycle import service as lifecycle_service
 from storage.catalog import tables as t
 from storage.catalog.db import UnitOfWork
-from tests.audio_fixtures import sine_wav
+from testbed.audio import sine_wav
 from tests.support.cli import NUMBER, Cli, CliWorld, cli_world
 
 pytestmark = pytest.mark.integration

@@ -18,7 +18,7 @@ from core.errors import CallvaultError
 from ingest.dlq import purge, read, replay, select, summary
 from ingest.producer import Call, Producer, resealer
 from storage.catalog import tables as t
-from tests.audio_fixtures import sine_wav
+from testbed.audio import sine_wav
 
 pytestmark = pytest.mark.integration
 

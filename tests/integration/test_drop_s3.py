@@ -19,7 +19,7 @@ from aiokafka import AIOKafkaConsumer
 from ingest.service import recording_uuid
 from storage.catalog import tables as t
 from storage.keys import KeyRing
-from tests.audio_fixtures import sine_wav
+from testbed.audio import sine_wav
 from tests.support.front_doors import aws, aws_env, curl
 
 pytestmark = pytest.mark.integration

@@ -44,8 +44,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from ingest.producer import Call
 from storage.catalog import tables as t
+from testbed.audio import pcm_to_wav, sine_pcm, sine_wav
 from testbed.pipeline import Pipeline
-from tests.audio_fixtures import pcm_to_wav, sine_pcm, sine_wav
 from tests.support.durability import (FAST_FAILOVER, NOW, Batch, assert_stored_exactly_once, check_alive,
                                       group_assignments, group_lag, log_tail, make_batch, read_outputs,
                                       wait_for_stored, wait_until_done)

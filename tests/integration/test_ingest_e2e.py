@@ -20,7 +20,7 @@ from ingest.service import recording_uuid
 from storage.catalog import tables as t
 from storage.copies import read_copy
 from storage.keys import KeyRing
-from tests.audio_fixtures import encode, sine_wav
+from testbed.audio import encode, sine_wav
 from tests.bad_input_corpus import CORPUS, LIMITS, NUMBER_FORMS, World, good, leaked
 
 pytestmark = pytest.mark.integration

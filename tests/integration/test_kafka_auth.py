@@ -23,7 +23,7 @@ from ingest.producer import Call, Producer
 from ingest.schema import build_message
 from ingest.settings import KafkaSettings
 from storage.catalog import tables as t
-from tests.audio_fixtures import sine_wav
+from testbed.audio import sine_wav
 from tests.support.stack import unique
 
 pytestmark = pytest.mark.integration

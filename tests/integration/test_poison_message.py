@@ -13,7 +13,7 @@ from aiokafka import AIOKafkaProducer
 
 from ingest.schema import build_message
 from storage.catalog import tables as t
-from tests.audio_fixtures import sine_wav
+from testbed.audio import sine_wav
 
 pytestmark = pytest.mark.integration
 BEHIND = 50

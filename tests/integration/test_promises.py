@@ -230,7 +230,7 @@ def test_the_worker_replays_the_ledger_when_it_starts(pipeline, tmp_path) -> Non
 
     from ingest.producer import Call
     from storage.ledger import ErasureLedger
-    from tests.audio_fixtures import sine_wav
+    from testbed.audio import sine_wav
 
     now = datetime.now(timezone.utc)
     pipeline.push(Call(audio=sine_wav(1.0), tenant=TENANT, agent_id="a1", caller_number=A,

@@ -15,7 +15,7 @@ from pydub import AudioSegment
 
 from ingest.service import recording_uuid
 from storage.catalog import tables as t
-from tests.audio_fixtures import sine_wav
+from testbed.audio import sine_wav
 from tests.support.front_doors import curl, push_headers
 
 pytestmark = pytest.mark.integration

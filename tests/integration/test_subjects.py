@@ -146,7 +146,7 @@ def test_objection_erases_existing_calls_and_ingest_stores_nothing_more(pipeline
     from datetime import datetime, timezone
 
     from ingest.producer import Call
-    from tests.audio_fixtures import sine_wav
+    from testbed.audio import sine_wav
 
     now = datetime.now(timezone.utc)
     pipeline.push(Call(audio=sine_wav(1.0), tenant="acme", agent_id="a1", caller_number="0612345678",

@@ -40,7 +40,7 @@ from storage.catalog.db import make_engine
 from storage.keys import KeyRing
 from storage.ledger import ErasureLedger
 from storage.objectstore import ObjectStore
-from tests.audio_fixtures import encode, sine_wav
+from testbed.audio import encode, sine_wav
 
 pytestmark = pytest.mark.integration
 NOW = datetime.now(timezone.utc).replace(microsecond=0)

@@ -19,7 +19,7 @@ from storage.catalog import tables as t
 from storage.copies import read_copy
 from storage.keys import KeyRing
 from storage.ledger import ErasureLedger
-from tests.audio_fixtures import sine_wav
+from testbed.audio import sine_wav
 
 pytestmark = pytest.mark.integration
 IC = Actor("ic-1")

@@ -25,8 +25,8 @@ from access.identities import add_user
 from storage.catalog import tables as t
 from storage.catalog.migrate import upgrade
 from storage.settings import StorageSettings
+from testbed.audio import sine_wav
 from testbed.pipeline import service_env
-from tests.audio_fixtures import sine_wav
 from tests.support.stack import MinioEndpoint, empty_and_delete_bucket, unique
 from tests.support.vault import Vault
 

@@ -23,8 +23,8 @@ from lifecycle.reconcile import reconcile
 from storage.catalog import tables as t
 from storage.copies import object_key_for, read_copy
 from storage.keys import KeyRing
+from testbed.audio import sine_wav
 from testbed.pipeline import Pipeline, decode_record
-from tests.audio_fixtures import sine_wav
 
 NOW = datetime.now(timezone.utc).replace(microsecond=0)
 # faust reads these from the environment (no prefix): a dead member leaves the group after 10 s.

@@ -26,7 +26,7 @@ from storage.keys import KeyRing
 from storage.ledger import ErasureLedger
 from storage.objectstore import ObjectStore
 from storage.settings import StorageSettings
-from tests.audio_fixtures import sine_wav
+from testbed.audio import sine_wav
 
 TENANT = "acme"
 IC = Actor("ic-1")
