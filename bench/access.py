@@ -30,8 +30,6 @@ import gc
 import http.client
 import os
 import random
-import socket
-import subprocess
 import sys
 import time
 import uuid
@@ -167,45 +165,15 @@ def measure_decisions(n: int, block: int = 1000) -> dict:
 
 
 # -- playback through the API ---------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextmanager
 def api_server(env: dict[str, str], log_path: Path):
-    """``callvault api`` in a subprocess on a free port, ready when /healthz answers."""
-    port = _free_port()
-    log = log_path.open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "callvault.cli", "api", "--host", "127.0.0.1", "--port", str(port)],
-                            env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            start_new_session=True)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"callvault api exited ({proc.returncode}):\n{log_path.read_text()[-3000:]}")
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-                conn.request("GET", "/healthz")
-                if conn.getresponse().status == 200:
-                    conn.close()
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"callvault api not ready after 60 s:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.2)
-        yield proc, port
-    finally:
-        os.killpg(proc.pid, 15)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, 9)
-            proc.wait(10)
-        log.close()
+    """``callvault api`` in a subprocess on a free port (``testbed.api.ApiProcess``), ready when
+    /healthz answers; a fresh log each time."""
+    from testbed.api import ApiProcess
+
+    log_path.unlink(missing_ok=True)
+    with ApiProcess(env, log_path) as api:
+        yield api.process, api.port
 
 
 def _world(engine, store, keys, bucket: str, sizes) -> list[dict]:

@@ -91,8 +91,8 @@ def run(n: int, concurrency: int) -> dict:
     from storage.admin import init_buckets
     from storage.catalog import tables as t
     from storage.catalog.migrate import upgrade
+    from testbed.api import ApiProcess
     from testbed.pipeline import service_env
-    from tests.support.front_doors import ApiProcess
 
     st = common.stack()
     prefix = common.unique("fd")

@@ -19,6 +19,7 @@ from storage.objectstore import ObjectStore
 from storage.settings import StorageSettings
 from testbed.pipeline import Pipeline, scratch_pipeline
 from tests.support.catalog import NOW
+from tests.support.front_doors import FrontDoors, api_env, front_doors_on
 from tests.support.stack import unique
 from tests.support.world import World, build_world
 
@@ -102,33 +103,9 @@ def world(pg_engine, store, keys, scratch_bucket, storage_settings) -> Iterator[
 
 
 @pytest.fixture
-def front_doors(kafka_bootstrap, storage_settings, pg_schema_url, tmp_path) -> Iterator["FrontDoors"]:
-    """The pipeline, plus a real `callvault api` on it, a telephony user of `acme` (``pbx-acme``),
-    an internal-control user of `acme` (``ic-acme``), and the tenant `globex` nobody here serves."""
-    import secrets
-    from datetime import datetime, timezone
-
-    from pydantic import SecretStr as Secret
-
-    from access.identities import add_user
-    from access.settings import AccessSettings
-    from access.tokens import issue_token
-    from storage.catalog import tables as t
-    from tests.support.front_doors import ApiProcess, FrontDoors
-
-    secret = secrets.token_urlsafe(32)
-    env = {"CALLVAULT_ACCESS_JWT_SECRET": secret, "CALLVAULT_INGEST_MAX_AUDIO_BYTES": str(6 * 1024 * 1024)}
-    with running_pipeline(kafka_bootstrap, storage_settings, pg_schema_url, tmp_path, extra_env=env,
-                          drops=True) as pipe:
-        now = datetime.now(timezone.utc)
-        with pipe.engine.begin() as conn:
-            conn.execute(t.tenants.insert().values(id="globex", name="Globex", created_at=now))
-            add_user(conn, user_id="pbx-acme", role="telephony", tenants=["acme"], now=now)
-            add_user(conn, user_id="ic-acme", role="internal-control", tenants=["acme"], now=now)
-        api = ApiProcess(pipe.env, tmp_path / "api.log")
-        api.start()
-        settings = AccessSettings(jwt_secret=Secret(secret))
-        try:
-            yield FrontDoors(pipe, api, {u: issue_token(u, settings) for u in ("pbx-acme", "ic-acme")})
-        finally:
-            api.stop()
+def front_doors(kafka_bootstrap, storage_settings, pg_schema_url, tmp_path) -> Iterator[FrontDoors]:
+    """The pipeline (its landing bucket announcing drops), plus a real `callvault api` on it and its
+    users (``tests.support.front_doors.front_doors_on``)."""
+    with running_pipeline(kafka_bootstrap, storage_settings, pg_schema_url, tmp_path, extra_env=api_env(),
+                          drops=True) as pipe, front_doors_on(pipe, tmp_path / "api.log") as doors:
+        yield doors

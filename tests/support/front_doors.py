@@ -1,23 +1,29 @@
-"""The front doors as telephony reaches them: a real `callvault api` process, driven with the
-real `curl`, and the real AWS CLI against MinIO. Nothing here speaks HTTP or S3 itself."""
+"""The front doors as telephony reaches them: a real `callvault api` process (``testbed.api``),
+driven with the real `curl`, and the real AWS CLI against MinIO. Nothing here speaks HTTP or S3
+itself."""
 
 from __future__ import annotations
 
 import json
 import os
-import socket
+import secrets
 import subprocess
 import sys
 import time
-import urllib.request
-from dataclasses import dataclass, field
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import Iterator
 
+from pydantic import SecretStr
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from access.identities import add_user
+from access.settings import AccessSettings
+from access.tokens import issue_token
+from storage.catalog import tables as t
+from testbed.api import ApiProcess
+from testbed.pipeline import Pipeline
 
 
 @dataclass
@@ -31,52 +37,10 @@ class Reply:
 
 
 @dataclass
-class ApiProcess:
-    """`callvault api` on a free port with the given environment."""
-
-    env: dict[str, str]
-    log_path: Path
-    port: int = field(default_factory=free_port)
-    process: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self, timeout: float = 60.0) -> None:
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen([sys.executable, "-m", "callvault.cli", "api", "--host", "127.0.0.1",
-                                         "--port", str(self.port)], env=self.env, stdout=log,
-                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"callvault api exited:\n{self.log()}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/healthz", timeout=2):
-                    return
-            except OSError:
-                time.sleep(0.2)
-        raise AssertionError(f"callvault api did not answer:\n{self.log()}")
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, 15)
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, 9)
-                self.process.wait(10)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-4000:]
-
-
-@dataclass
 class FrontDoors:
     """What the ``front_doors`` fixture gives: the pipeline, the API process, tokens by user."""
 
-    pipeline: object
+    pipeline: Pipeline
     api: ApiProcess
     tokens: dict[str, str]
 
@@ -94,6 +58,27 @@ class FrontDoors:
             time.sleep(0.5)
         raise AssertionError(f"{recording_id}: last status {last}; worker log:\n{self.pipeline.worker_log()}\n"
                              f"api log:\n{self.api.log()}")
+
+
+# The API's settings on top of the pipeline's: its JWT secret, and pushes of up to 6 MiB.
+def api_env() -> dict[str, str]:
+    return {"CALLVAULT_ACCESS_JWT_SECRET": secrets.token_urlsafe(32),
+            "CALLVAULT_INGEST_MAX_AUDIO_BYTES": str(6 * 1024 * 1024)}
+
+
+@contextmanager
+def front_doors_on(pipe: Pipeline, log_path: Path) -> Iterator[FrontDoors]:
+    """A real `callvault api` on ``pipe`` (whose environment has ``api_env()``), a telephony user
+    of `acme` (``pbx-acme``), an internal-control user of `acme` (``ic-acme``), and the tenant
+    `globex` nobody here serves."""
+    now = datetime.now(timezone.utc)
+    with pipe.engine.begin() as conn:
+        conn.execute(t.tenants.insert().values(id="globex", name="Globex", created_at=now))
+        add_user(conn, user_id="pbx-acme", role="telephony", tenants=["acme"], now=now)
+        add_user(conn, user_id="ic-acme", role="internal-control", tenants=["acme"], now=now)
+    settings = AccessSettings(jwt_secret=SecretStr(pipe.env["CALLVAULT_ACCESS_JWT_SECRET"]))
+    with ApiProcess(pipe.env, log_path) as api:
+        yield FrontDoors(pipe, api, {u: issue_token(u, settings) for u in ("pbx-acme", "ic-acme")})
 
 
 def curl(*args: str, timeout: float = 60.0) -> Reply:
