@@ -14,13 +14,12 @@ from typing import Iterator
 
 import pytest
 import sqlalchemy as sa
-from pydantic import SecretStr
 
 from deploy.local.stack import Stack
 from storage.keys import KeyRing
 from storage.objectstore import ObjectStore
 from storage.settings import StorageSettings
-from tests.support.stack import MinioEndpoint, empty_and_delete_bucket, unique
+from tests.support.stack import MinioEndpoint, drop_buckets, empty_and_delete_bucket, scratch_storage, unique
 
 
 @pytest.fixture(scope="session")
@@ -122,19 +121,9 @@ def ledger_bucket(minio: MinioEndpoint) -> str:
 def storage_settings(minio: MinioEndpoint, ledger_bucket: str) -> Iterator[StorageSettings]:
     """Settings for the stack's MinIO with three unique bucket names and a ledger prefix of
     their own; the buckets are removed after (the ledger entries expire after a day)."""
-    base = unique("t")
-    settings = StorageSettings(
-        endpoint_url=minio.url, region=minio.region, access_key=SecretStr(minio.access_key),
-        secret_key=SecretStr(minio.secret_key), recordings_bucket=f"{base}-rec",
-        landing_bucket=f"{base}-land", exports_bucket=f"{base}-exp",
-        ledger_bucket=ledger_bucket, ledger_prefix=f"{base}/", ledger_retention_days=1,
-    )
+    settings = scratch_storage(minio, ledger_bucket)
     yield settings
-    s3 = minio.boto3_client()
-    existing = {b["Name"] for b in s3.list_buckets()["Buckets"]}
-    for bucket in (settings.recordings_bucket, settings.landing_bucket, settings.exports_bucket):
-        if bucket in existing:
-            empty_and_delete_bucket(s3, bucket)
+    drop_buckets(minio, settings)
 
 
 @pytest.fixture

@@ -18,16 +18,14 @@ from pathlib import Path
 from typing import Iterator
 
 import sqlalchemy as sa
-from pydantic import SecretStr
 from typer.testing import CliRunner, Result
 
 from access.identities import add_user
 from storage.catalog import tables as t
 from storage.catalog.migrate import upgrade
-from storage.settings import StorageSettings
 from testbed.audio import sine_wav
 from testbed.pipeline import service_env
-from tests.support.stack import MinioEndpoint, empty_and_delete_bucket, unique
+from tests.support.stack import MinioEndpoint, drop_buckets, scratch_storage, unique
 from tests.support.vault import Vault
 
 NUMBER = "+33612345678"
@@ -78,10 +76,7 @@ class CliWorld:
 def cli_world(minio: MinioEndpoint, ledger_bucket: str, postgres_url: str, kafka_bootstrap: str,
               tmp: Path) -> Iterator[CliWorld]:
     base = unique("cli")
-    storage = StorageSettings(endpoint_url=minio.url, region=minio.region, access_key=SecretStr(minio.access_key),
-                              secret_key=SecretStr(minio.secret_key), recordings_bucket=f"{base}-rec",
-                              landing_bucket=f"{base}-land", exports_bucket=f"{base}-exp",
-                              ledger_bucket=ledger_bucket, ledger_prefix=f"{base}/", ledger_retention_days=1)
+    storage = scratch_storage(minio, ledger_bucket)
     schema = base.replace("-", "_")
     admin = sa.create_engine(postgres_url)
     with admin.begin() as conn:
@@ -113,8 +108,4 @@ def cli_world(minio: MinioEndpoint, ledger_bucket: str, postgres_url: str, kafka
         with admin.begin() as conn:
             conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
-        s3 = minio.boto3_client()
-        existing = {b["Name"] for b in s3.list_buckets()["Buckets"]}
-        for bucket in (storage.recordings_bucket, storage.landing_bucket, storage.exports_bucket):
-            if bucket in existing:
-                empty_and_delete_bucket(s3, bucket)
+        drop_buckets(minio, storage)

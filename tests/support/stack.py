@@ -1,5 +1,5 @@
-"""The local stack as the tests see it: the MinIO endpoint, scratch names, and emptying a
-bucket whatever its versions and legal holds."""
+"""The local stack as the tests see it: the MinIO endpoint, scratch names, storage settings
+with buckets of their own, and emptying a bucket whatever its versions and legal holds."""
 
 from __future__ import annotations
 
@@ -8,6 +8,9 @@ from dataclasses import dataclass
 
 import boto3
 from botocore.config import Config
+from pydantic import SecretStr
+
+from storage.settings import StorageSettings
 
 
 @dataclass(frozen=True)
@@ -55,3 +58,24 @@ def empty_and_delete_bucket(s3, bucket: str) -> None:
                                          LegalHold={"Status": "OFF"})
                 s3.delete_object(Bucket=bucket, Key=err["Key"], VersionId=err["VersionId"])
     s3.delete_bucket(Bucket=bucket)
+
+
+def scratch_storage(minio: MinioEndpoint, ledger_bucket: str) -> StorageSettings:
+    """Settings for ``minio`` with three bucket names of their own (not created) and a prefix of
+    their own in the shared ledger bucket (its entries expire after a day)."""
+    base = unique("t")
+    return StorageSettings(
+        endpoint_url=minio.url, region=minio.region, access_key=SecretStr(minio.access_key),
+        secret_key=SecretStr(minio.secret_key), recordings_bucket=f"{base}-rec",
+        landing_bucket=f"{base}-land", exports_bucket=f"{base}-exp",
+        ledger_bucket=ledger_bucket, ledger_prefix=f"{base}/", ledger_retention_days=1,
+    )
+
+
+def drop_buckets(minio: MinioEndpoint, settings: StorageSettings) -> None:
+    """Empty and delete those of the settings' three buckets that exist."""
+    s3 = minio.boto3_client()
+    existing = {b["Name"] for b in s3.list_buckets()["Buckets"]}
+    for bucket in (settings.recordings_bucket, settings.landing_bucket, settings.exports_bucket):
+        if bucket in existing:
+            empty_and_delete_bucket(s3, bucket)
