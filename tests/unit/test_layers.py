@@ -13,6 +13,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("core", "storage", "lifecycle", "ingest", "access", "deploy", "callvault")
+DEV_ONLY = ("tests", "bench", "testbed")  # not shipped; testbed: what the tests and the benchmarks share
 
 
 def test_import_linter_contracts_are_kept() -> None:
@@ -31,8 +32,22 @@ def test_every_package_is_under_a_contract() -> None:
     layered = {name.strip() for layer in config["contracts"][0]["layers"] for name in layer.split("|")}
     assert layered == set(PACKAGES)
     shipped = set(config["root_packages"])
-    on_disk = {p.parent.name for p in ROOT.glob("*/__init__.py")} - {"tests", "bench"}
+    on_disk = {p.parent.name for p in ROOT.glob("*/__init__.py")} - set(DEV_ONLY)
     assert on_disk <= shipped, f"packages outside the layers: {sorted(on_disk - shipped)}"
+
+
+def test_no_shipped_package_imports_the_tests_the_benchmarks_or_the_testbed() -> None:
+    for package in PACKAGES:
+        for path in (ROOT / package).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    names = [node.module]
+                elif isinstance(node, ast.Import):
+                    names = [alias.name for alias in node.names]
+                else:
+                    continue
+                for name in names:
+                    assert name.split(".")[0] not in DEV_ONLY, f"{path.relative_to(ROOT)}:{node.lineno} imports {name}"
 
 
 def test_the_ground_floor_uses_only_the_standard_library_and_validation() -> None:
