@@ -57,7 +57,8 @@ def recording_row(tenant: str = "acme", number_hash: str = "a" * 64, key_id: uui
                   **overrides) -> dict:
     rid = uuid.uuid4()
     row = dict(id=rid, tenant_id=tenant, external_id=f"ext-{rid}", started_at=NOW, direction="inbound",
-               caller_number_sealed=os.urandom(40), caller_key_id=key_id, number_hash=number_hash, agent_id="agent-1", team_id="team-1",
+               caller_number_sealed=os.urandom(40), caller_key_id=key_id, number_hash=number_hash, agent_id="agent-1",
+               team_id="team-1",
                duration_ms=61_000, audio_format="opus", channels=2, redactions=[[1000, 5000]], restricted=False,
                created_at=NOW, content_sha256="c" * 64)
     return row | overrides
