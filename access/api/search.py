@@ -8,8 +8,8 @@ opaque ``cursor`` of a page is the key of its last recording, and the next page 
 strictly after it, so a deep page costs what the first does (no offset to skip) and a
 recording stored meanwhile neither repeats nor shifts a result. A page counts *visible*
 recordings, so it is never short because the policy hid a candidate. A number filter is
-normalised (``core.phone``: E.164, or kept as given) and compared through the keyed number hash of each tenant searched: the
-clear number is never put in a query.
+normalised (``core.phone``: E.164, or kept as given) and compared through the keyed number
+hash of each tenant searched: the clear number is never put in a query.
 """
 
 from __future__ import annotations
