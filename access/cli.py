@@ -40,7 +40,7 @@ def _team(spec: str) -> tuple[str, str, str]:
 def users_add(
     ctx: typer.Context,
     user_id: str,
-    role: str = typer.Option(..., help="consultant, manager, coach, internal-control or it"),
+    role: str = typer.Option(..., help="consultant, manager, coach, internal-control, it or telephony"),
     tenant: list[str] = typer.Option(..., help="tenant slug (repeatable); * for a group-level user"),
     team: list[str] = typer.Option([], help="TENANT/TEAM/RELATION, relation = member, manager or coach (repeatable)"),
     agent: str = typer.Option(None, help="the agent id of a consultant's calls"),

@@ -6,6 +6,8 @@
         ├── Forbidden           403  the policy said no (the decision is audited)
         ├── NotFound            404  no such recording or copy, or not visible to the user
         ├── InvalidRange        416  a byte range outside the audio
+        ├── LengthRequired      411  a push without Content-Length (the audio's length seals it)
+        ├── PayloadTooLarge     413  a push larger than the ingest limit
         └── BadRequest          400  a malformed request the schema could not catch
 """
 
@@ -42,3 +44,13 @@ class InvalidRange(AccessError):
 class BadRequest(AccessError):
     code = "bad_request"
     status = 400
+
+
+class LengthRequired(AccessError):
+    code = "length_required"
+    status = 411
+
+
+class PayloadTooLarge(AccessError):
+    code = "payload_too_large"
+    status = 413

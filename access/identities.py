@@ -16,7 +16,7 @@ from storage import audit
 from storage.catalog import tables as t
 
 from .exceptions import BadRequest, Forbidden, NotFound
-from .policy import BreakGlass, User, decide
+from .policy import ALL_TENANTS, BreakGlass, User, decide
 
 
 def add_user(conn: sa.Connection, *, user_id: str, role: str, tenants: list[str], display_name: str | None = None,
@@ -28,6 +28,9 @@ def add_user(conn: sa.Connection, *, user_id: str, role: str, tenants: list[str]
         raise BadRequest(f"unknown role {role!r}", hint=f"one of {', '.join(r.value for r in Role)}") from None
     if role_ is Role.CONSULTANT and not agent_id:
         raise BadRequest("a consultant needs the agent id their calls carry (--agent)")
+    if role_ is Role.TELEPHONY and (not tenants or ALL_TENANTS in tenants):
+        raise BadRequest("a telephony user is bound to named tenants (--tenant acme), never to all of them (*)",
+                         hint="register one telephony user per system and name the tenants it records for")
     if conn.execute(sa.select(t.users.c.id).where(t.users.c.id == user_id)).first():
         raise BadRequest(f"user {user_id!r} already exists")
     now = now or datetime.now(timezone.utc)

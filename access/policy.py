@@ -9,11 +9,15 @@ The default policy of the privacy rules (DESIGN.md §Roles):
 | coach            | calls of teams they coach             | production, training               | training copies (with a report) |
 | internal control | their tenants (group-level: all)      | every tier                         | extracts, holds, subject requests, audit |
 | IT               | their tenants                         | nothing, except by break-glass     | metadata (numbers masked), sweeps, checks |
+| telephony        | its tenants (a system, never "*")     | nothing                            | push recordings, read their ingest status |
 
 IT may neither filter nor sort by number (it would tell whether a person called, and let the
 masked digits be guessed one query at a time), except under an active break-glass grant, and
 then only over the recordings granted. A break-glass grant names one recording and the tiers
 it opens; a tier not named stays shut.
+
+Telephony is a system, not a person: its target is a tenant (``push_target``), on which it may
+push recordings and read their ingest status; it plays, searches and sees nothing.
 
 Everyone: no access once revoked or after the contract end date, none outside their
 tenants, and a restricted recording (GDPR restriction) is playable by internal control only.
@@ -37,6 +41,7 @@ PLAYABLE: dict[Role, frozenset[Tier]] = {
     Role.COACH: frozenset({Tier.PRODUCTION, Tier.TRAINING}),
     Role.INTERNAL_CONTROL: frozenset(Tier),
     Role.IT: frozenset(),
+    Role.TELEPHONY: frozenset(),
 }
 # Actions on a copy beyond reading it, per role (the copy must still be in the role's scope).
 EXTRA: dict[Role, frozenset[Action]] = {
@@ -46,6 +51,7 @@ EXTRA: dict[Role, frozenset[Action]] = {
     Role.INTERNAL_CONTROL: frozenset({Action.EXPORT, Action.COPY_EXTRACT, Action.HOLD, Action.RELEASE_HOLD,
                                       Action.DELETE, Action.SUBJECT_REQUEST}),
     Role.IT: frozenset(),
+    Role.TELEPHONY: frozenset({Action.PUSH, Action.INGEST_STATUS}),  # a tenant's target, no recording yet
 }
 # Actions that do not concern one copy.
 GLOBAL: dict[Role, frozenset[Action]] = {
@@ -92,6 +98,11 @@ class Target:
     recording_id: str | None = None
     expires_at: datetime | None = None  # None: not one stored copy, so no clock to check
     held: bool = False
+
+
+def push_target(tenant: str) -> Target:
+    """What a push (or an ingest status) is decided on: the tenant, before any recording exists."""
+    return Target(tenant=tenant, tier="production", agent_id="")
 
 
 def expired(target: Target, now: datetime) -> bool:

@@ -60,6 +60,7 @@ class Role(StrEnum):
     COACH = "coach"
     INTERNAL_CONTROL = "internal-control"
     IT = "it"
+    TELEPHONY = "telephony"  # a system (a PBX): pushes its tenants' calls, reads their ingest status
 
 
 class Relation(StrEnum):
@@ -92,6 +93,8 @@ class Action(StrEnum):
     DLQ_READ = "ingest:dead-letters:read"
     DLQ_MANAGE = "ingest:dead-letters:manage"
     RETENTION_SET = "tenant:retention:set"
+    PUSH = "recording:ingest:push"
+    INGEST_STATUS = "recording:ingest:status"
 
 
 # The permission that rules on creating a copy in each tier a person may create.
@@ -142,3 +145,19 @@ EXPIRED = "expired, awaiting deletion"
 
 # Who acts when no person does (the audit trail's ``role`` for jobs).
 SYSTEM_ROLE = "system"
+
+
+class Door(StrEnum):
+    """How a call came in through a front door for telephony without a Kafka client."""
+
+    HTTP = "http"
+    S3_DROP = "s3-drop"
+
+
+class PushOutcome(StrEnum):
+    """What the worker made of a pushed call (``pushes.outcome``; none yet: queued)."""
+
+    STORED = "stored"
+    SUPPRESSED = "suppressed"
+    EXPIRED_ON_ARRIVAL = "expired-on-arrival"
+    DEAD_LETTERED = "dead-lettered"

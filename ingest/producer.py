@@ -21,7 +21,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 from aiokafka import AIOKafkaProducer
 
@@ -37,6 +37,8 @@ from .settings import KafkaSettings
 
 SealKeys = Callable[[str], PublicIngestKey]  # tenant -> the ingest key to seal to now
 KEY_CACHE_SECONDS = 60.0
+# Marks callvault's own (encrypted) landing objects: the S3 drop's notification skips them.
+LANDING_METADATA = {"callvault-landing": "sealed-v1"}
 
 
 def catalog_seal_keys(engine, storage: StorageSettings, *, lifetime_hours: float | None = None,
@@ -136,20 +138,36 @@ class Producer:
             self._key_cache[tenant] = cached
         return cached[1]
 
-    def _claim_check(self, call: Call, recording_id: str) -> AudioRef:
+    def _check_landing(self) -> None:
         if not self._landing_checked:  # residency before the first byte moves
             check_settings(self.storage)
             check_bucket(self.store.client, self.storage.landing_bucket, self.storage,
                          setting="CALLVAULT_STORAGE_LANDING_BUCKET")
             self._landing_checked = True
-        key = f"{call.tenant}/{uuid.uuid4()}"  # never the number, never the telephony id verbatim
-        content_key, chunks = sealing.encrypt_landing([call.audio], tenant=call.tenant, key=key,
-                                                      length=len(call.audio))
-        blob = b"".join(chunks)
-        self.store.put(self.storage.landing_bucket, key, blob)
-        return AudioRef(bucket=self.storage.landing_bucket, key=key, size=len(blob),
-                        sha256=hashlib.sha256(blob).hexdigest(), content_key=content_key,
-                        plain_sha256=hashlib.sha256(call.audio).hexdigest())
+
+    def land(self, tenant: str, chunks: Iterable[bytes], length: int) -> AudioRef:
+        """Stream ``length`` bytes of audio into the landing bucket, encrypted under a fresh
+        content key (one chunk in memory at a time); the claim check names it. A stream longer
+        or shorter than ``length`` raises ValueError and leaves no object."""
+        self._check_landing()
+        key = f"{tenant}/{uuid.uuid4()}"  # never the number, never the telephony id verbatim
+        plain, cipher, size = hashlib.sha256(), hashlib.sha256(), 0
+
+        def hashed(source: Iterable[bytes], digest) -> Iterator[bytes]:
+            nonlocal size
+            for chunk in source:
+                digest.update(chunk)
+                if digest is cipher:
+                    size += len(chunk)
+                yield chunk
+
+        content_key, encrypted = sealing.encrypt_landing(hashed(chunks, plain), tenant=tenant, key=key, length=length)
+        self.store.put(self.storage.landing_bucket, key, hashed(encrypted, cipher), metadata=LANDING_METADATA)
+        return AudioRef(bucket=self.storage.landing_bucket, key=key, size=size, sha256=cipher.hexdigest(),
+                        content_key=content_key, plain_sha256=plain.hexdigest())
+
+    def _claim_check(self, call: Call) -> AudioRef:
+        return self.land(call.tenant, [call.audio], len(call.audio))
 
     def sealed(self, msg: RecordingMessage) -> bytes:
         """What goes on the topic: the message sealed to its tenant's ingest key."""
@@ -159,7 +177,7 @@ class Producer:
         recording_id = call.recording_id or f"cv-{uuid.uuid4()}"
         audio: bytes | AudioRef = call.audio
         if len(call.audio) > self.inline_max_bytes:
-            audio = self._claim_check(call, recording_id)
+            audio = self._claim_check(call)
         return build_message(recording_id=recording_id, tenant=call.tenant, started_at=call.started_at,
                              caller_number=call.caller_number, agent_id=call.agent_id, audio=audio,
                              audio_format=call.audio_format or guess_format(call.audio), direction=call.direction, team_id=call.team_id,
@@ -181,6 +199,10 @@ class Producer:
                                                          key=msg.recording_id.encode()))
             await asyncio.gather(*pending)
         return ids
+
+    async def send(self, msg: RecordingMessage, *, topic: str | None = None) -> None:
+        """Seal one message and send it (default: where ``topic_for`` its tenant says)."""
+        await self.send_raw(msg.recording_id.encode(), self.sealed(msg), topic=topic or self.kafka.topic_for(msg.tenant))
 
     async def send_raw(self, key: bytes | None, value: bytes, *, topic: str | None = None) -> None:
         """Send bytes as they are (also how tests deliver malformed messages); default: the shared topic."""

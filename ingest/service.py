@@ -37,7 +37,7 @@ from storage.settings import StorageSettings
 from storage.suppressions import is_suppressed
 from storage.transit import IngestKeys, Quarantine
 
-from . import audio, sealing
+from . import audio, pushes, sealing
 from .exceptions import ClaimCheckError, IngestError, RecordingConflict, SealError, TenantMismatch, UnknownTenant
 from .schema import RecordingMessage, parse_message
 from .settings import IngestSettings, KafkaSettings
@@ -267,6 +267,11 @@ def drop_refused_landing(subject: Subject, reason: str, deps: IngestDeps) -> Non
     _drop_landing(msg, deps)
 
 
+def _settle(deps: IngestDeps, rid: uuid.UUID, outcome: Outcome, now: datetime) -> None:
+    with deps.engine.begin() as conn:
+        pushes.settle(conn, rid, outcome.value, now=now)
+
+
 def _tenant_overrides(conn: sa.Connection, tenant: str) -> dict[str, int]:
     if conn.execute(sa.select(t.tenants.c.id).where(t.tenants.c.id == tenant)).first() is None:
         raise UnknownTenant(f"tenant {tenant!r} is not configured", hint="add it with `callvault tenants add`")
@@ -315,6 +320,7 @@ def ingest(raw: bytes, deps: IngestDeps, *, topic_tenant: str | None = None) -> 
             t.recordings.c.tenant_id == tenant, t.recordings.c.external_id == external_id)).first()
     if suppressed:
         _drop_landing(msg, deps)
+        _settle(deps, rid, Outcome.SUPPRESSED, now)
         return IngestResult(Outcome.SUPPRESSED, tenant, external_id, rid)
     if existing is not None:
         if existing.content_sha256 != print_:
@@ -325,6 +331,7 @@ def ingest(raw: bytes, deps: IngestDeps, *, topic_tenant: str | None = None) -> 
     expiry = expires_at(Tier.PRODUCTION, call_started_at=msg.started_at, copy_created_at=now, overrides=overrides)
     if expiry <= now:  # nothing is kept longer than its tier allows, not even for a moment
         _drop_landing(msg, deps)
+        _settle(deps, rid, Outcome.EXPIRED_ON_ARRIVAL, now)
         return IngestResult(Outcome.EXPIRED_ON_ARRIVAL, tenant, external_id, rid, expires_at=expiry)
 
     processed = audio.process(_fetch_audio(msg, deps), msg.audio_format, msg.spans, deps.settings.storage_format,
@@ -352,6 +359,7 @@ def ingest(raw: bytes, deps: IngestDeps, *, topic_tenant: str | None = None) -> 
                                    tags={"tier": Tier.PRODUCTION.value, "tenant": tenant})
             copy_id = upsert_copy(conn, recording_id=rid, tier=Tier.PRODUCTION.value, stored=stored,
                                   bucket=bucket, expires_at=expiry, created_by="ingest", now=now)
+            pushes.settle(conn, rid, Outcome.STORED.value, now=now)  # a front door's push: its status
     except sa.exc.IntegrityError:
         with deps.engine.connect() as conn:
             winner = conn.execute(sa.select(t.recordings.c.content_sha256).where(

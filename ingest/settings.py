@@ -21,6 +21,11 @@ class KafkaSettings(SectionSettings):
     recordings_topic: str = Field("callvault.recordings", description="Topic telephony pushes calls to")
     dlq_topic: str = Field("callvault.recordings.dlq", description="Rejected messages, with their reason")
     events_topic: str = Field("callvault.events", description="stored / duplicate / suppressed / expired events")
+    drop_topic: str = Field("callvault.landing.events", description=(
+        "Where the object store announces objects dropped into the landing bucket (MinIO's Kafka notification "
+        "target; on AWS, a bridge from S3 event notifications); the worker ingests them"))
+    drop_retention_hours: float = Field(24.0, gt=0, description=(
+        "Retention of the drop topic: its events name objects (and carry their x-amz-meta-* fields), never audio"))
     partitions: int = Field(4, description="Partitions of the recordings topic (max useful workers)")
     recordings_retention_hours: float = Field(72.0, gt=0, description=(
         "How long the recordings topic keeps messages (set on the topic, not left to the broker's default); "
@@ -33,6 +38,8 @@ class KafkaSettings(SectionSettings):
     sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256"] = Field("SCRAM-SHA-512", description=(
         "SASL mechanism with SASL_SSL"))
     sasl_username: str | None = Field(None, description="SASL principal (the worker's, or a telephony-<tenant> one)")
+    drop_principal: str = Field("callvault-minio", description=(
+        "SASL principal the object store publishes drop events as (WRITE on the drop topic only)"))
     sasl_password: SecretStr | None = Field(None, description=(
         "SASL password: from the environment or a secret store, never in the repository"))
     ssl_cafile: Path | None = Field(None, description=(
@@ -50,7 +57,7 @@ class KafkaSettings(SectionSettings):
     @model_validator(mode="after")
     def _topics_apart(self) -> "KafkaSettings":
         """A shared topic named like a tenant's would let that tenant's principal write to it."""
-        for name in ("recordings_topic", "dlq_topic", "events_topic"):
+        for name in ("recordings_topic", "dlq_topic", "events_topic", "drop_topic"):
             if self.tenant_of(getattr(self, name)) is not None:
                 raise ValueError(f"{name} {getattr(self, name)!r} has the form of a per-tenant topic "
                                  f"({self.tenant_topic_prefix}<tenant>.recordings)")

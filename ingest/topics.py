@@ -24,6 +24,7 @@ def topic_configs(kafka: KafkaSettings) -> dict[str, dict[str, str]]:
         kafka.dlq_topic: {"retention.ms": str(int(kafka.dlq_retention_days * 24 * HOUR_MS)),
                           "max.message.bytes": "16777216"},
         kafka.events_topic: {"retention.ms": str(int(kafka.events_retention_days * 24 * HOUR_MS))},
+        kafka.drop_topic: {"retention.ms": str(int(kafka.drop_retention_hours * HOUR_MS))},
     }
 
 

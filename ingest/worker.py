@@ -53,10 +53,11 @@ from storage.objectstore import ObjectStore
 from storage.residency import check_all
 from storage.settings import StorageSettings, get_catalog_settings, get_storage_settings
 
-from . import attempts, metrics, sealing
+from . import attempts, metrics, pushes, sealing
 from .exceptions import AudioEncodingFailed, IngestError, IngestErrorCode
 from .kafka_client import client_options, faust_credentials
-from .service import IngestDeps, drop_refused_landing, identify, ingest
+from . import drop_agent
+from .service import IngestDeps, Subject, drop_refused_landing, identify, ingest
 from .settings import IngestSettings, KafkaSettings, get_ingest_settings, get_kafka_settings
 from .topics import ensure_topics, topic_configs
 
@@ -160,23 +161,26 @@ def create_app(kafka: KafkaSettings | None = None, ingest_settings: IngestSettin
                 log.warning("retrying send to %s in %.1fs: %s", topic.get_topic_name(), delay, type(exc).__name__)
                 await asyncio.sleep(delay)
 
-    def quarantined(event: faust.EventT, code: str) -> tuple[bytes, dict[str, bytes], object]:
+    def quarantined(event: faust.EventT, code: str, subject: Subject | None = None
+                    ) -> tuple[bytes, dict[str, bytes], object]:
         """The dead-letter record: the original encrypted under a new quarantine key (filed under
         the caller's number when the message says one), never the message as it arrived."""
         d = get_deps()
-        subject = identify(event.value, d)
+        subject = subject or identify(event.value, d)
         with d.engine.begin() as conn:
-            dl = d.quarantine.new(conn, reason=code, now=datetime.now(timezone.utc), tenant=subject.tenant,
+            now = datetime.now(timezone.utc)
+            dl = d.quarantine.new(conn, reason=code, now=now, tenant=subject.tenant,
                                   number_hash=subject.number_hash, recording_id=subject.recording_id)
+            pushes.settle(conn, subject.recording_id, "dead-lettered", reason=code, now=now)  # its status
         value = sealing.quarantine(subject.original, dead_letter_id=dl.id, key=dl.key)
         headers = {"callvault-dead-letter": str(dl.id).encode()}
         if subject.tenant:
             headers["callvault-tenant"] = subject.tenant.encode()
         return value, headers, subject
 
-    async def dead_letter(event: faust.EventT, code: str, message: str) -> None:
+    async def dead_letter(event: faust.EventT, code: str, message: str, about: Subject | None = None) -> None:
         loop = asyncio.get_running_loop()
-        value, headers, subject = await _until_done(loop, lambda: quarantined(event, code))
+        value, headers, subject = await _until_done(loop, lambda: quarantined(event, code, about))
         headers = {"callvault-reason": code.encode(), "callvault-error": message[:1000].encode(), **headers}
         await send_until_acked(topics.dlq, key=event.key, value=value, headers=headers)
         # Refused: its landing object goes too, unless a replay may still need it (a tenant added
@@ -347,6 +351,10 @@ def create_app(kafka: KafkaSettings | None = None, ingest_settings: IngestSettin
             if report.deleted_copies:
                 log.info("sweep: %s", report.summary())
 
+    drops = app.topic(kafka.drop_topic, key_serializer="raw", value_serializer="raw", internal=True,
+                      config=configs[kafka.drop_topic])
+    drop_agent.install(app, drops, kafka=kafka, settings=ingest_settings, get_deps=get_deps,
+                       dead_letter=dead_letter, retry=_transient)
     app.callvault_topics = topics  # for tests
     return app
 

@@ -1,5 +1,6 @@
 """``callvault storage init``: buckets with versioning, object lock, default encryption and
-tag-based lifecycle rules, through the minio SDK (which speaks to MinIO and AWS S3 alike).
+tag-based lifecycle rules, through the minio SDK (which speaks to MinIO and AWS S3 alike); and
+the landing bucket's notification to the S3 drop's Kafka target (MinIO).
 
 Idempotent: each step reads the current state first and reports only what it changed.
 The lifecycle rules are a backstop to the sweeper, never the primary mechanism: an object
@@ -24,6 +25,7 @@ from urllib.parse import urlparse
 from minio import Minio
 from minio.commonconfig import ENABLED, Filter, Tags
 from minio.error import S3Error
+from minio.notificationconfig import NotificationConfig, QueueConfig
 from minio.lifecycleconfig import (
     AbortIncompleteMultipartUpload,
     Expiration,
@@ -100,6 +102,29 @@ def _lifecycle_for(bucket_kind: str, max_months: dict[Tier, int] | None, *, aws:
     return LifecycleConfig(rules)
 
 
+DROP_EVENTS = ["s3:ObjectCreated:*"]
+
+
+def _announce_drops(client: Minio, settings: StorageSettings, report: InitReport) -> None:
+    """The landing bucket's new objects are announced to ``drop_notify_arn`` (MinIO's Kafka
+    target): how the S3 drop reaches the worker, with no poller of ours."""
+    target, bucket = settings.drop_notify_target, settings.landing_bucket
+    if not target or not settings.endpoint_url:  # AWS: S3 event notifications are set up outside (README)
+        return
+    arn = f"arn:minio:sqs:{settings.region}:{target}:kafka"
+    current = [(q.queue, sorted(q.events)) for q in client.get_bucket_notification(bucket).queue_config_list]
+    if current == [(arn, DROP_EVENTS)]:
+        return
+    try:
+        client.set_bucket_notification(bucket, NotificationConfig(queue_config_list=[
+            QueueConfig(DROP_EVENTS, config_id="callvault-drop", queue=arn)]))
+    except S3Error as exc:
+        raise StorageError(f"{bucket}: the object store refused notification target {arn}: {exc.code}",
+                           hint="MinIO needs its Kafka target (`callvault stack up` starts it with one); "
+                                "set CALLVAULT_STORAGE_DROP_NOTIFY_TARGET= to do without the S3 drop") from exc
+    report.add(f"{bucket}: new objects announced to {arn} (the S3 drop)")
+
+
 def _rules_signature(config: LifecycleConfig | None) -> set[tuple]:
     if config is None:
         return set()
@@ -129,6 +154,8 @@ def init_buckets(settings: StorageSettings, *, client: Minio | None = None,
             if _rules_signature(client.get_bucket_lifecycle(bucket)) != _rules_signature(wanted):
                 client.set_bucket_lifecycle(bucket, wanted)
                 report.add(f"{bucket}: lifecycle rules set ({len(wanted.rules)} rules)")
+            if kind == "landing":
+                _announce_drops(client, settings, report)
     except S3Error as exc:
         raise StorageError(f"storage init failed on bucket {exc.bucket_name}: {exc.code}: {exc.message}",
                            hint="check the credentials' permissions and the endpoint") from exc

@@ -37,7 +37,12 @@ class StorageSettings(SectionSettings):
     tenant_master_keys: dict[str, SecretStr] = Field(
         default_factory=dict, description="Optional per-tenant master keys (tenant -> base64 32 bytes)")
     recordings_bucket: str = Field("callvault-recordings", description="Bucket of encrypted recordings")
-    landing_bucket: str = Field("callvault-landing", description="Bucket of claim-check uploads")
+    landing_bucket: str = Field("callvault-landing", description=(
+        "Bucket of claim-check uploads, and of the S3 drop (telephony uploads under <tenant>/)"))
+    drop_notify_target: str | None = Field("CALLVAULT", description=(
+        "MinIO Kafka notification target (ARN arn:minio:sqs:<region>:<target>:kafka) `storage init` announces "
+        "the landing bucket's new objects to (`callvault stack up` configures it); empty: none (AWS: see the "
+        "README's S3 drop section)"))
     exports_bucket: str = Field("callvault-exports", description="Bucket of data-subject exports")
     ledger_bucket: str = Field("callvault-ledger", description="Object-locked bucket of the erasure ledger")
     ledger_prefix: str = Field("callvault/", description="Key prefix of this catalog's ledger (erasures, holds)")

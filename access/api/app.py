@@ -15,6 +15,8 @@
     GET    /audit, /audit/verify            the trail, and its hash-chain check
     POST   /break-glass                     IT: time-limited playback of one recording's named tiers, with a ticket
     POST   /subjects/{object,erase,restrict,lift,rectify,export}   data-subject requests by number
+    POST   /v1/recordings                   telephony pushes a call: audio body, Callvault-* headers (202)
+    GET    /v1/recordings/{id}/status       queued / stored / suppressed / dead-lettered (reason code)
     GET    /exports/{tenant}/{id}.zip       the export ZIP, by a short-lived signed link
     GET    /openapi.json, /docs             the schema
     GET    /console/...                     the web console (``access.console``); / redirects there
@@ -27,6 +29,7 @@ services, or a factory that builds them on the first request that needs them.
 
 from __future__ import annotations
 
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Callable
 
@@ -40,16 +43,21 @@ from ..tokens import require_secret
 from . import errors
 from .deps import ApiContext, utcnow
 from .metrics import ApiMetrics, MetricsMiddleware
-from .views import audio, audit, break_glass, copies, dlq, health, holds, lifecycle, recordings, subjects
+from .views import audio, audit, break_glass, copies, dlq, health, holds, lifecycle, push, recordings, subjects
 
 API_VERSION = "0.1.0"
 ROUTERS = (health.router, recordings.router, audio.router, copies.router, holds.router, lifecycle.router,
-           audit.router, break_glass.router, subjects.router, dlq.router)
+           audit.router, break_glass.router, subjects.router, dlq.router, push.router)
 
 
 def create_app(services: Services | Callable[[], Services] | None = None, settings: AccessSettings | None = None, *,
                clock: Callable[[], datetime] = utcnow) -> FastAPI:
-    app = FastAPI(title="callvault", version=API_VERSION,
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        await app.state.ctx.close()  # the push endpoint's Kafka producer, if a push started it
+
+    app = FastAPI(title="callvault", lifespan=lifespan, version=API_VERSION,
                   description="Call recordings: role-gated search, playback with HTTP Range, copies, "
                               "legal holds, lifecycle report and a tamper-evident audit trail.")
     settings = settings or get_access_settings()

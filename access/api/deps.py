@@ -11,6 +11,7 @@ user, and the same checks then apply to that user.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import uuid
@@ -25,6 +26,7 @@ from core.errors import ConfigurationError
 from core.vocabulary import AuditAction
 from lifecycle.deps import Services
 from storage import audit
+from ingest.producer import Producer
 from storage.catalog.db import UnitOfWork
 
 from .. import tokens
@@ -46,6 +48,27 @@ class ApiContext:
     metrics: ApiMetrics
     clock: Callable[[], datetime] = utcnow
     _services: Services | Callable[[], Services] | None = field(default=None, repr=False)
+    _producer: Producer | None = field(default=None, repr=False)
+    _producer_lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
+
+    async def producer(self) -> Producer:
+        """The Kafka producer of the push endpoint, started on the first push (``close`` stops it).
+        It seals to the tenants' ingest keys straight from the catalog."""
+        async with self._producer_lock:
+            if self._producer is None:
+                from ingest.producer import catalog_seal_keys
+                from ingest.settings import get_kafka_settings
+
+                kafka, svc = get_kafka_settings(), self.services
+                producer = Producer(kafka, svc.storage, store=svc.store,
+                                    seal_keys=catalog_seal_keys(svc.engine, svc.storage, kafka=kafka))
+                self._producer = await producer.__aenter__()
+        return self._producer
+
+    async def close(self) -> None:
+        if self._producer is not None:
+            await self._producer.__aexit__(None, None, None)
+            self._producer = None
 
     @property
     def services(self) -> Services:

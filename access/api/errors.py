@@ -4,6 +4,7 @@
     ├── AccessError                             its own ``.status`` (401, 403, 404, 416, 400)
     ├── lifecycle NotFound, storage ObjectNotFound  404
     ├── CopyNotAllowed, UnknownTier, RetentionOutOfBounds, InvalidInput  422
+    ├── ingest RecordingConflict                409  a pushed id already holds other audio
     ├── KeyDestroyedError                       410  the audio was crypto-shredded (erasure)
     ├── ObjectStoreUnavailable, ConfigurationError  503  the server cannot serve now
     ├── IntegrityError, UndecryptableError      500  stored data is damaged (never the client's fault)
@@ -30,6 +31,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core.errors import CallvaultError, ConfigurationError, InvalidInput
+from ingest.exceptions import RecordingConflict
 from lifecycle.exceptions import CopyNotAllowed, RetentionOutOfBounds, UnknownTier
 from lifecycle.exceptions import NotFound as LifecycleNotFound
 from storage.exceptions import (
@@ -52,6 +54,7 @@ STATUS: tuple[tuple[type[CallvaultError], int], ...] = (
     (UnknownTier, 422),
     (RetentionOutOfBounds, 422),
     (InvalidInput, 422),
+    (RecordingConflict, 409),
     (KeyDestroyedError, 410),
     (ObjectStoreUnavailable, 503),
     (ConfigurationError, 503),

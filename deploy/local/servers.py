@@ -26,6 +26,7 @@ from .settings import StackSettings
 
 KAFKA_POM = Path(__file__).parent / "kafka" / "pom.xml"
 KAFKA_LOG4J = Path(__file__).parent / "kafka" / "log4j2.properties"
+DROP_TARGET = "CALLVAULT"  # MinIO notification target id: arn:minio:sqs:<region>:CALLVAULT:kafka
 
 
 class StackError(CallvaultError):
@@ -341,23 +342,43 @@ class KafkaServer(Server):
     def ensure_admin_user(self) -> None:
         """The SCRAM super user, through the running broker's PLAINTEXT listener (idempotent:
         its password is set again to the stored one)."""
+        self._through_broker(f"creating SCRAM user {self.admin_user}", lambda admin: admin.upsert_scram_user(
+            self.admin_user, self.secrets["kafka_admin_password"]))
+
+    def ensure_drop_principal(self) -> None:
+        """MinIO's principal for the S3 drop's notifications: WRITE and DESCRIBE on the drop topic,
+        nothing else; the topic made with its retention (idempotent)."""
+        from ingest.settings import KafkaSettings
+        from ingest.topics import topic_configs
+
+        kafka = KafkaSettings(bootstrap_servers=self.address)
+
+        async def grant(admin) -> None:
+            await admin.ensure_topic(kafka.drop_topic, kafka.partitions, topic_configs(kafka)[kafka.drop_topic])
+            await admin.upsert_scram_user(kafka.drop_principal, self.secrets["kafka_minio_password"])
+            await admin.allow_on_topic(kafka.drop_principal, kafka.drop_topic, ["WRITE", "DESCRIBE"])
+
+        self._through_broker(f"granting {kafka.drop_principal} the drop topic", grant)
+
+    def _through_broker(self, what: str, step) -> None:
+        """An admin step on the PLAINTEXT listener, retried while the metadata quorum settles."""
         import asyncio
 
         from ingest.kafka_admin import KafkaAdmin
         from ingest.settings import KafkaSettings
 
-        async def upsert() -> None:
+        async def run() -> None:
             async with KafkaAdmin(KafkaSettings(bootstrap_servers=self.address)) as admin:
-                await admin.upsert_scram_user(self.admin_user, self.secrets["kafka_admin_password"])
+                await step(admin)
 
         deadline = time.monotonic() + self.settings.start_timeout
         while True:
             try:
-                asyncio.run(upsert())
+                asyncio.run(run())
                 return
             except CallvaultError as exc:  # the metadata quorum may still be settling right after a start
                 if time.monotonic() > deadline:
-                    raise ServerStartError(f"{self.name}: creating SCRAM user {self.admin_user} failed: {exc}") from exc
+                    raise ServerStartError(f"{self.name}: {what} failed: {exc}") from exc
                 time.sleep(0.5)
 
 
@@ -388,9 +409,42 @@ class MinioServer(Server):
         run(["go", "install", f"github.com/minio/minio@{self.settings.minio_version}"],
             what="building MinIO", env=env, cwd=self.settings.home)
 
+    @property
+    def certs_dir(self) -> Path:
+        return self.settings.home / self.name / "certs"
+
+    @property
+    def _started_config(self) -> Path:
+        return self.settings.run_dir / f"{self.name}.config.sha256"
+
+    def notify_env(self) -> dict[str, str]:
+        """MinIO's Kafka notification target ``callvault`` (the S3 drop): SCRAM-SHA-512 over TLS to
+        the local broker's SASL_SSL listener, as a principal that may only write the drop topic;
+        events wait in a queue directory while Kafka is away (none is lost to a broker restart)."""
+        from ingest.settings import KafkaSettings
+
+        defaults = KafkaSettings.model_fields
+        suffix = f"_{DROP_TARGET}"
+        return {f"MINIO_NOTIFY_KAFKA_{name}{suffix}": value for name, value in {
+            "ENABLE": "on", "BROKERS": f"{self.settings.host}:{self.settings.kafka_sasl_port}",
+            "TOPIC": defaults["drop_topic"].default, "SASL": "on", "SASL_MECHANISM": "sha512",
+            "SASL_USERNAME": defaults["drop_principal"].default, "SASL_PASSWORD": self.secrets["kafka_minio_password"],
+            "TLS": "on", "QUEUE_DIR": str(self.settings.home / self.name / "notify-queue"),
+        }.items()}
+
+    def _trust_kafka_ca(self) -> None:
+        """MinIO trusts what is in its certs directory's CAs/: the local CA that signed the broker."""
+        from .tls import LocalTls
+
+        ca = LocalTls(self.settings.home / "kafka" / "tls").ca_file
+        if ca.exists():
+            (self.certs_dir / "CAs").mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(ca, self.certs_dir / "CAs" / "callvault-local-ca.pem")
+
     def command(self) -> tuple[list[str], dict[str, str]]:
         data = self.data_dir or self.settings.home / self.name / "data"
         data.mkdir(parents=True, exist_ok=True)
+        self._trust_kafka_ca()
         env = {
             "MINIO_ROOT_USER": self.secrets["minio_root_user"],
             "MINIO_ROOT_PASSWORD": self.secrets["minio_root_password"],
@@ -398,9 +452,26 @@ class MinioServer(Server):
             "MINIO_KMS_SECRET_KEY": f"callvault-local:{self.secrets['minio_kms_key']}",
             "MINIO_BROWSER": "off",
             "MINIO_UPDATE": "off",
+            **self.notify_env(),
         }
         return ([str(self.binary), "server", str(data), "--quiet", "--address", self.address,
-                 "--console-address", f"{self.settings.host}:{self.console_port}"], env)
+                 "--console-address", f"{self.settings.host}:{self.console_port}", "--certs-dir",
+                 str(self.certs_dir)], env)
+
+    def _config_digest(self) -> str:
+        cmd, env = self.command()
+        return hashlib.sha256(repr((cmd, sorted(env.items()))).encode()).hexdigest()
+
+    def start(self) -> None:
+        super().start()
+        self._started_config.write_text(self._config_digest())
+
+    def needs_restart(self) -> bool:
+        """Started with another configuration (an older callvault: no drop notification target)."""
+        try:
+            return self._started_config.read_text().strip() != self._config_digest()
+        except OSError:
+            return True
 
     def answers(self) -> bool:
         try:

@@ -49,6 +49,7 @@ def _generated_sections(settings: StackSettings) -> dict[str, dict[str, object]]
         "minio_kms_key": base64.b64encode(secrets.token_bytes(32)).decode(),
         "postgres_password": secrets.token_urlsafe(24),
         "kafka_admin_password": secrets.token_urlsafe(24),
+        "kafka_minio_password": secrets.token_urlsafe(24),  # MinIO's drop notifications (WRITE on one topic)
     }
     return {
         "local": local,
@@ -133,7 +134,7 @@ class Stack:
 
     @property
     def servers(self) -> list[Server]:
-        return [self.postgres, self.minio, self.kafka]
+        return [self.postgres, self.kafka, self.minio]  # MinIO after Kafka: it trusts Kafka's CA, notifies it
 
     @property
     def postgres_url(self) -> str:
@@ -166,6 +167,7 @@ class Stack:
             say(f"{server.name:<10} up on {server.address}  log: {server.log_file}")
         self.postgres.ensure_database()
         self.kafka.ensure_admin_user()
+        self.kafka.ensure_drop_principal()
         say(f"{self.kafka.name + ' sasl':<10} SASL_SSL on {self.kafka.sasl_address} (SCRAM-SHA-512 user "
             f"{self.kafka.admin_user}, CA {self.kafka.tls.ca_file}); `callvault stack env` shows the client settings")
         return started

@@ -11,6 +11,8 @@ Python: services read and write rows through these tables and map them to datacl
             └── break_glass                 time-limited, ticketed playback grants
     audit_events                            append-only, hash-chained trail (tenant_id: no FK,
                                             entries outlive their tenant)
+    pushes                                  calls handed over by the HTTP push endpoint or the S3
+                                            drop: what their ingest status answers
 
 Conventions: ids are ``Uuid`` (native on PostgreSQL, CHAR(32) on SQLite) except tenants and
 users, which are slugs; timestamps are aware UTC (``UTCDateTime``); enums are VARCHAR + CHECK;
@@ -29,7 +31,7 @@ from typing import Any, Iterable
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
-from core.vocabulary import Direction, Outcome, Relation, Role, Tier
+from core.vocabulary import Direction, Door, Outcome, PushOutcome, Relation, Role, Tier
 
 KEY_PURPOSES = ("caller", "hold")
 
@@ -307,4 +309,23 @@ dead_letters = sa.Table(
     sa.Column("expires_at", UTCDateTime(), nullable=False),
     sa.Index(None, "tenant_id", "number_hash"),
     sa.Index(None, "expires_at"),
+)
+
+# Calls handed over through a front door (the HTTP push endpoint, the S3 drop), by recording id:
+# the audio's fingerprint (a re-push of other audio under the same id is a conflict), and what
+# became of the call once the worker settled it. What ``GET /v1/recordings/{id}/status`` reads;
+# no number, no audio (0007).
+pushes = sa.Table(
+    "pushes", metadata,
+    sa.Column("recording_id", sa.Uuid, primary_key=True),  # ingest.service.recording_uuid(tenant, external id)
+    _tenant_fk(),
+    sa.Column("external_id", sa.String(200), nullable=False),
+    sa.Column("door", string_enum("door", Door), nullable=False),
+    sa.Column("principal", sa.String(100), nullable=False),
+    sa.Column("fingerprint", HASH, nullable=False),  # ingest.service.fingerprint: audio SHA-256 and spans
+    sa.Column("accepted_at", UTCDateTime(), nullable=False),
+    sa.Column("outcome", string_enum("outcome", PushOutcome), nullable=True),  # NULL: queued
+    sa.Column("reason", sa.String(64), nullable=True),  # a dead letter's reason code
+    sa.Column("settled_at", UTCDateTime(), nullable=True),
+    sa.UniqueConstraint("tenant_id", "external_id"),
 )

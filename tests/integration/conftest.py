@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from typing import Iterator
 
 import pytest
@@ -74,6 +75,16 @@ def pg_schema_url(postgres_url: str) -> Iterator[str]:
 @pytest.fixture
 def pipeline(kafka_bootstrap, storage_settings, pg_schema_url, tmp_path) -> Iterator["Pipeline"]:
     """A real `callvault worker` on scratch topics, buckets and catalog schema, tenant `acme`."""
+    with running_pipeline(kafka_bootstrap, storage_settings, pg_schema_url, tmp_path) as pipe:
+        yield pipe
+
+
+@contextmanager
+def running_pipeline(kafka_bootstrap, storage_settings, pg_schema_url, tmp_path,
+                     extra_env: dict[str, str] | None = None, drops: bool = False) -> Iterator["Pipeline"]:
+    """The ``pipeline`` fixture's world; ``extra_env`` for its worker (and its other processes);
+    ``drops``: its landing bucket announces new objects (the S3 drop), which otherwise it does
+    not, so a test's own objects there are not taken for telephony's."""
     import asyncio
     import base64
     import os
@@ -91,10 +102,13 @@ def pipeline(kafka_bootstrap, storage_settings, pg_schema_url, tmp_path) -> Iter
 
     prefix = unique("e2e")
     kafka = KafkaSettings(bootstrap_servers=kafka_bootstrap, recordings_topic=f"{prefix}.recordings",
-                          dlq_topic=f"{prefix}.recordings.dlq", events_topic=f"{prefix}.events", partitions=4)
+                          dlq_topic=f"{prefix}.recordings.dlq", events_topic=f"{prefix}.events", partitions=4,
+                          tenant_topic_prefix=f"{prefix}.tenant.")  # its own: no other test's tenant topics
     asyncio.run(create_topics(kafka_bootstrap, [kafka.recordings_topic], 4))
     master = base64.b64encode(os.urandom(32)).decode()
-    storage = storage_settings.model_copy(update={"master_key": SecretStr(master)})
+    storage = storage_settings.model_copy(update={"master_key": SecretStr(master),
+                                                  "drop_notify_target": storage_settings.drop_notify_target
+                                                  if drops else None})
     init_buckets(storage, say=lambda _m: None)
     from storage.admin import minio_admin_client
     from storage.ledger import init_ledger_bucket
@@ -110,17 +124,22 @@ def pipeline(kafka_bootstrap, storage_settings, pg_schema_url, tmp_path) -> Iter
         "CALLVAULT_KAFKA_RECORDINGS_TOPIC": kafka.recordings_topic,
         "CALLVAULT_KAFKA_DLQ_TOPIC": kafka.dlq_topic,
         "CALLVAULT_KAFKA_EVENTS_TOPIC": kafka.events_topic,
+        "CALLVAULT_KAFKA_TENANT_TOPIC_PREFIX": kafka.tenant_topic_prefix,
+        "CALLVAULT_KAFKA_TENANT_TOPICS_REFRESH_SECONDS": "1",
         "CALLVAULT_INGEST_APP_ID": prefix,
         "CALLVAULT_INGEST_WEB_PORT": "0",
         "CALLVAULT_INGEST_METRICS_PORT": "0",
         "CALLVAULT_INGEST_INLINE_MAX_BYTES": str(inline_max),
+        **(extra_env or {}),
     }
     pipe = Pipeline(kafka=kafka, storage=storage, engine=engine, store=ObjectStore.from_settings(storage), env=env,
                     log_path=tmp_path / "worker.log", inline_max_bytes=inline_max)
     pipe.start_worker()
-    yield pipe
-    pipe.stop_worker()
-    engine.dispose()
+    try:
+        yield pipe
+    finally:
+        pipe.stop_worker()
+        engine.dispose()
 
     async def drop() -> None:
         admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
@@ -171,3 +190,36 @@ def ledger(store: ObjectStore, storage_settings: StorageSettings):
     return ErasureLedger.from_settings(store, storage_settings)
 
 
+
+
+@pytest.fixture
+def front_doors(kafka_bootstrap, storage_settings, pg_schema_url, tmp_path) -> Iterator["FrontDoors"]:
+    """The pipeline, plus a real `callvault api` on it, a telephony user of `acme` (``pbx-acme``),
+    an internal-control user of `acme` (``ic-acme``), and the tenant `globex` nobody here serves."""
+    import secrets
+    from datetime import datetime, timezone
+
+    from pydantic import SecretStr as Secret
+
+    from access.identities import add_user
+    from access.settings import AccessSettings
+    from access.tokens import issue_token
+    from storage.catalog import tables as t
+    from tests.support.front_doors import ApiProcess, FrontDoors
+
+    secret = secrets.token_urlsafe(32)
+    env = {"CALLVAULT_ACCESS_JWT_SECRET": secret, "CALLVAULT_INGEST_MAX_AUDIO_BYTES": str(6 * 1024 * 1024)}
+    with running_pipeline(kafka_bootstrap, storage_settings, pg_schema_url, tmp_path, extra_env=env,
+                          drops=True) as pipe:
+        now = datetime.now(timezone.utc)
+        with pipe.engine.begin() as conn:
+            conn.execute(t.tenants.insert().values(id="globex", name="Globex", created_at=now))
+            add_user(conn, user_id="pbx-acme", role="telephony", tenants=["acme"], now=now)
+            add_user(conn, user_id="ic-acme", role="internal-control", tenants=["acme"], now=now)
+        api = ApiProcess(pipe.env, tmp_path / "api.log")
+        api.start()
+        settings = AccessSettings(jwt_secret=Secret(secret))
+        try:
+            yield FrontDoors(pipe, api, {u: issue_token(u, settings) for u in ("pbx-acme", "ic-acme")})
+        finally:
+            api.stop()

@@ -24,7 +24,7 @@ NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 CATALOG_TABLES = {"tenants", "tenant_retention", "caller_keys", "recordings", "copies", "suppressions",
                   "users", "team_memberships", "audit_events", "break_glass", "ingest_attempts", "ingest_keys",
-                  "dead_letters"}
+                  "dead_letters", "pushes"}
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -80,7 +80,7 @@ def copy_row(recording_id: uuid.UUID, key_id: uuid.UUID, tier: str = "production
 def test_upgrade_downgrade_upgrade(engine: sa.Engine) -> None:
     upgrade(engine)
     assert table_names(engine) == CATALOG_TABLES | {"alembic_version"}
-    assert current_revision(engine) == head_revision() == "0006"
+    assert current_revision(engine) == head_revision() == "0007"
 
     downgrade(engine, "base")
     assert table_names(engine) <= {"alembic_version"}
@@ -139,6 +139,32 @@ def test_0006_backfills_existing_break_glass_grants_to_production_only(engine: s
     upgrade(engine)
     with engine.connect() as conn:
         assert conn.execute(sa.select(t.break_glass.c.tiers)).scalar_one() == ["production"]
+
+
+def test_0007_admits_telephony_users_and_keeps_memberships_and_grants(engine: sa.Engine) -> None:
+    """The new role check is in force, and the copy SQLite needs loses no team membership or grant."""
+    upgrade(engine, "0006")
+    as_id = (lambda u: u.hex) if engine.dialect.name == "sqlite" else (lambda u: u)
+    grant_id = uuid.uuid4()
+    with engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO tenants (id, name, created_at) VALUES ('acme', 'Acme', :now)"), {"now": NOW})
+        for user, role in (("mgr-1", "manager"), ("it-1", "it")):
+            conn.execute(sa.text("INSERT INTO users (id, display_name, role, tenants, revoked, created_at) "
+                                 "VALUES (:u, :u, :r, '[\"acme\"]', false, :now)"), {"u": user, "r": role, "now": NOW})
+        conn.execute(sa.text("INSERT INTO team_memberships (user_id, tenant_id, team_id, relation) "
+                             "VALUES ('mgr-1', 'acme', 'team-1', 'manager')"))
+        conn.execute(sa.text("INSERT INTO break_glass (id, user_id, ticket, granted_at, expires_at) "
+                             "VALUES (:id, 'it-1', 'INC-1', :now, :later)"),
+                     {"id": as_id(grant_id), "now": NOW, "later": NOW + timedelta(minutes=30)})
+    upgrade(engine)
+    with engine.begin() as conn:
+        assert conn.execute(sa.select(t.team_memberships.c.user_id)).scalars().all() == ["mgr-1"]
+        assert conn.execute(sa.select(t.break_glass.c.id)).scalars().all() == [grant_id]
+        conn.execute(t.users.insert().values(id="pbx-1", display_name="PBX", role="telephony", tenants=["acme"],
+                                             revoked=False, created_at=NOW))
+    with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO users (id, display_name, role, tenants, revoked, created_at) "
+                             "VALUES ('x', 'x', 'robot', '[]', false, :now)"), {"now": NOW})
 
 
 def test_upgrade_from_a_url_and_twice_is_a_no_op(tmp_path) -> None:

@@ -1,4 +1,4 @@
-"""The whole policy matrix: 5 roles × 4 tiers × own/team/other agent × tenant in/out ×
+"""The whole policy matrix: 6 roles × 4 tiers × own/team/other agent × tenant in/out ×
 restricted or not × active/expired/revoked user × every action, against a table written
 straight from DESIGN.md §Roles (not from the implementation)."""
 
@@ -41,6 +41,9 @@ SPEC: dict[tuple[Role, Action], frozenset[str]] = {
     (Role.IT, Action.VIEW_METADATA): ALL,
     (Role.IT, Action.SEARCH): ALL,
     # (Role.IT, Action.SEARCH_BY_NUMBER): nothing without a break-glass grant
+    # Telephony (a system): pushes its tenants' calls and reads their ingest status, nothing else.
+    (Role.TELEPHONY, Action.PUSH): ALL,
+    (Role.TELEPHONY, Action.INGEST_STATUS): ALL,
 }
 AUDIO = {Action.STREAM, Action.EXPORT, Action.COPY_MONITORING, Action.COPY_TRAINING, Action.COPY_EXTRACT}
 COPY_ACTIONS = [a for a in Action if a not in (Action.AUDIT_READ, Action.LIFECYCLE_RUN, Action.BREAK_GLASS,
@@ -88,7 +91,7 @@ def test_policy_matrix(role, action, tier, whose, tenant_in, restricted, state):
 
 
 def test_matrix_size():
-    assert len(MATRIX) == 5 * len(COPY_ACTIONS) * 4 * 3 * 2 * 2 * 3
+    assert len(MATRIX) == 6 * len(COPY_ACTIONS) * 4 * 3 * 2 * 2 * 3
 
 
 @pytest.mark.parametrize("role", list(Role))
