@@ -4,9 +4,10 @@ Brings nothing up by itself (``scripts/demo`` runs ``stack up`` first). It initi
 buckets and the SQLite catalog, registers a demo tenant, starts a worker, makes a handful of
 speech-like calls with ffmpeg's flite voice (µ-law, stereo agent/customer, a payment span to
 silence, a number that objected, a malformed message), pushes them through Kafka and prints
-what was stored, suppressed and dead-lettered. It registers one demo user per role (again and
-again: what exists is kept) and ends with the next step: the command that serves the API and
-the console, those users, and the command that prints their tokens.
+what was stored, suppressed and dead-lettered. It registers one demo user for each role a
+person may have (again and again: what exists is kept) and ends with the next step: the
+command that serves the API and the console, those users, and the command that prints their
+tokens.
 """
 
 from __future__ import annotations

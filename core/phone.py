@@ -27,6 +27,7 @@ MASK = "\u2022"  # bullet
 RAW_PREFIX = "raw:"  # a number kept as given: never E.164, so never equal to one
 MIN_DIGITS, MAX_DIGITS = 2, 17  # "15" (a short code) .. E.164's 15 digits behind an international prefix
 _NUMERIC = re.compile(r"^\+?[0-9 .()/-]+$")
+_E164 = re.compile(r"^\+[1-9][0-9]{1,14}$")
 
 
 def _invalid(reason: str) -> InvalidNumber:
@@ -100,6 +101,28 @@ def _raw(text: str) -> str:
     if len(digits) > MAX_DIGITS:
         raise _invalid("too long")
     return f"{RAW_PREFIX}{'+' if text.startswith('+') else ''}{digits}"
+
+
+def number_forms(raw: str, default_region: str = "FR") -> tuple[str, ...]:
+    """Every form a recording of ``raw`` may be stored under, its canonical form first.
+
+    Whether a string is a *possible* number depends on libphonenumber's metadata, which grows:
+    a call kept as "raw:+999612345678" today is "+999612345678" once that country code is
+    known, and the reverse.  A request (erasure, objection, export...) must find the calls of
+    before and after such an upgrade, so it looks under both the canonical form and the other
+    one the same digits have."""
+    canonical = normalise_number(raw, default_region)
+    if is_raw(canonical):
+        digits = canonical[len(RAW_PREFIX):]
+        return (canonical, digits) if _E164.match(digits) else (canonical,)
+    text = raw.strip()
+    digits_only = _digits_only(text)
+    if digits_only is None:
+        return (canonical,)
+    try:
+        return tuple(dict.fromkeys((canonical, _raw(digits_only))))
+    except InvalidNumber:
+        return (canonical,)
 
 
 def is_raw(number: str) -> bool:

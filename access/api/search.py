@@ -24,7 +24,7 @@ from typing import Callable, Iterator
 
 import sqlalchemy as sa
 
-from core.phone import WITHHELD, mask_number, normalise_number
+from core.phone import WITHHELD, mask_number, number_forms
 from core.vocabulary import Action, Relation, Role
 from storage.catalog import tables as t
 from storage.keys import KeyRing
@@ -126,8 +126,9 @@ def candidates(conn: sa.Connection, keys: KeyRing, user: User, filters: Filters,
     if tenants is not None:
         where.append(_r.c.tenant_id.in_(tenants))
     if filters.number is not None:
-        e164 = normalise_number(filters.number)
-        hashed = [keys.number_hash(tn, e164) for tn in (tenants if tenants is not None else catalog.all_tenants(conn))]
+        forms = number_forms(filters.number)
+        hashed = [keys.number_hash(tn, form) for tn in (tenants if tenants is not None else catalog.all_tenants(conn))
+                  for form in forms]
         where.append(_r.c.number_hash.in_(hashed))
     for column, value in ((_r.c.agent_id, filters.agent), (_r.c.team_id, filters.team), (_c.c.tier, filters.tier)):
         if value is not None:

@@ -11,9 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from core.errors import InvalidInput, InvalidNumber
-from core.phone import MASK, RAW_PREFIX, is_raw, mask_number, normalise_number
+from core.phone import MASK, RAW_PREFIX, is_raw, mask_number, normalise_number, number_forms
 
-E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+E164 = re.compile(r"^\+[1-9]\d{1,14}$")  # possible numbers can be short: +49 0000
 RAW = re.compile(r"^raw:\+?\d{2,17}$")
 
 
@@ -65,6 +65,21 @@ def test_a_kept_number_never_equals_an_e164_one() -> None:
     assert normalise_number("raw:+33612345678") == f"{RAW_PREFIX}+33612345678" != normalise_number("+33612345678")
 
 
+@pytest.mark.parametrize(("raw", "forms"), [
+    # A request looks under both forms the same digits may have been stored under, before or after
+    # libphonenumber's metadata learnt (or forgot) that they are a possible number.
+    ("+33 7 00 00 00 01", ("+33700000001", "raw:+33700000001")),
+    ("07 00 00 00 01", ("+33700000001", "raw:0700000001")),
+    ("+999 612345678", ("raw:+999612345678", "+999612345678")),
+    ("4012", ("raw:4012",)),
+    ("raw:4012", ("raw:4012",)),
+    ("+33 6 12 34 56 78 ext. 12", ("+33612345678",)),
+])
+def test_a_request_looks_under_every_form_of_the_number(raw: str, forms: tuple[str, ...]) -> None:
+    assert number_forms(raw) == forms
+    assert number_forms(raw)[0] == normalise_number(raw)
+
+
 @pytest.mark.parametrize(("raw", "reason"), [
     ("", "empty"), ("   ", "empty"), ("hello", "not a phone number"), ("06 CALL NOW", "not a phone number"),
     ("anonymous 0612", "not a phone number"), ("  --  ", "not a phone number"), ("06#12*34", "not a phone number"),
@@ -97,6 +112,8 @@ def test_any_text_gives_a_stable_canonical_form_or_a_refusal(raw: str) -> None:
         assert E164.match(result) or RAW.match(result), result
         assert normalise_number(raw) == result  # stable
         assert normalise_number(result) == result  # idempotent
+        forms = number_forms(raw)
+        assert forms[0] == result and all(E164.match(f) or RAW.match(f) for f in forms), forms
 
 
 @given(st.from_regex(r"\A0[67][0-9]{8}\Z"))

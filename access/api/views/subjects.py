@@ -37,7 +37,7 @@ from ...subjects import (
     export,
     object_to_recording,
     plan_export_zip,
-    rectify,
+    rectify_numbers,
     restrict,
     stream_export_zip,
 )
@@ -159,22 +159,9 @@ def subjects_lift(body: SubjectRequest, user: User = Depends(current_user), at: 
 @router.post("/subjects/rectify", response_model=CountOutcome, responses=errors())
 def subjects_rectify(body: RectifyRequest, user: User = Depends(current_user), at: datetime = Depends(now),
                      ctx: ApiContext = Depends(context)) -> CountOutcome:
-    import sqlalchemy as sa
-
-    from storage.catalog import tables as t
-
-    from ...subjects import hashes
-
-    def run(conn, svc, actor):
-        ids = conn.execute(sa.select(t.recordings.c.id).where(
-            t.recordings.c.tenant_id == body.tenant,
-            t.recordings.c.number_hash.in_(hashes(svc.keys, body.tenant, body.numbers)))).scalars().all()
-        if not ids:
-            return 0
-        return rectify(conn, svc.keys, tenant=body.tenant, recording_ids=ids, actor=actor, now=at,
-                       caller_number=body.new_number, agent_id=body.agent_id, team_id=body.team_id)
-
-    return CountOutcome(recordings=_run(ctx, user, at, "subject:rectify", body.tenant, run))
+    return CountOutcome(recordings=_run(ctx, user, at, "subject:rectify", body.tenant, lambda conn, svc, actor: (
+        rectify_numbers(conn, svc.keys, tenant=body.tenant, numbers=body.numbers, actor=actor, now=at,
+                        caller_number=body.new_number, agent_id=body.agent_id, team_id=body.team_id))))
 
 
 def sign(key: bytes, tenant: str, request_id: str, user_id: str, expires: int) -> str:
