@@ -4,7 +4,7 @@
     └── AccessError
         ├── Unauthenticated     401  no token, a bad or expired token, an unknown user
         ├── Forbidden           403  the policy said no (the decision is audited)
-        ├── NotFound            404  no such recording or copy, or not visible to the user
+        ├── NotFound            404  no such recording or copy, or not visible to the user (a core NotFound)
         ├── InvalidRange        416  a byte range outside the audio
         ├── LengthRequired      411  a push without Content-Length (the audio's length seals it)
         ├── PayloadTooLarge     413  a push larger than the ingest limit
@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 from core.errors import CallvaultError
+from core.errors import NotFound as _NotFound
 
 
 class AccessError(CallvaultError):
@@ -31,7 +32,7 @@ class Forbidden(AccessError):
     status = 403
 
 
-class NotFound(AccessError):
+class NotFound(AccessError, _NotFound):
     code = "not_found"
     status = 404
 

@@ -18,9 +18,10 @@ from typing import Iterable
 import sqlalchemy as sa
 
 from core.vocabulary import Action
-from lifecycle.copies import source_query
+from lifecycle import service
 from storage import audit
 from storage.catalog import tables as t
+from storage.catalog.db import UnitOfWork
 
 from .exceptions import Forbidden
 from .identities import load_user
@@ -123,8 +124,9 @@ def copy_targets(engine: sa.Engine, copy_ids: list[uuid.UUID] | None,
 
 
 def source_target(engine: sa.Engine, recording_id: uuid.UUID, now: datetime) -> list[Target]:
-    """The target a new copy is ruled on: the copy it is made from (``lifecycle.copies``' own query)."""
-    with engine.connect() as conn:
-        rec = _recording(conn, recording_id)
-        source = conn.execute(source_query(recording_id, now)).mappings().first() if rec is not None else None
+    """The target a new copy is ruled on: the copy it is made from (``lifecycle.service.source_copy``,
+    the choice ``create_copy`` makes too)."""
+    with UnitOfWork(engine) as uow:  # reads only: nothing to commit
+        rec = _recording(uow.conn, recording_id)
+        source = service.source_copy(uow, recording_id, now=now) if rec is not None else None
         return [_target(rec, source)] if rec is not None and source is not None else []

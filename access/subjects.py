@@ -249,8 +249,9 @@ def export(conn: sa.Connection, store: ObjectStore, keys: KeyRing, *, tenant: st
             expired += 1
             continue
         created.append(str(info.copy_id))
-    audit.append(conn, tenant=tenant, actor=actor.id, role=actor.role, action=AuditAction.SUBJECT_EXPORT, target_type="subject",
-                 target_id=",".join(h[:16] for h in number_hashes), outcome="done", at=now, anchor=True,
+    audit.append(conn, tenant=tenant, actor=actor.id, role=actor.role, action=AuditAction.SUBJECT_EXPORT,
+                 target_type="subject", target_id=",".join(h[:16] for h in number_hashes), outcome="done", at=now,
+                 anchor=True,
                  detail={"tenant": tenant, "request_id": request_id, "recordings": len(created),
                          "skipped_expired": expired})
     return ExportResult(request_id, len(created), created, skipped_expired=expired)

@@ -36,13 +36,17 @@ from bench import common, ingest as bi  # noqa: E402
 def profile_service(st, fmt: str, audio: bytes, n: int) -> Path:
     from pyinstrument import Profiler
 
+    from callvault.bootstrap import build_worker_deps
+    from ingest.runtime import prepare
     from ingest.service import ingest
     from ingest.settings import IngestSettings
-    from ingest.worker import build_deps
 
     with bi.scratch_pipeline(st, fmt, common.OUT / f"profile-{fmt}-unused.log") as scratch:
         pipe = scratch.pipe
-        deps = build_deps(pipe.storage, IngestSettings(storage_format=fmt), pipe.env["CALLVAULT_CATALOG_URL"])
+        worker_deps = build_worker_deps(pipe.storage, pipe.env["CALLVAULT_CATALOG_URL"],
+                                        IngestSettings(storage_format=fmt))
+        prepare(worker_deps)  # as the worker does before its first call
+        deps = worker_deps.ingest
         warm = bi.build_messages(pipe, audio, 2, f"{fmt}-pwarm")
         for _k, value, _rid in warm:
             ingest(value, deps)

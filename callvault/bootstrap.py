@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timezone
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from access import operators
 from access.policy import Target, User
@@ -21,9 +21,15 @@ from storage.catalog.db import make_engine
 from storage.keys import KeyRing
 from storage.objectstore import ObjectStore
 from storage.residency import check_settings
+from storage.anchors import AuditAnchors
+from storage.ledger import ErasureLedger
 from storage.settings import StorageSettings, get_catalog_settings, get_storage_settings
 
-__all__ = ["Root", "Services", "build_services", "services"]
+if TYPE_CHECKING:
+    from ingest.runtime import WorkerDeps
+    from ingest.settings import IngestSettings, KafkaSettings
+
+__all__ = ["Root", "Services", "build_services", "build_worker_deps", "services"]
 
 
 def build_services(storage: StorageSettings | None = None, catalog_url: str | None = None,
@@ -39,6 +45,30 @@ def build_services(storage: StorageSettings | None = None, catalog_url: str | No
 @lru_cache
 def services() -> Services:
     return build_services()
+
+
+def build_worker_deps(storage: StorageSettings | None = None, catalog_url: str | None = None,
+                      ingest: IngestSettings | None = None, kafka: KafkaSettings | None = None,
+                      lifecycle: LifecycleSettings | None = None) -> WorkerDeps:
+    """The ingest worker's dependencies. Nothing connects yet: the worker checks where its buckets
+    actually are and replays the erasure ledger itself (``ingest.runtime.prepare``), retried
+    while a server is down."""
+    from ingest.runtime import WorkerDeps  # faust: imported only by what runs the worker
+    from ingest.service import IngestDeps
+    from ingest.settings import get_ingest_settings, get_kafka_settings
+
+    storage = storage or get_storage_settings()
+    ingest = ingest or get_ingest_settings()
+    url = catalog_url or get_catalog_settings().url
+    check_settings(storage)  # residency: refused before anything is built
+    store = ObjectStore.from_settings(storage)
+    # A connection for each of the worker's pool threads, and two to spare.
+    pool = {} if url.startswith("sqlite") else {"pool_size": ingest.concurrency + 2}
+    deps = IngestDeps(engine=make_engine(url, **pool), store=store, keys=KeyRing.from_settings(storage),
+                      storage=storage, settings=ingest, kafka=kafka or get_kafka_settings())
+    return WorkerDeps(ingest=deps, ledger=ErasureLedger.from_settings(store, storage),
+                      anchors=AuditAnchors.from_settings(store, storage),
+                      sweep_batch_size=(lifecycle or get_lifecycle_settings()).sweep_batch_size)
 
 
 class Root:
@@ -63,4 +93,4 @@ class Root:
     def run_worker(self, loglevel: str) -> None:
         from ingest.worker import run_worker  # faust: imported only by the command that runs it
 
-        run_worker(loglevel)
+        run_worker(build_worker_deps(), loglevel)

@@ -4,6 +4,8 @@
     ├── ConfigurationError            a setting is missing, malformed or refused
     ├── InvalidInput                  a value from outside fails validation (``errors`` lists each field)
     │   └── InvalidNumber             a phone number that is not one (``core.phone``)
+    ├── NotFound                      what was asked for does not exist (each package's own is one:
+    │                                 storage ObjectNotFound, lifecycle NotFound, access NotFound)
     ├── stack errors (deploy.local.stack)
     │   ├── ServerStartError          a local server did not come up (names it, shows its log)
     │   └── PortInUseError            a port the stack needs is taken by something else
@@ -76,6 +78,13 @@ class InvalidInput(CallvaultError):
         more = f" (+{len(errors) - limit} more)" if len(errors) > limit else ""
         noun = "error" if len(errors) == 1 else "errors"
         return cls(f"{len(errors)} validation {noun}: {shown}{more}", errors=errors)
+
+
+class NotFound(CallvaultError):
+    """What was asked for does not exist (or no longer). The packages' own not-found errors
+    subclass it, keeping their codes, so an entry point maps one class (the API: to 404)."""
+
+    code = "not_found"
 
 
 class InvalidNumber(InvalidInput):

@@ -121,6 +121,7 @@ class AuditAction(StrEnum):
     SUBJECT_ERASE_REPLAY = "subject:erase:replay"
     SUBJECT_RECTIFY = "subject:rectify"
     SUBJECT_EXPORT = "subject:export"
+    SUBJECT_EXPORT_DOWNLOAD = "subject:export:download"
     USER_ADD = "user:add"
     USER_REVOKE = "user:revoke"
     API_REQUEST = "api:request"

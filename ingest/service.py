@@ -13,10 +13,8 @@ result into events, and ``IngestError`` into a dead-letter record. Anything else
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
-import logging
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -27,10 +25,11 @@ import sqlalchemy as sa
 
 from core.phone import is_withheld, normalise_number
 from core.vocabulary import Tier
+from lifecycle.retention import tenant_overrides
 from lifecycle.tiers import expires_at
 from storage.catalog import tables as t
 from storage.copies import object_key_for, put_encrypted, upsert_copy
-from storage.exceptions import KeyDestroyedError, ObjectNotFound
+from storage.exceptions import KeyDestroyedError
 from storage.keys import KeyRing
 from storage.objectstore import ObjectStore
 from storage.settings import StorageSettings
@@ -38,11 +37,11 @@ from storage.suppressions import is_suppressed
 from storage.transit import IngestKeys, Quarantine
 
 from . import audio, pushes, sealing
-from .exceptions import ClaimCheckError, IngestError, RecordingConflict, SealError, TenantMismatch, UnknownTenant
+from .exceptions import IngestError, RecordingConflict, SealError, TenantMismatch, UnknownTenant
+from .landing import drop_landing, fetch_audio
 from .schema import RecordingMessage, parse_message
 from .settings import IngestSettings, KafkaSettings
 
-log = logging.getLogger("callvault.ingest")
 
 RECORDING_NAMESPACE = uuid.UUID("5b0f7a4e-2f1c-4a8e-9d35-6f1d0c2b9a11")
 
@@ -189,95 +188,9 @@ def _source_sha256(msg: RecordingMessage) -> str:
     return hashlib.sha256(msg.audio.inline).hexdigest()
 
 
-def _check_ref(msg: RecordingMessage, deps: IngestDeps) -> None:
-    """A claim check names an object of its own tenant in the landing bucket, nothing else."""
-    ref = msg.audio.ref
-    if ref.bucket != deps.storage.landing_bucket:
-        raise ClaimCheckError(f"claim check points at bucket {ref.bucket!r}, not the landing bucket",
-                              hint="upload through `callvault push` or to CALLVAULT_STORAGE_LANDING_BUCKET")
-    if not ref.key.startswith(f"{msg.tenant}/") or "/../" in f"/{ref.key}/":
-        raise ClaimCheckError(f"claim check names a landing object outside tenant {msg.tenant!r}'s prefix",
-                              hint=f"upload under {msg.tenant}/ in the landing bucket")
-
-
-def _landing_object(msg: RecordingMessage, deps: IngestDeps) -> bytes | None:
-    """The landing object, when it is exactly the one the message names (size and SHA-256);
-    None when it is another; ObjectNotFound when there is none."""
-    ref = msg.audio.ref
-    info = deps.store.head(ref.bucket, ref.key)
-    if info is None:
-        raise ObjectNotFound(f"s3://{ref.bucket}/{ref.key} does not exist")
-    if info.size != ref.size:
-        return None
-    data = deps.store.get(ref.bucket, ref.key)
-    return data if len(data) == ref.size and hashlib.sha256(data).hexdigest() == ref.sha256 else None
-
-
-def _fetch_audio(msg: RecordingMessage, deps: IngestDeps) -> bytes:
-    if msg.audio.inline is not None:
-        return msg.audio.inline
-    _check_ref(msg, deps)
-    ref = msg.audio.ref
-    try:
-        data = _landing_object(msg, deps)
-    except ObjectNotFound as exc:
-        raise ClaimCheckError("claim-check object is missing from the landing bucket") from exc
-    if data is None:
-        raise ClaimCheckError("claim-check object does not match the size/SHA-256 in the message")
-    if ref.content_key is not None:
-        data = sealing.decrypt_landing(data, content_key=ref.content_key, tenant=msg.tenant, key=ref.key)
-        if ref.plain_sha256 is not None and hashlib.sha256(data).hexdigest() != ref.plain_sha256:
-            raise ClaimCheckError("the decrypted claim-check object does not match the plain_sha256 in the message")
-    return data
-
-
-def _drop_landing(msg: RecordingMessage, deps: IngestDeps, *, checked: bool = False) -> None:
-    """Delete the landing object once its call is stored or refused, and only when it is the
-    object the message names: a message cannot get another tenant's or another call's object
-    deleted by naming its key. ``checked``: its size and SHA-256 were just verified."""
-    if msg.audio.ref is None:
-        return
-    try:
-        _check_ref(msg, deps)
-    except ClaimCheckError:
-        return
-    ref = msg.audio.ref
-    try:
-        if checked or _landing_object(msg, deps) is not None:
-            deps.store.delete(ref.bucket, ref.key)
-        else:
-            log.warning("landing object of recording %s left in place: not the object its message names",
-                        msg.recording_id)
-    except ObjectNotFound:
-        pass
-
-
-# Refusals a replay can cure once the cause is fixed: their landing objects wait for it (the
-# landing bucket's lifecycle rule expires them within a day). Every other refusal drops its own.
-REPLAYABLE = frozenset({"unknown_tenant", "internal_error", "worker_crash"})
-
-
-def drop_refused_landing(subject: Subject, reason: str, deps: IngestDeps) -> None:
-    if reason in REPLAYABLE or (reason == "unreadable_seal" and not sealing.is_sealed(subject.original)):
-        return  # (a plain message refused for want of a seal: `dlq replay` seals it and sends it again)
-    try:
-        msg = parse_message(subject.original, default_region=deps.settings.default_region)
-    except IngestError:
-        return  # unreadable: it names nothing we can check
-    _drop_landing(msg, deps)
-
-
-def _settle(deps: IngestDeps, rid: uuid.UUID, outcome: Outcome, now: datetime) -> None:
-    with deps.engine.begin() as conn:
-        pushes.settle(conn, rid, outcome.value, now=now)
-
-
-def _tenant_overrides(conn: sa.Connection, tenant: str) -> dict[str, int]:
+def _check_tenant(conn: sa.Connection, tenant: str) -> None:
     if conn.execute(sa.select(t.tenants.c.id).where(t.tenants.c.id == tenant)).first() is None:
         raise UnknownTenant(f"tenant {tenant!r} is not configured", hint="add it with `callvault tenants add`")
-    rows = conn.execute(sa.select(t.tenant_retention.c.tier, t.tenant_retention.c.months)
-                        .where(t.tenant_retention.c.tenant_id == tenant))
-    return {tier: months for tier, months in rows}
 
 
 def _duplicate(deps: IngestDeps, tenant: str, external_id: str, rid: uuid.UUID) -> IngestResult:
@@ -293,9 +206,47 @@ def _duplicate(deps: IngestDeps, tenant: str, external_id: str, rid: uuid.UUID) 
     return IngestResult(Outcome.DUPLICATE, tenant, external_id, rid, row.id, row.duration_ms, row.expires_at)
 
 
+@dataclass(frozen=True)
+class Arrival:
+    """A message opened and checked, with what the rest of its path derives from it."""
+
+    msg: RecordingMessage
+    recording_id: uuid.UUID
+    number_hash: str
+    fingerprint: str
+    now: datetime
+
+    def result(self, outcome: Outcome, **facts) -> IngestResult:
+        return IngestResult(outcome, self.msg.tenant, self.msg.recording_id, self.recording_id, **facts)
+
+
 def ingest(raw: bytes, deps: IngestDeps, *, topic_tenant: str | None = None) -> IngestResult:
     """``topic_tenant``: the tenant of the per-tenant topic the message came from (None: the
     shared topic). The broker let only that tenant's principal write there, so it wins."""
+    call = receive(raw, deps, topic_tenant=topic_tenant)
+    with deps.engine.connect() as conn:
+        _check_tenant(conn, call.msg.tenant)
+        overrides = tenant_overrides(conn, call.msg.tenant)
+        suppressed = not call.msg.withheld and is_suppressed(conn, tenant=call.msg.tenant,
+                                                             number_hash=call.number_hash)
+        stored = _stored_fingerprint(conn, call.msg)
+    if suppressed:
+        drop_landing(call.msg, deps)
+        _settle(deps, call, Outcome.SUPPRESSED)
+        return call.result(Outcome.SUPPRESSED)
+    if stored is not None:
+        return _duplicate_of(call, stored, deps)
+    expiry = expires_at(Tier.PRODUCTION, call_started_at=call.msg.started_at, copy_created_at=call.now,
+                        overrides=overrides)
+    if expiry <= call.now:  # nothing is kept longer than its tier allows, not even for a moment
+        drop_landing(call.msg, deps)
+        _settle(deps, call, Outcome.EXPIRED_ON_ARRIVAL)
+        return call.result(Outcome.EXPIRED_ON_ARRIVAL, expires_at=expiry)
+    return _store(call, expiry, deps)
+
+
+def receive(raw: bytes, deps: IngestDeps, *, topic_tenant: str | None = None) -> Arrival:
+    """Open, parse and check the message: its tenant is its topic's and its seal's, its clock sane."""
     opened = open_message(raw, deps)
     msg = parse_message(opened.plain, default_region=deps.settings.default_region)
     if topic_tenant is not None and msg.tenant != topic_tenant:
@@ -306,71 +257,76 @@ def ingest(raw: bytes, deps: IngestDeps, *, topic_tenant: str | None = None) -> 
         raise SealError(f"message sealed for tenant {opened.sealed_for!r} names tenant {msg.tenant!r}")
     now = deps.clock()
     msg.check_clock(now, max_ahead=timedelta(seconds=deps.settings.max_clock_skew_seconds))
-    tenant, external_id = msg.tenant, msg.recording_id
-    rid = recording_uuid(tenant, external_id)
+    rid = recording_uuid(msg.tenant, msg.recording_id)
     # A withheld number: an identity of its own per recording, never on the suppression list.
-    number_hash = (deps.keys.withheld_hash(tenant, rid) if msg.withheld
-                   else deps.keys.number_hash(tenant, msg.caller_number))
-    print_ = fingerprint(msg, _source_sha256(msg))
+    number_hash = (deps.keys.withheld_hash(msg.tenant, rid) if msg.withheld
+                   else deps.keys.number_hash(msg.tenant, msg.caller_number))
+    return Arrival(msg, rid, number_hash, fingerprint(msg, _source_sha256(msg)), now)
 
-    with deps.engine.connect() as conn:
-        overrides = _tenant_overrides(conn, tenant)
-        suppressed = not msg.withheld and is_suppressed(conn, tenant=tenant, number_hash=number_hash)
-        existing = conn.execute(sa.select(t.recordings.c.content_sha256).where(
-            t.recordings.c.tenant_id == tenant, t.recordings.c.external_id == external_id)).first()
-    if suppressed:
-        _drop_landing(msg, deps)
-        _settle(deps, rid, Outcome.SUPPRESSED, now)
-        return IngestResult(Outcome.SUPPRESSED, tenant, external_id, rid)
-    if existing is not None:
-        if existing.content_sha256 != print_:
-            raise RecordingConflict(f"recording {external_id!r} of tenant {tenant!r} is already stored with "
-                                    "different audio or redaction spans", hint="send it under a new recording id")
-        _drop_landing(msg, deps)
-        return _duplicate(deps, tenant, external_id, rid)
-    expiry = expires_at(Tier.PRODUCTION, call_started_at=msg.started_at, copy_created_at=now, overrides=overrides)
-    if expiry <= now:  # nothing is kept longer than its tier allows, not even for a moment
-        _drop_landing(msg, deps)
-        _settle(deps, rid, Outcome.EXPIRED_ON_ARRIVAL, now)
-        return IngestResult(Outcome.EXPIRED_ON_ARRIVAL, tenant, external_id, rid, expires_at=expiry)
 
-    processed = audio.process(_fetch_audio(msg, deps), msg.audio_format, msg.spans, deps.settings.storage_format,
-                              max_bytes=deps.settings.max_audio_bytes,
+def _settle(deps: IngestDeps, call: Arrival, outcome: Outcome) -> None:
+    """A front door's push learns its outcome (``ingest.pushes``); nothing for any other call."""
+    with deps.engine.begin() as conn:
+        pushes.settle(conn, call.recording_id, outcome.value, now=call.now)
+
+
+def _stored_fingerprint(conn: sa.Connection, msg: RecordingMessage) -> str | None:
+    """The fingerprint of the call already stored under the message's recording id, if any."""
+    return conn.execute(sa.select(t.recordings.c.content_sha256).where(
+        t.recordings.c.tenant_id == msg.tenant, t.recordings.c.external_id == msg.recording_id)).scalar()
+
+
+def _duplicate_of(call: Arrival, stored: str, deps: IngestDeps, *, checked: bool = False) -> IngestResult:
+    """The call is already stored: a redelivery of the same one, or a conflict."""
+    if stored != call.fingerprint:
+        raise RecordingConflict(f"recording {call.msg.recording_id!r} of tenant {call.msg.tenant!r} is already "
+                                "stored with different audio or redaction spans",
+                                hint="send it under a new recording id")
+    drop_landing(call.msg, deps, checked=checked)
+    return _duplicate(deps, call.msg.tenant, call.msg.recording_id, call.recording_id)
+
+
+def _store(call: Arrival, expiry: datetime, deps: IngestDeps) -> IngestResult:
+    """Process the audio, then store it: object first, rows second (``_write``)."""
+    processed = audio.process(fetch_audio(call.msg, deps), call.msg.audio_format, call.msg.spans,
+                              deps.settings.storage_format, max_bytes=deps.settings.max_audio_bytes,
                               max_duration_ms=deps.settings.max_duration_seconds * 1000)
-    bucket = deps.storage.recordings_bucket
-    key = object_key_for(tenant, rid, Tier.PRODUCTION)
     try:
-        with deps.engine.begin() as conn:
-            # The recording row goes in first, inside the transaction: its unique key makes a
-            # concurrent delivery of the same call wait here, then fail, instead of overwriting
-            # this object under another data key. Nothing is visible until the commit, which
-            # happens only after the object is stored: object first, rows second.
-            caller = deps.keys.caller_key(conn, tenant=tenant, number_hash=number_hash)
-            conn.execute(t.recordings.insert().values(
-                id=rid, tenant_id=tenant, external_id=external_id, started_at=msg.started_at,
-                direction=msg.direction.value, number_hash=number_hash, caller_key_id=caller.id,
-                caller_number_sealed=deps.keys.seal_number(caller, tenant=tenant, recording_id=rid,
-                                                           e164=msg.caller_number or ""),  # "": withheld
-                agent_id=msg.agent_id, team_id=msg.team_id, duration_ms=processed.duration_ms,
-                audio_format=processed.format, channels=processed.channels,
-                redactions=[list(s) for s in msg.spans], created_at=now, content_sha256=print_))
-            stored = put_encrypted(conn, deps.store, deps.keys, caller=caller, bucket=bucket, object_key=key,
-                                   audio=processed.data,
-                                   tags={"tier": Tier.PRODUCTION.value, "tenant": tenant})
-            copy_id = upsert_copy(conn, recording_id=rid, tier=Tier.PRODUCTION.value, stored=stored,
-                                  bucket=bucket, expires_at=expiry, created_by="ingest", now=now)
-            pushes.settle(conn, rid, Outcome.STORED.value, now=now)  # a front door's push: its status
+        copy_id = _write(call, processed, expiry, deps)
     except sa.exc.IntegrityError:
         with deps.engine.connect() as conn:
-            winner = conn.execute(sa.select(t.recordings.c.content_sha256).where(
-                t.recordings.c.tenant_id == tenant, t.recordings.c.external_id == external_id)).first()
-        if winner is None:
+            stored = _stored_fingerprint(conn, call.msg)
+        if stored is None:
             raise  # not a duplicate delivery: a real constraint problem, let the worker retry
-        if winner.content_sha256 != print_:
-            raise RecordingConflict(f"recording {external_id!r} of tenant {tenant!r} is already stored with "
-                                    "different audio or redaction spans") from None
-        _drop_landing(msg, deps, checked=True)
-        return _duplicate(deps, tenant, external_id, rid)
-    _drop_landing(msg, deps, checked=True)
-    return IngestResult(Outcome.STORED, tenant, external_id, rid, copy_id, processed.duration_ms, expiry)
+    else:
+        drop_landing(call.msg, deps, checked=True)
+        return call.result(Outcome.STORED, copy_id=copy_id, duration_ms=processed.duration_ms, expires_at=expiry)
+    return _duplicate_of(call, stored, deps, checked=True)  # a concurrent delivery of the call won
 
+
+def _write(call: Arrival, processed: audio.ProcessedAudio, expiry: datetime, deps: IngestDeps) -> uuid.UUID:
+    """The recording row, the encrypted object and its copy row, in one transaction.
+
+    The recording row goes in first, inside the transaction: its unique key makes a concurrent
+    delivery of the same call wait here, then fail, instead of overwriting this object under
+    another data key. Nothing is visible until the commit, which happens only after the object
+    is stored: object first, rows second."""
+    msg, rid, tenant = call.msg, call.recording_id, call.msg.tenant
+    bucket = deps.storage.recordings_bucket
+    with deps.engine.begin() as conn:
+        caller = deps.keys.caller_key(conn, tenant=tenant, number_hash=call.number_hash)
+        conn.execute(t.recordings.insert().values(
+            id=rid, tenant_id=tenant, external_id=msg.recording_id, started_at=msg.started_at,
+            direction=msg.direction.value, number_hash=call.number_hash, caller_key_id=caller.id,
+            caller_number_sealed=deps.keys.seal_number(caller, tenant=tenant, recording_id=rid,
+                                                       e164=msg.caller_number or ""),  # "": withheld
+            agent_id=msg.agent_id, team_id=msg.team_id, duration_ms=processed.duration_ms,
+            audio_format=processed.format, channels=processed.channels,
+            redactions=[list(s) for s in msg.spans], created_at=call.now, content_sha256=call.fingerprint))
+        stored = put_encrypted(conn, deps.store, deps.keys, caller=caller, bucket=bucket,
+                               object_key=object_key_for(tenant, rid, Tier.PRODUCTION), audio=processed.data,
+                               tags={"tier": Tier.PRODUCTION.value, "tenant": tenant})
+        copy_id = upsert_copy(conn, recording_id=rid, tier=Tier.PRODUCTION.value, stored=stored,
+                              bucket=bucket, expires_at=expiry, created_by="ingest", now=call.now)
+        pushes.settle(conn, rid, Outcome.STORED.value, now=call.now)  # a front door's push: its status
+        return copy_id

@@ -10,8 +10,8 @@ re-encrypted here, then uploaded.
 
 Expired means unplayable, and copying is playing: a copy past its expiry and not held is never
 a source, even before the sweeper deletes it, or a copy would outlive the audio it came from.
-``source_query`` is the one choice of source; the API (``access.api.catalog.source_copy``)
-runs the same query, so the copy its policy rules on is the copy read here.
+``source_copy`` is the one choice of source; the API and the CLI ask it through
+``lifecycle.service.source_copy``, so the copy their policy rules on is the copy read here.
 """
 
 from __future__ import annotations
@@ -67,6 +67,11 @@ def source_query(recording_id: uuid.UUID, now: datetime) -> sa.Select:
             .limit(1))
 
 
+def source_copy(conn: sa.Connection, recording_id: uuid.UUID, now: datetime) -> sa.RowMapping | None:
+    """The source row (with its ``usable`` label) by ``source_query``, or None: no live copy."""
+    return conn.execute(source_query(recording_id, now)).mappings().first()
+
+
 def create_copy(conn: sa.Connection, store: ObjectStore, keys: KeyRing, *, recording_id: uuid.UUID, tier: str,
                 actor: str, now: datetime, reason: str = "", training_report: str | None = None,
                 role: str = "system") -> CopyInfo:
@@ -80,7 +85,7 @@ def create_copy(conn: sa.Connection, store: ObjectStore, keys: KeyRing, *, recor
         t.copies.c.reason == reason)).first()
     if existing is not None:
         return CopyInfo(existing.id, recording_id, tier_, existing.expires_at, created=False)
-    chosen = conn.execute(source_query(recording_id, now)).mappings().first()
+    chosen = source_copy(conn, recording_id, now)
     if chosen is None:
         raise NotFound(f"recording {recording_id} has no copy left to copy from")
     if not chosen["usable"]:
@@ -100,8 +105,8 @@ def create_copy(conn: sa.Connection, store: ObjectStore, keys: KeyRing, *, recor
     copy_id = upsert_copy(conn, recording_id=recording_id, tier=tier_.value, stored=stored, bucket=bucket,
                           expires_at=expiry, created_by=actor, reason=reason, training_report=training_report,
                           now=now)
-    audit.append(conn, tenant=recording["tenant_id"], actor=actor, role=role, action=AuditAction.COPY_CREATE, target_type="copy", target_id=str(copy_id),
-                 outcome="done", reason=reason or None, at=now,
+    audit.append(conn, tenant=recording["tenant_id"], actor=actor, role=role, action=AuditAction.COPY_CREATE,
+                 target_type="copy", target_id=str(copy_id), outcome="done", reason=reason or None, at=now,
                  detail={"recording_id": str(recording_id), "tier": tier_.value, "source_copy": str(source),
                          "expires_at": expiry.isoformat()})
     return CopyInfo(copy_id, recording_id, tier_, expiry, created=True)

@@ -59,7 +59,7 @@ def source_copy(uow: UnitOfWork, recording_id: uuid.UUID, *, now: datetime) -> s
     """The copy a new copy (or an operator's decision about one) is made from: the production
     original while it is usable, else the best usable copy, else the best unusable one
     (labelled ``usable = false`` so the caller can say why)."""
-    return uow.conn.execute(copies.source_query(recording_id, now)).mappings().first()
+    return copies.source_copy(uow.conn, recording_id, now)
 
 
 def set_retention(uow: UnitOfWork, svc: Services, *, tenant: str, tier: str | Tier, months: int, now: datetime,

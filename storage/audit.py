@@ -205,6 +205,36 @@ def verify(conn: sa.Connection, anchors: AuditAnchors | None = None) -> VerifyRe
                         notes=notes)
 
 
+# -- reading a page ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Page:
+    entries: list[dict[str, Any]]
+    more: bool  # further entries exist in the page's direction (the last entry's seq is the cursor)
+
+
+def page(conn: sa.Connection, *, limit: int, tenants: Iterable[str] | None = None, after_seq: int = 0,
+         before_seq: int | None = None, newest_first: bool = False, target_type: str | None = None,
+         target_id: str | None = None) -> Page:
+    """A keyset page of the trail on ``seq``: entries after ``after_seq`` oldest first, or with
+    ``newest_first`` entries before ``before_seq`` (None: from the newest) newest first.
+    ``tenants``: only these tenants' entries (None: all, group-level and system entries too);
+    ``target_type`` with ``target_id``: only the entries about that target."""
+    a = t.audit_events
+    query = sa.select(a)
+    if tenants is not None:  # ix_audit_events_tenant_id_seq
+        query = query.where(a.c.tenant_id.in_(sorted(tenants)))
+    if target_type is not None and target_id is not None:  # ix_audit_events_target
+        query = query.where(a.c.target_type == target_type, a.c.target_id == target_id)
+    if newest_first:
+        query = query.where(a.c.seq < before_seq) if before_seq is not None else query
+        query = query.order_by(a.c.seq.desc())
+    else:
+        query = query.where(a.c.seq > after_seq).order_by(a.c.seq)
+    rows = [dict(row) for row in conn.execute(query.limit(limit + 1)).mappings()]
+    return Page(rows[:limit], more=len(rows) > limit)
+
+
 # -- export for a SIEM --------------------------------------------------------------------------
 
 EXPORT_FIELDS = ("seq", "at", "tenant_id", "actor", "role", "action", "target_type", "target_id", "outcome",

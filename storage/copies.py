@@ -29,7 +29,7 @@ from .crypto import (
     new_data_key,
     parse_header,
 )
-from .exceptions import IntegrityError, ObjectNotFound
+from .exceptions import CatalogIntegrityError, ObjectNotFound
 from .keys import CallerKey, KeyRing
 from .objectstore import ObjectStore
 
@@ -127,8 +127,9 @@ def read_copy(conn: sa.Connection, store: ObjectStore, keys: KeyRing, copy_id: u
                                     object_key=row["object_key"])
     blob = store.get(row["bucket"], row["object_key"])
     if hashlib.sha256(blob).hexdigest() != row["stored_sha256"]:
-        raise IntegrityError(f"copy {copy_id}: stored object {row['object_key']} does not match its catalog "
-                             "SHA-256 (corrupted or replaced)", hint="restore it from a backup or re-ingest")
+        raise CatalogIntegrityError(f"copy {copy_id}: stored object {row['object_key']} does not match its "
+                                    "catalog SHA-256 (corrupted or replaced)",
+                                    hint="restore it from a backup or re-ingest")
     return decrypt_bytes(blob, data_key=data_key, aad=_aad(row["object_key"]))
 
 
@@ -138,8 +139,8 @@ def stream_copy(conn: sa.Connection, store: ObjectStore, keys: KeyRing, copy_id:
     The catalog row is read and the data key unwrapped now, so ``conn`` may be released as soon
     as this returns: the iterator touches only the object store. Every frame is authenticated
     before it is yielded, and the stored bytes' SHA-256 is checked against the catalog once the
-    last frame has gone: an ``IntegrityError`` or ``DecryptionError`` raised by the iterator means
-    "abort what was written", never "done" (``read_copy`` is the whole-object equivalent)."""
+    last frame has gone: a ``CatalogIntegrityError`` or ``DecryptionError`` raised by the iterator
+    means "abort what was written", never "done" (``read_copy`` is the whole-object equivalent)."""
     row = _copy_row(conn, copy_id)
     data_key = keys.unwrap_data_key(conn, caller_key_id=row["caller_key_id"], wrapped=row["wrapped_data_key"],
                                     object_key=row["object_key"])
@@ -148,8 +149,9 @@ def stream_copy(conn: sa.Connection, store: ObjectStore, keys: KeyRing, copy_id:
         stored = _Hashing(store.stream(row["bucket"], row["object_key"]))
         yield from decrypt_stream(iter(stored), data_key=data_key, aad=_aad(row["object_key"]))
         if stored.sha.hexdigest() != row["stored_sha256"]:
-            raise IntegrityError(f"copy {copy_id}: stored object {row['object_key']} does not match its catalog "
-                                 "SHA-256 (corrupted or replaced)", hint="restore it from a backup or re-ingest")
+            raise CatalogIntegrityError(f"copy {copy_id}: stored object {row['object_key']} does not match its "
+                                        "catalog SHA-256 (corrupted or replaced)",
+                                        hint="restore it from a backup or re-ingest")
 
     return generate()
 

@@ -2,9 +2,10 @@
 
     CallvaultError
     └── StorageError
-        ├── ObjectNotFound        the object (or version) is not in the bucket
+        ├── ObjectNotFound        the object (or version) is not in the bucket (also a core NotFound)
         ├── ObjectStoreUnavailable the S3 endpoint cannot be reached or answered 5xx
-        ├── IntegrityError        stored bytes do not match the catalog's SHA-256
+        ├── CatalogIntegrityError stored bytes do not match the catalog's SHA-256
+        │                         (named so it does not shadow SQLAlchemy's IntegrityError)
         ├── KeyDestroyedError     the caller's key was destroyed (erasure): audio is unreadable
         ├── UndecryptableError    ciphertext failed authentication (wrong key or tampering)
         └── ResidencyError        a region, endpoint, bucket or target outside the allowed list
@@ -13,14 +14,14 @@
 
 from __future__ import annotations
 
-from core.errors import CallvaultError, ConfigurationError
+from core.errors import CallvaultError, ConfigurationError, NotFound
 
 
 class StorageError(CallvaultError):
     code = "storage_error"
 
 
-class ObjectNotFound(StorageError):
+class ObjectNotFound(StorageError, NotFound):
     code = "object_not_found"
 
 
@@ -28,7 +29,7 @@ class ObjectStoreUnavailable(StorageError):
     code = "object_store_unavailable"
 
 
-class IntegrityError(StorageError):
+class CatalogIntegrityError(StorageError):
     code = "integrity_error"
 
 

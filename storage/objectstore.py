@@ -111,6 +111,11 @@ def _code(exc: ClientError) -> str:
     return exc.response.get("Error", {}).get("Code", "")
 
 
+def _where(bucket: str, key: str, version: str | None) -> dict[str, str]:
+    """The S3 call's address of one object version (no ``VersionId``: the current version)."""
+    return {"Bucket": bucket, "Key": key, **({"VersionId": version} if version else {})}
+
+
 class ObjectStore:
     """put / get (ranges) / stream / tags / legal hold / delete (all versions) / batch delete / list."""
 
@@ -247,17 +252,20 @@ class ObjectStore:
             self._locked_buckets.add(bucket)
         return enabled
 
-    def set_legal_hold(self, bucket: str, key: str, on: bool) -> None:
-        """Put or lift the legal hold of the current version (the bucket needs object lock)."""
+    def set_legal_hold(self, bucket: str, key: str, on: bool, *, version: str | None = None) -> None:
+        """Put or lift the legal hold of one version (default: the current one); the bucket
+        needs object lock (without it: a ``StorageError``; a missing object: ``ObjectNotFound``)."""
         try:
-            self.client.put_object_legal_hold(Bucket=bucket, Key=key, LegalHold={"Status": "ON" if on else "OFF"})
+            self.client.put_object_legal_hold(**_where(bucket, key, version),
+                                              LegalHold={"Status": "ON" if on else "OFF"})
         except (ClientError, BotoCoreError) as exc:
             raise translate(exc, bucket=bucket, key=key) from exc
 
-    def legal_hold(self, bucket: str, key: str) -> bool:
-        """Whether the current version is under legal hold (False where the bucket has no object lock)."""
+    def legal_hold(self, bucket: str, key: str, *, version: str | None = None) -> bool:
+        """Whether one version (default: the current one) is under legal hold (False where the
+        bucket has no object lock or the hold was never set)."""
         try:
-            status = self.client.get_object_legal_hold(Bucket=bucket, Key=key)["LegalHold"]["Status"]
+            status = self.client.get_object_legal_hold(**_where(bucket, key, version))["LegalHold"]["Status"]
         except ClientError as exc:
             if _code(exc) in _NO_LEGAL_HOLD:
                 return False
@@ -341,15 +349,17 @@ class ObjectStore:
         """Whether one version is protected by object lock: a legal hold or an unexpired retention."""
         if not key:
             return False
-        where = {"Bucket": bucket, "Key": key, **({"VersionId": version} if version else {})}
         try:
-            if self.client.get_object_legal_hold(**where)["LegalHold"]["Status"] == "ON":
+            if self.legal_hold(bucket, key, version=version):
                 return True
-        except ClientError as exc:
-            if _code(exc) not in _NO_LEGAL_HOLD:
-                return False
+        except ObjectStoreUnavailable:
+            raise
+        except StorageError:  # gone since, or unreadable: not a protected version
+            return False
         try:
-            until = self.client.get_object_retention(**where)["Retention"]["RetainUntilDate"]
+            until = self.client.get_object_retention(**_where(bucket, key, version))["Retention"]["RetainUntilDate"]
         except (ClientError, KeyError):
             return False
+        except BotoCoreError as exc:
+            raise translate(exc, bucket=bucket, key=key) from exc
         return until > datetime.now(until.tzinfo)

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
 
 import sqlalchemy as sa
 
-from lifecycle.copies import source_query
 from storage.catalog import tables as t
 from storage.copies import plaintext_length
 
@@ -81,14 +79,6 @@ def copy_of(conn: sa.Connection, copy_id: uuid.UUID) -> CopyOf | None:
         return None
     rec = recording(conn, row["recording_id"])
     return CopyOf(row, rec) if rec is not None else None
-
-
-def source_copy(conn: sa.Connection, recording_id: uuid.UUID, *, now: datetime) -> sa.RowMapping | None:
-    """The copy a new copy is made from, by ``lifecycle.copies.create_copy``'s own query: the
-    production original while it is usable, else the longest-lived usable copy. With none
-    usable it is the best expired one, so the policy refuses it as "expired, awaiting deletion"
-    (audited) rather than the API answering "not found"."""
-    return conn.execute(source_query(recording_id, now)).mappings().first()
 
 
 def all_tenants(conn: sa.Connection) -> list[str]:

@@ -24,9 +24,9 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from core.errors import ConfigurationError
 from core.vocabulary import AuditAction
+from ingest.producer import Producer
 from lifecycle.deps import Services
 from storage import audit
-from ingest.producer import Producer
 from storage.catalog.db import UnitOfWork
 
 from .. import tokens
@@ -150,7 +150,8 @@ class StreamLink:
 
 def stream_link(copy_id: uuid.UUID,
                 user: Annotated[str | None, Query(max_length=64, description="stream link: its user")] = None,
-                expires: Annotated[int | None, Query(ge=0, le=2**40, description="stream link: expiry, Unix time")] = None,
+                expires: Annotated[int | None, Query(ge=0, le=2**40,
+                                                     description="stream link: expiry, Unix time")] = None,
                 sig: Annotated[str | None, Query(max_length=128, description="stream link: hex HMAC")] = None,
                 ctx: ApiContext = Depends(context), at: datetime = Depends(now)) -> StreamLink | None:
     """The verified link of a request, or None when it carries none (then a bearer is needed).

@@ -2,12 +2,12 @@
 
     CallvaultError                              status
     ├── AccessError                             its own ``.status`` (401, 403, 404, 416, 400)
-    ├── lifecycle NotFound, storage ObjectNotFound  404
+    ├── NotFound (core.errors)                  404  and its kin: lifecycle NotFound, storage ObjectNotFound
     ├── CopyNotAllowed, UnknownTier, RetentionOutOfBounds, InvalidInput  422
     ├── ingest RecordingConflict                409  a pushed id already holds other audio
     ├── KeyDestroyedError                       410  the audio was crypto-shredded (erasure)
     ├── ObjectStoreUnavailable, ConfigurationError  503  the server cannot serve now
-    ├── IntegrityError, UndecryptableError      500  stored data is damaged (never the client's fault)
+    ├── CatalogIntegrityError, UndecryptableError  500  stored data is damaged (never the client's fault)
     └── any other CallvaultError                400
     request validation (FastAPI)                422  code ``validation_error``, with the fields
     SQLAlchemy IntegrityError                   409  a concurrent request won the same write
@@ -30,14 +30,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from core.errors import CallvaultError, ConfigurationError, InvalidInput
+from core.errors import CallvaultError, ConfigurationError, InvalidInput, NotFound
 from ingest.exceptions import RecordingConflict
 from lifecycle.exceptions import CopyNotAllowed, RetentionOutOfBounds, UnknownTier
-from lifecycle.exceptions import NotFound as LifecycleNotFound
 from storage.exceptions import (
-    IntegrityError,
+    CatalogIntegrityError,
     KeyDestroyedError,
-    ObjectNotFound,
     ObjectStoreUnavailable,
     UndecryptableError,
 )
@@ -48,8 +46,7 @@ log = logging.getLogger("callvault.api")
 
 # Most specific first: the first class an error is an instance of decides its status.
 STATUS: tuple[tuple[type[CallvaultError], int], ...] = (
-    (LifecycleNotFound, 404),
-    (ObjectNotFound, 404),
+    (NotFound, 404),
     (CopyNotAllowed, 422),
     (UnknownTier, 422),
     (RetentionOutOfBounds, 422),
@@ -58,7 +55,7 @@ STATUS: tuple[tuple[type[CallvaultError], int], ...] = (
     (KeyDestroyedError, 410),
     (ObjectStoreUnavailable, 503),
     (ConfigurationError, 503),
-    (IntegrityError, 500),
+    (CatalogIntegrityError, 500),
     (UndecryptableError, 500),
 )
 

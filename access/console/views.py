@@ -17,6 +17,7 @@ from fastapi.responses import RedirectResponse
 from pydantic import BaseModel
 
 from core.vocabulary import Role, Tier
+from lifecycle import service
 
 from ..api import catalog
 from ..api.deps import ApiContext, context, current_user, now
@@ -97,7 +98,7 @@ def recording(recording_id: uuid.UUID, user: User = Depends(current_user), at: d
     with ctx.unit_of_work() as uow:  # reads only: nothing to commit
         rec = catalog.recording(uow.conn, recording_id)
         copies = [c for c in catalog.live_copies(uow.conn, [recording_id]) if str(c["id"]) in visible] if rec else []
-        source = catalog.source_copy(uow.conn, recording_id, now=at) if rec else None
+        source = service.source_copy(uow, recording_id, now=at) if rec else None
         grant = active_grant(uow.conn, user.id, recording_id, at) if user.role is Role.IT else None
     views = [CopyView(str(c["id"]), catalog.target(rec, c), bool(c["hold"])) for c in copies]
     decided = recording_actions(user, views, catalog.target(rec, source) if source else None, now=at,

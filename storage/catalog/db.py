@@ -51,6 +51,12 @@ def make_engine(url: str | sa.URL | None = None, *, echo: bool | None = None, **
     return enable_sqlite_pragmas(sa.create_engine(url, echo=echo, **kwargs))
 
 
+def ping(engine: sa.Engine) -> None:
+    """Raise if the catalog cannot answer a trivial query (a health check; the error is the driver's)."""
+    with engine.connect() as conn:
+        conn.execute(sa.text("SELECT 1"))
+
+
 _CURRENT = "callvault.unit_of_work"
 
 

@@ -15,7 +15,7 @@ from storage.catalog import tables as t
 from storage.copies import read_copy, read_copy_range
 from storage.crypto import DecryptionError
 from storage.erasure import live_caller_keys
-from storage.exceptions import IntegrityError, KeyDestroyedError
+from storage.exceptions import CatalogIntegrityError, KeyDestroyedError
 from storage.keys import KeyRing
 from tests.integration.catalog_helpers import FRAME, NOW, store_copy
 
@@ -67,7 +67,7 @@ def test_tampered_object_fails_the_checksum_and_frame_authentication(catalog, st
     blob[25 + 2 * (FRAME + 16) + 10] ^= 0x01  # one bit inside frame 2 (header, then frame+tag each)
     store.put(scratch_bucket, key, bytes(blob))
     with catalog.connect() as conn:
-        with pytest.raises(IntegrityError, match="does not match its catalog SHA-256"):
+        with pytest.raises(CatalogIntegrityError, match="does not match its catalog SHA-256"):
             read_copy(conn, store, keys, copy_id)
         assert read_copy_range(conn, store, keys, copy_id, 0, FRAME - 1).data == audio[:FRAME]
         with pytest.raises(DecryptionError):

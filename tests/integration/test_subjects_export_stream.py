@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from access.subjects import Actor, export, plan_export_zip, render_export_zip, stream_export_zip
 from storage.catalog import tables as t
 from storage.crypto import DecryptionError
-from storage.exceptions import IntegrityError
+from storage.exceptions import CatalogIntegrityError
 from tests.integration.catalog_helpers import NOW, new_recording, store_copy
 from tests.integration.test_api import world  # noqa: F401 - the API test world fixture
 
@@ -86,7 +86,7 @@ def test_a_replaced_object_fails_its_catalog_checksum_at_the_end_of_its_file(cat
     plan = _export(catalog, store, keys)
     with catalog.begin() as conn:
         conn.execute(t.copies.update().where(t.copies.c.id == plan.entries[0].copy_id).values(stored_sha256="0" * 64))
-    with pytest.raises(IntegrityError):
+    with pytest.raises(CatalogIntegrityError):
         list(stream_export_zip(plan, store, keys, catalog.connect))
 
 

@@ -11,13 +11,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Query
 from fastapi.exceptions import RequestValidationError
 
 from core.vocabulary import Action
 from storage import audit
-from storage.catalog import tables as t
 
 from ...policy import ALL_TENANTS, User
 from ..deps import ApiContext, context, current_user, now
@@ -51,23 +49,13 @@ def read_audit(limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
         detail = {k: v for k, v in detail.items() if v not in (None, False)}
         decision = gate.check(Action.AUDIT_READ, None, target_type="audit", target_id="trail", detail=detail,
                               audit_allowed=False)
-        a = t.audit_events
-        query = sa.select(a)
-        if ALL_TENANTS not in user.tenants:  # ix_audit_events_tenant_id_seq
-            query = query.where(a.c.tenant_id.in_(sorted(user.tenants)))
-        if target_id is not None:  # ix_audit_events_target
-            query = query.where(a.c.target_type == target_type, a.c.target_id == target_id)
-        if newest_first:
-            query = query.where(a.c.seq < before_seq) if before_seq is not None else query
-            query = query.order_by(a.c.seq.desc())
-        else:
-            query = query.where(a.c.seq > after_seq).order_by(a.c.seq)
-        rows = list(uow.conn.execute(query.limit(limit + 1)).mappings())
+        found = audit.page(uow.conn, limit=limit, tenants=None if ALL_TENANTS in user.tenants else user.tenants,
+                           after_seq=after_seq, before_seq=before_seq, newest_first=newest_first,
+                           target_type=target_type, target_id=target_id)
         gate.allowed(Action.AUDIT_READ, decision, target_type="audit", target_id="trail", detail=detail)
         uow.commit()
-    more = len(rows) > limit
-    entries = [AuditEntry(**{k: row[k] for k in AuditEntry.model_fields}) for row in rows[:limit]]
-    cursor = entries[-1].seq if more and entries else None
+    entries = [AuditEntry(**{k: row[k] for k in AuditEntry.model_fields}) for row in found.entries]
+    cursor = entries[-1].seq if found.more and entries else None
     if newest_first:
         return AuditPage(entries=entries, next_after_seq=None, next_before_seq=cursor)
     return AuditPage(entries=entries, next_after_seq=cursor)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 
-import sqlalchemy as sa
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse, Response
+
+from storage.catalog.db import ping
 
 from ..deps import ApiContext, context
 from ..models import Health
@@ -18,8 +19,7 @@ log = logging.getLogger("callvault.api")
 @router.get("/healthz", response_model=Health, responses={503: {"model": Health}})
 def healthz(ctx: ApiContext = Depends(context)) -> JSONResponse:
     try:
-        with ctx.services.engine.connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
+        ping(ctx.services.engine)
     except Exception as exc:  # any failure means "not ready"; say which kind, not its text
         log.warning("health check: catalog unreachable (%s)", type(exc).__name__)
         return JSONResponse({"status": "unavailable", "catalog": "unavailable"}, status_code=503)

@@ -14,7 +14,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 
 from core.vocabulary import Action
-from lifecycle.holds import HoldResult, release_hold, set_hold
+from lifecycle import service
+from lifecycle.holds import HoldResult
 
 from ...policy import User
 from .. import catalog
@@ -44,7 +45,6 @@ def _targets(conn, copy_id: uuid.UUID | None, recording_id: uuid.UUID | None) ->
 
 def _hold(ctx: ApiContext, user: User, at: datetime, action: Action, *, copy_id: uuid.UUID | None = None,
           recording_id: uuid.UUID | None = None, reason: str | None) -> HoldOutcome:
-    svc = ctx.services
     with ctx.unit_of_work() as uow:
         gate = Gate(uow, user, at, ctx.metrics)
         target_type, target_id, pairs = _targets(uow.conn, copy_id, recording_id)
@@ -58,11 +58,11 @@ def _hold(ctx: ApiContext, user: User, at: datetime, action: Action, *, copy_id:
                     detail=detail)
         ids = [c["id"] for _, c in pairs]
         if action is Action.HOLD:
-            result = set_hold(uow.conn, svc.store, copy_ids=ids, reason=reason or "", actor=user.id, now=at,
-                              role=user.role.value, ledger=svc.ledger)
+            result = service.set_hold(uow, ctx.services, copy_ids=ids, reason=reason or "", actor=user.id,
+                                      role=user.role.value, now=at)
         else:
-            result = release_hold(uow.conn, svc.store, copy_ids=ids, actor=user.id, now=at, role=user.role.value,
-                                  reason=reason, ledger=svc.ledger)
+            result = service.release_hold(uow, ctx.services, copy_ids=ids, actor=user.id, role=user.role.value,
+                                          now=at, reason=reason)
         uow.commit()
     return _outcome(result)
 

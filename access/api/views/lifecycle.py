@@ -42,7 +42,8 @@ def report(user: User = Depends(current_user), at: datetime = Depends(now),
         decision = may_read_report(user, at)
         ctx.metrics.decision(Action.REPORT_VIEW, decision.allowed)
         if not decision.allowed:
-            raise gate.refuse(Action.REPORT_VIEW, decision.reason, target_type="tenant", target_id=tenants_label(tenants))
+            raise gate.refuse(Action.REPORT_VIEW, decision.reason, target_type="tenant",
+                              target_id=tenants_label(tenants))
         rows = lifecycle_report(uow.conn, now=at, tenants=tenants)
         gate.record(Action.REPORT_VIEW, target_type="tenant", target_id=tenants_label(tenants), outcome="allowed",
                     reason=decision.reason)

@@ -135,8 +135,9 @@ async def push_recording(request: Request, user: User = Depends(current_user), a
                                            principal=user.id, now=at)
     except CallvaultError as exc:
         if not isinstance(exc, AccessError) or exc.status not in (403, 404):
+            code = str(exc.code)  # a plain value for the lambda: ``exc`` is unbound once the block ends
             await anyio.to_thread.run_sync(lambda: _audit(ctx, user, at, Action.PUSH, tenant, external_id,
-                                                          outcome="failed", reason=str(exc.code)))
+                                                          outcome="failed", reason=code))
         raise
     await anyio.to_thread.run_sync(lambda: _audit(
         ctx, user, at, Action.PUSH, tenant, external_id, outcome="allowed", reason=reason,

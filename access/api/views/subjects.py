@@ -25,22 +25,13 @@ from pydantic import BaseModel, Field
 
 from core.errors import CallvaultError
 from core.phone import MAX_INPUT_LENGTH, MIN_DIGITS
-from core.vocabulary import Action
+from core.vocabulary import Action, AuditAction, Outcome
 
+from ... import service
 from ...exceptions import Forbidden, NotFound, Unauthenticated
 from ...identities import load_user
 from ...policy import User, account_state
-from ...subjects import (
-    Actor,
-    erase,
-    erase_recordings,
-    export,
-    object_to_recording,
-    plan_export_zip,
-    rectify_numbers,
-    restrict,
-    stream_export_zip,
-)
+from ...subjects import Actor, plan_export_zip, stream_export_zip
 from ...tokens import LinkPurpose
 from ..deps import ApiContext, context, current_user, link_key, now
 from ..gate import Gate
@@ -99,18 +90,19 @@ class ExportOutcome(BaseModel):
     expires_at: datetime | None
 
 
-def _authorise(gate: Gate, user: User, action: str, tenant: str) -> None:
+def _authorise(gate: Gate, user: User, action: AuditAction, tenant: str) -> None:
     decision = gate.decide(Action.SUBJECT_REQUEST, None)
     if not decision.allowed or not user.in_tenant(tenant):
         reason = decision.reason if not decision.allowed else f"tenant {tenant} is outside the user's tenants"
         raise gate.refuse(action, reason, target_type="tenant", target_id=tenant)
-    gate.record(action, target_type="tenant", target_id=tenant, outcome="allowed", reason=decision.reason)
+    gate.record(action, target_type="tenant", target_id=tenant, outcome=Outcome.ALLOWED, reason=decision.reason)
 
 
-def _run(ctx: ApiContext, user: User, at: datetime, action: str, tenant: str, fn):
+def _run(ctx: ApiContext, user: User, at: datetime, action: AuditAction, tenant: str, fn):
+    """Authorise ``action`` on ``tenant`` (audited), then ``fn(uow, services, actor)``, one commit for both."""
     with ctx.unit_of_work() as uow:
         _authorise(Gate(uow, user, at, ctx.metrics), user, action, tenant)
-        result = fn(uow.conn, ctx.services, Actor(user.id, user.role.value))
+        result = fn(uow, ctx.services, Actor(user.id, user.role.value))
         uow.commit()
     return result
 
@@ -122,46 +114,52 @@ def _erasure(report) -> ErasureOutcome:
 @router.post("/subjects/object", response_model=ErasureOutcome, responses=errors())
 def subjects_object(body: SubjectRequest, user: User = Depends(current_user), at: datetime = Depends(now),
                     ctx: ApiContext = Depends(context)) -> ErasureOutcome:
-    return _erasure(_run(ctx, user, at, "subject:object", body.tenant, lambda conn, svc, actor: object_to_recording(
-        conn, svc.store, svc.keys, svc.ledger, tenant=body.tenant, numbers=body.numbers, actor=actor, now=at)))
+    return _erasure(_run(ctx, user, at, AuditAction.SUBJECT_OBJECT, body.tenant,
+                         lambda uow, svc, actor: service.object_to(
+                             uow, svc, tenant=body.tenant, numbers=body.numbers, actor=actor, now=at)))
 
 
 @router.post("/subjects/erase", response_model=ErasureOutcome, responses=errors())
 def subjects_erase(body: SubjectRequest, user: User = Depends(current_user), at: datetime = Depends(now),
                    ctx: ApiContext = Depends(context)) -> ErasureOutcome:
-    return _erasure(_run(ctx, user, at, "subject:erase", body.tenant, lambda conn, svc, actor: erase(
-        conn, svc.store, svc.keys, svc.ledger, tenant=body.tenant, numbers=body.numbers, actor=actor, now=at)))
+    return _erasure(_run(ctx, user, at, AuditAction.SUBJECT_ERASE, body.tenant, lambda uow, svc, actor: service.erase(
+        uow, svc, tenant=body.tenant, numbers=body.numbers, actor=actor, now=at)))
 
 
 @router.post("/subjects/erase-recordings", response_model=ErasureOutcome, responses=errors(404))
 def subjects_erase_recordings(body: RecordingsRequest, user: User = Depends(current_user),
                               at: datetime = Depends(now), ctx: ApiContext = Depends(context)) -> ErasureOutcome:
     """Erase recordings by id: how a call whose number was withheld is erased."""
-    return _erasure(_run(ctx, user, at, "subject:erase", body.tenant, lambda conn, svc, actor: erase_recordings(
-        conn, svc.store, svc.keys, svc.ledger, tenant=body.tenant, recording_ids=body.recording_ids, actor=actor,
-        now=at)))
+    return _erasure(_run(ctx, user, at, AuditAction.SUBJECT_ERASE, body.tenant,
+                         lambda uow, svc, actor: service.erase_recordings(
+                             uow, svc, tenant=body.tenant, recording_ids=body.recording_ids, actor=actor, now=at)))
 
 
 @router.post("/subjects/restrict", response_model=CountOutcome, responses=errors())
 def subjects_restrict(body: SubjectRequest, user: User = Depends(current_user), at: datetime = Depends(now),
                       ctx: ApiContext = Depends(context)) -> CountOutcome:
-    return CountOutcome(recordings=_run(ctx, user, at, "subject:restrict", body.tenant, lambda conn, svc, actor: restrict(
-        conn, svc.keys, tenant=body.tenant, numbers=body.numbers, actor=actor, now=at)))
+    return CountOutcome(recordings=_run(ctx, user, at, AuditAction.SUBJECT_RESTRICT, body.tenant,
+                                        lambda uow, svc, actor: service.restrict(
+                                            uow, svc, tenant=body.tenant, numbers=body.numbers, actor=actor, now=at)))
 
 
 @router.post("/subjects/lift", response_model=CountOutcome, responses=errors())
 def subjects_lift(body: SubjectRequest, user: User = Depends(current_user), at: datetime = Depends(now),
                   ctx: ApiContext = Depends(context)) -> CountOutcome:
-    return CountOutcome(recordings=_run(ctx, user, at, "subject:lift", body.tenant, lambda conn, svc, actor: restrict(
-        conn, svc.keys, tenant=body.tenant, numbers=body.numbers, actor=actor, now=at, lift=True)))
+    return CountOutcome(recordings=_run(ctx, user, at, AuditAction.SUBJECT_LIFT, body.tenant,
+                                        lambda uow, svc, actor: service.restrict(
+                                            uow, svc, tenant=body.tenant, numbers=body.numbers, actor=actor, now=at,
+                                            lift=True)))
 
 
 @router.post("/subjects/rectify", response_model=CountOutcome, responses=errors())
 def subjects_rectify(body: RectifyRequest, user: User = Depends(current_user), at: datetime = Depends(now),
                      ctx: ApiContext = Depends(context)) -> CountOutcome:
-    return CountOutcome(recordings=_run(ctx, user, at, "subject:rectify", body.tenant, lambda conn, svc, actor: (
-        rectify_numbers(conn, svc.keys, tenant=body.tenant, numbers=body.numbers, actor=actor, now=at,
-                        caller_number=body.new_number, agent_id=body.agent_id, team_id=body.team_id))))
+    return CountOutcome(recordings=_run(ctx, user, at, AuditAction.SUBJECT_RECTIFY, body.tenant,
+                                        lambda uow, svc, actor: service.rectify(
+                                            uow, svc, tenant=body.tenant, numbers=body.numbers, actor=actor, now=at,
+                                            new_number=body.new_number, agent_id=body.agent_id,
+                                            team_id=body.team_id)))
 
 
 def sign(key: bytes, tenant: str, request_id: str, user_id: str, expires: int) -> str:
@@ -172,8 +170,8 @@ def sign(key: bytes, tenant: str, request_id: str, user_id: str, expires: int) -
 @router.post("/subjects/export", response_model=ExportOutcome, responses=errors())
 def subjects_export(body: SubjectRequest, user: User = Depends(current_user), at: datetime = Depends(now),
                     ctx: ApiContext = Depends(context)) -> ExportOutcome:
-    result = _run(ctx, user, at, "subject:export", body.tenant, lambda conn, svc, actor: export(
-        conn, svc.store, svc.keys, tenant=body.tenant, numbers=body.numbers, actor=actor, now=at))
+    result = _run(ctx, user, at, AuditAction.SUBJECT_EXPORT, body.tenant, lambda uow, svc, actor: service.export(
+        uow, svc, tenant=body.tenant, numbers=body.numbers, actor=actor, now=at))
     if not result.recordings:
         return ExportOutcome(request_id=result.request_id, recordings=0, download_url=None, expires_at=None)
     expires = int((at + timedelta(seconds=ctx.settings.stream_url_ttl_seconds)).timestamp())
@@ -187,7 +185,8 @@ def subjects_export(body: SubjectRequest, user: User = Depends(current_user), at
 @router.get("/exports/{tenant}/{request_id}.zip", responses={**errors(404), 200: {"content": {"application/zip": {}}}},
             response_class=StreamingResponse)
 def download_export(tenant: str, request_id: str, user: Annotated[str, Query(max_length=64)],
-                    expires: Annotated[int, Query(ge=0, le=2**40)], sig: Annotated[str, Query(max_length=128, description="hex HMAC")],
+                    expires: Annotated[int, Query(ge=0, le=2**40)],
+                    sig: Annotated[str, Query(max_length=128, description="hex HMAC")],
                     at: datetime = Depends(now), ctx: ApiContext = Depends(context)) -> StreamingResponse:
     if at.timestamp() > expires:  # before the signature: the time is in the URL, and "expired" is actionable
         raise Unauthenticated("download link expired", hint="ask for the export again")
@@ -208,12 +207,12 @@ def download_export(tenant: str, request_id: str, user: Annotated[str, Query(max
         try:  # the first chunk (256 KiB) is read now: a missing object or destroyed key is a clean error
             body = primed(stream_export_zip(plan, svc.store, svc.keys, svc.engine.connect))
         except CallvaultError as exc:
-            gate.record("subject:export:download", target_type="export", target_id=request_id, outcome="failed",
-                        detail={**detail, "error": exc.code})
+            gate.record(AuditAction.SUBJECT_EXPORT_DOWNLOAD, target_type="export", target_id=request_id,
+                        outcome=Outcome.FAILED, detail={**detail, "error": exc.code})
             uow.commit()
             raise
-        gate.record("subject:export:download", target_type="export", target_id=request_id, outcome="allowed",
-                    detail=detail)
+        gate.record(AuditAction.SUBJECT_EXPORT_DOWNLOAD, target_type="export", target_id=request_id,
+                    outcome=Outcome.ALLOWED, detail=detail)
         uow.commit()
     # Streamed after the commit: no transaction, no audit lock, no catalog connection is held
     # while the audio is read; memory stays at a few frames (``access.subjects.stream_export_zip``).

@@ -1,0 +1,150 @@
+"""The batch agent: take calls off the recordings topics, store them, announce or dead-letter them.
+
+One agent taking batches, not ``concurrency=N`` agents: faust acknowledges a batch only when all
+of it is done, so no offset is committed past a call still being processed (with N agents, calls
+finish out of order and faust 0.15 can commit past a lower, unfinished one).
+
+Each batch has its attempts counted first (``ingest.attempts``): a message that killed a worker
+before is handled alone, and past ``max_crash_attempts`` dead-lettered ``worker_crash``.
+A message the sender got wrong is dead-lettered at once; a failure of a server or of this host is
+retried forever; an unexpected exception (a bug) a few times, then dead-lettered ``internal_error``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import time
+from datetime import datetime, timezone
+
+import faust
+import sqlalchemy as sa
+
+from storage.exceptions import StorageError
+
+from . import attempts, metrics
+from .attempts import Delivery
+from .dead_letters import DeadLetterSender
+from .exceptions import AudioEncodingFailed, IngestError, IngestErrorCode
+from .runtime import WorkerRuntime
+from .service import IngestResult, ingest
+
+log = logging.getLogger("callvault.ingest")
+
+
+def transient(exc: BaseException) -> bool:
+    """Errors of a server or of this host, not of the message: retry, never dead-letter."""
+    return isinstance(exc, (AudioEncodingFailed, sa.exc.OperationalError, sa.exc.InterfaceError)) or (
+        isinstance(exc, StorageError) and not isinstance(exc, IngestError))
+
+
+def _fault_injection(event: faust.EventT) -> None:
+    """Testing aid: ``CALLVAULT_FAULT_KILL_ON_KEY=<Kafka key>`` makes the worker SIGKILL itself when it
+    starts on that message (a stand-in for the out-of-memory killer). Unset in every deployment."""
+    victim = os.environ.get("CALLVAULT_FAULT_KILL_ON_KEY")
+    if victim and event.key == victim.encode():
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _delivery(event: faust.EventT) -> Delivery:
+    return event.message.topic, event.message.partition, event.message.offset
+
+
+class BatchAgent:
+    def __init__(self, runtime: WorkerRuntime, events: faust.TopicT, dead_letters: DeadLetterSender) -> None:
+        self.runtime = runtime
+        self.events = events
+        self.dead_letters = dead_letters
+        self.settings = runtime.deps.settings
+        self.kafka = runtime.deps.kafka
+
+    async def consume(self, stream: faust.StreamT) -> None:
+        """The faust agent."""
+        async for events in stream.take_events(self.settings.concurrency, within=0.05):
+            await self.handle_batch(events)
+
+    async def handle_batch(self, events: list[faust.EventT]) -> None:
+        now = datetime.now(timezone.utc)
+        delivery = {id(e): _delivery(e) for e in events}
+        seen = await self.runtime.bookkeeping(self._start, list(delivery.values()), now)
+        for event in (e for e in events if delivery[id(e)] in seen):  # one at a time, each counted first
+            await self._handle_suspect(event, delivery[id(event)], now)
+        fresh = [e for e in events if delivery[id(e)] not in seen]
+        if fresh:  # already counted once by ``start``
+            for event in fresh:
+                _fault_injection(event)
+            await asyncio.gather(*(self.handle(event) for event in fresh))
+            await self.runtime.bookkeeping(self._finish, [delivery[id(e)] for e in fresh])
+
+    async def _handle_suspect(self, event: faust.EventT, delivery: Delivery, now: datetime) -> None:
+        """A message started before by a worker that did not finish it: maybe the one that killed it."""
+        [n] = await self.runtime.bookkeeping(self._begin, [delivery], now)
+        if n > self.settings.max_crash_attempts:
+            await self.dead_letters.send(event, IngestErrorCode.WORKER_CRASH.value,
+                                         f"the worker was killed {n - 1} times while processing this message")
+        else:
+            log.warning("redelivered after a worker crash partition=%s offset=%s attempt=%s: alone",
+                        event.message.partition, event.message.offset, n)
+            _fault_injection(event)
+            await self.handle(event)
+        await self.runtime.bookkeeping(self._finish, [delivery])
+
+    async def handle(self, event: faust.EventT) -> None:
+        metrics.CONSUMED.inc()
+        with metrics.LATENCY.time():
+            await self._handle(event)
+
+    async def _handle(self, event: faust.EventT) -> None:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                result = await self.runtime.run(self._ingest, event)
+            except IngestError as exc:
+                if not isinstance(exc, AudioEncodingFailed):  # this host cannot encode: retried below
+                    await self.dead_letters.send(event, str(exc.code), str(exc))
+                    return
+                error: BaseException = exc
+            except Exception as exc:  # noqa: BLE001 - classified below
+                error = exc
+            else:
+                await self._announce(event, result)
+                return
+            if not transient(error) and attempt >= self.settings.max_retries_unknown_error:
+                await self.dead_letters.send(event, IngestErrorCode.INTERNAL_ERROR.value,
+                                             f"{type(error).__name__} after {attempt} attempts")
+                return
+            await self._wait_to_retry(event, attempt, error)
+
+    async def _wait_to_retry(self, event: faust.EventT, attempt: int, error: BaseException) -> None:
+        metrics.RETRIES.labels(type(error).__name__).inc()
+        delay = self.runtime.retry.delay(attempt)
+        log.warning("retrying partition=%s offset=%s in %.1fs: %s", event.message.partition,
+                    event.message.offset, delay, type(error).__name__)
+        await asyncio.sleep(delay)
+
+    async def _announce(self, event: faust.EventT, result: IngestResult) -> None:
+        """The outcome on the events topic, acknowledged before the message is."""
+        await self.runtime.send(self.events, key=str(result.recording_id).encode(),
+                                value=json.dumps(result.event()).encode())
+        metrics.OUTCOMES.labels(result.outcome.value).inc()
+        if result.outcome.value == "stored" and event.message.timestamp:
+            metrics.PRODUCE_TO_STORED.observe(max(0.0, time.time() - event.message.timestamp))
+        log.info("%s recording=%s tenant=%s", result.outcome.value, result.recording_id, result.tenant)
+
+    # -- blocking work, run in the pool ---------------------------------------------------
+    def _ingest(self, event: faust.EventT) -> IngestResult:
+        # On a per-tenant topic the tenant is the topic's (only its principal may write there).
+        return ingest(event.value, self.runtime.ready(), topic_tenant=self.kafka.tenant_of(event.message.topic))
+
+    def _start(self, deliveries: list[Delivery], now: datetime) -> set[Delivery]:
+        return attempts.start(self.runtime.ready().engine, deliveries, now=now)
+
+    def _begin(self, deliveries: list[Delivery], now: datetime) -> list[int]:
+        return attempts.begin(self.runtime.ready().engine, deliveries, now=now)
+
+    def _finish(self, deliveries: list[Delivery]) -> None:
+        attempts.finish(self.runtime.ready().engine, deliveries)
