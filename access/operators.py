@@ -36,13 +36,17 @@ def os_user() -> str:
 
 
 def authorise(engine: sa.Engine, actor: str, action: Action, *, now: datetime, target_type: str, target_id: str,
-              tenant: str | None = None, targets: Iterable[Target] | None = None) -> User:
+              tenant: str | None = None, targets: Iterable[Target] | None = None, any_target: bool = False,
+              own_tenants: bool = False, detail: dict | None = None) -> User:
     """The actor as a ``policy.User``, once the policy allows ``action``; Forbidden otherwise.
 
-    ``targets``: the copies the command acts on, each of which must be allowed (none found: the
-    role must be one that may take that action at all; the service then says what is missing).
-    ``None``: a global action, confined to ``tenant`` when one is given."""
-    detail = {"os_user": os_user(), "via": "cli"}
+    ``targets``: the copies the command acts on, each of which must be allowed (``any_target``:
+    at least one, as when showing what the user may see of a recording; none found: the role
+    must be one that may take that action at all; the service then says what is missing).
+    ``None``: a global action, confined to ``tenant`` when one is given, else to the user's own
+    tenants when ``own_tenants`` (a search), else acting on every tenant (group-level users).
+    ``detail`` goes into the audit entry beside the OS user."""
+    detail = {**(detail or {}), "os_user": os_user(), "via": "cli"}
     targets = None if targets is None else list(targets)
     # The tenant the entry is about: the one named, or the one every target belongs to.
     about = tenant or (targets[0].tenant if targets and len({tg.tenant for tg in targets}) == 1 else None)
@@ -55,7 +59,7 @@ def authorise(engine: sa.Engine, actor: str, action: Action, *, now: datetime, t
                     now)
             refused = Forbidden(reason, hint="`callvault users add` registers one")
         else:
-            reason = _refusal(user, action, tenant, targets, now)
+            reason = _refusal(user, action, tenant, targets, now, any_target=any_target, own_tenants=own_tenants)
             outcome = "allowed" if reason is None else "denied"
             _record(conn, about, user.id, user.role.value, action, target_type, target_id, outcome,
                     reason or "cli", detail, now)
@@ -68,7 +72,7 @@ def authorise(engine: sa.Engine, actor: str, action: Action, *, now: datetime, t
 
 
 def _refusal(user: User, action: Action, tenant: str | None, targets: list[Target] | None,
-             now: datetime) -> str | None:
+             now: datetime, *, any_target: bool = False, own_tenants: bool = False) -> str | None:
     if targets == []:
         refused = account_state(user, now)
         if refused is not None:
@@ -80,14 +84,13 @@ def _refusal(user: User, action: Action, tenant: str | None, targets: list[Targe
             return decision.reason
         if tenant is not None and not user.in_tenant(tenant):
             return f"tenant {tenant} is outside the user's tenants"
-        if tenant is None and ALL_TENANTS not in user.tenants:
+        if tenant is None and ALL_TENANTS not in user.tenants and not own_tenants:
             return "without a tenant it acts on every tenant: group-level users only (name a tenant of yours)"
         return None
-    for target in targets:
-        decision = decide(user, action, target, now=now)
-        if not decision.allowed:
-            return decision.reason
-    return None
+    refusals = [d.reason for d in (decide(user, action, target, now=now) for target in targets) if not d.allowed]
+    if any_target and len(refusals) < len(targets):
+        return None
+    return refusals[0] if refusals else None
 
 
 def _record(conn: sa.Connection, tenant: str | None, actor: str, role: str, action: Action, target_type: str,

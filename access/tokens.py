@@ -24,7 +24,7 @@ import jwt
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from core.errors import ConfigurationError
+from core.errors import ConfigurationError, MalformedInput
 
 from .exceptions import Unauthenticated
 from .settings import AccessSettings
@@ -63,10 +63,17 @@ def link_key(settings: AccessSettings, purpose: LinkPurpose) -> bytes:
                 info=purpose.value.encode()).derive(require_secret(settings).encode())
 
 
+MAX_TOKEN_MINUTES = 7 * 24 * 60  # a week: a longer-lived bearer token is a password nobody rotates
+
+
 def issue_token(user_id: str, settings: AccessSettings, *, now: datetime | None = None,
                 ttl: timedelta | None = None) -> str:
+    """A bearer token for ``user_id``, valid ``ttl`` (default from settings): positive, at most a week."""
     now = now or datetime.now(timezone.utc)
     ttl = ttl or timedelta(minutes=settings.token_ttl_minutes)
+    if not timedelta(0) < ttl <= timedelta(minutes=MAX_TOKEN_MINUTES):
+        raise MalformedInput(f"a token lifetime of {ttl.total_seconds() / 60:g} minutes is refused: it must be "
+                             f"positive and at most {MAX_TOKEN_MINUTES} minutes (a week)")
     claims = {"sub": user_id, "iss": settings.jwt_issuer, "aud": settings.jwt_audience,
               "iat": int(now.timestamp()), "exp": int((now + ttl).timestamp())}
     return jwt.encode(claims, _secret(settings), algorithm="HS256")

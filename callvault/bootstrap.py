@@ -7,22 +7,29 @@ import-linter contracts): this module may import every package, and none imports
 
 from __future__ import annotations
 
+import os
 import uuid
 from datetime import datetime, timezone
 from functools import lru_cache
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from access import operators
 from access.policy import Target, User
+from core.errors import CallvaultError
+from core.inputs import RecordingRef
 from core.vocabulary import Action
+from ingest.producer import Producer, catalog_seal_keys
+from ingest.settings import get_kafka_settings
+from lifecycle import service as lifecycle_service
 from lifecycle.deps import Services
 from lifecycle.settings import LifecycleSettings, get_lifecycle_settings
+from storage.anchors import AuditAnchors
 from storage.catalog.db import make_engine
 from storage.keys import KeyRing
+from storage.ledger import ErasureLedger
 from storage.objectstore import ObjectStore
 from storage.residency import check_settings
-from storage.anchors import AuditAnchors
-from storage.ledger import ErasureLedger
 from storage.settings import StorageSettings, get_catalog_settings, get_storage_settings
 
 if TYPE_CHECKING:
@@ -84,11 +91,45 @@ class Root:
         (``access.operators``); a refusal is raised as one ``Forbidden`` line."""
         return operators.authorise(self.services().engine, actor, action, now=datetime.now(timezone.utc), **kwargs)
 
+    def require_tenant(self, *tenants: str) -> None:
+        """NotFound (exit code 1) naming the first tenant that does not exist; ``*`` is every tenant."""
+        with self.services().unit_of_work() as uow:
+            for tenant in tenants:
+                if tenant != "*":
+                    lifecycle_service.require_tenant(uow, tenant)
+
+    def recording_id(self, ref: RecordingRef) -> uuid.UUID:
+        """The catalog id of a recording named by its catalog id or as ``TENANT/TELEPHONY_ID``."""
+        with self.services().unit_of_work() as uow:
+            return lifecycle_service.resolve_recording(uow, ref)
+
+    def output_file(self, given: Path | None, name: str) -> Path:
+        """Where a command writes a file: the path given (its folder made if missing), else ``name``
+        in the configured output folder (``CALLVAULT_LIFECYCLE_OUTPUT_DIR``), never the working folder."""
+        path = given if given is not None else self.services().lifecycle.output_dir.expanduser() / name
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise CallvaultError(f"cannot create the folder {path.parent}: {exc.strerror or exc}",
+                                 hint="give a path you may write with the command's option, or set "
+                                      "CALLVAULT_LIFECYCLE_OUTPUT_DIR") from None
+        if path.is_dir() or not os.access(path.parent, os.W_OK):
+            raise CallvaultError(f"cannot write {path}: {'a folder' if path.is_dir() else 'not writable'}",
+                                 hint="give a file path you may write")
+        return path
+
     def copy_targets(self, copy_ids: list[uuid.UUID] | None, recording_id: uuid.UUID | None) -> list[Target]:
         return operators.copy_targets(self.services().engine, copy_ids, recording_id)
 
     def source_target(self, recording_id: uuid.UUID, now: datetime) -> list[Target]:
         return operators.source_target(self.services().engine, recording_id, now)
+
+    def push_producer(self, svc: Services) -> Producer:
+        """The API's Kafka producer (``POST /v1/recordings``): seals to the tenants' ingest keys
+        straight from the catalog."""
+        kafka = get_kafka_settings()
+        return Producer(kafka, svc.storage, store=svc.store,
+                        seal_keys=catalog_seal_keys(svc.engine, svc.storage, kafka=kafka))
 
     def run_worker(self, loglevel: str) -> None:
         from ingest.worker import run_worker  # faust: imported only by the command that runs it

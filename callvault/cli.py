@@ -2,20 +2,32 @@
 
 Each package owns its commands (``deploy.cli``, ``storage.cli``, ``lifecycle.cli``,
 ``ingest.cli``, ``access.cli``); this module only puts them under one name, gives them the
-composition root (``callvault.bootstrap.Root``) as ``ctx.obj``, and is the one error path:
-an error of ours (``CallvaultError``) is printed as one line naming what failed and what to
-do, exit code 1; a usage error is click's, exit code 2. Anything else is a bug and keeps its
-traceback.
+composition root (``callvault.bootstrap.Root``) as ``ctx.obj``, and is the one error path.
+Every failure a person can cause is one line on stderr, ``error: ...``, naming the value and
+what to do:
+
+- exit code 2, a usage error: the command line cannot be read (an unknown option, a missing
+  argument, a value of the wrong form or out of range: Typer's usage errors, and
+  ``MalformedInput`` from the readers of ``core.inputs``, wherever it is raised);
+- exit code 1, a refusal: the command was understood and refused or failed (an unknown tenant
+  or recording, a decision of the policy, a server that does not answer: ``CallvaultError``).
+
+Some commands add their own codes (``storage reconcile`` 4, ``stack status`` 3). Anything
+else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
 
-import click
+from contextlib import contextmanager
+from typing import Iterator
+
 import typer
 from typer.core import TyperGroup
 
 from access import cli as access_cli
-from core.errors import CallvaultError
+from access import recordings_cli
+from core.errors import CallvaultError, MalformedInput
+from core.inputs import amount, parsed
 from deploy import cli as deploy_cli
 from ingest import cli as ingest_cli
 from lifecycle import cli as lifecycle_cli
@@ -24,15 +36,39 @@ from storage import cli as storage_cli
 from .bootstrap import Root
 
 
-class _Commands(TyperGroup):
-    """The one error path of every command."""
+def _fail(message: str, code: int) -> typer.Exit:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    return typer.Exit(code)
 
-    def invoke(self, ctx: click.Context):
-        try:
+
+@contextmanager
+def _one_line() -> Iterator[None]:
+    try:
+        yield
+    except MalformedInput as exc:
+        raise _fail(str(exc), 2) from None
+    except CallvaultError as exc:
+        raise _fail(str(exc), 1) from None
+    except typer.TyperException as exc:  # Typer's usage errors (exit code 2) and file errors (1)
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            raise  # a group without arguments: its help
+        code = getattr(exc, "exit_code", 1)
+        where = getattr(getattr(exc, "ctx", None), "command_path", None)
+        see = f" (see `{where} --help`)" if code == 2 and where else ""
+        raise _fail(exc.format_message() + see, code) from None
+
+
+class _Commands(TyperGroup):
+    """The one error path of every command: the top level's own options are parsed in
+    ``parse_args``, every subcommand's arguments and body run in ``invoke``."""
+
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
+        with _one_line():
+            return super().parse_args(ctx, args)
+
+    def invoke(self, ctx: typer.Context):
+        with _one_line():
             return super().invoke(ctx)
-        except CallvaultError as exc:
-            typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
-            raise typer.Exit(1) from None
 
 
 app = typer.Typer(cls=_Commands, no_args_is_help=True, add_completion=False,
@@ -52,6 +88,7 @@ GROUPS = (
     ("copies", lifecycle_cli.copies), ("holds", lifecycle_cli.holds), ("lifecycle", lifecycle_cli.lifecycle),
     ("users", access_cli.users), ("keys", storage_cli.keys), ("audit", storage_cli.audit_app),
     ("subjects", access_cli.subjects), ("dlq", ingest_cli.dlq_app), ("kafka", ingest_cli.kafka),
+    ("recordings", recordings_cli.recordings),
 )
 for name, group in GROUPS:
     app.add_typer(group, name=name)
@@ -59,7 +96,8 @@ app.command("push")(ingest_cli.push)
 
 
 @app.command("demo")
-def demo(timeout: float = typer.Option(120.0, help="seconds to wait for the worker")) -> None:
+def demo(timeout: float = typer.Option(120.0, parser=parsed(amount(1, 3600, "the timeout (seconds)")),
+                                       metavar="SECONDS", help="seconds to wait for the worker")) -> None:
     """Run the pipeline end to end on the configured stack with generated speech calls."""
     from .demo import run_demo
 

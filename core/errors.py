@@ -3,6 +3,8 @@
     CallvaultError
     ├── ConfigurationError            a setting is missing, malformed or refused
     ├── InvalidInput                  a value from outside fails validation (``errors`` lists each field)
+    │   ├── MalformedInput            a value typed by a person cannot be read as what was asked
+    │   │                             (``core.inputs``; the CLI's usage error, exit code 2)
     │   └── InvalidNumber             a phone number that is not one (``core.phone``)
     ├── NotFound                      what was asked for does not exist (each package's own is one:
     │                                 storage ObjectNotFound, lifecycle NotFound, access NotFound)
@@ -78,6 +80,14 @@ class InvalidInput(CallvaultError):
         more = f" (+{len(errors) - limit} more)" if len(errors) > limit else ""
         noun = "error" if len(errors) == 1 else "errors"
         return cls(f"{len(errors)} validation {noun}: {shown}{more}", errors=errors)
+
+
+class MalformedInput(InvalidInput):
+    """A value a person typed cannot be read as what was asked: a time without its offset, an id
+    of neither accepted form, a number out of range. The message names the value and the
+    accepted forms; the CLI answers it as a usage error (exit code 2), the API as 422."""
+
+    code = "malformed_input"
 
 
 class NotFound(CallvaultError):

@@ -20,7 +20,7 @@ import hashlib
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Callable, Iterable, Iterator
 
 from aiokafka import AIOKafkaProducer
@@ -31,8 +31,9 @@ from storage.settings import StorageSettings
 from storage.transit import PublicIngestKey
 
 from . import sealing
+from .exceptions import FieldError, InvalidMessage
 from .kafka_client import client_options, kafka_errors
-from .schema import AudioRef, RecordingMessage, build_message, guess_format
+from .schema import EARLIEST_START, AudioRef, RecordingMessage, build_message, guess_format
 from .settings import KafkaSettings
 
 SealKeys = Callable[[str], PublicIngestKey]  # tenant -> the ingest key to seal to now
@@ -76,6 +77,34 @@ def default_seal_keys(storage: StorageSettings, kafka: KafkaSettings) -> SealKey
     from storage.settings import get_catalog_settings
 
     return catalog_seal_keys(make_engine(get_catalog_settings().url), storage, kafka=kafka)
+
+
+def new_recording_id() -> str:
+    """A telephony id for a call pushed without one."""
+    return f"cv-{uuid.uuid4()}"
+
+
+def check_start(started_at: datetime, *, now: datetime, max_ahead: timedelta) -> None:
+    """Refuse, before anything is sent, a start the worker would dead-letter: before 2000 (a reset
+    clock) or further in the future than the worker's clock-skew tolerance."""
+    if started_at < EARLIEST_START:
+        raise InvalidMessage(f"the call's start {started_at.isoformat()} is before 2000: a reset clock, not a call",
+                             errors=[FieldError(("started_at",), "too_early")],
+                             hint="give the time the call really started")
+    if started_at > now + max_ahead:
+        ahead = started_at - now
+        raise InvalidMessage(f"the call's start {started_at.isoformat()} is {_span(ahead)} ahead of now (the worker "
+                             f"accepts {_span(max_ahead)} of clock skew)",
+                             errors=[FieldError(("started_at",), "in_future")],
+                             hint="check its date and its UTC offset")
+
+
+def _span(delta: timedelta) -> str:
+    seconds = delta.total_seconds()
+    for unit, size in (("days", 86400), ("hours", 3600), ("minutes", 60)):
+        if seconds >= 2 * size:
+            return f"{seconds / size:.0f} {unit}"
+    return f"{seconds:.0f} s"
 
 
 @dataclass(frozen=True)
@@ -174,7 +203,7 @@ class Producer:
         return sealing.seal(msg.to_bytes(), self.seal_key(msg.tenant))
 
     def message_for(self, call: Call) -> RecordingMessage:
-        recording_id = call.recording_id or f"cv-{uuid.uuid4()}"
+        recording_id = call.recording_id or new_recording_id()
         audio: bytes | AudioRef = call.audio
         if len(call.audio) > self.inline_max_bytes:
             audio = self._claim_check(call)

@@ -322,7 +322,8 @@ def _write(call: Arrival, processed: audio.ProcessedAudio, expiry: datetime, dep
                                                        e164=msg.caller_number or ""),  # "": withheld
             agent_id=msg.agent_id, team_id=msg.team_id, duration_ms=processed.duration_ms,
             audio_format=processed.format, channels=processed.channels,
-            redactions=[list(s) for s in msg.spans], created_at=call.now, content_sha256=call.fingerprint))
+            redactions=[list(s) for s in processed.silenced],  # as silenced: cut at the audio's end
+            created_at=call.now, content_sha256=call.fingerprint))
         stored = put_encrypted(conn, deps.store, deps.keys, caller=caller, bucket=bucket,
                                object_key=object_key_for(tenant, rid, Tier.PRODUCTION), audio=processed.data,
                                tags={"tier": Tier.PRODUCTION.value, "tenant": tenant})

@@ -17,6 +17,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
+from core.inputs import RecordingRef, tenant_slug
 from core.vocabulary import Tier
 from storage.catalog import tables as t
 from storage.catalog.db import UnitOfWork
@@ -25,8 +26,8 @@ from . import copies, holds, retention
 from .deps import Services
 from .exceptions import NotFound
 
-__all__ = ["add_tenant", "create_copy", "recording_by_external_id", "release_hold", "require_tenant", "set_hold",
-           "set_retention", "source_copy", "tenant_exists", "tenant_overrides"]
+__all__ = ["add_tenant", "create_copy", "recording_by_external_id", "release_hold", "require_tenant",
+           "resolve_recording", "set_hold", "set_retention", "source_copy", "tenant_exists", "tenant_overrides"]
 
 tenant_overrides = retention.tenant_overrides
 
@@ -36,7 +37,9 @@ def tenant_exists(uow: UnitOfWork, tenant: str) -> bool:
 
 
 def add_tenant(uow: UnitOfWork, *, tenant: str, name: str | None, now: datetime) -> bool:
-    """Register a client (a data controller). False if it already exists (nothing changes)."""
+    """Register a client (a data controller). False if it already exists (nothing changes).
+    The slug is checked here, so every entry point refuses "Bad Name!" alike (``MalformedInput``)."""
+    tenant_slug(tenant)
     if tenant_exists(uow, tenant):
         return False
     uow.conn.execute(t.tenants.insert().values(id=tenant, name=name or tenant, created_at=now))
@@ -53,6 +56,20 @@ def recording_by_external_id(uow: UnitOfWork, *, tenant: str, external_id: str) 
     r = t.recordings.c
     return uow.conn.execute(sa.select(t.recordings).where(r.tenant_id == tenant, r.external_id == external_id)
                             ).mappings().first()
+
+
+def resolve_recording(uow: UnitOfWork, ref: RecordingRef) -> uuid.UUID:
+    """The catalog id of a recording named either way (``core.inputs.recording_ref``). A catalog
+    id is returned as given (the caller's service says whether it exists, after the policy has
+    ruled); ``TENANT/TELEPHONY_ID`` is looked up, and NotFound when there is no such call."""
+    if ref.id is not None:
+        return ref.id
+    row = recording_by_external_id(uow, tenant=ref.tenant or "", external_id=ref.telephony_id or "")
+    if row is None:
+        hint = (f"`callvault recordings list --tenant {ref.tenant} --actor ...` lists its calls" if
+                tenant_exists(uow, ref.tenant or "") else f"there is no tenant {ref.tenant!r}")
+        raise NotFound(f"recording {ref} not found (not stored, or expired or erased)", hint=hint)
+    return row["id"]
 
 
 def source_copy(uow: UnitOfWork, recording_id: uuid.UUID, *, now: datetime) -> sa.RowMapping | None:

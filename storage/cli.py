@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import base64
 import sys
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
 import typer
 
 from core.errors import CallvaultError, ConfigurationError
+from core.inputs import day_or_time, parsed, whole
 
 from . import audit
 from .admin import init_buckets, minio_admin_client
@@ -71,7 +72,8 @@ def keys_hash_key(ctx: typer.Context) -> None:
 
 @keys.command("rotate-master")
 def keys_rotate_master(ctx: typer.Context, batch_size: int = typer.Option(
-        1000, min=1, help="caller keys re-wrapped per transaction")) -> None:
+        1000, parser=parsed(whole(1, 100_000, "the batch size")), metavar="N",
+        help="caller keys re-wrapped per transaction")) -> None:
     """Re-wrap every live caller key under the current master key (CALLVAULT_STORAGE_MASTER_KEY).
 
     Before: set the new key and a new CALLVAULT_STORAGE_MASTER_KEY_VERSION, move the old key into
@@ -135,27 +137,22 @@ def audit_anchor(ctx: typer.Context) -> None:
     typer.echo(f"anchored seq={head.seq} ({head.count} entries)" if head else "nothing new to anchor")
 
 
-def parse_day(value: str) -> datetime:
-    """A date (UTC midnight) or a time with its offset, as an option gives it."""
-    try:
-        day = datetime.fromisoformat(value)
-    except ValueError:
-        raise typer.BadParameter(f"{value!r}: give a date (2026-11-01) or a time with offset") from None
-    return day if day.tzinfo else day.replace(tzinfo=timezone.utc)
-
-
 @audit_app.command("export")
 def audit_export(
     ctx: typer.Context,
-    start: str = typer.Option(..., "--from", help="first day (or time) included, e.g. 2026-11-01 (UTC)"),
-    end: str = typer.Option(..., "--to", help="first day (or time) excluded, e.g. 2026-12-01 (UTC)"),
-    out: Path = typer.Option(None, "--out", help="write here (default: standard output)"),
+    first: datetime = typer.Option(..., "--from", parser=parsed(day_or_time), metavar="DAY|TIME",
+                                   help="first day (UTC) or time (with its offset) included, e.g. 2026-11-01"),
+    last: datetime = typer.Option(..., "--to", parser=parsed(day_or_time), metavar="DAY|TIME",
+                                  help="first day (UTC) or time (with its offset) excluded, e.g. 2026-12-01"),
+    out: Path = typer.Option(None, "--out", dir_okay=False, help="write here (default: standard output)"),
     tenant: list[str] = typer.Option([], help="only this tenant's entries (repeatable; default: all)"),
 ) -> None:
     """Entries of a period as JSON Lines for a SIEM, streamed (ids and hashes; never audio or a number)."""
-    first, last = parse_day(start), parse_day(end)
     if last <= first:
-        raise typer.BadParameter("--to must be after --from")
+        raise typer.BadParameter(f"--to {last.isoformat()} must be after --from {first.isoformat()}")
+    ctx.obj.require_tenant(*tenant)
+    if out is not None:
+        out = ctx.obj.output_file(out, out.name)
     with ctx.obj.services().engine.connect() as conn:
         if out is None:
             n = audit.export_jsonl(conn, sys.stdout, start=first, end=last, tenants=frozenset(tenant) or None)

@@ -35,6 +35,7 @@ from typing import Callable
 
 from fastapi import FastAPI
 
+from ingest.producer import Producer
 from lifecycle.deps import Services
 
 from ..console import install as install_console
@@ -51,7 +52,11 @@ ROUTERS = (health.router, recordings.router, audio.router, copies.router, holds.
 
 
 def create_app(services: Services | Callable[[], Services] | None = None, settings: AccessSettings | None = None, *,
-               clock: Callable[[], datetime] = utcnow) -> FastAPI:
+               clock: Callable[[], datetime] = utcnow,
+               push_producer: Callable[[Services], Producer] | None = None) -> FastAPI:
+    """``services`` (or a factory of them) and ``push_producer`` (the Kafka producer of
+    ``POST /v1/recordings``) come from the composition root, ``callvault.bootstrap``."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         yield
@@ -64,7 +69,7 @@ def create_app(services: Services | Callable[[], Services] | None = None, settin
     require_secret(settings)  # before serving anything: links (and HS256 tokens) are signed with it
     metrics = ApiMetrics()
     app.state.ctx = ApiContext(settings=settings, metrics=metrics, clock=clock,
-                               _services=services)
+                               _services=services, _producer_factory=push_producer)
     errors.install(app)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     for router in ROUTERS:

@@ -48,21 +48,19 @@ class ApiContext:
     metrics: ApiMetrics
     clock: Callable[[], datetime] = utcnow
     _services: Services | Callable[[], Services] | None = field(default=None, repr=False)
+    _producer_factory: Callable[[Services], Producer] | None = field(default=None, repr=False)
     _producer: Producer | None = field(default=None, repr=False)
     _producer_lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
 
     async def producer(self) -> Producer:
-        """The Kafka producer of the push endpoint, started on the first push (``close`` stops it).
-        It seals to the tenants' ingest keys straight from the catalog."""
+        """The Kafka producer of the push endpoint, built by the composition root's factory and
+        started on the first push (``close`` stops it)."""
         async with self._producer_lock:
             if self._producer is None:
-                from ingest.producer import catalog_seal_keys
-                from ingest.settings import get_kafka_settings
-
-                kafka, svc = get_kafka_settings(), self.services
-                producer = Producer(kafka, svc.storage, store=svc.store,
-                                    seal_keys=catalog_seal_keys(svc.engine, svc.storage, kafka=kafka))
-                self._producer = await producer.__aenter__()
+                if self._producer_factory is None:
+                    raise ConfigurationError("push producer", "this app was created without a Kafka producer",
+                                             hint="serve the API with `callvault api`, which wires one")
+                self._producer = await self._producer_factory(self.services).__aenter__()
         return self._producer
 
     async def close(self) -> None:

@@ -73,7 +73,7 @@ def send(kafka: KafkaSettings, topic: str, value: bytes = b"{}") -> None:
     asyncio.run(run())
 
 
-def test_unauthenticated_clients_are_refused_with_a_clear_error(sasl_env, stack, tmp_path):
+def test_unauthenticated_clients_are_refused_with_a_clear_error(sasl_env, stack, tmp_path, pg_schema_url):
     wrong = settings_from(sasl_env, sasl_password=SecretStr("not-the-password"))
     with pytest.raises(KafkaAccessError) as refused:
         send(wrong, "callvault.recordings")
@@ -85,10 +85,16 @@ def test_unauthenticated_clients_are_refused_with_a_clear_error(sasl_env, stack,
         send(no_sasl, "callvault.recordings")
     assert "cannot connect" in str(plain.value) and "CALLVAULT_KAFKA_SASL_USERNAME/PASSWORD" in str(plain.value)
 
-    # The CLI: one line naming the listener and the settings to check, no traceback.
+    # The CLI: one line naming the listener and the settings to check, no traceback (push checks
+    # its tenant in the catalog first, so the catalog has one).
     wav = tmp_path / "call.wav"
     wav.write_bytes(sine_wav(1.0))
-    env = {**__import__("os").environ, **sasl_env, "CALLVAULT_KAFKA_SASL_PASSWORD": "not-the-password"}
+    catalog = sa.create_engine(pg_schema_url)
+    with catalog.begin() as conn:
+        conn.execute(t.tenants.insert().values(id="acme", name="Acme", created_at=NOW))
+    catalog.dispose()
+    env = {**__import__("os").environ, **sasl_env, "CALLVAULT_KAFKA_SASL_PASSWORD": "not-the-password",
+           "CALLVAULT_CATALOG_URL": pg_schema_url}
     done = subprocess.run([sys.executable, "-m", "callvault.cli", "push", str(wav), "--tenant", "acme", "--agent",
                            "a1", "--started-at", NOW.strftime("%Y-%m-%dT%H:%M:%S%z")],
                           env=env, capture_output=True, text=True, timeout=60)

@@ -36,7 +36,7 @@ def test_every_package_is_under_a_contract() -> None:
 
 
 def test_the_ground_floor_uses_only_the_standard_library_and_validation() -> None:
-    allowed = {"phonenumbers", "pydantic", "pydantic_settings"}
+    allowed = {"phonenumbers", "pydantic", "pydantic_core", "pydantic_settings"}  # pydantic_core: its errors
     for path in (ROOT / "core").glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
