@@ -80,8 +80,23 @@ def normalise_number(raw: str, default_region: str = "FR") -> str:
     digits_only = _digits_only(text)
     if number is not None and digits_only and not number.extension and (
             phonenumbers.is_possible_number_with_reason(number) == ValidationResult.IS_POSSIBLE):
-        return phonenumbers.format_number(number, PhoneNumberFormat.E164)
+        e164 = phonenumbers.format_number(number, PhoneNumberFormat.E164)
+        if _reads_back(e164):
+            return e164
     return _raw(digits_only if digits_only is not None else text)
+
+
+def _reads_back(e164: str) -> bool:
+    """The E.164 form is one (at most 15 digits) and parses to itself.  Not so for every
+    possible-but-invalid number: with a "(0)" and a national number of zeros, "+49 (0)0000 0"
+    gives "+4900000", which reads as "+490000"; such a string is kept as given, so the canonical
+    form stays a fixed point."""
+    if not _E164.match(e164):
+        return False
+    try:
+        return phonenumbers.format_number(phonenumbers.parse(e164, None), PhoneNumberFormat.E164) == e164
+    except NumberParseException:
+        return False
 
 
 def _digits_only(text: str) -> str | None:

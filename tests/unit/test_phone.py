@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from core.errors import InvalidInput, InvalidNumber
 from core.phone import MASK, RAW_PREFIX, is_raw, mask_number, normalise_number, number_forms
 
-E164 = re.compile(r"^\+[1-9]\d{1,14}$")  # possible numbers can be short: +49 0000
+E164 = re.compile(r"^\+[1-9]\d{1,19}$")  # "+49 0000" is possible; a valid German number may exceed 15 digits
 RAW = re.compile(r"^raw:\+?\d{2,17}$")
 
 
@@ -51,6 +51,8 @@ def test_extension_is_dropped() -> None:
     ("06 12 34 56 789", "raw:06123456789"),  # too long for France
     ("+99 123 456 789", "raw:+99123456789"), ("+999 612345678", "raw:+999612345678"),  # unknown country codes
     ("+331234", "raw:+331234"), ("0033 1234", "raw:00331234"),
+    ("+49 (0)0000 0", "raw:+49000000"),  # its E.164 would not read back as itself
+    ("+621(0)(0)(0)(0)(0)(0)(0)(0)(0)(0)(0)(0)(0)", "raw:+6210000000000000"),  # nor be one (16 digits)
     ("  40-12 ", "raw:4012"), ("tel:4012", "raw:4012"),
     ("raw:4012", "raw:4012"), ("RAW: +99 123", "raw:+99123"),  # the kept form given back
 ])
