@@ -9,6 +9,8 @@ from pydantic_settings import SettingsConfigDict
 
 from core.config import SectionSettings
 
+BREAK_GLASS_CEILING_MINUTES = 24 * 60  # a grant is an emergency measure: never more than a day
+
 
 class AccessSettings(SectionSettings):
     model_config = SettingsConfigDict(env_prefix="CALLVAULT_ACCESS_")
@@ -21,7 +23,8 @@ class AccessSettings(SectionSettings):
     jwt_audience: str = Field("callvault-api", description="Expected `aud` of tokens")
     oidc_jwks_url: str | None = Field(None, description="Accept RS256/ES256 tokens signed by this OIDC JWKS instead")
     token_ttl_minutes: int = Field(480, description="Lifetime of tokens issued by `callvault users token`")
-    break_glass_max_minutes: int = Field(120, description="Longest break-glass grant IT may open")
+    break_glass_max_minutes: int = Field(120, ge=1, le=BREAK_GLASS_CEILING_MINUTES, description=(
+        "Longest break-glass grant IT may open (1..1440); the API's schema states it as the bound of `minutes`"))
     api_host: str = Field("127.0.0.1", description="Address `callvault api` listens on")
     api_port: int = Field(8080, description="Port `callvault api` listens on")
     stream_url_ttl_seconds: int = Field(300, description="Lifetime of a signed download/stream link")

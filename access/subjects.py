@@ -32,7 +32,7 @@ from typing import BinaryIO, Callable, ContextManager, Iterator
 
 import sqlalchemy as sa
 
-from core.phone import normalise_number
+from core.phone import normalise_number, number_forms
 from core.vocabulary import AuditAction
 from lifecycle.copies import create_copy
 from lifecycle.exceptions import CopyNotAllowed
@@ -56,10 +56,11 @@ class Actor:
 
 
 def hashes(keys: KeyRing, tenant: str, numbers: list[str]) -> list[str]:
-    """The keyed hashes of the numbers (any usual format; duplicates folded), in order."""
+    """The keyed hashes of the numbers (any usual format; duplicates folded), in order: of every
+    form a recording of each may be stored under (``core.phone.number_forms``)."""
     if not numbers:
         raise BadRequest("give at least one phone number")
-    return list(dict.fromkeys(keys.number_hash(tenant, normalise_number(n)) for n in numbers))
+    return list(dict.fromkeys(keys.number_hash(tenant, form) for n in numbers for form in number_forms(n)))
 
 
 def _recordings(conn: sa.Connection, tenant: str, number_hashes: list[str]) -> list[sa.RowMapping]:

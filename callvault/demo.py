@@ -4,7 +4,10 @@ Brings nothing up by itself (``scripts/demo`` runs ``stack up`` first). It initi
 buckets and the SQLite catalog, registers a demo tenant, starts a worker, makes a handful of
 speech-like calls with ffmpeg's flite voice (µ-law, stereo agent/customer, a payment span to
 silence, a number that objected, a malformed message), pushes them through Kafka and prints
-what was stored, suppressed and dead-lettered.
+what was stored, suppressed and dead-lettered. It registers one demo user for each role a
+person may have (again and again: what exists is kept) and ends with the next step: the
+command that serves the API and the console, those users, and the command that prints their
+tokens.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -23,8 +27,11 @@ from typing import Callable
 
 from aiokafka import AIOKafkaConsumer
 
+from access.identities import add_user, load_user
+from access.settings import get_access_settings
 from core.config import callvault_home
 from core.phone import normalise_number
+from core.vocabulary import Relation, Role
 from ingest.kafka_client import client_options, kafka_errors
 from ingest.producer import Call, Producer
 from ingest.settings import get_ingest_settings, get_kafka_settings
@@ -32,6 +39,7 @@ from ingest.topics import ensure_topics
 from lifecycle import service as lifecycle_service
 from lifecycle.deps import Services
 from storage.admin import init_buckets, minio_admin_client
+from storage.catalog.db import UnitOfWork
 from storage.catalog.migrate import upgrade
 from storage.ledger import init_ledger_bucket
 from storage.settings import get_storage_settings
@@ -40,7 +48,16 @@ from storage.suppressions import suppress
 from .bootstrap import services
 
 TENANT = "demo"
+TEAM = "collections-1"
 OBJECTOR = "+33 6 11 22 33 44"
+# One user per role, over the demo's calls: agent-01 answered two of them, all are team collections-1's.
+DEMO_USERS: tuple[tuple[str, Role, dict], ...] = (
+    ("demo-consultant", Role.CONSULTANT, {"agent_id": "agent-01"}),
+    ("demo-manager", Role.MANAGER, {"teams": [(TENANT, TEAM, Relation.MANAGER.value)]}),
+    ("demo-coach", Role.COACH, {"teams": [(TENANT, TEAM, Relation.COACH.value)]}),
+    ("demo-control", Role.INTERNAL_CONTROL, {}),
+    ("demo-it", Role.IT, {}),
+)
 
 
 def speech(text: str, path: Path, *, codec: list[str], voice: str = "slt", stereo_with: str | None = None) -> bytes:
@@ -61,7 +78,7 @@ def speech(text: str, path: Path, *, codec: list[str], voice: str = "slt", stere
 
 def make_calls(workdir: Path, now: datetime) -> list[tuple[str, Call]]:
     mulaw = ["-c:a", "pcm_mulaw"]
-    base = dict(tenant=TENANT, started_at=now - timedelta(minutes=3), team_id="collections-1")
+    base = dict(tenant=TENANT, started_at=now - timedelta(minutes=3), team_id=TEAM)
     return [
         ("µ-law WAV, inbound", Call(
             audio=speech("Hello, I am calling about my invoice from last month.", workdir / "a.wav", codec=mulaw),
@@ -137,7 +154,9 @@ def run_demo(say: Callable[[str], None] = print, timeout: float = 120.0) -> int:
     ok = _summarise(svc, events, say)
     if not ok:
         say(f"demo did not end as expected; see {log_path}")
-    return 0 if ok else 1
+        return 1
+    _hand_over(say)
+    return 0
 
 
 def _prepare(svc: Services, now: datetime, say: Callable[[str], None]) -> None:
@@ -149,8 +168,47 @@ def _prepare(svc: Services, now: datetime, say: Callable[[str], None]) -> None:
         lifecycle_service.add_tenant(uow, tenant=TENANT, name="Demo collections", now=now)
         suppress(uow.conn, tenant=TENANT, number_hash=svc.keys.number_hash(TENANT, normalise_number(OBJECTOR)),
                  actor="demo")
+        added = _add_demo_users(uow, now)
         uow.commit()
     say(f"    tenant {TENANT!r} ready; one number on its suppression list")
+    say(f"    demo users: {len(added)} added, {len(DEMO_USERS) - len(added)} already there")
+
+
+def _add_demo_users(uow: UnitOfWork, now: datetime) -> list[str]:
+    """One user per role for the demo tenant; the ones already registered are left as they are."""
+    added = []
+    for user_id, role, extra in DEMO_USERS:
+        if load_user(uow.conn, user_id) is None:
+            add_user(uow.conn, user_id=user_id, role=role.value, tenants=[TENANT], now=now,
+                     display_name=f"Demo {role.value}", **extra)
+            added.append(user_id)
+    return added
+
+
+def _command() -> str:
+    """How to call callvault from here: plain ``callvault`` when it is this one on the PATH."""
+    ours = Path(sys.executable).with_name("callvault")
+    on_path = shutil.which("callvault")
+    if on_path and Path(on_path).resolve() == ours.resolve():
+        return "callvault"
+    try:
+        return str(ours.relative_to(Path.cwd()))
+    except ValueError:
+        return str(ours)
+
+
+def _hand_over(say: Callable[[str], None]) -> None:
+    """The next step: serve the API and console, sign in as a demo user."""
+    cv, access = _command(), get_access_settings()
+    serve, token = f"{cv} api", f"{cv} users token demo-control"
+    width = max(len(serve), len(token))
+    say("Next: see the calls in the web console")
+    say(f"    {serve:<{width}}  # serves the API and the console until Ctrl-C")
+    say(f"    then open http://{access.api_host}:{access.api_port}/console/ in a browser")
+    say(f"    demo users (tenant {TENANT!r}), one per role:")
+    for user_id, role, _ in DEMO_USERS:
+        say(f"        {user_id:<16} {role.value}")
+    say(f"    {token:<{width}}  # a token to paste on the sign-in page (any user above)")
 
 
 def _push_calls(now: datetime, timeout: float, say: Callable[[str], None]) -> list[dict]:

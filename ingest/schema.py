@@ -185,7 +185,10 @@ class RecordingMessage(_Model):
     direction: Direction
     caller_number: str | None = Field(None, max_length=MAX_INPUT_LENGTH, repr=False, description=(
         "The customer's number, whatever the direction. Any format; national numbers are read as French "
-        "and everything is normalised to E.164. For a caller who withheld their number, leave it out, send "
+        "and a valid or possible number is normalised to E.164. A number that is neither (an internal "
+        "extension, a short code, a range not known yet) is kept as given: \"raw:\" and its digits, with a "
+        "leading + if it had one. Only what is no phone number at all is refused: letters or symbols, fewer "
+        "than 2 or more than 17 digits. For a caller who withheld their number, leave it out, send "
         "null, an empty string, or one of \"withheld\", \"anonymous\", \"private\", \"restricted\", "
         "\"unknown\", \"unavailable\", \"blocked\": the call is stored like any other, under the "
         "tenant's withheld identity, and no request by number ever matches it."))
@@ -211,7 +214,7 @@ class RecordingMessage(_Model):
 
     @field_validator("caller_number")
     @classmethod
-    def _e164(cls, value: str | None, info: ValidationInfo) -> str | None:
+    def _canonical(cls, value: str | None, info: ValidationInfo) -> str | None:
         if is_withheld(value):
             return None
         region = (info.context or {}).get("default_region", "FR")

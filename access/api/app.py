@@ -75,4 +75,19 @@ def create_app(services: Services | Callable[[], Services] | None = None, settin
     for router in ROUTERS:
         app.include_router(router)
     install_console(app)
+    _state_limits(app, settings)
     return app
+
+
+def _state_limits(app: FastAPI, settings: AccessSettings) -> None:
+    """The schema states this deployment's own limits, so a value it allows is one the handlers
+    accept, and a value beyond them is a 422 there as here."""
+    build = app.openapi
+
+    def openapi() -> dict:
+        schema = build()
+        minutes = schema["components"]["schemas"]["BreakGlassRequest"]["properties"]["minutes"]
+        minutes["maximum"] = settings.break_glass_max_minutes
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

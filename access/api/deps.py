@@ -152,16 +152,20 @@ def stream_link(copy_id: uuid.UUID,
                                                      description="stream link: expiry, Unix time")] = None,
                 sig: Annotated[str | None, Query(max_length=128, description="stream link: hex HMAC")] = None,
                 ctx: ApiContext = Depends(context), at: datetime = Depends(now)) -> StreamLink | None:
-    """The verified link of a request, or None when it carries none (then a bearer is needed)."""
+    """The verified link of a request, or None when it carries none (then a bearer is needed).
+
+    A link past its time is told "expired" before its signature is checked: the time is in the
+    URL for anyone to read, and "expired" is what its holder can act on (ask for a new one)."""
     if user is None and expires is None and sig is None:
         return None
     if user is None or expires is None or sig is None:
-        raise Unauthenticated("invalid stream link")
-    expected = stream_signature(link_key(ctx.settings, LinkPurpose.STREAM), copy_id, user, expires).encode()
-    if not hmac.compare_digest(expected, sig.encode("utf-8", "surrogatepass")):
-        raise Unauthenticated("invalid stream link")
+        raise Unauthenticated("incomplete stream link", hint="a stream link carries user, expires and sig; "
+                                                             "quote the whole URL")
     if at.timestamp() > expires:
         raise Unauthenticated("stream link expired", hint="ask for a new one (POST /copies/{id}/stream-link)")
+    expected = stream_signature(link_key(ctx.settings, LinkPurpose.STREAM), copy_id, user, expires).encode()
+    if not hmac.compare_digest(expected, sig.encode("utf-8", "surrogatepass")):
+        raise Unauthenticated("invalid stream link", hint="it was altered, or signed by another server")
     return StreamLink(copy_id, user, expires)
 
 

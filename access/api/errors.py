@@ -82,9 +82,23 @@ async def _callvault_error(_request: Request, exc: CallvaultError) -> JSONRespon
     return error_response(status, exc.code, exc.message, hint=exc.hint)
 
 
+# A length bound on a string that also has a validator of ours (``models.Text``) is checked by
+# pydantic's generic length check, which counts "items"; a person reads "characters".
+_STRING_LENGTH = {"too_long": ("string_too_long", "most", "max_length"),
+                  "too_short": ("string_too_short", "least", "min_length")}
+
+
+def _field(error: dict[str, Any]) -> dict[str, Any]:
+    loc, kind, msg = [str(p) for p in error.get("loc", ())], str(error.get("type", "")), str(error.get("msg", ""))
+    limit = (error.get("ctx") or {}).get(_STRING_LENGTH.get(kind, ("", "", ""))[2])
+    if kind in _STRING_LENGTH and isinstance(error.get("input"), str) and isinstance(limit, int):
+        kind, bound, _ = _STRING_LENGTH[kind]
+        msg = f"String should have at {bound} {limit} character{'' if limit == 1 else 's'}"
+    return {"loc": loc, "msg": msg, "type": kind}
+
+
 async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
-    fields = [{"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
-              for e in exc.errors()]
+    fields = [_field(e) for e in exc.errors()]
     return error_response(422, "validation_error", "the request does not match the API schema", fields=fields)
 
 

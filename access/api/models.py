@@ -13,7 +13,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, Field
 
+from core.phone import MAX_INPUT_LENGTH, MIN_DIGITS
 from core.vocabulary import Tier
+
+from ..settings import BREAK_GLASS_CEILING_MINUTES
 
 NewCopyTier = Literal[Tier.MONITORING, Tier.TRAINING, Tier.COMPLAINT_EXTRACT]  # core.vocabulary.COPY_TIERS
 
@@ -89,7 +92,9 @@ class RecordingSummary(BaseModel):
     external_id: str
     started_at: datetime
     direction: str
-    caller_number: str = Field(description="E.164, masked for IT; \"withheld\" when the caller withheld it")
+    caller_number: str = Field(description=(
+        "E.164, or \"raw:\" and the digits as given for a number that is not a possible one (an extension, "
+        "a short code); masked for IT; \"withheld\" when the caller withheld it"))
     numbers_masked: bool
     agent_id: str
     team_id: str | None
@@ -122,8 +127,8 @@ class SearchResult(BaseModel):
 class SearchRequest(BaseModel):
     """``POST /recordings/search``: the filters in the body, so a number never travels in a URL."""
 
-    number: Annotated[Text, Field(min_length=1, max_length=64)] | None = Field(
-        None, description="caller number, any usual format")
+    number: Annotated[Text, Field(min_length=MIN_DIGITS, max_length=MAX_INPUT_LENGTH)] | None = Field(
+        None, description="caller number, any usual format; \"4012\" finds an extension stored as given")
     agent: FilterText | None = None
     team: FilterText | None = None
     start: datetime | None = Field(None, alias="from", description="calls started at or after")
@@ -212,7 +217,8 @@ class AuditVerification(BaseModel):
 
 class BreakGlassRequest(BaseModel):
     ticket: Annotated[Text, Field(min_length=1, max_length=100)] = Field(description="incident ticket reference")
-    minutes: int = Field(ge=1, le=1_000_000, description="how long (at most the configured maximum)")
+    minutes: int = Field(ge=1, le=BREAK_GLASS_CEILING_MINUTES, description=(
+        "how long; the maximum is this deployment's CALLVAULT_ACCESS_BREAK_GLASS_MAX_MINUTES"))
     recording_id: uuid.UUID = Field(description="the one recording the grant opens")
     tiers: list[Tier] = Field(min_length=1, max_length=4, description="the tiers of it the grant opens")
 

@@ -8,8 +8,8 @@ opaque ``cursor`` of a page is the key of its last recording, and the next page 
 strictly after it, so a deep page costs what the first does (no offset to skip) and a
 recording stored meanwhile neither repeats nor shifts a result. A page counts *visible*
 recordings, so it is never short because the policy hid a candidate. A number filter is
-normalised to E.164 and compared through the keyed number hash of each tenant searched: the
-clear number is never put in a query.
+normalised (``core.phone``: E.164, or kept as given) and compared through the keyed number
+hash of each tenant searched: the clear number is never put in a query.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Callable, Iterator
 
 import sqlalchemy as sa
 
-from core.phone import WITHHELD, mask_number, normalise_number
+from core.phone import WITHHELD, mask_number, number_forms
 from core.vocabulary import Action, Relation, Role
 from storage.catalog import tables as t
 from storage.keys import KeyRing
@@ -126,8 +126,9 @@ def candidates(conn: sa.Connection, keys: KeyRing, user: User, filters: Filters,
     if tenants is not None:
         where.append(_r.c.tenant_id.in_(tenants))
     if filters.number is not None:
-        e164 = normalise_number(filters.number)
-        hashed = [keys.number_hash(tn, e164) for tn in (tenants if tenants is not None else catalog.all_tenants(conn))]
+        forms = number_forms(filters.number)
+        hashed = [keys.number_hash(tn, form) for tn in (tenants if tenants is not None else catalog.all_tenants(conn))
+                  for form in forms]
         where.append(_r.c.number_hash.in_(hashed))
     for column, value in ((_r.c.agent_id, filters.agent), (_r.c.team_id, filters.team), (_c.c.tier, filters.tier)):
         if value is not None:

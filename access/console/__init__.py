@@ -1,6 +1,7 @@
 """The web console: a static front end (HTML, CSS, vanilla JS modules) over the JSON API.
 
     GET /                                   redirect to the console
+    GET /favicon.ico                        redirect to the console's icon (/console/favicon.svg)
     GET /console/...                        the pages and their scripts (no build step, no CDN)
     GET /console/api/me                     who is signed in and which pages they may use
     GET /console/api/recordings/{id}        the recording's detail and what the user may do with it

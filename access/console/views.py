@@ -74,6 +74,12 @@ def home() -> RedirectResponse:
     return RedirectResponse("/console/", status_code=307)
 
 
+@router.get("/favicon.ico", include_in_schema=False)
+def favicon() -> RedirectResponse:
+    """What a browser asks for on any page without an icon link (the API's own, /docs): the console's."""
+    return RedirectResponse("/console/favicon.svg", status_code=308)
+
+
 @router.get("/console/api/me", response_model=Me, responses=errors())
 def me(user: User = Depends(current_user), at: datetime = Depends(now),
        ctx: ApiContext = Depends(context)) -> Me:

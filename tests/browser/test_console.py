@@ -119,7 +119,7 @@ def test_search_filters_by_number_agent_team_period_and_tier(tab):
     assert search(**{"From (UTC)": since, "To (UTC)": until}) == {"teammate"}
     assert "agent=" not in page.url and "from=" in page.url  # the filters are in the URL, so Back works
     tab.shot("search-filtered")
-    page.get_by_label("Caller number").fill("06 12")
+    page.get_by_label("Caller number").fill("06 12 CALL")
     with page.expect_response(is_search) as refused:
         page.get_by_role("button", name="Search", exact=True).click()
     assert refused.value.status == 422

@@ -24,7 +24,7 @@ def test_only_internal_control_of_the_tenant_may_run_requests(world):
     ok = world.post("/subjects/restrict", "control-1", json=body)
     assert ok.status_code == 200 and ok.json() == {"recordings": 1}
     assert world.post("/subjects/lift", "control-1", json=body).json() == {"recordings": 1}
-    bad = world.post("/subjects/erase", "control-1", json={"tenant": "acme", "numbers": ["0612"]})
+    bad = world.post("/subjects/erase", "control-1", json={"tenant": "acme", "numbers": ["06 CALL NOW"]})
     assert bad.status_code == 422 and bad.json()["error"]["code"] == "invalid_number"
 
 

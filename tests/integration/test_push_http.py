@@ -88,7 +88,7 @@ def test_a_bad_call_is_dead_lettered_and_told_by_its_status_url(front_doors, tmp
     # Bad metadata is refused at once (the schema's rules), naming fields, never values.
     wav = tmp_path / "call.wav"
     wav.write_bytes(sine_wav(2.0))
-    refused = push(doors, wav, "pbx-bad-2", number="06 12", redaction="1000-2000")
+    refused = push(doors, wav, "pbx-bad-2", number="06 12 CALL", redaction="1000-2000")
     assert refused.status == 422, refused.body
     text = refused.body.decode()
     assert "caller_number" in text and "redaction" in text and "06 12" not in text

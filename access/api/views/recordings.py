@@ -14,6 +14,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 
+from core.errors import FieldError, InvalidInput
 from core.vocabulary import Action, Role
 from storage.copies import plaintext_length
 
@@ -49,7 +50,9 @@ def _aware(value: datetime | None, name: str) -> datetime | None:
     try:
         return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
     except OverflowError:
-        raise BadRequest(f"{name} is outside the supported dates") from None
+        raise InvalidInput(f"{name} is outside the supported dates",
+                           errors=[FieldError(("query", name), "datetime_range", "outside the supported dates")],
+                           hint="give a date between the years 0002 and 9998") from None
 
 
 def copy_summary(copy) -> CopySummary:

@@ -24,6 +24,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from core.errors import CallvaultError
+from core.phone import MAX_INPUT_LENGTH, MIN_DIGITS
 from core.vocabulary import Action, AuditAction, Outcome
 
 from ... import service
@@ -38,7 +39,8 @@ from ..models import Text, errors
 
 router = APIRouter(tags=["data-subject requests"])
 
-Number = Annotated[Text, Field(min_length=3, max_length=40, description="a phone number, any usual format")]
+Number = Annotated[Text, Field(min_length=MIN_DIGITS, max_length=MAX_INPUT_LENGTH, description=(
+    "a phone number, any usual format, or an extension or short code exactly as telephony sent it"))]
 
 
 class SubjectRequest(BaseModel):
@@ -186,11 +188,11 @@ def download_export(tenant: str, request_id: str, user: Annotated[str, Query(max
                     expires: Annotated[int, Query(ge=0, le=2**40)],
                     sig: Annotated[str, Query(max_length=128, description="hex HMAC")],
                     at: datetime = Depends(now), ctx: ApiContext = Depends(context)) -> StreamingResponse:
+    if at.timestamp() > expires:  # before the signature: the time is in the URL, and "expired" is actionable
+        raise Unauthenticated("download link expired", hint="ask for the export again")
     expected = sign(link_key(ctx.settings, LinkPurpose.EXPORT), tenant, request_id, user, expires).encode()
     if not hmac.compare_digest(expected, sig.encode("utf-8", "surrogatepass")):
         raise Unauthenticated("invalid download link")
-    if at.timestamp() > expires:
-        raise Unauthenticated("download link expired", hint="ask for the export again")
     svc = ctx.services
     with ctx.unit_of_work() as uow:
         who = load_user(uow.conn, user)
