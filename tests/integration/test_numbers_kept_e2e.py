@@ -27,7 +27,7 @@ from lifecycle.deps import Services
 from lifecycle.settings import LifecycleSettings
 from storage.catalog import tables as t
 from storage.keys import KeyRing
-from tests.audio_fixtures import sine_wav
+from testbed.audio import sine_wav
 
 pytestmark = pytest.mark.integration
 
