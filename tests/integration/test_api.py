@@ -13,7 +13,9 @@ import uuid
 from datetime import date, datetime, timedelta, timezone
 
 import pytest
+from fastapi.testclient import TestClient
 
+from access.api import create_app
 from access.api.ranges import ByteRange, Unsatisfiable, parse_range
 from access.api.streaming import windows
 from access.identities import add_user, revoke_user
