@@ -15,8 +15,9 @@ from datetime import datetime, timezone
 import faust
 
 from . import metrics, pushes, sealing
-from .runtime import WorkerRuntime
+from .exceptions import IngestErrorCode
 from .landing import drop_refused_landing
+from .runtime import WorkerRuntime
 from .service import Subject, identify
 
 log = logging.getLogger("callvault.ingest")
@@ -30,6 +31,13 @@ class DeadLetterSender:
     async def send(self, event: faust.EventT, code: str, message: str, about: Subject | None = None) -> None:
         """Dead-letter ``event`` for reason ``code``; returns once Kafka has acknowledged it.
         ``about``: who it is about when the sender knows (default: read from the message)."""
+        if code == IngestErrorCode.CLAIM_CHECK_FAILED and await self.runtime.bookkeeping(self._settled, event.value,
+                                                                                         about):
+            # A redelivery (after a rebalance) of a pushed call this worker already settled: its
+            # landing object went with the first refusal. That dead letter stands; no second one.
+            log.info("claim check of an already settled push skipped partition=%s offset=%s",
+                     event.message.partition, event.message.offset)
+            return
         value, headers, subject = await self.runtime.bookkeeping(self._quarantine, event.value, code, about)
         headers = {"callvault-reason": code.encode(), "callvault-error": message[:1000].encode(), **headers}
         await self.runtime.send(self.topic, key=event.key, value=value, headers=headers)
@@ -54,6 +62,15 @@ class DeadLetterSender:
         if subject.tenant:
             headers["callvault-tenant"] = subject.tenant.encode()
         return value, headers, subject
+
+    def _settled(self, raw: bytes, about: Subject | None) -> bool:
+        d = self.runtime.ready()
+        subject = about or identify(raw, d)
+        if subject.recording_id is None:
+            return False
+        with d.engine.connect() as conn:
+            pushed = pushes.find(conn, subject.recording_id)
+        return pushed is not None and pushed.outcome is not None
 
     def _drop_landing(self, subject: Subject, code: str) -> None:
         drop_refused_landing(subject, code, self.runtime.ready())
