@@ -18,6 +18,7 @@ from botocore.exceptions import ClientError
 from pydantic import SecretStr
 
 from access.subjects import erase, rectify
+from core.phone import number_forms
 from lifecycle.holds import release_hold, set_hold
 from storage.audit import verify
 from storage.catalog import tables as t
@@ -213,7 +214,9 @@ def test_the_ledger_cannot_be_deleted_and_holds_no_number(vault: Vault) -> None:
     [(name, entry)] = list(vault.ledger.entries())
     raw = vault.store.get(vault.ledger.bucket, name)
     assert A.encode() not in raw and A[1:].encode() not in raw
-    assert entry.number_hashes == [vault.keys.number_hash(TENANT, A)] and len(entry.key_ids) == 1
+    # every form the number may be stored under (E.164 and kept as given), none of them in clear
+    assert entry.number_hashes == [vault.keys.number_hash(TENANT, form) for form in number_forms(A)]
+    assert vault.keys.number_hash(TENANT, A) in entry.number_hashes and len(entry.key_ids) == 1
     version = vault.store.client.head_object(Bucket=vault.ledger.bucket, Key=name)["VersionId"]
     with pytest.raises(ClientError):
         vault.store.client.delete_object(Bucket=vault.ledger.bucket, Key=name, VersionId=version)
