@@ -178,6 +178,11 @@ copies = sa.Table(
     sa.Column("hold_at", UTCDateTime(), nullable=True),
     # Set by the sweeper before it deletes the object, so a crashed sweep resumes.
     sa.Column("deleting_at", UTCDateTime(), nullable=True),
+    # The object store's version id of the object, given when it was written: deletion names it
+    # (no version listing). NULL: written before 0008, or by a store without versioning.
+    sa.Column("object_version", sa.String(255), nullable=True),
+    # The encryption header (bytes before the first frame): a ranged read needs one GET, not two.
+    sa.Column("header", sa.LargeBinary, nullable=True),
     sa.UniqueConstraint("recording_id", "tier", "reason"),
     sa.CheckConstraint("tier = 'complaint-extract' OR reason = ''", name="reason_only_for_extracts"),
     sa.CheckConstraint("tier <> 'training' OR training_report IS NOT NULL", name="training_has_report"),
@@ -190,6 +195,9 @@ sa.Index("ix_copies_expires_not_held", copies.c.expires_at,
 # Sweeps interrupted between marking and deleting: tiny, so a partial index.
 sa.Index("ix_copies_deleting", copies.c.deleting_at,
          postgresql_where=copies.c.deleting_at.is_not(None), sqlite_where=copies.c.deleting_at.is_not(None))
+# The sweep's opening count of held-and-expired copies (few): a partial index.
+sa.Index("ix_copies_held_expires", copies.c.expires_at,
+         postgresql_where=copies.c.hold == sa.true(), sqlite_where=copies.c.hold == sa.true())
 # Erasure and rectification find every copy wrapped under a caller key.
 sa.Index("ix_copies_caller_key_id", copies.c.caller_key_id)
 

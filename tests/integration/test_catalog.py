@@ -52,7 +52,7 @@ def table_names(engine: sa.Engine) -> set[str]:
 def test_upgrade_downgrade_upgrade(engine: sa.Engine) -> None:
     upgrade(engine)
     assert table_names(engine) == CATALOG_TABLES | {"alembic_version"}
-    assert current_revision(engine) == head_revision() == "0007"
+    assert current_revision(engine) == head_revision() == "0008"
 
     downgrade(engine, "base")
     assert table_names(engine) <= {"alembic_version"}
