@@ -4,12 +4,16 @@ An override applies to copies already stored, not only to new ones: every copy o
 gets its expiry recomputed (production from the call start, other tiers from the copy's
 creation). A shortened retention is enforced by the next sweep. ``dry_run`` computes the
 same change and reports it without writing.
+
+Both run in SQL, so a tier of millions of copies never passes through Python: the dry run
+is one aggregate SELECT, the change one UPDATE (with its counts, on PostgreSQL, in the same
+statement), inside the caller's transaction with the audit entry that records the counts.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 
 import sqlalchemy as sa
 
@@ -18,7 +22,9 @@ from storage import audit
 from storage.catalog import tables as t
 
 from .exceptions import NotFound, RetentionOutOfBounds, UnknownTier
-from .tiers import expires_at
+from .tiers import add_months
+
+SQLITE_FORMAT = "%Y-%m-%d %H:%M:%S.%f"  # SQLAlchemy's storage format for DateTime on SQLite
 
 
 @dataclass(frozen=True)
@@ -59,6 +65,13 @@ class RetentionChange:
         return (f"{self.tenant}/{self.tier.value}: {self.months} months; {self.changed} of {self.copies} copies "
                 f"{'changed' if self.applied else 'would change'}, {self.expire_now} {verb} at the next sweep{span}")
 
+    def counts(self) -> dict:
+        """What the audit entry records: the override and how many copies it moved (no ids)."""
+        return {"tier": self.tier.value, "months": self.months, "copies": self.copies,
+                "copies_changed": self.changed, "expire_now": self.expire_now,
+                "earliest": self.earliest.isoformat() if self.earliest else None,
+                "latest": self.latest.isoformat() if self.latest else None}
+
 
 def tenant_overrides(conn: sa.Connection, tenant: str) -> dict[str, int]:
     rows = conn.execute(sa.select(t.tenant_retention.c.tier, t.tenant_retention.c.months)
@@ -66,36 +79,94 @@ def tenant_overrides(conn: sa.Connection, tenant: str) -> dict[str, int]:
     return {tier: months for tier, months in rows}
 
 
+def _sqlite_add_months(stored: str | None, months: int) -> str | None:
+    """``tiers.add_months`` on SQLite's stored text (UTC, ``YYYY-MM-DD HH:MM:SS.ffffff``)."""
+    if stored is None:
+        return None
+    moment = add_months(datetime.fromisoformat(stored).replace(tzinfo=timezone.utc), months)
+    return moment.strftime(SQLITE_FORMAT)
+
+
+def new_expiry(conn: sa.Connection, anchor: sa.ColumnElement, months: int) -> sa.ColumnElement:
+    """``anchor`` + ``months`` calendar months in UTC, clamped to the month's end, in SQL.
+
+    PostgreSQL's month interval clamps exactly as ``tiers.add_months`` does (Nov 30 + 3 =
+    Feb 28), once the timestamp is taken as UTC wall-clock time (else the session's zone
+    would decide where a month ends). SQLite has no such arithmetic: ``tiers.add_months``
+    itself is registered on the connection as a SQL function.
+    """
+    kind = t.copies.c.expires_at.type
+    if conn.dialect.name == "postgresql":
+        shifted = sa.func.timezone("UTC", anchor) + sa.func.make_interval(0, sa.literal(months, sa.Integer))
+        return sa.func.timezone("UTC", shifted, type_=kind)
+    conn.connection.driver_connection.create_function("cv_add_months", 2, _sqlite_add_months, deterministic=True)
+    return sa.func.cv_add_months(anchor, sa.literal(months, sa.Integer), type_=kind)
+
+
+def _scope(tenant: str, tier: Tier) -> tuple[sa.ColumnElement, ...]:
+    return (t.recordings.c.id == t.copies.c.recording_id, t.recordings.c.tenant_id == tenant,
+            t.copies.c.tier == tier.value)
+
+
+def _preview(conn: sa.Connection, tenant: str, tier: Tier, months: int, now: datetime) -> tuple:
+    """(copies, changed, expire_now, earliest, latest) counted in SQL: no row reaches Python."""
+    anchor = t.recordings.c.started_at if tier is Tier.PRODUCTION else t.copies.c.created_at
+    new = new_expiry(conn, anchor, months)
+    changed = t.copies.c.expires_at != new
+    one = sa.literal(1, sa.Integer)
+    copies, changed_, expire_now, earliest, latest = conn.execute(sa.select(
+        sa.func.count(), sa.func.coalesce(sa.func.sum(sa.case((changed, one), else_=0)), 0),
+        sa.func.coalesce(sa.func.sum(sa.case((sa.and_(changed, new <= now), one), else_=0)), 0),
+        sa.func.min(sa.case((changed, new))), sa.func.max(sa.case((changed, new))),
+    ).select_from(t.copies).join(t.recordings, t.recordings.c.id == t.copies.c.recording_id)
+        .where(*_scope(tenant, tier)[1:])).one()
+    return int(copies), int(changed_), int(expire_now), earliest, latest
+
+
+def _apply(conn: sa.Connection, tenant: str, tier: Tier, months: int, now: datetime) -> tuple:
+    """One UPDATE of every copy whose expiry changes; (changed, expire_now, earliest, latest).
+
+    PostgreSQL counts what its UPDATE returned in the same statement (a CTE), so the tier is
+    read once; SQLite counts first, then updates (one transaction: the caller's)."""
+    anchor = t.recordings.c.started_at if tier is Tier.PRODUCTION else t.copies.c.created_at
+    new = new_expiry(conn, anchor, months)
+    update = (t.copies.update().where(*_scope(tenant, tier), t.copies.c.expires_at != new)
+              .values(expires_at=new))
+    if conn.dialect.name != "postgresql":
+        counted = _preview(conn, tenant, tier, months, now)
+        conn.execute(update)
+        return tuple(counted[1:])
+    done = update.returning(t.copies.c.expires_at).cte("done")
+    return tuple(conn.execute(sa.select(
+        sa.func.count(), sa.func.count().filter(done.c.expires_at <= now),
+        sa.func.min(done.c.expires_at), sa.func.max(done.c.expires_at))).one())
+
+
+def _copies_in_tier(conn: sa.Connection, tenant: str, tier: Tier) -> int:
+    return conn.execute(sa.select(sa.func.count()).select_from(t.copies)
+                        .join(t.recordings, t.recordings.c.id == t.copies.c.recording_id)
+                        .where(*_scope(tenant, tier)[1:])).scalar_one()
+
+
 def set_retention(conn: sa.Connection, *, tenant: str, tier: str, months: int, bounds: Bounds, now: datetime,
                   dry_run: bool = False, actor: str = "system", role: str = "system") -> RetentionChange:
+    """Store the override and recompute the tier's expiries in SQL (bounded memory at any size).
+
+    Held copies get their new expiry too (the hold, not the expiry, keeps them); copies that
+    now lie in the past are left to the next sweep."""
     tier_ = parse_tier(tier)
     check_bounds(tier_, months, bounds)
     if conn.execute(sa.select(t.tenants.c.id).where(t.tenants.c.id == tenant)).first() is None:
         raise NotFound(f"tenant {tenant!r} does not exist", hint="add it with `callvault tenants add`")
-    rows = conn.execute(
-        sa.select(t.copies.c.id, t.copies.c.created_at, t.copies.c.expires_at, t.recordings.c.started_at)
-        .join(t.recordings, t.recordings.c.id == t.copies.c.recording_id)
-        .where(t.recordings.c.tenant_id == tenant, t.copies.c.tier == tier_.value)).all()
-    overrides = {tier_.value: months}
-    updates = []
-    for row in rows:
-        new = expires_at(tier_, call_started_at=row.started_at, copy_created_at=row.created_at, overrides=overrides)
-        if new != row.expires_at:
-            updates.append({"copy_id": row.id, "new_expiry": new})
-    expiries = [u["new_expiry"] for u in updates]
-    change = RetentionChange(tenant, tier_, months, len(rows), len(updates),
-                             sum(1 for e in expiries if e <= now), min(expiries, default=None),
-                             max(expiries, default=None), applied=not dry_run)
     if dry_run:
-        return change
+        return RetentionChange(tenant, tier_, months, *_preview(conn, tenant, tier_, months, now), applied=False)
+    copies = _copies_in_tier(conn, tenant, tier_)
+    changed, expire_now, earliest, latest = _apply(conn, tenant, tier_, months, now)
+    change = RetentionChange(tenant, tier_, months, copies, changed, expire_now, earliest, latest, applied=True)
     stmt = t.tenant_retention.update().where(t.tenant_retention.c.tenant_id == tenant,
                                              t.tenant_retention.c.tier == tier_.value).values(months=months)
     if conn.execute(stmt).rowcount == 0:
         conn.execute(t.tenant_retention.insert().values(tenant_id=tenant, tier=tier_.value, months=months))
-    if updates:
-        conn.execute(t.copies.update().where(t.copies.c.id == sa.bindparam("copy_id"))
-                     .values(expires_at=sa.bindparam("new_expiry")), updates)
-    audit.append(conn, tenant=tenant, actor=actor, role=role, action=AuditAction.RETENTION_SET, target_type="tenant", target_id=tenant,
-                 outcome="done", at=now, detail={"tier": tier_.value, "months": months, "copies_changed": len(updates),
-                                                 "expire_now": change.expire_now})
+    audit.append(conn, tenant=tenant, actor=actor, role=role, action=AuditAction.RETENTION_SET, target_type="tenant",
+                 target_id=tenant, outcome="done", at=now, detail=change.counts())
     return change
