@@ -19,14 +19,29 @@ a catalog restore) is reported and left alone too. Rows the sweeper has claimed
 
 Each repair writes one PII-free audit entry (ids only), in the transaction that deletes the
 rows. Idempotent: a second repair run finds nothing to repair.
+
+Bounded memory at any size: both sides stream in key order and are merged (``merge``). The
+catalog side is one SELECT ordered by the key's bytes (``COLLATE "C"`` on PostgreSQL; SQLite
+compares bytes already), read through a server-side cursor; the bucket side is
+``list_objects_v2``, which lists in UTF-8 byte order; Python compares ``str`` by code point,
+the same order. Disagreements are classified and (with ``repair``) repaired in batches of
+``BATCH``; the report keeps counts, and ids only for the first ``SAMPLE`` of each kind.
+
+Why a missing object needs no HEAD: the SELECT's snapshot is taken before the listing
+starts, and an object is written before its row, so every row the SELECT sees had its
+object before the listing reached it. Only rows written within the grace period are
+re-checked with a HEAD (a listing may lag a fresh write). An orphan candidate is an object
+older than the grace period; it gets a look at its hold markers and, before deletion, a last
+look at the catalog (its writer may have committed the row since the SELECT's snapshot).
 """
 
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Callable
+from typing import Callable, Iterator
 
 import sqlalchemy as sa
 
@@ -35,9 +50,12 @@ from storage.admin import HELD_TIER_TAG
 from storage.audit import append_many
 from storage.catalog import tables as t
 from storage.exceptions import ObjectNotFound
-from storage.objectstore import ObjectStore
+from storage.objectstore import ObjectInfo, ObjectStore
 
 ACTOR = "reconcile"
+BATCH = 5_000     # disagreements classified, counted and repaired together
+SAMPLE = 1_000    # ids the report keeps of each kind; beyond, counts only
+KINDS = ("orphan_objects", "dangling_rows", "empty_recordings", "held_missing", "held_orphans")
 
 
 @dataclass
@@ -50,137 +68,256 @@ class ReconcileReport:
     empty_recordings: list[uuid.UUID] = field(default_factory=list)  # left with no copy by those rows
     held_missing: list[uuid.UUID] = field(default_factory=list)    # held, object missing: incident, kept
     held_orphans: list[str] = field(default_factory=list)          # marked held, no row: incident, kept
+    counts: Counter = field(default_factory=Counter)               # of each kind; the lists hold a sample
     repaired: bool = False
+
+    def note(self, kind: str, items: list) -> None:
+        """Count ``items`` of ``kind`` and keep their ids while the sample has room."""
+        kept = getattr(self, kind)
+        self.counts[kind] += len(items)
+        kept.extend(items[:max(SAMPLE - len(kept), 0)])
+
+    def reset(self, kind: str) -> None:
+        self.counts[kind] = 0
+        getattr(self, kind).clear()
+
+    def count(self, kind: str) -> int:
+        return self.counts[kind]
 
     @property
     def clean(self) -> bool:
         """Nothing to repair and no held copy missing (or held object without its row)."""
-        return not (self.orphan_objects or self.dangling_rows or self.held_missing or self.held_orphans)
+        return not any(self.counts[k] for k in KINDS if k != "empty_recordings")
 
     @property
     def recordings_removed(self) -> int:
-        return len(self.empty_recordings) if self.repaired else 0
+        return self.counts["empty_recordings"] if self.repaired else 0
+
+    def _listed(self, kind: str) -> str:
+        more = self.counts[kind] - len(getattr(self, kind))
+        return ", ".join(map(str, getattr(self, kind))) + (f" and {more} more" if more else "")
 
     def summary(self) -> str:
         verb = "deleted" if self.repaired else "to delete"
+        n = self.counts
         lines = [f"s3://{self.bucket}: {self.objects_seen} objects, {self.rows_seen} catalog copies: "
-                 f"{len(self.orphan_objects)} orphan objects {verb}, {len(self.dangling_rows)} dangling rows "
-                 f"{verb}, {len(self.empty_recordings)} empty recordings {verb}"]
-        if self.held_missing:
-            lines.append(f"INCIDENT: {len(self.held_missing)} held copies whose object is missing (left alone; "
-                         "an operator must find the evidence): " + ", ".join(map(str, self.held_missing)))
-        if self.held_orphans:
-            lines.append(f"INCIDENT: {len(self.held_orphans)} held objects without a catalog row (left alone; "
-                         "restore their rows): " + ", ".join(self.held_orphans))
-        if not self.repaired and (self.orphan_objects or self.dangling_rows):
+                 f"{n['orphan_objects']} orphan objects {verb}, {n['dangling_rows']} dangling rows "
+                 f"{verb}, {n['empty_recordings']} empty recordings {verb}"]
+        if n["held_missing"]:
+            lines.append(f"INCIDENT: {n['held_missing']} held copies whose object is missing (left alone; "
+                         "an operator must find the evidence): " + self._listed("held_missing"))
+        if n["held_orphans"]:
+            lines.append(f"INCIDENT: {n['held_orphans']} held objects without a catalog row (left alone; "
+                         "restore their rows): " + self._listed("held_orphans"))
+        if not self.repaired and (n["orphan_objects"] or n["dangling_rows"]):
             lines.append("report only: run with --repair to delete them")
         return "\n".join(lines)
+
+
+@dataclass
+class Batch:
+    """Disagreements found together: objects without a row, rows (not the sweeper's) without an object."""
+    orphans: list[ObjectInfo] = field(default_factory=list)
+    missing: list[sa.Row] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.orphans) + len(self.missing)
 
 
 def reconcile(engine: sa.Engine, store: ObjectStore, bucket: str, *, repair: bool = False,
               grace: timedelta = timedelta(minutes=15), now: datetime | None = None,
               say: Callable[[str], None] = lambda _m: None) -> ReconcileReport:
-    """Report (and with ``repair`` fix) one bucket against the catalog; each step is one function."""
+    """Report (and with ``repair`` fix, batch by batch as the merge finds them) one bucket."""
     now = now or datetime.now(timezone.utc)
-    report = find(engine, store, bucket, grace=grace, now=now, say=say)
-    if repair:
-        apply_repairs(engine, store, report, now=now)
+    report = ReconcileReport(bucket=bucket)
+    checker = _HoldMarkers(store, bucket)
+    for batch in scan(engine, store, report, grace=grace, now=now):
+        orphans, dangling = _classify(engine, store, report, batch, checker, count_empty=not repair)
+        if repair:
+            _repair(engine, store, report, orphans, dangling, now=now)
+        say(f"{report.rows_seen} catalog copies and {report.objects_seen} objects merged")
+    report.repaired = repair
     say(report.summary())
     return report
-
-
-def _is_held_object(store: ObjectStore, bucket: str, key: str, locked: bool) -> bool:
-    return HELD_TIER_TAG in store.get_tags(bucket, key) or (locked and store.legal_hold(bucket, key))
 
 
 def find(engine: sa.Engine, store: ObjectStore, bucket: str, *, grace: timedelta, now: datetime,
          say: Callable[[str], None] = lambda _m: None) -> ReconcileReport:
     """Read both sides and classify every disagreement; changes nothing."""
-    report = ReconcileReport(bucket=bucket)
+    return reconcile(engine, store, bucket, grace=grace, now=now, say=say)
+
+
+def catalog_in_key_order(conn: sa.Connection, bucket: str) -> sa.Select:
+    """The bucket's copies ordered by the key's bytes, the order S3 lists in."""
+    key = t.copies.c.object_key
+    order = key.collate("C") if conn.dialect.name == "postgresql" else key
+    return (sa.select(t.copies.c.object_key, t.copies.c.id, t.copies.c.recording_id, t.copies.c.hold,
+                      t.copies.c.deleting_at, t.copies.c.created_at)
+            .where(t.copies.c.bucket == bucket).order_by(order))
+
+
+def merge(rows: Iterator, objects: Iterator[ObjectInfo]) -> Iterator[tuple]:
+    """(row, None) for a row without its object, (None, object) for an object without a row.
+
+    Both inputs must ascend by key; one out of order would make the merge wrong, so it is
+    refused (e.g. a catalog sorted by a locale's collation)."""
+    rows, objects = _ascending(rows, lambda r: r.object_key), _ascending(objects, lambda o: o.key)
+    row, obj = next(rows, None), next(objects, None)
+    while row is not None or obj is not None:
+        if obj is None or (row is not None and row.object_key < obj.key):
+            yield row, None
+            row = next(rows, None)
+        elif row is None or obj.key < row.object_key:
+            yield None, obj
+            obj = next(objects, None)
+        else:
+            row, obj = next(rows, None), next(objects, None)
+
+
+def _ascending(items: Iterator, key: Callable) -> Iterator:
+    last = None
+    for item in items:
+        here = key(item)
+        if last is not None and here <= last:
+            raise RuntimeError(f"keys out of byte order ({here!r} after {last!r}): the merge needs both sides "
+                               "sorted as S3 lists them (PostgreSQL: ORDER BY ... COLLATE \"C\")")
+        last = here
+        yield item
+
+
+def scan(engine: sa.Engine, store: ObjectStore, report: ReconcileReport, *, grace: timedelta,
+         now: datetime) -> Iterator[Batch]:
+    """Merge the catalog and the listing; yield the disagreements in batches of ``BATCH``.
+
+    Objects younger than ``grace`` are in-flight writes, rows the sweeper claimed are its to
+    finish: neither is a disagreement. A missing row written within ``grace`` is re-checked
+    with a HEAD. Batches end between recordings, so a recording's copies are judged together
+    (its keys share its prefix, so they meet in the merge one after the other)."""
+    batch = Batch()
     with engine.connect() as conn:
-        rows = {r.object_key: r for r in conn.execute(
-            sa.select(t.copies.c.id, t.copies.c.object_key, t.copies.c.recording_id, t.copies.c.hold,
-                      t.copies.c.deleting_at).where(t.copies.c.bucket == bucket))}
-    report.rows_seen = len(rows)
-    say(f"catalog: {len(rows)} copies in {bucket}")
-    present: set[str] = set()
-    candidates: list[str] = []
-    for info in store.list(bucket):
-        report.objects_seen += 1
-        present.add(info.key)
-        if info.key not in rows and (info.last_modified is None or now - info.last_modified >= grace):
-            candidates.append(info.key)
-    say(f"bucket: {report.objects_seen} objects listed")
-    locked = store.object_lock_enabled(bucket) if candidates else False
-    for key in candidates:
+        rows = _counted(conn.execution_options(yield_per=BATCH).execute(catalog_in_key_order(conn, report.bucket)),
+                        report, "rows_seen")
+        for row, obj in merge(rows, _counted(store.list(report.bucket), report, "objects_seen")):
+            if len(batch) >= BATCH and (row is None or not batch.missing
+                                        or row.recording_id != batch.missing[-1].recording_id):
+                yield batch
+                batch = Batch()
+            if obj is not None:
+                if obj.last_modified is None or now - obj.last_modified >= grace:
+                    batch.orphans.append(obj)
+            elif row.deleting_at is None and not (row.created_at >= now - grace
+                                                  and store.head(report.bucket, row.object_key) is not None):
+                batch.missing.append(row)
+    if len(batch):
+        yield batch
+
+
+def _counted(items, report: ReconcileReport, attribute: str) -> Iterator:
+    for item in items:
+        setattr(report, attribute, getattr(report, attribute) + 1)
+        yield item
+
+
+class _HoldMarkers:
+    """Whether an orphan object is marked held (``held-tier`` tag, or an S3 legal hold in a locked bucket)."""
+
+    def __init__(self, store: ObjectStore, bucket: str) -> None:
+        self.store, self.bucket, self._locked = store, bucket, None
+
+    def held(self, key: str) -> bool:
+        if HELD_TIER_TAG in self.store.get_tags(self.bucket, key):
+            return True
+        if self._locked is None:
+            self._locked = self.store.object_lock_enabled(self.bucket)
+        return self._locked and self.store.legal_hold(self.bucket, key)
+
+
+def _classify(engine: sa.Engine, store: ObjectStore, report: ReconcileReport, batch: Batch, checker: _HoldMarkers,
+              *, count_empty: bool) -> tuple[list[str], list[uuid.UUID]]:
+    """Note the batch's incidents in the report; return what a repair may delete (orphan keys, row ids).
+    ``count_empty``: also note the recordings the dangling rows would leave empty (a report)."""
+    orphans, held_orphans = [], []
+    for info in batch.orphans:
         try:
-            held = _is_held_object(store, bucket, key, locked)
+            (held_orphans if checker.held(info.key) else orphans).append(info.key)
         except ObjectNotFound:
             continue  # gone since the listing
-        (report.held_orphans if held else report.orphan_objects).append(key)
-    # A row is dangling only if its object was absent from a listing taken *after* the rows
-    # were read: re-check each candidate so a copy written meanwhile is not mistaken.
-    missing = [r for key, r in rows.items() if key not in present and r.deleting_at is None
-               and store.head(bucket, key) is None]
-    report.held_missing = [r.id for r in missing if r.hold]
-    report.dangling_rows = [r.id for r in missing if not r.hold]
-    if report.dangling_rows:
-        with engine.connect() as conn:
-            report.empty_recordings = _left_empty(conn, report.dangling_rows)
-    return report
+    report.note("held_orphans", held_orphans)
+    report.note("held_missing", [r.id for r in batch.missing if r.hold])
+    dangling = [r for r in batch.missing if not r.hold]
+    if count_empty:
+        report.note("orphan_objects", orphans)
+        report.note("dangling_rows", [r.id for r in dangling])
+        if dangling:
+            with engine.connect() as conn:
+                report.note("empty_recordings", _left_empty(conn, dangling))
+    return orphans, [r.id for r in dangling]
 
 
-def _left_empty(conn: sa.Connection, copy_ids: list[uuid.UUID]) -> list[uuid.UUID]:
-    """Recordings of these copies that have no other copy."""
-    recording_ids = set(conn.execute(sa.select(t.copies.c.recording_id).where(t.copies.c.id.in_(copy_ids))).scalars())
-    others = set(conn.execute(sa.select(t.copies.c.recording_id).where(
-        t.copies.c.recording_id.in_(recording_ids), t.copies.c.id.not_in(copy_ids))).scalars())
-    return sorted(recording_ids - others)
+def _left_empty(conn: sa.Connection, dangling: list) -> list[uuid.UUID]:
+    """Recordings whose every copy is among these rows: one grouped count per batch."""
+    gone = Counter(r.recording_id for r in dangling)
+    totals = conn.execute(sa.select(t.copies.c.recording_id, sa.func.count()).where(
+        t.copies.c.recording_id.in_(list(gone))).group_by(t.copies.c.recording_id)).all()
+    return sorted(rid for rid, total in totals if total == gone[rid])
 
 
 def apply_repairs(engine: sa.Engine, store: ObjectStore, report: ReconcileReport, *, now: datetime) -> None:
-    """Delete the orphan objects, then the dangling rows and empty recordings with their audit entries.
+    """Repair what a report of ``find`` lists (its sample: ``reconcile(repair=True)`` repairs
+    everything as it streams)."""
+    orphans, dangling = list(report.orphan_objects), list(report.dangling_rows)
+    for kind in ("orphan_objects", "dangling_rows", "empty_recordings"):
+        report.reset(kind)
+    _repair(engine, store, report, orphans, dangling, now=now)
+    report.repaired = True
+
+
+def _repair(engine: sa.Engine, store: ObjectStore, report: ReconcileReport, orphans: list[str],
+            dangling: list[uuid.UUID], *, now: datetime) -> None:
+    """Delete one batch's orphan objects, then its dangling rows and the recordings they leave
+    empty, with their audit entries, and note what went in the report.
 
     Held copies are out of reach twice: they were never candidates, and the row delete
-    requires ``hold = false`` (a hold set since ``find`` wins; the copy moves to ``held_missing``).
+    requires ``hold = false`` (a hold set since the scan wins; the copy moves to ``held_missing``).
     """
     bucket = report.bucket
-    if report.orphan_objects:
+    if orphans:
         with engine.connect() as conn:
             known = set(conn.execute(sa.select(t.copies.c.object_key).where(
-                t.copies.c.bucket == bucket, t.copies.c.object_key.in_(report.orphan_objects))).scalars())
-        report.orphan_objects = [k for k in report.orphan_objects if k not in known]
-        store.delete_many(bucket, report.orphan_objects)
+                t.copies.c.bucket == bucket, t.copies.c.object_key.in_(orphans))).scalars())
+        orphans = [k for k in orphans if k not in known]
+        store.delete_many(bucket, orphans)
+    report.note("orphan_objects", orphans)
     with engine.begin() as conn:
         deleted = []
-        if report.dangling_rows:
+        if dangling:
             deleted = conn.execute(t.copies.delete().where(
-                t.copies.c.id.in_(report.dangling_rows), t.copies.c.hold == sa.false(),
+                t.copies.c.id.in_(dangling), t.copies.c.hold == sa.false(),
                 t.copies.c.deleting_at.is_(None)).returning(t.copies.c.id, t.copies.c.recording_id,
                                                             t.copies.c.tier)).all()
         gone = {r.id for r in deleted}
         now_held = set(conn.execute(sa.select(t.copies.c.id).where(
-            t.copies.c.id.in_(set(report.dangling_rows) - gone), t.copies.c.hold == sa.true())).scalars())
-        report.held_missing.extend(i for i in report.dangling_rows if i in now_held)
-        report.dangling_rows = [i for i in report.dangling_rows if i in gone]
+            t.copies.c.id.in_(set(dangling) - gone), t.copies.c.hold == sa.true())).scalars()) if dangling else set()
+        report.note("held_missing", [i for i in dangling if i in now_held])
+        report.note("dangling_rows", [i for i in dangling if i in gone])
         recording_ids = {r.recording_id for r in deleted}
         still_used = set(conn.execute(sa.select(t.copies.c.recording_id).where(
-            t.copies.c.recording_id.in_(recording_ids))).scalars())
-        report.empty_recordings = sorted(recording_ids - still_used)
+            t.copies.c.recording_id.in_(recording_ids))).scalars()) if recording_ids else set()
+        empty = sorted(recording_ids - still_used)
+        report.note("empty_recordings", empty)
         tenant_of = dict(conn.execute(sa.select(t.recordings.c.id, t.recordings.c.tenant_id).where(
             t.recordings.c.id.in_(recording_ids))).all()) if recording_ids else {}
-        if report.empty_recordings:
-            conn.execute(t.recordings.delete().where(t.recordings.c.id.in_(report.empty_recordings)))
+        if empty:
+            conn.execute(t.recordings.delete().where(t.recordings.c.id.in_(empty)))
         append_many(conn, [
             *(_entry(AuditAction.RECONCILE_ORPHAN_OBJECT, "object", key, "no catalog row", now, {"bucket": bucket})
-              for key in report.orphan_objects),
+              for key in orphans),
             *(_entry(AuditAction.RECONCILE_DANGLING_COPY, "copy", str(r.id), "object missing from the bucket", now,
                      {"bucket": bucket, "recording_id": str(r.recording_id), "tier": r.tier},
                      tenant=tenant_of.get(r.recording_id)) for r in deleted),
             *(_entry(AuditAction.RECONCILE_EMPTY_RECORDING, "recording", str(rid), "no copy left", now,
-                     tenant=tenant_of.get(rid)) for rid in report.empty_recordings),
+                     tenant=tenant_of.get(rid)) for rid in empty),
         ])
-    report.repaired = True
 
 
 def _entry(action: str, target_type: str, target_id: str, reason: str, now: datetime,
