@@ -155,7 +155,7 @@ def ingest_section(r: dict) -> list[str]:
         for fmt, m in r["modes"].items()) + ".",
         "", "Stored objects (average, encrypted): " + ", ".join(
         f"{fmt} {_f(m['catalog']['avg_stored_bytes'] / 1000, 1)} kB" for fmt, m in r["modes"].items())
-        + f"; every run checked: all calls `stored`, none dead-lettered, catalog rows = objects = calls.", ""]
+        + "; every run checked: all calls `stored`, none dead-lettered, catalog rows = objects = calls.", ""]
     return lines
 
 
@@ -321,9 +321,54 @@ def rss_section(r: dict) -> list[str]:
     return lines
 
 
+def _run_row(label: str, x: dict, goal_ratio: float | None, goal_mb: float) -> str:
+    verdict = "" if goal_ratio is None else _goal(x["ratio"] <= goal_ratio and x["vmhwm_mb"] < goal_mb)
+    return (f"| {label} | {_f(x['seconds'], 1)} | {_ratio(x['ratio'])} | {_f(x['vmhwm_mb'], 0)} MB | "
+            f"{_foreign(x)} | {verdict} |")
+
+
+def retention_section(r: dict) -> list[str]:
+    g = r["goals"]
+    lines = ["## Retention changes and reconcile at catalog scale (issue 20, items 3 and 4)", "",
+             f"Measured {r['date']} ({'--quick' if r['quick'] else 'full'}). Each operation runs in its own "
+             "process; time = the operation inside it, peak RSS = that process's VmHWM. \"before\" = the code of "
+             "main when this work started, measured in the same run.", ""]
+    if "retention" in r:
+        x = r["retention"]
+        runs = x["runs"]
+        lines += [f"### `set-retention` over {x['copies']:,} copies (production, {x['months'][0]} → "
+                  f"{x['months'][1]} months; every copy changes)", "",
+                  "Baseline: one SQL UPDATE writing the same expiries, no counts. Expiries reset and the table "
+                  "vacuumed before each run (not timed).", "",
+                  "| Run | seconds | ÷ baseline | peak RSS | foreign load | goal ≤ "
+                  f"{g['retention_ratio']}× and < {g['rss_mb']:.0f} MB |", "|---|---:|---:|---:|---:|---|",
+                  _run_row("single UPDATE (baseline)", runs["baseline"], None, g["rss_mb"])]
+        for key, label, goal in (("before", "before: `set_retention`", g["retention_ratio"]),
+                                 ("after", "after: `set_retention`", g["retention_ratio"]),
+                                 ("before_dry_run", "before: dry run", None),
+                                 ("after_dry_run", "after: dry run", None)):
+            if key in runs:
+                lines.append(_run_row(label, runs[key], goal, g["rss_mb"]))
+        lines.append("")
+    if "reconcile" in r:
+        for key, x in r["reconcile"].items():
+            runs = x["runs"]
+            lines += [f"### `storage reconcile` (report) over {x['rows']:,} rows, {x['objects']:,} with their object",
+                      "", "Baseline: one key-ordered SELECT of every key + one bucket listing, their set difference, "
+                      "in one process.", "",
+                      "| Run | seconds | ÷ baseline | peak RSS | foreign load | goal ≤ "
+                      f"{g['reconcile_ratio']}× and < {g['rss_mb']:.0f} MB |", "|---|---:|---:|---:|---:|---|",
+                      _run_row("SELECT + listing set difference (baseline)", runs["baseline"], None, g["rss_mb"])]
+            for label in ("before", "after"):
+                if label in runs:
+                    lines.append(_run_row(f"{label}: `reconcile`", runs[label], g["reconcile_ratio"], g["rss_mb"]))
+            lines.append("")
+    return lines
+
+
 def render(machine: dict, ingest: dict | None, encryption: dict | None, sweep: dict | None = None,
-           access: dict | None = None, rss: dict | None = None) -> str:
-    dates = [x["date"] for x in (ingest, encryption, sweep, access, rss) if x and "date" in x]
+           access: dict | None = None, rss: dict | None = None, retention: dict | None = None) -> str:
+    dates = [x["date"] for x in (ingest, encryption, sweep, access, rss, retention) if x and "date" in x]
     lines = ["# Benchmark results", "",
              f"Written by `bench/run` on {max(dates) if dates else common.now_iso()} (UTC). Every figure is "
              "set against a baseline measured in the same run on the same machine; ratios are what to compare "
@@ -340,6 +385,8 @@ def render(machine: dict, ingest: dict | None, encryption: dict | None, sweep: d
         lines += access_section(access)
     if rss:
         lines += rss_section(rss)
+    if retention:
+        lines += retention_section(retention)
     notes = common.ROOT / "bench" / "NOTES.md"
     if notes.exists():
         lines += ["## Analysis", "", "See [NOTES.md](NOTES.md) (profiles: what limits the worker, encrypted reads, "
@@ -351,7 +398,7 @@ def main() -> int:
     machine = common.machine()
     common.write_json("machine", machine)
     RESULTS.write_text(render(machine, _load("ingest"), _load("encryption"), _load("sweep"), _load("access"),
-                              _load("rss")))
+                              _load("rss"), _load("retention")))
     common.say(f"wrote {RESULTS}")
     return 0
 

@@ -132,7 +132,7 @@ def reconcile(engine: sa.Engine, store: ObjectStore, bucket: str, *, repair: boo
     report = ReconcileReport(bucket=bucket)
     checker = _HoldMarkers(store, bucket)
     for batch in scan(engine, store, report, grace=grace, now=now):
-        orphans, dangling = _classify(engine, store, report, batch, checker, count_empty=not repair)
+        orphans, dangling = _classify(report, batch, checker, count_empty=not repair)
         if repair:
             _repair(engine, store, report, orphans, dangling, now=now)
         say(f"{report.rows_seen} catalog copies and {report.objects_seen} objects merged")
@@ -147,21 +147,28 @@ def find(engine: sa.Engine, store: ObjectStore, bucket: str, *, grace: timedelta
     return reconcile(engine, store, bucket, grace=grace, now=now, say=say)
 
 
-def catalog_in_key_order(conn: sa.Connection, bucket: str) -> sa.Select:
-    """The bucket's copies ordered by the key's bytes, the order S3 lists in."""
-    key = t.copies.c.object_key
+def catalog_in_key_order(conn: sa.Connection, bucket: str, recent: datetime) -> sa.Select:
+    """The bucket's copies ordered by the key's bytes, the order S3 lists in; each with the
+    number of copies its recording has (in any bucket) and whether it was written after ``recent``."""
+    key, c = t.copies.c.object_key, t.copies.c
     order = key.collate("C") if conn.dialect.name == "postgresql" else key
-    return (sa.select(t.copies.c.object_key, t.copies.c.id, t.copies.c.recording_id, t.copies.c.hold,
-                      t.copies.c.deleting_at, t.copies.c.created_at)
-            .where(t.copies.c.bucket == bucket).order_by(order))
+    sibling = t.copies.alias("sibling")
+    copies_of_recording = (sa.select(sa.func.count()).where(sibling.c.recording_id == c.recording_id)
+                           .scalar_subquery())
+    return (sa.select(key, c.id, c.recording_id, c.hold, c.deleting_at, (c.created_at >= recent).label("recent"),
+                      copies_of_recording.label("copies_of_recording"))
+            .where(c.bucket == bucket).order_by(order))
 
 
-def merge(rows: Iterator, objects: Iterator[ObjectInfo]) -> Iterator[tuple]:
-    """(row, None) for a row without its object, (None, object) for an object without a row.
+def merge(rows: Iterator, objects: Iterator[ObjectInfo], report: ReconcileReport | None = None) -> Iterator[tuple]:
+    """(row, None) for a row without its object, (None, object) for an object without a row;
+    ``report`` counts what both sides held.
 
     Both inputs must ascend by key; one out of order would make the merge wrong, so it is
     refused (e.g. a catalog sorted by a locale's collation)."""
-    rows, objects = _ascending(rows, lambda r: r.object_key), _ascending(objects, lambda o: o.key)
+    report = report or ReconcileReport()
+    rows = _ascending(rows, lambda r: r.object_key, report, "rows_seen")
+    objects = _ascending(objects, lambda o: o.key, report, "objects_seen")
     row, obj = next(rows, None), next(objects, None)
     while row is not None or obj is not None:
         if obj is None or (row is not None and row.object_key < obj.key):
@@ -174,15 +181,20 @@ def merge(rows: Iterator, objects: Iterator[ObjectInfo]) -> Iterator[tuple]:
             row, obj = next(rows, None), next(objects, None)
 
 
-def _ascending(items: Iterator, key: Callable) -> Iterator:
-    last = None
-    for item in items:
-        here = key(item)
-        if last is not None and here <= last:
-            raise RuntimeError(f"keys out of byte order ({here!r} after {last!r}): the merge needs both sides "
-                               "sorted as S3 lists them (PostgreSQL: ORDER BY ... COLLATE \"C\")")
-        last = here
-        yield item
+def _ascending(items: Iterator, key: Callable, report: ReconcileReport, attribute: str) -> Iterator:
+    last, seen = None, 0
+    try:
+        for item in items:
+            here = key(item)
+            if last is not None and here <= last:
+                raise RuntimeError(f"keys out of byte order ({here!r} after {last!r}): the merge needs both sides "
+                                   "sorted as S3 lists them (PostgreSQL: ORDER BY ... COLLATE \"C\")")
+            last, seen = here, seen + 1
+            if seen % 1000 == 0:
+                setattr(report, attribute, seen)
+            yield item
+    finally:
+        setattr(report, attribute, seen)
 
 
 def scan(engine: sa.Engine, store: ObjectStore, report: ReconcileReport, *, grace: timedelta,
@@ -195,9 +207,8 @@ def scan(engine: sa.Engine, store: ObjectStore, report: ReconcileReport, *, grac
     (its keys share its prefix, so they meet in the merge one after the other)."""
     batch = Batch()
     with engine.connect() as conn:
-        rows = _counted(conn.execution_options(yield_per=BATCH).execute(catalog_in_key_order(conn, report.bucket)),
-                        report, "rows_seen")
-        for row, obj in merge(rows, _counted(store.list(report.bucket), report, "objects_seen")):
+        rows = conn.execution_options(yield_per=BATCH).execute(catalog_in_key_order(conn, report.bucket, now - grace))
+        for row, obj in merge(rows, store.list(report.bucket), report):
             if len(batch) >= BATCH and (row is None or not batch.missing
                                         or row.recording_id != batch.missing[-1].recording_id):
                 yield batch
@@ -205,17 +216,10 @@ def scan(engine: sa.Engine, store: ObjectStore, report: ReconcileReport, *, grac
             if obj is not None:
                 if obj.last_modified is None or now - obj.last_modified >= grace:
                     batch.orphans.append(obj)
-            elif row.deleting_at is None and not (row.created_at >= now - grace
-                                                  and store.head(report.bucket, row.object_key) is not None):
+            elif row.deleting_at is None and not (row.recent and store.head(report.bucket, row.object_key)):
                 batch.missing.append(row)
     if len(batch):
         yield batch
-
-
-def _counted(items, report: ReconcileReport, attribute: str) -> Iterator:
-    for item in items:
-        setattr(report, attribute, getattr(report, attribute) + 1)
-        yield item
 
 
 class _HoldMarkers:
@@ -232,8 +236,8 @@ class _HoldMarkers:
         return self._locked and self.store.legal_hold(self.bucket, key)
 
 
-def _classify(engine: sa.Engine, store: ObjectStore, report: ReconcileReport, batch: Batch, checker: _HoldMarkers,
-              *, count_empty: bool) -> tuple[list[str], list[uuid.UUID]]:
+def _classify(report: ReconcileReport, batch: Batch, checker: _HoldMarkers, *,
+              count_empty: bool) -> tuple[list[str], list[uuid.UUID]]:
     """Note the batch's incidents in the report; return what a repair may delete (orphan keys, row ids).
     ``count_empty``: also note the recordings the dangling rows would leave empty (a report)."""
     orphans, held_orphans = [], []
@@ -248,18 +252,15 @@ def _classify(engine: sa.Engine, store: ObjectStore, report: ReconcileReport, ba
     if count_empty:
         report.note("orphan_objects", orphans)
         report.note("dangling_rows", [r.id for r in dangling])
-        if dangling:
-            with engine.connect() as conn:
-                report.note("empty_recordings", _left_empty(conn, dangling))
+        report.note("empty_recordings", _left_empty(dangling))
     return orphans, [r.id for r in dangling]
 
 
-def _left_empty(conn: sa.Connection, dangling: list) -> list[uuid.UUID]:
-    """Recordings whose every copy is among these rows: one grouped count per batch."""
+def _left_empty(dangling: list) -> list[uuid.UUID]:
+    """Recordings whose every copy is among these rows (a batch holds all of a recording's
+    rows in this bucket; ``copies_of_recording`` counts those in other buckets too)."""
     gone = Counter(r.recording_id for r in dangling)
-    totals = conn.execute(sa.select(t.copies.c.recording_id, sa.func.count()).where(
-        t.copies.c.recording_id.in_(list(gone))).group_by(t.copies.c.recording_id)).all()
-    return sorted(rid for rid, total in totals if total == gone[rid])
+    return [r.recording_id for r in dangling if gone.pop(r.recording_id, 0) == r.copies_of_recording]
 
 
 def apply_repairs(engine: sa.Engine, store: ObjectStore, report: ReconcileReport, *, now: datetime) -> None:

@@ -170,3 +170,16 @@ def test_the_command_reports_by_default_and_repairs_with_repair(storage_settings
         assert third.returncode == 0 and "0 orphan objects to delete, 0 dangling rows to delete" in third.stdout
     finally:
         engine.dispose()
+
+
+def test_a_recording_with_a_copy_in_another_bucket_is_not_left_empty(catalog, store, keys, scratch_bucket,
+                                                                      locked_bucket):
+    rid, nh, lost, lost_key = store_copy(catalog, store, keys, scratch_bucket, b"p" * 500)
+    store_copy(catalog, store, keys, locked_bucket, b"t" * 500, rid=rid, number_hash=nh, tier="training",
+               training_report="kept elsewhere")
+    store.delete(scratch_bucket, lost_key)
+    at = datetime.now(timezone.utc)
+    report = reconcile(catalog, store, scratch_bucket, grace=timedelta(0), now=at)
+    assert (report.dangling_rows, report.empty_recordings) == ([lost], [])
+    repaired = reconcile(catalog, store, scratch_bucket, repair=True, grace=timedelta(0), now=at)
+    assert (repaired.dangling_rows, repaired.recordings_removed) == ([lost], 0) and rid in _ids(catalog, t.recordings)
