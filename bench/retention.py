@@ -18,7 +18,10 @@ listing, their set difference, in the same process.
 Each measurement runs in its own Python process (``-c``, importing the tree under test), so
 its peak RSS is that process's VmHWM; the time is the operation's, inside that process
 (imports and engine creation excluded). Quiet-host gate and foreign load as in
-``bench/common.py``; a disturbed run is repeated (twice at most) and the least disturbed kept.
+``bench/common.py``. set-retention: the runs go in interleaved rounds (``--tries``, order
+reversed each round), each after a reset to the same physical state (``VACUUM FULL``), and the
+least disturbed run of each kind is kept. Reconcile: a disturbed run is repeated (twice at
+most) and the least disturbed kept.
 ``--before TREE`` also measures the same operations with the code of another checkout (e.g.
 main before this change): set-retention at full size, reconcile on ``--before-rows`` rows
 (default 100,000: the old reconcile HEADs each missing object, ~25 min at 1,100,000).
@@ -144,7 +147,7 @@ def _reset_expiries(engine) -> None:
                      {"m": MONTHS_BEFORE})
         conn.execute(sa.text("DELETE FROM tenant_retention"))
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(sa.text("VACUUM ANALYZE copies"))
+        conn.execute(sa.text("VACUUM FULL ANALYZE copies"))  # same table and index sizes for every run
 
 
 def bench_retention(st, copies: int, trees: dict[str, Path], tries: int) -> dict:
@@ -160,22 +163,21 @@ def bench_retention(st, copies: int, trees: dict[str, Path], tries: int) -> dict
         load_copies(engine, bucket="bench-retention", total=copies, now=datetime.now(timezone.utc),
                     say=common.say)
         setup_s = time.perf_counter() - t0
-        runs: dict[str, dict] = {}
-
-        def measured(kind: str, tree: Path, **args):
-            def once() -> dict:
-                _reset_expiries(engine)
-                return run_child(kind, tree, url=url, months=MONTHS_AFTER, **args)
-            return once
-
-        me = trees["after"]
-        runs["baseline"] = common.least_contended(measured("update_baseline", me), tries=tries)
-        runs["after"] = common.least_contended(measured("set_retention", me, dry_run=False), tries=tries)
-        runs["after_dry_run"] = common.least_contended(measured("set_retention", me, dry_run=True), tries=tries)
+        plan = [("baseline", "update_baseline", trees["after"], {}),
+                ("after", "set_retention", trees["after"], {"dry_run": False}),
+                ("after_dry_run", "set_retention", trees["after"], {"dry_run": True})]
         if "before" in trees:
-            runs["before"] = common.least_contended(measured("set_retention", trees["before"], dry_run=False), tries=1)
-            runs["before_dry_run"] = common.least_contended(
-                measured("set_retention", trees["before"], dry_run=True), tries=1)
+            plan += [("before", "set_retention", trees["before"], {"dry_run": False}),
+                     ("before_dry_run", "set_retention", trees["before"], {"dry_run": True})]
+        tried: dict[str, list[dict]] = {label: [] for label, *_ in plan}
+        for round_ in range(tries):  # interleaved rounds: a drift of the host's speed weighs on all alike
+            for label, kind, tree, args in (plan if round_ % 2 == 0 else plan[::-1]):
+                if label.startswith("before") and round_ > 0:
+                    continue  # once: minutes each, and the figure is only context
+                _reset_expiries(engine)
+                tried[label].append(run_child(kind, tree, url=url, months=MONTHS_AFTER, **args))
+        runs = {label: {**min(xs, key=lambda r: r["foreign_cores"]), "all_seconds": [r["seconds"] for r in xs]}
+                for label, xs in tried.items()}
         base = runs["baseline"]["seconds"]
         for r in runs.values():
             r["ratio"] = r["seconds"] / base

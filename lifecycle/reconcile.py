@@ -55,6 +55,7 @@ from storage.objectstore import ObjectInfo, ObjectStore
 ACTOR = "reconcile"
 BATCH = 5_000     # disagreements classified, counted and repaired together
 SAMPLE = 1_000    # ids the report keeps of each kind; beyond, counts only
+PROGRESS_EVERY = 20  # batches between two progress lines
 KINDS = ("orphan_objects", "dangling_rows", "empty_recordings", "held_missing", "held_orphans")
 
 
@@ -131,11 +132,12 @@ def reconcile(engine: sa.Engine, store: ObjectStore, bucket: str, *, repair: boo
     now = now or datetime.now(timezone.utc)
     report = ReconcileReport(bucket=bucket)
     checker = _HoldMarkers(store, bucket)
-    for batch in scan(engine, store, report, grace=grace, now=now):
+    for n, batch in enumerate(scan(engine, store, report, grace=grace, now=now), 1):
         orphans, dangling = _classify(report, batch, checker, count_empty=not repair)
         if repair:
             _repair(engine, store, report, orphans, dangling, now=now)
-        say(f"{report.rows_seen} catalog copies and {report.objects_seen} objects merged")
+        if n % PROGRESS_EVERY == 0:
+            say(f"{report.rows_seen} catalog copies and {report.objects_seen} objects merged so far")
     report.repaired = repair
     say(report.summary())
     return report
