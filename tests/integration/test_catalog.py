@@ -52,7 +52,7 @@ def table_names(engine: sa.Engine) -> set[str]:
 def test_upgrade_downgrade_upgrade(engine: sa.Engine) -> None:
     upgrade(engine)
     assert table_names(engine) == CATALOG_TABLES | {"alembic_version"}
-    assert current_revision(engine) == head_revision() == "0008"
+    assert current_revision(engine) == head_revision() == "0009"
 
     downgrade(engine, "base")
     assert table_names(engine) <= {"alembic_version"}
@@ -355,18 +355,18 @@ def test_lookups_use_their_indexes_on_postgres(pg_engine: sa.Engine) -> None:
             {"copies": ["ix_copies_expires_not_held"]}),
         "(b) copies of a caller number (data-subject requests)": (
             by_recordings.where(r.c.tenant_id == probe["tenant"], r.c.number_hash == probe["number_hash"]),
-            {"recordings": ["ix_recordings_tenant_number"], "copies": ["uq_copies_recording_id_tier_reason"]}),
+            {"recordings": ["ix_recordings_tenant_number_started_id"], "copies": ["uq_copies_recording_id_tier_reason"]}),
         "(c1) copies of an agent in a week": (
             by_recordings.where(r.c.tenant_id == "t1", r.c.agent_id == "agent-7",
                                 r.c.started_at >= BASE + timedelta(days=10),
                                 r.c.started_at < BASE + timedelta(days=17)),
-            {"recordings": ["ix_recordings_tenant_agent_started"],
+            {"recordings": ["ix_recordings_tenant_agent_started_id"],
              "copies": ["uq_copies_recording_id_tier_reason"]}),
         "(c2) copies of a team in a day": (
             by_recordings.where(r.c.tenant_id == "t2", r.c.team_id == "team-3",
                                 r.c.started_at >= BASE + timedelta(days=20),
                                 r.c.started_at < BASE + timedelta(days=21)),
-            {"recordings": ["ix_recordings_tenant_team_started"],
+            {"recordings": ["ix_recordings_tenant_team_started_id"],
              "copies": ["uq_copies_recording_id_tier_reason"]}),
     }
     report = []
