@@ -1,6 +1,6 @@
 """The catalog on real PostgreSQL (per-test schema) and SQLite: migrations up, down and up
 again, the Core tables matching the migration, constraints, the copy cascade, and the
-query plans of the sweeper's and the data-subject requests' lookups."""
+query plans of the sweeper's, the data-subject requests' and search's lookups."""
 
 from __future__ import annotations
 
@@ -343,6 +343,43 @@ def explain(conn: sa.Connection, stmt: sa.Select) -> tuple[str, str]:
     return sql, plan
 
 
+class _ProbeHash:
+    """``KeyRing.number_hash`` answering the seeded probe's hash (the seed has no real keys)."""
+
+    def __init__(self, number_hash: str) -> None:
+        self.hash = number_hash
+
+    def number_hash(self, tenant: str, form: str) -> str:
+        return self.hash
+
+
+def search_queries(probe: dict[str, str]) -> dict:
+    """A search's page (``access.api.search.scoped``, keyset cursor, LIMIT) per filter: one index range each."""
+    from access.api.search import Cursor, Filters, after, scoped
+    from access.policy import User
+    from core.vocabulary import Relation, Role
+
+    control = User("ic", Role.INTERNAL_CONTROL, frozenset({probe["tenant"]}))
+    manager = User("m", Role.MANAGER, frozenset({"t1"}), frozenset({("t1", "team-3", Relation.MANAGER)}))
+    deep = Cursor(BASE + timedelta(days=45), uuid.UUID(int=0))
+    keys = _ProbeHash(probe["number_hash"])
+
+    def page(user, filters, cursor=None) -> sa.Select:
+        return scoped(None, keys, user, filters).where(*after(cursor)).limit(51)
+
+    month = dict(start=BASE + timedelta(days=30), end=BASE + timedelta(days=60))
+    return {
+        "(s1) search: a tenant, newest first, deep": (
+            page(control, Filters(), deep), {"recordings": ["ix_recordings_tenant_started_id"]}),
+        "(s2) search: by number": (
+            page(control, Filters(number="+33612345678")), {"recordings": ["ix_recordings_tenant_number_started_id"]}),
+        "(s3) search: by agent": (
+            page(control, Filters(agent="agent-7"), deep), {"recordings": ["ix_recordings_tenant_agent_started_id"]}),
+        "(s4) search: manager, by team over a month": (
+            page(manager, Filters(team="team-3", **month)), {"recordings": ["ix_recordings_tenant_team_started_id"]}),
+    }
+
+
 def test_lookups_use_their_indexes_on_postgres(pg_engine: sa.Engine) -> None:
     upgrade(pg_engine)
     probe = seed_volume(pg_engine)
@@ -369,6 +406,7 @@ def test_lookups_use_their_indexes_on_postgres(pg_engine: sa.Engine) -> None:
             {"recordings": ["ix_recordings_tenant_team_started_id"],
              "copies": ["uq_copies_recording_id_tier_reason"]}),
     }
+    queries.update(search_queries(probe))
     report = []
     with pg_engine.connect() as conn:
         counts = {name: conn.execute(sa.select(sa.func.count()).select_from(sa.table(name))).scalar()
@@ -389,5 +427,6 @@ def test_lookups_use_their_indexes_on_postgres(pg_engine: sa.Engine) -> None:
             assert f"Seq Scan on {table}" not in plan, f"{title}: sequential scan of {table}\n{plan}"
             for index in index_names:
                 assert any(f"{scan} using {index} on {table}" in plan or f"{scan} on {index}" in plan
-                           for scan in ("Index Scan", "Index Only Scan", "Bitmap Index Scan")), \
+                           for scan in ("Index Scan", "Index Scan Backward", "Index Only Scan",
+                                        "Index Only Scan Backward", "Bitmap Index Scan")), \
                     f"{title}: {index} not used\n{plan}"
