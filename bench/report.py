@@ -347,8 +347,8 @@ def search_section(r: dict) -> list[str]:
                 f"{' ⚠' if m['foreign_cores'] > 0.25 else ''} |")
 
     for m in r["after"]:
-        lines.append(row(m, m["case"]))
-    worst = max(r["after"], key=lambda m: m["ratio_p99"])
+        lines.append(row(m, m["case"] + (" — context, not a goal" if m.get("context") else "")))
+    worst = max((m for m in r["after"] if not m.get("context")), key=lambda m: m["ratio_p99"])
     lines += ["", f"Worst p99 ratio: {_ratio(worst['ratio_p99'])} ({worst['case']} at depth {worst['depth']:,}); "
               f"goal ≤ {r['goal_p99_ratio']:g}×: {_goal(r['goal_met'])}.", ""]
     if r.get("before"):

@@ -55,7 +55,7 @@ PAGE = 50
 SECRET = "bench-" + "s" * 40
 DAYS = 90
 ROWS_PER_STATEMENT = 100_000
-QUIET_WAIT = 30  # s: at most this long for a quiet host before each case (the host is shared)
+QUIET_WAIT = 10  # s: at most this long for a quiet host before each case (the host is shared)
 
 
 @dataclass(frozen=True)
@@ -180,6 +180,7 @@ class Case:
     user: str
     params: dict = field(default_factory=dict)  # API filters (GET query, or POST body with "number")
     depths: tuple[int, ...] = (0, 10_000, 100_000, -1)  # -1: the last page
+    context: bool = False  # shown, not a goal
 
     @property
     def post(self) -> bool:
@@ -199,6 +200,10 @@ def cases(now: datetime, probe_number: str) -> list[Case]:
         Case("consultant, own calls", "consultant-1", {}),
         Case("IT, no filter (numbers masked)", "it-1", {}),
         Case("IT, by number under break-glass", "it-1", {"number": probe_number}, (0,)),
+        # Context, not a search anyone needs: an empty page is the API's fixed cost per request
+        # (token, user, gate, audit entry, response) over a SELECT that finds nothing.
+        Case("internal control, an agent without calls (empty page)", "control-1", {"agent": "nobody"}, (0,),
+             context=True),
     ]
 
 
@@ -226,8 +231,18 @@ def baseline_sql(engine, keys, case: Case, grants, cursor) -> str:
         return str(stmt.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
 
 
+_DEPTHS: dict = {}
+
+
 def depth_key(engine, keys, case: Case, grants, depth: int):
-    """The sort key of the recording just before ``depth`` (None: page 1), and the result set's size."""
+    """The sort key of the recording just before ``depth`` (None: page 1), the result set's size and the
+    depth itself (-1: the last page's; None: the result set is not that deep). Cached per case."""
+    if (case.name, depth) not in _DEPTHS:
+        _DEPTHS[case.name, depth] = _depth_key(engine, keys, case, grants, depth)
+    return _DEPTHS[case.name, depth]
+
+
+def _depth_key(engine, keys, case: Case, grants, depth: int):
     import sqlalchemy as sa
 
     from access.api.search import Cursor, scoped
@@ -345,7 +360,7 @@ def run_cases(st, engine, keys, env, cwd: Path | None, *, now, probe_number, gra
                                             budget, check=not old_cursor)
 
                     m = common.least_contended(measure, tries=tries)
-                    m.update(case=case.name, depth=at, result_set=total, code=label)
+                    m.update(case=case.name, depth=at, result_set=total, code=label, context=case.context)
                     common.say(f"  [{label}] {case.name} @ {at:,} of {total:,}: API p50/p99 "
                                f"{m['api_ms']['p50']:.1f}/{m['api_ms']['p99']:.1f} ms, SELECT "
                                f"{m['select_ms']['p50']:.2f}/{m['select_ms']['p99']:.2f} ms, p99 ratio "
@@ -399,13 +414,13 @@ def run(quick: bool, reps: int | None, before: str | None, before_budget: float)
                                           depths=(0, 10_000), old_cursor=True, label="before", tries=1,
                                           **kw)
         results["after"] = run_cases(st, engine, keys, env, None, reps=reps, budget=600, depths=None,
-                                     old_cursor=False, label="after", tries=3, **kw)
+                                     old_cursor=False, label="after", tries=2, **kw)
     finally:
         engine.dispose()
         common.drop_pg_schema(st, schema)
         common.delete_buckets(settings, [settings.recordings_bucket, settings.landing_bucket,
                                          settings.exports_bucket])
-    worst = max(results["after"], key=lambda m: m["ratio_p99"])
+    worst = max((m for m in results["after"] if not m["context"]), key=lambda m: m["ratio_p99"])
     results["worst_p99_ratio"] = worst["ratio_p99"]
     results["goal_met"] = worst["ratio_p99"] <= GOAL_RATIO
     return results
@@ -416,10 +431,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="100,000 recordings, 50 requests per case")
     parser.add_argument("--reps", type=int, help="requests per case and depth (default 200, --quick 50)")
     parser.add_argument("--before", metavar="REV", help="also measure the API of this commit (e.g. 27573a7)")
-    parser.add_argument("--before-budget", type=float, default=60.0, help="seconds per case for --before")
+    parser.add_argument("--before-budget", type=float, default=20.0, help="seconds per case for --before")
     args = parser.parse_args(argv)
     results = run(args.quick, args.reps, args.before, args.before_budget)
-    path = common.write_json("search-quick" if args.quick else "search", results)
+    path = common.write_json("search", results)
     common.say(f"wrote {path}; worst p99 ratio {results['worst_p99_ratio']:.2f}× (goal ≤ {GOAL_RATIO}×)")
     return 0
 
