@@ -66,27 +66,13 @@ filters_st = st.builds(
     tier=st.sampled_from([None, None, *TIERS]), tenant=st.sampled_from([None, None, *TENANTS]))
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgres"])
-def engine(request, tmp_path_factory, postgres_url):
-    if request.param == "sqlite":
-        engine = enable_sqlite_pragmas(sa.create_engine(f"sqlite:///{tmp_path_factory.mktemp('scope')}/c.sqlite3"))
-        upgrade(engine)
-        yield engine
-        engine.dispose()
-        return
-    schema = f"t_search_scope_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(postgres_url)
-    with admin.begin() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    engine = sa.create_engine(postgres_url, connect_args={"options": f"-csearch_path={schema}"})
+@pytest.fixture(params=["sqlite", "postgres"])
+def engine(request) -> sa.Engine:
+    """Migrated once per test: each example runs in a transaction rolled back after it."""
+    engine = enable_sqlite_pragmas(request.getfixturevalue("sqlite_engine")) if request.param == "sqlite" \
+        else request.getfixturevalue("pg_engine")
     upgrade(engine)
-    try:
-        yield engine
-    finally:
-        engine.dispose()
-        with admin.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    return engine
 
 
 def _insert(conn: sa.Connection, recordings: list[dict]) -> None:
