@@ -426,13 +426,37 @@ def run(quick: bool, reps: int | None, before: str | None, before_budget: float)
     return results
 
 
+def render_into_results() -> int:
+    """This benchmark's section of RESULTS.md, in place of the old one (else before "## Analysis")."""
+    from bench import report
+
+    section = "\n".join(report.search_section(json.loads((common.OUT / "search.json").read_text())))
+    text = report.RESULTS.read_text()
+    title = "## Search at catalog scale"
+    if title in text:
+        head, rest = text.split(title, 1)
+        end = rest.find("\n## ")  # the next level-2 heading ("### Before" is part of this section)
+        tail = rest[end:] if end >= 0 else "\n"
+        text = head + section.rstrip() + "\n" + tail
+    else:
+        head, sep, rest = text.partition("## Analysis")
+        text = head + section.rstrip() + "\n\n" + sep + rest
+    report.RESULTS.write_text(text)
+    common.say(f"wrote {report.RESULTS}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="100,000 recordings, 50 requests per case")
     parser.add_argument("--reps", type=int, help="requests per case and depth (default 200, --quick 50)")
     parser.add_argument("--before", metavar="REV", help="also measure the API of this commit (e.g. 27573a7)")
     parser.add_argument("--before-budget", type=float, default=20.0, help="seconds per case for --before")
+    parser.add_argument("--render", action="store_true",
+                        help="no run: put bench/out/search.json's section into RESULTS.md (replacing it)")
     args = parser.parse_args(argv)
+    if args.render:
+        return render_into_results()
     results = run(args.quick, args.reps, args.before, args.before_budget)
     path = common.write_json("search", results)
     common.say(f"wrote {path}; worst p99 ratio {results['worst_p99_ratio']:.2f}× (goal ≤ {GOAL_RATIO}×)")
