@@ -261,14 +261,14 @@ def main(argv: list[str] | None = None) -> int:
     st = common.stack()
     path = common.OUT / "retention.json"
     data = json.loads(path.read_text()) if path.exists() and a.only else {}
-    data.update(date=common.now_iso(), quick=a.quick, goals=GOALS)
+    data.update(date=common.now_iso(), goals=GOALS)
     if a.only in (None, "retention"):
         common.say(f"retention: {copies:,} copies")
-        data["retention"] = bench_retention(st, copies, trees, a.tries)
+        data["retention"] = {**bench_retention(st, copies, trees, a.tries), "quick": a.quick}
         common.write_json("retention", data)
     if a.only in (None, "reconcile"):
         common.say(f"reconcile: {rows:,} rows")
-        data["reconcile"] = bench_reconcile(st, rows, trees, a.before_rows, a.tries)
+        data["reconcile"] = {**bench_reconcile(st, rows, trees, a.before_rows, a.tries), "quick": a.quick}
         common.write_json("retention", data)
     common.say(f"wrote {path}")
     return 0

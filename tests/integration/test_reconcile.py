@@ -21,8 +21,8 @@ from storage.admin import init_buckets
 from storage.audit import verify
 from storage.catalog import tables as t
 from storage.catalog.db import make_engine
-from tests.support.catalog import NOW, store_copy
 from testbed.pipeline import service_env
+from tests.support.catalog import NOW, store_copy
 
 pytestmark = pytest.mark.integration
 ORPHAN = "acme/orphan/production.cve"
