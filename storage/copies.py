@@ -20,8 +20,9 @@ from .catalog import tables as t
 from .crypto import (
     FRAME_SIZE,
     HEADER_SIZE,
+    DecryptionError,
     FrameLayout,
-    decrypt_buffer,
+    decrypt_chunks_into_buffer,
     decrypt_range,
     decrypt_stream,
     encode_context,
@@ -127,19 +128,36 @@ def _copy_row(conn: sa.Connection, copy_id: uuid.UUID) -> sa.RowMapping:
     return row
 
 
+WHOLE_READ_CHUNK = 1024 * 1024
+
+
 def read_copy(conn: sa.Connection, store: ObjectStore, keys: KeyRing, copy_id: uuid.UUID) -> bytearray:
     """The whole decrypted audio of a copy, after checking the stored bytes' SHA-256.
 
-    One buffer for the stored bytes, one for the audio (``decrypt_buffer``), nothing else."""
+    One GET, read in chunks: each chunk is hashed and its frames decrypted into the one
+    preallocated plaintext buffer while the next chunk is still arriving; the ciphertext is
+    never held whole. Nothing is returned before the checksum matches."""
     row = _copy_row(conn, copy_id)
     data_key = keys.unwrap_data_key(conn, caller_key_id=row["caller_key_id"], wrapped=row["wrapped_data_key"],
                                     object_key=row["object_key"])
-    blob = store.get(row["bucket"], row["object_key"])
-    if hashlib.sha256(blob).hexdigest() != row["stored_sha256"]:
+    stored = _Hashing(store.stream(row["bucket"], row["object_key"], chunk_size=WHOLE_READ_CHUNK))
+    chunks = iter(stored)
+    try:
+        audio = decrypt_chunks_into_buffer(chunks, data_key=data_key, aad=_aad(row["object_key"]))
+    except DecryptionError:
+        for _ in chunks:  # the rest of the object, hashed: a changed object is told as such
+            pass
+        _check_stored(stored, row, copy_id)
+        raise
+    _check_stored(stored, row, copy_id)
+    return audio
+
+
+def _check_stored(stored: _Hashing, row: Any, copy_id: uuid.UUID) -> None:
+    if stored.sha.hexdigest() != row["stored_sha256"]:
         raise CatalogIntegrityError(f"copy {copy_id}: stored object {row['object_key']} does not match its "
                                     "catalog SHA-256 (corrupted or replaced)",
                                     hint="restore it from a backup or re-ingest")
-    return decrypt_buffer(blob, data_key=data_key, aad=_aad(row["object_key"]))
 
 
 def stream_copy(conn: sa.Connection, store: ObjectStore, keys: KeyRing, copy_id: uuid.UUID) -> Iterator[bytes]:
