@@ -17,7 +17,7 @@ from the middle, not frame-aligned (two frames), bearer token, keep-alive connec
 first byte (TTFB) = from sending the request to the first body byte. Baseline: a boto3 ranged
 GET of the same byte count from an unencrypted object of the same size in the same bucket, to
 its first body byte. For context, ``read_copy_range`` called in-process (catalog row, unwrap,
-two GETs, decrypt: the storage share of a request). All three interleaved; bytes checked.
+one GET for copies written with their header, decrypt: the storage share of a request). All three interleaved; bytes checked.
 Goal (issue 20): API TTFB p99 at most 2x the raw GET's.
 
 Concurrent listeners (1-hour size): ``--listeners`` (default 50) threads, each with its own

@@ -9,7 +9,8 @@ For payloads of 120 KiB (a 1-minute Opus call is ~120 KB), 1 MiB, 16 MiB and 64 
   ``read_copy`` includes the catalog lookup, the key unwrap, the SHA-256 check and decryption;
 - the pure CPU cost of ``encrypt_bytes`` / ``decrypt_bytes`` (and SHA-256, for context);
 - a ranged read of 64 KiB from the middle of a 64 MiB object: one raw ranged GET vs
-  ``read_copy_range`` (catalog row, unwrap, header GET, frames GET, authenticate).
+  ``read_copy_range`` (catalog row with the header, unwrap, frames GET, authenticate; before issue 20 a
+  header GET too).
 
 Both kinds of object go to the same bucket, made by ``storage.admin.init_buckets`` as the
 recordings bucket is (versioning, object lock, SSE-S3): only client-side encryption differs.
@@ -48,8 +49,7 @@ def run(quick: bool = False, reps: int | None = None) -> dict:
     from storage.catalog.db import make_engine
     from storage.catalog.migrate import upgrade
     from storage.copies import object_key_for, put_encrypted, read_copy, read_copy_range, upsert_copy
-    from storage.crypto import (FRAME_SIZE, decrypt_bytes, encode_context, encrypt_bytes, encrypt_stream,
-                                new_data_key)
+    from storage.crypto import FRAME_SIZE, decrypt_bytes, encode_context, encrypt_bytes, encrypt_stream, new_data_key
     from storage.keys import KeyRing
     from storage.objectstore import ObjectStore
     from testbed.catalog import add_recording
