@@ -41,7 +41,7 @@ NOW = datetime.now(timezone.utc)
 NUMBER = "+33612345678"
 
 
-def run(quick: bool = False, reps: int | None = None) -> dict:
+def run(quick: bool = False, reps: int | None = None, only: str | None = None) -> dict:
     import hashlib
 
     from storage.admin import init_buckets
@@ -200,13 +200,16 @@ def run(quick: bool = False, reps: int | None = None) -> dict:
             entry["_last"] = (raw_key, copy_id, size)
             return entry
 
-        for label, size in SIZES:
+        last_big = None
+        for label, size in [x for x in SIZES if only in (None, x[0])]:
             entry = common.least_contended(lambda: measure_size(label, size), tries=2)
             last = entry.pop("_last")
             results["sizes"].append(entry)
             if size == 64 << 20:
                 last_big = last
 
+        if last_big is None:  # --only another size
+            return results
         # Ranged read: 64 KiB from the middle of the 64 MiB object, not frame-aligned (two frames).
         raw_key, copy_id, size = last_big
         start = size // 2 + 4096
@@ -258,11 +261,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer repetitions (5) and ranged reads (30)")
     parser.add_argument("--reps", type=int, help="repetitions per measurement (>= 5)")
+    parser.add_argument("--only", choices=[label for label, _ in SIZES],
+                        help="one size (and the ranged read, when it is 64 MiB); written to encryption-<size>.json")
     args = parser.parse_args(argv)
     if args.reps is not None and args.reps < 5:
         parser.error("--reps must be >= 5")
-    results = run(quick=args.quick, reps=args.reps)
-    path = common.write_json("encryption", results)
+    results = run(quick=args.quick, reps=args.reps, only=args.only)
+    path = common.write_json(f"encryption-{args.only.replace(' ', '')}" if args.only else "encryption", results)
     common.say(f"wrote {path}")
     return 0
 
