@@ -307,9 +307,11 @@ def access_section(r: dict) -> list[str]:
             m = c[key]
             lines.append(f"| {name} | {_f(m['median'])} | {_f(m['p90'])} | {_f(m['p99'])} | {_f(m['max'])} | "
                          f"{_f(c[rate], 0)} |")
-        lines += ["", f"Ratio API ÷ raw GET: p50 {_ratio(c['ratio_p50'])}, p99 {_ratio(c['ratio_p99'])}; goal p99 ≤ "
-                  f"{goals.get('ttfb_p99_ratio_concurrent', 3):g}×: "
-                  f"{_goal(c['ratio_p99'] <= goals.get('ttfb_p99_ratio_concurrent', 3))}. API server CPU "
+        failed = c.get("api_failed", 0)
+        lines += ["", f"Ratio API ÷ raw GET: p50 {_ratio(c['ratio_p50'])}, p99 {_ratio(c['ratio_p99'])}; API requests "
+                  f"failed: {failed}{' (status ' + ', '.join(map(str, c['api_failed_statuses'])) + '; 0 = cut)' if failed else ''}"
+                  f"; goal p99 ≤ {goals.get('ttfb_p99_ratio_concurrent', 3):g}× and none failed: "
+                  f"{_goal(c['ratio_p99'] <= goals.get('ttfb_p99_ratio_concurrent', 3) and not failed)}. API server CPU "
                   f"{_f(c['server_cpu_ms_per_request'], 1)} ms per request; {c['requests']} requests each side; "
                   f"foreign load {_foreign(c)} cores."]
     return lines + [""]
