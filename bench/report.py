@@ -195,7 +195,8 @@ def encryption_section(r: dict) -> list[str]:
         lines += ["", "### Ranged read", "",
                   f"{rg['length'] // 1024} KiB from byte {rg['start']:,} of a {rg['object_bytes'] >> 20} MiB object "
                   f"(not frame-aligned: {rg['frames_fetched']} frames), {rg['reps']} reads each, interleaved. "
-                  "`read_copy_range` includes the catalog row, the key unwrap and two ranged GETs (header, frames).",
+                  "`read_copy_range` includes the catalog row, the key unwrap and the ranged GET of the frames "
+                  "(plus one of the header before issue 20).",
                   "", "| | p50 ms | p90 ms | p99 ms | GETs |", "|---|---:|---:|---:|---:|",
                   f"| raw ranged GET (baseline) | {_f(rg['raw_ms']['median'])} | {_f(rg['raw_ms']['p90'])} | "
                   f"{_f(rg['raw_ms']['p99'])} | {rg['requests']['raw']} |",
@@ -266,8 +267,9 @@ def access_section(r: dict) -> list[str]:
         "`GET /copies/{id}/audio` with `Range: bytes=a-b` (64 KiB from the middle of the recording, not "
         "frame-aligned: two 64 KiB frames), bearer token, keep-alive connection, to `callvault api` (uvicorn, in "
         "a subprocess) over PostgreSQL and MinIO. Each request: token check, user loaded from the catalog, copy "
-        "row, policy decision, hash-chained audit entry committed, key unwrap, two ranged GETs (header, frames), "
-        "decryption. TTFB = request sent → first body byte received. Baseline: a boto3 ranged GET of the same "
+        "row with its recording (and, since issue 20, the encryption header), policy decision, key unwrap, one "
+        "ranged GET of the frames (two before issue 20: header, frames), decryption, hash-chained audit entry "
+        "committed. TTFB = request sent → first body byte received. Baseline: a boto3 ranged GET of the same "
         "64 KiB of an unencrypted object of the same size in the same bucket, to its first body byte. Context: "
         "`read_copy_range` called in-process (the storage share of a request). Interleaved, bytes checked.", "",
         "| Object | Measure | p50 ms | p90 ms | p99 ms | max ms | foreign load |",
@@ -288,6 +290,30 @@ def access_section(r: dict) -> list[str]:
                      f"{_ratio(x['ratio_p99'])}; goal p99 < {goals['ttfb_p99_ms']:g} ms: "
                      f"{_goal(api['p99'] < goals['ttfb_p99_ms'])} ({_f(api['p99'])} ms); API server CPU "
                      f"{_f(x['server_cpu_ms_per_request'], 1)} ms per request; {x['reps']} requests each.")
+        if "ttfb_p99_ratio" in goals:
+            lines.append(f"  Goal (issue 20) API p99 ≤ {goals['ttfb_p99_ratio']:g}× the raw GET's: "
+                         f"{_goal(x['ratio_p99'] <= goals['ttfb_p99_ratio'])}.")
+    c = r.get("playback_concurrent")
+    if c:
+        lines += ["", f"### Range playback with {c['listeners']} concurrent listeners", "",
+                  f"{c['listeners']} threads, each with its own keep-alive connection, each sending {c['per_listener']} "
+                  f"Range requests back to back ({c['label']}, the same 64 KiB), all released together; then "
+                  f"{c['listeners']} threads of raw boto3 ranged GETs (one client, a pool of a connection per "
+                  "thread); API, raw, raw, API. TTFB per request; API server, PostgreSQL, MinIO and the client "
+                  "threads share the host's 2 cores.", "",
+                  "| Measure | p50 ms | p90 ms | p99 ms | max ms | requests/s |", "|---|---:|---:|---:|---:|---:|"]
+        for key, rate, name in (("raw_ttfb_ms", "raw_requests_per_s", "raw boto3 ranged GET, TTFB (baseline)"),
+                                ("api_ttfb_ms", "api_requests_per_s", "API, TTFB")):
+            m = c[key]
+            lines.append(f"| {name} | {_f(m['median'])} | {_f(m['p90'])} | {_f(m['p99'])} | {_f(m['max'])} | "
+                         f"{_f(c[rate], 0)} |")
+        failed = c.get("api_failed", 0)
+        lines += ["", f"Ratio API ÷ raw GET: p50 {_ratio(c['ratio_p50'])}, p99 {_ratio(c['ratio_p99'])}; API requests "
+                  f"failed: {failed}{' (status ' + ', '.join(map(str, c['api_failed_statuses'])) + '; 0 = cut)' if failed else ''}"
+                  f"; goal p99 ≤ {goals.get('ttfb_p99_ratio_concurrent', 3):g}× and none failed: "
+                  f"{_goal(c['ratio_p99'] <= goals.get('ttfb_p99_ratio_concurrent', 3) and not failed)}. API server CPU "
+                  f"{_f(c['server_cpu_ms_per_request'], 1)} ms per request; {c['requests']} requests each side; "
+                  f"foreign load {_foreign(c)} cores."]
     return lines + [""]
 
 
