@@ -53,12 +53,19 @@ def _expired(now: datetime):
     return sa.and_(t.copies.c.expires_at <= now, t.copies.c.hold == sa.false())
 
 
-def count_due(conn: sa.Connection, now: datetime) -> tuple[int, int]:
-    due = conn.execute(sa.select(sa.func.count()).select_from(t.copies).where(
-        sa.or_(_expired(now), t.copies.c.deleting_at.is_not(None)))).scalar()
-    held = conn.execute(sa.select(sa.func.count()).select_from(t.copies).where(
-        t.copies.c.expires_at <= now, t.copies.c.hold == sa.true())).scalar()
+def count_due_queries(now: datetime) -> tuple[sa.Select, sa.Select]:
+    """Due (expired and unheld, or marked) and held-and-expired: each reads a partial index
+    (``ix_copies_expires_not_held`` + ``ix_copies_deleting``, ``ix_copies_held_expires``), not the table."""
+    due = sa.select(sa.func.count()).select_from(t.copies).where(
+        sa.or_(_expired(now), t.copies.c.deleting_at.is_not(None)))
+    held = sa.select(sa.func.count()).select_from(t.copies).where(
+        t.copies.c.expires_at <= now, t.copies.c.hold == sa.true())
     return due, held
+
+
+def count_due(conn: sa.Connection, now: datetime) -> tuple[int, int]:
+    due, held = count_due_queries(now)
+    return conn.execute(due).scalar(), conn.execute(held).scalar()
 
 
 def _mark(engine: sa.Engine, now: datetime, batch_size: int) -> list[sa.Row]:
