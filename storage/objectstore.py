@@ -331,29 +331,20 @@ class ObjectStore:
         keys = list(keys)
         with ThreadPoolExecutor(max_workers=LIST_CONCURRENCY) as pool:
             listed = list(pool.map(lambda k: (k, [(vk, v) for vk, v in self.versions(bucket, k) if vk == k]), keys))
-        batch: list[dict] = []
-        deleted = 0
-        for key, found in listed:
-            for k, version in found or [(key, None)]:
-                entry = {"Key": k}
-                if version and version != "null":
-                    entry["VersionId"] = version
-                batch.append(entry)
-                if len(batch) == DELETE_BATCH:
-                    deleted += self._delete_batch(bucket, batch)
-                    batch = []
-        if batch:
-            deleted += self._delete_batch(bucket, batch)
-        return deleted
+        return self._delete_entries(bucket, ({"Key": k, **({"VersionId": v} if _version(v) else {})}
+                                             for key, found in listed for k, v in found or [(key, None)]))
 
     def delete_versions(self, bucket: str, versions: Iterable[tuple[str, str]]) -> int:
         """Delete exactly these (key, version id) pairs with DeleteObjects, 1,000 a call, with no
         listing first. Naming the version removes it (no delete marker); one already gone counts
         as deleted (an interrupted sweep finished again); a locked one is kept (``_delete_batch``)."""
+        return self._delete_entries(bucket, ({"Key": key, "VersionId": version} for key, version in versions))
+
+    def _delete_entries(self, bucket: str, entries: Iterable[dict]) -> int:
         deleted = 0
         batch: list[dict] = []
-        for key, version in versions:
-            batch.append({"Key": key, "VersionId": version})
+        for entry in entries:
+            batch.append(entry)
             if len(batch) == DELETE_BATCH:
                 deleted += self._delete_batch(bucket, batch)
                 batch = []
