@@ -110,6 +110,26 @@ def ffmpeg_alone(src: Path, n: int, fmt: str, parallel: int, workdir: Path) -> d
             "foreign_cores": load["foreign_cores"], "foreign_top": load["foreign_top"]}
 
 
+def ffmpeg_single(src: Path, n: int, fmt: str, workdir: Path) -> dict:
+    """The latency floor of one call: ffmpeg alone transcoding the same file, one at a time
+    (nothing else of this benchmark running), n times; the wall time of each process."""
+    out = workdir / f"ff-single-{fmt}{SUFFIX[fmt]}"
+    cmd = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-i", str(src), *ENCODER_ARGS[fmt],
+           "-map_metadata", "-1", "-fflags", "+bitexact", "-flags:a", "+bitexact", str(out)]
+    subprocess.run(cmd, check=True, capture_output=True)  # warm the page cache
+    quiet = common.wait_quiet()
+    watch = common.CpuWatch()
+    walls = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        subprocess.run(cmd, check=True, capture_output=True)
+        walls.append(time.perf_counter() - t0)
+    load = watch.stop()
+    return {"n": n, "wall_ms": {k: 1000 * v for k, v in common.summary(walls).items() if k != "n"},
+            "walls_ms": [round(1000 * w, 1) for w in walls], "quiet_gate": quiet,
+            "foreign_cores": load["foreign_cores"], "foreign_top": load["foreign_top"]}
+
+
 def raw_floor(st, audio: bytes, n: int, threads: int) -> dict:
     """boto3 put_object of the bytes + one INSERT per call into PostgreSQL; no Kafka, no ffmpeg."""
     import psycopg
@@ -399,10 +419,11 @@ def _mean_baseline(runs: list[dict]) -> dict:
     return out
 
 
-def run(n: int, quick: bool, modes: list[str]) -> dict:
+def run(n: int, quick: bool, modes: list[str], low_n: int | None = None) -> dict:
     st = common.stack()
     cores = os.cpu_count() or 1
-    low_n, interval = (10 if quick else 20), 0.5
+    low_n, interval = low_n or (10 if quick else 20), 0.5
+    single_n = max(20, low_n)
     results: dict = {"benchmark": "ingest", "date": common.now_iso(), "quick": quick, "n": n, "cores": cores,
                      "partitions": PARTITIONS, "worker_concurrency": 4, "modes": {}, "baselines": {}}
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
@@ -439,6 +460,13 @@ def run(n: int, quick: bool, modes: list[str]) -> dict:
                 common.say(f"  {x['calls_per_s']:.2f} calls/s (foreign load {x['foreign_cores']:.2f} cores)")
             b[f"ffmpeg_{fmt}"] = _mean_baseline(runs)
             results["modes"][fmt] = mode
+            common.say(f"baseline: ffmpeg alone -> {fmt}, one call at a time, {single_n} x")
+            single = common.least_contended(lambda: ffmpeg_single(wav, single_n, fmt, tmpdir), tries=2)
+            b[f"ffmpeg_{fmt}_single"] = single
+            common.say(f"  p50 {single['wall_ms']['median']:.0f} ms, p99 {single['wall_ms']['p99']:.0f} ms")
+            mode["overhead_ms"] = {run_name: {q: mode[run_name]["latency_ms"][q] - single["wall_ms"][q]
+                                              for q in ("median", "p99")}
+                                   for run_name in ("low_rate", "isolated")}
         floor_runs("after")
         for threads in (1, 4):
             b[f"raw_floor_{threads}"] = _mean_baseline(floors[threads])
@@ -463,10 +491,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, help="calls per run (default 200, --quick 40)")
     parser.add_argument("--modes", default="passthrough,opus,flac",
                         help="storage formats to run (passthrough,opus,flac)")
+    parser.add_argument("--low-n", type=int, help="calls of the low-rate and isolated runs (default 20, --quick 10)")
     args = parser.parse_args(argv)
     n = args.n or (40 if args.quick else 200)
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-    results = run(n, args.quick, modes)
+    results = run(n, args.quick, modes, args.low_n)
     path = common.write_json("ingest", results)
     common.say(f"wrote {path}")
     return 0
