@@ -1,7 +1,7 @@
 """Ingest throughput and produce→stored latency through the real pipeline, against baselines.
 
 Pipeline: N one-minute 8 kHz µ-law calls → Kafka (scratch recordings topic, 4 partitions) →
-a real ``callvault worker`` subprocess (default settings: concurrency 4) → MinIO (scratch
+a real ``callvault worker`` subprocess (default settings: calls in flight by storage format) → MinIO (scratch
 buckets made by ``storage.admin.init_buckets``) → PostgreSQL catalog (scratch schema migrated
 to head), exactly as the ``pipeline`` test fixture sets it up. One 60 s call is synthesised
 (ffmpeg's flite voice looped to 60 s, µ-law WAV, ~480 KB) and sent N times under distinct
@@ -23,7 +23,12 @@ Baselines, same run, same bytes:
   bucket plus one INSERT (own transaction) per call into a PostgreSQL table; sequential, and
   with a pool of 4 threads;
 - ffmpeg alone: the same WAV → Ogg/Opus (or FLAC) with the worker's encoder settings, N
-  times, ``nproc`` processes in parallel; per core = calls/s ÷ nproc.
+  times, ``nproc`` processes in parallel; per core = calls/s ÷ nproc;
+- ffmpeg alone, one call at a time: the latency floor of one call (issue 20): the wall time of
+  one such ffmpeg process, max(20, low-n) times in a row; the worker's produce→stored latency
+  in the low-rate and isolated runs minus it is callvault's overhead.
+
+``--round-trips``: only the catalog statements of one call, counted in process.
 
     .venv/bin/python -m bench.ingest [--quick] [--n N] [--modes passthrough,opus,flac]
 """
@@ -188,6 +193,57 @@ def raw_floor(st, audio: bytes, n: int, threads: int) -> dict:
                                          settings.exports_bucket])
     return {"n": n, "threads": threads, "wall_s": wall, "calls_per_s": n / wall, "bytes_per_call": len(audio),
             "quiet_gate": quiet, "foreign_cores": load["foreign_cores"], "foreign_top": load["foreign_top"]}
+
+
+def catalog_round_trips(st, fmt: str, audio: bytes, n: int) -> dict:
+    """The catalog statements and transactions of one call: ``ingest.service.ingest`` in this
+    process, n calls of distinct callers (each a new caller key, as in the benchmark), counted by
+    SQLAlchemy's events (transactions: those opened with BEGIN and closed with COMMIT or ROLLBACK,
+    not single statements in AUTOCOMMIT); with the worker's acknowledgement bookkeeping
+    (``ingest.attempts``: one start and one finish per take of 1 call, the isolated case) apart."""
+    import sqlalchemy as sa
+
+    from callvault.bootstrap import build_worker_deps
+    from ingest import attempts
+    from ingest.runtime import prepare
+    from ingest.service import ingest
+    from ingest.settings import IngestSettings
+
+    counts = {"statements": 0, "transactions": 0}
+
+    def statement(*_a, **_k) -> None:
+        counts["statements"] += 1
+
+    def transaction(conn, *_a, **_k) -> None:  # BEGIN ... COMMIT: two round trips more (not in AUTOCOMMIT)
+        if conn.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
+            counts["transactions"] += 1
+
+    with scratch_pipeline(st, fmt, common.OUT / f"ingest-{fmt}-statements.log") as scratch:
+        pipe = scratch.pipe
+        worker = build_worker_deps(pipe.storage, pipe.env["CALLVAULT_CATALOG_URL"], IngestSettings(storage_format=fmt))
+        prepare(worker)
+        deps = worker.ingest
+        for _k, value, _rid in build_messages(pipe, audio, 2, f"{fmt}-swarm"):
+            ingest(value, deps)
+        msgs = build_messages(pipe, audio, n, f"{fmt}-stmts")
+        sa.event.listen(deps.engine, "before_cursor_execute", statement)
+        sa.event.listen(deps.engine, "begin", transaction)
+        for _k, value, _rid in msgs:
+            assert ingest(value, deps).outcome.value == "stored"
+        service = dict(counts)
+        counts.update(statements=0, transactions=0)
+        now = datetime.now(timezone.utc)
+        for i in range(n):
+            delivery = [("bench", 0, i)]
+            attempts.start(deps.engine, delivery, now=now)
+            attempts.finish(deps.engine, delivery)
+        bookkeeping = dict(counts)
+        deps.engine.dispose()
+    return {"n": n, "format": fmt,
+            "service_statements_per_call": service["statements"] / n,
+            "service_transactions_per_call": service["transactions"] / n,
+            "bookkeeping_statements_per_call": bookkeeping["statements"] / n,
+            "bookkeeping_transactions_per_call": bookkeeping["transactions"] / n}
 
 
 # -- the pipeline --------------------------------------------------------------------------------
@@ -397,7 +453,11 @@ def run_worker_mode(st, fmt: str, audio: bytes, n: int, low_n: int, interval: fl
         assert copies[0] == total and recordings == total, (copies, recordings, total)
         objects = sum(1 for _ in pipe.store.list(pipe.storage.recordings_bucket))
         assert objects == total, (objects, total)
-        return {"format": fmt, "worker_startup_s": startup, "backlog": backlog, "low_rate": low,
+        from ingest.settings import IngestSettings
+
+        in_flight = getattr(IngestSettings(storage_format=fmt, concurrency=None), "in_flight", 4)  # main's: 4
+        return {"format": fmt, "worker_in_flight": in_flight, "worker_startup_s": startup, "backlog": backlog,
+                "low_rate": low,
                 "isolated": isolated,
                 "catalog": {"recordings": recordings, "copies": copies[0], "objects": objects,
                             "avg_stored_bytes": float(copies[1])},
@@ -425,7 +485,7 @@ def run(n: int, quick: bool, modes: list[str], low_n: int | None = None) -> dict
     low_n, interval = low_n or (10 if quick else 20), 0.5
     single_n = max(20, low_n)
     results: dict = {"benchmark": "ingest", "date": common.now_iso(), "quick": quick, "n": n, "cores": cores,
-                     "partitions": PARTITIONS, "worker_concurrency": 4, "modes": {}, "baselines": {}}
+                     "partitions": PARTITIONS, "worker_concurrency": "by format", "modes": {}, "baselines": {}}
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
         tmpdir = Path(tmp)
         wav = make_call_wav(tmpdir)
@@ -492,9 +552,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--modes", default="passthrough,opus,flac",
                         help="storage formats to run (passthrough,opus,flac)")
     parser.add_argument("--low-n", type=int, help="calls of the low-rate and isolated runs (default 20, --quick 10)")
+    parser.add_argument("--round-trips", action="store_true",
+                        help="only count the catalog statements and transactions of a call (in process)")
     args = parser.parse_args(argv)
     n = args.n or (40 if args.quick else 200)
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    if args.round_trips:
+        with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
+            audio = make_call_wav(Path(tmp)).read_bytes()
+            common.OUT.mkdir(parents=True, exist_ok=True)
+            found = {fmt: catalog_round_trips(common.stack(), fmt, audio, min(n, 20)) for fmt in modes}
+        common.say(json.dumps(found, indent=1))
+        path = common.write_json("ingest-round-trips", {"benchmark": "ingest-round-trips",
+                                                        "date": common.now_iso(), "modes": found})
+        common.say(f"wrote {path}")
+        return 0
     results = run(n, args.quick, modes, args.low_n)
     path = common.write_json("ingest", results)
     common.say(f"wrote {path}")

@@ -75,8 +75,8 @@ def ingest_section(r: dict) -> list[str]:
         f"same 60 s {a['format']} file ({_f(a['bytes'] / 1000, 0)} kB, {a['content']}) under a distinct recording "
         f"id and caller number; at ≤ {a['inline_max_bytes'] // 1024} KiB it travels **inline** in the Kafka "
         "message (base64), so no claim check or landing bucket is involved. Pipeline: Kafka (scratch topic, "
-        f"{r['partitions']} partitions) → one `callvault worker` subprocess (default concurrency "
-        f"{r['worker_concurrency']}) → MinIO (client-side encrypted) → PostgreSQL catalog. Worker warm before "
+        f"{r['partitions']} partitions) → one `callvault worker` subprocess (default calls in flight: "
+        + ", ".join(f"{fmt} {m.get('worker_in_flight', 4)}" for fmt, m in r["modes"].items()) + ") → MinIO (client-side encrypted) → PostgreSQL catalog. Worker warm before "
         "timing. calls/s = N ÷ (last `stored` event's Kafka timestamp − first message's Kafka timestamp).",
         "",
         "### Baselines (same run, same bytes)", "",
@@ -155,7 +155,71 @@ def ingest_section(r: dict) -> list[str]:
         for fmt, m in r["modes"].items()) + ".",
         "", "Stored objects (average, encrypted): " + ", ".join(
         f"{fmt} {_f(m['catalog']['avg_stored_bytes'] / 1000, 1)} kB" for fmt, m in r["modes"].items())
-        + f"; every run checked: all calls `stored`, none dead-lettered, catalog rows = objects = calls.", ""]
+        + "; every run checked: all calls `stored`, none dead-lettered, catalog rows = objects = calls.", ""]
+    return lines
+
+
+def _pair(before: float | None, after: float, digits: int = 0, unit: str = "") -> str:
+    return f"{_f(before, digits)}{unit} → {_f(after, digits)}{unit}" if before is not None else f"{_f(after, digits)}{unit}"
+
+
+def ingest_issue20_section(r: dict, before: dict | None, trips: dict | None, trips_before: dict | None) -> list[str]:
+    """Issue 20: pass-through against the 1-thread floor, Opus latency against ffmpeg alone; before → after."""
+    lines = ["### Issue 20: pass-through rate and the Opus latency floor (before → after)", "",
+             "\"before\" is main's code as it was when the work started (a batch of 4 acknowledged when its slowest "
+             "call is done), measured by the same benchmark with the same N just before; \"after\" is the sliding "
+             "acknowledgement window with the calls in flight by storage format and fewer catalog statements. Each "
+             "figure is against its baseline measured in the same run (the raw floor of each run; ffmpeg alone "
+             "encoding the same call, one at a time, with the worker's encoder settings).", "",
+             "| Mode | Measure | before | after | Goal (issue 20) |", "|---|---|---:|---:|---|"]
+    bm = (before or {}).get("modes", {})
+    pt = r["modes"].get("passthrough")
+    if pt:
+        fl, fl_b = r["baselines"]["raw_floor_1"]["calls_per_s"], (before or {}).get("baselines", {}).get("raw_floor_1")
+        ratio, b_pt = pt["backlog"]["calls_per_s"] / fl, bm.get("passthrough")
+        b_ratio = b_pt["backlog"]["calls_per_s"] / fl_b["calls_per_s"] if b_pt and fl_b else None
+        lines += [f"| passthrough | calls in flight | {b_pt.get('worker_in_flight', 4) if b_pt else '–'} | "
+                  f"{pt.get('worker_in_flight', '–')} | – |",
+                  f"| passthrough | backlog calls/s | {_f(b_pt['backlog']['calls_per_s']) if b_pt else '–'} | "
+                  f"{_f(pt['backlog']['calls_per_s'])} | – |",
+                  f"| passthrough | raw I/O floor, 1 thread, calls/s (same run) | {_f(fl_b['calls_per_s'], 1) if fl_b else '–'} "
+                  f"| {_f(fl, 1)} | – |",
+                  f"| passthrough | ratio to the floor | {_ratio(b_ratio) if b_ratio else '–'} | {_ratio(ratio)} | "
+                  f"≥ 0.8×: {_goal(ratio >= 0.8)} |",
+                  f"| passthrough | worker cores during the backlog | "
+                  f"{_f(b_pt['backlog']['worker_cores']) if b_pt else '–'} | {_f(pt['backlog']['worker_cores'])} | – |"]
+    if trips:
+        for fmt, x in trips["modes"].items():
+            xb = (trips_before or {}).get("modes", {}).get(fmt)
+            lines.append(f"| {fmt} | catalog statements per call (in `ingest()`; BEGIN…COMMIT transactions) | "
+                         + (f"{_f(xb['service_statements_per_call'], 0)} ({_f(xb['service_transactions_per_call'], 0)})"
+                            if xb else "–")
+                         + f" | {_f(x['service_statements_per_call'], 0)} ({_f(x['service_transactions_per_call'], 0)}) | – |")
+            lines.append(f"| {fmt} | acknowledgement bookkeeping statements per take (BEGIN…COMMIT) | "
+                         + (f"{_f(xb['bookkeeping_statements_per_call'], 0)} ({_f(xb['bookkeeping_transactions_per_call'], 0)})"
+                            if xb else "–")
+                         + f" | {_f(x['bookkeeping_statements_per_call'], 0)} ({_f(x['bookkeeping_transactions_per_call'], 0)}) | – |")
+    op, ff = r["modes"].get("opus"), r["baselines"].get("ffmpeg_opus_single")
+    if op and ff:
+        ffb = (before or {}).get("baselines", {}).get("ffmpeg_opus_single")
+        b_op = bm.get("opus")
+        lines.append("| opus | ffmpeg alone, one call, wall p50 / p99 ms (same run) | "
+                     + (f"{_f(ffb['wall_ms']['median'], 0)} / {_f(ffb['wall_ms']['p99'], 0)}" if ffb else "–")
+                     + f" | {_f(ff['wall_ms']['median'], 0)} / {_f(ff['wall_ms']['p99'], 0)} | – |")
+        for run, label in (("isolated", "isolated"), ("low_rate", "low rate (1 per 0.5 s)")):
+            x, xb = op[run]["latency_ms"], (b_op or {}).get(run, {}).get("latency_ms")
+            over = x["p99"] - ff["wall_ms"]["p99"]
+            over_b = xb["p99"] - ffb["wall_ms"]["p99"] if xb and ffb else None
+            lines += [f"| opus | {label}: produce→stored p50 / p99 ms | "
+                      + (f"{_f(xb['median'], 0)} / {_f(xb['p99'], 0)}" if xb else "–")
+                      + f" | {_f(x['median'], 0)} / {_f(x['p99'], 0)} | – |",
+                      f"| opus | {label}: callvault's overhead, p50 / p99 − ffmpeg alone's (ms) | "
+                      + (f"{_f(xb['median'] - ffb['wall_ms']['median'], 0)} / {_f(over_b, 0)}" if over_b is not None
+                         else "–")
+                      + f" | {_f(x['median'] - ff['wall_ms']['median'], 0)} / {_f(over, 0)} | "
+                      f"p99 ≤ ffmpeg alone + 150 ms: {_goal(over <= 150)} |"]
+    lines += ["", "Host load: see the foreign-load columns above (this host is shared with other sessions; "
+              "the quiet-host gate waited at most `BENCH_MAX_QUIET_WAIT` s, then measured and flagged).", ""]
     return lines
 
 
@@ -332,6 +396,8 @@ def render(machine: dict, ingest: dict | None, encryption: dict | None, sweep: d
     lines += machine_section(machine)
     if ingest:
         lines += ingest_section(ingest)
+        lines += ingest_issue20_section(ingest, _load("ingest-before"), _load("ingest-round-trips"),
+                                        _load("ingest-round-trips-before"))
     if encryption:
         lines += encryption_section(encryption)
     if sweep:
