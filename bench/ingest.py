@@ -200,7 +200,8 @@ def catalog_round_trips(st, fmt: str, audio: bytes, n: int) -> dict:
     process, n calls of distinct callers (each a new caller key, as in the benchmark), counted by
     SQLAlchemy's events (transactions: those opened with BEGIN and closed with COMMIT or ROLLBACK,
     not single statements in AUTOCOMMIT); with the worker's acknowledgement bookkeeping
-    (``ingest.attempts``: one start and one finish per take of 1 call, the isolated case) apart."""
+    (``ingest.attempts``: one start and one finish per take of 1 call, the isolated case) apart;
+    and the wall time of each ``ingest()`` (sequential, no Kafka)."""
     import sqlalchemy as sa
 
     from callvault.bootstrap import build_worker_deps
@@ -228,8 +229,11 @@ def catalog_round_trips(st, fmt: str, audio: bytes, n: int) -> dict:
         msgs = build_messages(pipe, audio, n, f"{fmt}-stmts")
         sa.event.listen(deps.engine, "before_cursor_execute", statement)
         sa.event.listen(deps.engine, "begin", transaction)
+        walls = []
         for _k, value, _rid in msgs:
+            t0 = time.perf_counter()
             assert ingest(value, deps).outcome.value == "stored"
+            walls.append(time.perf_counter() - t0)
         service = dict(counts)
         counts.update(statements=0, transactions=0)
         now = datetime.now(timezone.utc)
@@ -243,7 +247,8 @@ def catalog_round_trips(st, fmt: str, audio: bytes, n: int) -> dict:
             "service_statements_per_call": service["statements"] / n,
             "service_transactions_per_call": service["transactions"] / n,
             "bookkeeping_statements_per_call": bookkeeping["statements"] / n,
-            "bookkeeping_transactions_per_call": bookkeeping["transactions"] / n}
+            "bookkeeping_transactions_per_call": bookkeeping["transactions"] / n,
+            "ingest_ms": {k: 1000 * v for k, v in common.summary(walls).items() if k != "n"}}
 
 
 # -- the pipeline --------------------------------------------------------------------------------
@@ -562,6 +567,8 @@ def main(argv: list[str] | None = None) -> int:
             audio = make_call_wav(Path(tmp)).read_bytes()
             common.OUT.mkdir(parents=True, exist_ok=True)
             found = {fmt: catalog_round_trips(common.stack(), fmt, audio, min(n, 20)) for fmt in modes}
+            for fmt in set(modes) & set(ENCODER_ARGS):  # the in-process ingest() against ffmpeg alone
+                found[fmt]["ffmpeg_alone"] = ffmpeg_single(Path(tmp) / "call.wav", min(n, 20), fmt, Path(tmp))
         common.say(json.dumps(found, indent=1))
         path = common.write_json("ingest-round-trips", {"benchmark": "ingest-round-trips",
                                                         "date": common.now_iso(), "modes": found})
