@@ -115,12 +115,29 @@ def ffmpeg_alone(src: Path, n: int, fmt: str, parallel: int, workdir: Path) -> d
             "foreign_cores": load["foreign_cores"], "foreign_top": load["foreign_top"]}
 
 
+def _ffmpeg_cmd(src: Path, fmt: str, out: Path) -> list[str]:
+    return ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-i", str(src), *ENCODER_ARGS[fmt],
+            "-map_metadata", "-1", "-fflags", "+bitexact", "-flags:a", "+bitexact", str(out)]
+
+
+def paired_ffmpeg(src: Path | None, fmt: str, workdir: Path):
+    """ffmpeg alone encoding the call once (its wall time, s): run between two isolated calls, so
+    callvault and its floor are measured alternately under the same load; None for passthrough."""
+    if src is None or fmt not in ENCODER_ARGS:
+        return None
+    cmd = _ffmpeg_cmd(src, fmt, workdir / f"ff-paired-{fmt}{SUFFIX[fmt]}")
+
+    def once() -> float:
+        t0 = time.perf_counter()
+        subprocess.run(cmd, check=True, capture_output=True)
+        return time.perf_counter() - t0
+    return once
+
+
 def ffmpeg_single(src: Path, n: int, fmt: str, workdir: Path) -> dict:
     """The latency floor of one call: ffmpeg alone transcoding the same file, one at a time
     (nothing else of this benchmark running), n times; the wall time of each process."""
-    out = workdir / f"ff-single-{fmt}{SUFFIX[fmt]}"
-    cmd = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-i", str(src), *ENCODER_ARGS[fmt],
-           "-map_metadata", "-1", "-fflags", "+bitexact", "-flags:a", "+bitexact", str(out)]
+    cmd = _ffmpeg_cmd(src, fmt, workdir / f"ff-single-{fmt}{SUFFIX[fmt]}")
     subprocess.run(cmd, check=True, capture_output=True)  # warm the page cache
     quiet = common.wait_quiet()
     watch = common.CpuWatch()
@@ -299,7 +316,7 @@ def build_messages(pipe, audio: bytes, count: int, tag: str) -> list[tuple[bytes
 
 
 async def _produce_and_observe(pipe, messages, *, interval: float | None, timeout: float,
-                               one_at_a_time: bool = False, send=None) -> dict:
+                               one_at_a_time: bool = False, send=None, paired=None) -> dict:
     """Send messages (all at once, one per ``interval`` s, or each once the previous one is
     stored); collect their stored events. ``send``: an async callable that produces the calls
     itself (another client or listener, sealed messages) and returns {recording id: produce
@@ -317,6 +334,7 @@ async def _produce_and_observe(pipe, messages, *, interval: float | None, timeou
     await consumer.start()
     await producer.start()
     produced: dict[str, float] = {}
+    paired_s: list[float] = []
     events: dict[str, tuple[str, float]] = {}
     dead: list[dict] = []
 
@@ -331,6 +349,8 @@ async def _produce_and_observe(pipe, messages, *, interval: float | None, timeou
                 await asyncio.sleep(interval)
             while one_at_a_time and rid not in events and not dead:
                 await asyncio.sleep(0.005)
+            if paired is not None:  # the baseline's turn, between two calls: nothing else in flight
+                paired_s.append(await asyncio.to_thread(paired))
         for rid, fut in pending:
             produced[rid] = (await fut).timestamp / 1000.0
 
@@ -358,17 +378,17 @@ async def _produce_and_observe(pipe, messages, *, interval: float | None, timeou
     finally:
         await producer.stop()
         await consumer.stop()
-    return {"produced": produced, "events": events, "dead": dead}
+    return {"produced": produced, "events": events, "dead": dead, "paired_s": paired_s}
 
 
 def measure(scratch: Scratch, messages, *, interval: float | None, timeout: float,
-            one_at_a_time: bool = False, send=None) -> dict:
+            one_at_a_time: bool = False, send=None, paired=None) -> dict:
     pipe = scratch.pipe
     pid = pipe.process.pid
     (own0, kids0), watch = common.process_cpu_seconds(pid, split=True), common.CpuWatch()
     t0 = time.perf_counter()
     obs = asyncio.run(_produce_and_observe(pipe, messages, interval=interval, timeout=timeout,
-                                           one_at_a_time=one_at_a_time, send=send))
+                                           one_at_a_time=one_at_a_time, send=send, paired=paired))
     wall = time.perf_counter() - t0
     (own1, kids1), load = common.process_cpu_seconds(pid, split=True), watch.stop()
     cpu0, cpu1 = own0 + kids0, own1 + kids1
@@ -397,10 +417,45 @@ def measure(scratch: Scratch, messages, *, interval: float | None, timeout: floa
         "bench_process_cores": load["bench_process_cores"],
         "bench_wall_s": wall,
         "latencies_ms": [round(1000 * x, 1) for x in lat],
+        **({"paired_ffmpeg_ms": {k: 1000 * v for k, v in common.summary(obs["paired_s"]).items() if k != "n"},
+            "paired_ffmpeg_walls_ms": [round(1000 * x, 1) for x in obs["paired_s"]]} if obs["paired_s"] else {}),
     }
 
 
-def run_worker_mode(st, fmt: str, audio: bytes, n: int, low_n: int, interval: float, out_dir: Path) -> dict:
+def isolated_paired(scratch: Scratch, fmt: str, audio: bytes, low_n: int, wav: Path | None, tag: str) -> dict:
+    """Each call sent once the previous one is stored, and (encoding formats) ffmpeg alone encoding
+    the same call in between: the latency of one call and its floor, alternately."""
+    pipe = scratch.pipe
+    msgs = build_messages(pipe, audio, low_n, f"{fmt}-{tag}")
+    gate = common.wait_quiet()
+    paired = paired_ffmpeg(wav, fmt, wav.parent) if wav else None
+    return {**measure(scratch, msgs, interval=None, timeout=max(120, 10 * low_n), one_at_a_time=True,
+                      paired=paired), "quiet_gate": gate}
+
+
+def run_latency(low_n: int, modes: list[str]) -> dict:
+    """``--latency-only``: the isolated run alone, paired with ffmpeg alone (issue 20's Opus floor)."""
+    st = common.stack()
+    results: dict = {"benchmark": "ingest-latency", "date": common.now_iso(), "n": low_n, "modes": {}}
+    with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
+        wav = make_call_wav(Path(tmp))
+        audio = wav.read_bytes()
+        common.OUT.mkdir(parents=True, exist_ok=True)
+        for fmt in modes:
+            with scratch_pipeline(st, fmt, common.OUT / f"ingest-{fmt}-latency-worker.log") as scratch:
+                scratch.pipe.start_worker()
+                measure(scratch, build_messages(scratch.pipe, audio, 2, f"{fmt}-lwarm"), interval=None, timeout=240)
+                x = common.least_contended(lambda: isolated_paired(scratch, fmt, audio, low_n, wav, "liso"), tries=2)
+                results["modes"][fmt] = {"isolated": x}
+                common.say(f"ingest[{fmt}] isolated: p50 {x['latency_ms']['median']:.0f} ms, p99 "
+                           f"{x['latency_ms']['p99']:.0f} ms" + (
+                               f"; ffmpeg alone between them p50 {x['paired_ffmpeg_ms']['median']:.0f} ms, p99 "
+                               f"{x['paired_ffmpeg_ms']['p99']:.0f} ms" if "paired_ffmpeg_ms" in x else ""))
+    return results
+
+
+def run_worker_mode(st, fmt: str, audio: bytes, n: int, low_n: int, interval: float, out_dir: Path,
+                    wav: Path | None = None) -> dict:
     import sqlalchemy as sa
 
     from storage.catalog import tables as t
@@ -442,11 +497,8 @@ def run_worker_mode(st, fmt: str, audio: bytes, n: int, low_n: int, interval: fl
         common.say(f"ingest[{fmt}]: isolated, {low_n} calls, each sent once the previous one is stored")
 
         def isolated_run() -> dict:
-            msgs = build_messages(pipe, audio, low_n, f"{fmt}-iso")
-            gate = common.wait_quiet()
             pushed[0] += low_n
-            return {**measure(scratch, msgs, interval=None, timeout=max(120, 10 * low_n), one_at_a_time=True),
-                    "quiet_gate": gate}
+            return isolated_paired(scratch, fmt, audio, low_n, wav, "iso")
 
         isolated = common.least_contended(isolated_run, tries=2)
         common.say(f"  p50 {isolated['latency_ms']['median']:.0f} ms, p99 {isolated['latency_ms']['p99']:.0f} ms")
@@ -518,7 +570,7 @@ def run(n: int, quick: bool, modes: list[str], low_n: int | None = None) -> dict
             for when in ("before", "after"):
                 if when == "after":
                     common.OUT.mkdir(parents=True, exist_ok=True)
-                    mode = run_worker_mode(st, fmt, audio, n, low_n, interval, common.OUT)
+                    mode = run_worker_mode(st, fmt, audio, n, low_n, interval, common.OUT, wav)
                 common.say(f"baseline ({when} worker): ffmpeg alone -> {fmt}, {n} x, {cores} parallel")
                 x = common.least_contended(lambda: ffmpeg_alone(wav, n, fmt, cores, tmpdir))
                 runs.append(x)
@@ -557,11 +609,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--modes", default="passthrough,opus,flac",
                         help="storage formats to run (passthrough,opus,flac)")
     parser.add_argument("--low-n", type=int, help="calls of the low-rate and isolated runs (default 20, --quick 10)")
+    parser.add_argument("--latency-only", nargs="?", const="ingest-latency", metavar="NAME",
+                        help="only the isolated run, paired with ffmpeg alone; written to bench/out/NAME.json")
     parser.add_argument("--round-trips", action="store_true",
                         help="only count the catalog statements and transactions of a call (in process)")
     args = parser.parse_args(argv)
     n = args.n or (40 if args.quick else 200)
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    if args.latency_only:
+        results = run_latency(args.low_n or 20, modes)
+        common.say(f"wrote {common.write_json(args.latency_only, results)}")
+        return 0
     if args.round_trips:
         with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
             audio = make_call_wav(Path(tmp)).read_bytes()
