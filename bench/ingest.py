@@ -454,6 +454,42 @@ def run_latency(low_n: int, modes: list[str]) -> dict:
     return results
 
 
+def run_ab(before_dir: Path, n: int, rounds: int) -> dict:
+    """``--ab-before DIR``: pass-through backlogs alternating the worker's code, A (DIR: a checkout of
+    the code before a change) and B (this tree), in the order A B B A per round, each backlog right
+    after a 1-thread raw floor of its own: on a shared host, the before/after pair under the same
+    load drift. The bench process and the servers are the same; only the worker's code differs."""
+    st = common.stack()
+    out: dict = {"benchmark": "ingest-ab", "date": common.now_iso(), "n": n, "before_dir": str(before_dir),
+                 "runs": []}
+    with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
+        audio = make_call_wav(Path(tmp)).read_bytes()
+        common.OUT.mkdir(parents=True, exist_ok=True)
+        for code in ["before", "after", "after", "before"] * rounds:
+            floor = raw_floor(st, audio, n, 1)
+            with scratch_pipeline(st, "passthrough", common.OUT / f"ingest-ab-{code}-worker.log") as scratch:
+                pipe = scratch.pipe
+                cwd = before_dir if code == "before" else common.ROOT
+                with pipe.log_path.open("ab") as log:
+                    pipe.process = subprocess.Popen([sys.executable, "-m", "callvault.cli", "worker", "-l", "info"],
+                                                    env=pipe.env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
+                                                    stdin=subprocess.DEVNULL, start_new_session=True)
+                measure(scratch, build_messages(pipe, audio, 2, "abwarm"), interval=None, timeout=240)
+                x = measure(scratch, build_messages(pipe, audio, n, "ab"), interval=None, timeout=max(300, 10 * n))
+            x.pop("latencies_ms", None)
+            out["runs"].append({"code": code, "floor_calls_per_s": floor["calls_per_s"],
+                                "floor_foreign_cores": floor["foreign_cores"], **x,
+                                "ratio": x["calls_per_s"] / floor["calls_per_s"]})
+            common.say(f"  {code}: {x['calls_per_s']:.1f} calls/s, floor {floor['calls_per_s']:.1f}, ratio "
+                       f"{x['calls_per_s'] / floor['calls_per_s']:.2f}, worker {x['worker_cores']:.2f} cores, "
+                       f"foreign {x['foreign_cores']:.2f}")
+    for code in ("before", "after"):
+        runs = [r for r in out["runs"] if r["code"] == code]
+        out[code] = {"calls_per_s": sum(r["calls_per_s"] for r in runs) / len(runs),
+                     "ratio": sum(r["ratio"] for r in runs) / len(runs)}
+    return out
+
+
 def run_worker_mode(st, fmt: str, audio: bytes, n: int, low_n: int, interval: float, out_dir: Path,
                     wav: Path | None = None) -> dict:
     import sqlalchemy as sa
@@ -609,6 +645,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--modes", default="passthrough,opus,flac",
                         help="storage formats to run (passthrough,opus,flac)")
     parser.add_argument("--low-n", type=int, help="calls of the low-rate and isolated runs (default 20, --quick 10)")
+    parser.add_argument("--ab-before", metavar="DIR", help=(
+        "only pass-through backlogs, the worker's code alternating between DIR (before) and this tree (after)"))
+    parser.add_argument("--rounds", type=int, default=1, help="--ab-before: rounds of A B B A")
     parser.add_argument("--latency-only", nargs="?", const="ingest-latency", metavar="NAME",
                         help="only the isolated run, paired with ffmpeg alone; written to bench/out/NAME.json")
     parser.add_argument("--round-trips", action="store_true",
@@ -616,6 +655,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     n = args.n or (40 if args.quick else 200)
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    if args.ab_before:
+        common.say(f"wrote {common.write_json('ingest-ab', run_ab(Path(args.ab_before), n, args.rounds))}")
+        return 0
     if args.latency_only:
         results = run_latency(args.low_n or 20, modes)
         common.say(f"wrote {common.write_json(args.latency_only, results)}")
