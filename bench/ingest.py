@@ -476,17 +476,23 @@ def run_ab(before_dir: Path, n: int, rounds: int) -> dict:
                                                     stdin=subprocess.DEVNULL, start_new_session=True)
                 measure(scratch, build_messages(pipe, audio, 2, "abwarm"), interval=None, timeout=240)
                 x = measure(scratch, build_messages(pipe, audio, n, "ab"), interval=None, timeout=max(300, 10 * n))
+                iso = measure(scratch, build_messages(pipe, audio, 20, "abiso"), interval=None, timeout=300,
+                              one_at_a_time=True)
             x.pop("latencies_ms", None)
+            x["isolated_latency_ms"], x["isolated_foreign_cores"] = iso["latency_ms"], iso["foreign_cores"]
             out["runs"].append({"code": code, "floor_calls_per_s": floor["calls_per_s"],
                                 "floor_foreign_cores": floor["foreign_cores"], **x,
                                 "ratio": x["calls_per_s"] / floor["calls_per_s"]})
             common.say(f"  {code}: {x['calls_per_s']:.1f} calls/s, floor {floor['calls_per_s']:.1f}, ratio "
                        f"{x['calls_per_s'] / floor['calls_per_s']:.2f}, worker {x['worker_cores']:.2f} cores, "
-                       f"foreign {x['foreign_cores']:.2f}")
+                       f"foreign {x['foreign_cores']:.2f}; isolated p50 {iso['latency_ms']['median']:.0f} ms "
+                       f"p99 {iso['latency_ms']['p99']:.0f} ms")
     for code in ("before", "after"):
         runs = [r for r in out["runs"] if r["code"] == code]
         out[code] = {"calls_per_s": sum(r["calls_per_s"] for r in runs) / len(runs),
-                     "ratio": sum(r["ratio"] for r in runs) / len(runs)}
+                     "ratio": sum(r["ratio"] for r in runs) / len(runs),
+                     "isolated_p50_ms": sum(r["isolated_latency_ms"]["median"] for r in runs) / len(runs),
+                     "isolated_p99_ms": sum(r["isolated_latency_ms"]["p99"] for r in runs) / len(runs)}
     return out
 
 
