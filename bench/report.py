@@ -199,9 +199,21 @@ def _trip_rows(trips: dict, trips_before: dict | None) -> list[str]:
     return rows
 
 
-def _opus_rows(r: dict, before: dict | None, latency_before: dict | None) -> list[str]:
-    op = r["modes"]["opus"]
-    iso = op["isolated"]
+def _ab_rows(ab: dict) -> list[str]:
+    b, a = ab["before"], ab["after"]
+    runs = ", ".join(f"{x['code']} {_f(x['calls_per_s'], 1)}/{_f(x['floor_calls_per_s'], 1)}" for x in ab["runs"])
+    return [f"| passthrough | A B B A, each backlog ({ab['n']} calls) right after its own 1-thread floor: mean "
+            f"ratio to the floor ({runs} calls/s) | {_ratio(b['ratio'])} | {_ratio(a['ratio'])} | "
+            f"≥ 0.8×: {_goal(a['ratio'] >= 0.8)} |",
+            f"| passthrough | A B B A: backlog calls/s, mean | {_f(b['calls_per_s'])} | {_f(a['calls_per_s'])} | – |",
+            f"| passthrough | A B B A: isolated produce→stored p50 / p99 ms, mean | {_f(b['isolated_p50_ms'], 0)} / "
+            f"{_f(b['isolated_p99_ms'], 0)} | {_f(a['isolated_p50_ms'], 0)} / {_f(a['isolated_p99_ms'], 0)} | – |"]
+
+
+def _opus_rows(r: dict, before: dict | None, latency_before: dict | None,
+               latency_after: dict | None = None) -> list[str]:
+    op = r.get("modes", {}).get("opus", {})
+    iso = (latency_after or {}).get("modes", {}).get("opus", {}).get("isolated") or op["isolated"]
     b_iso = (latency_before or {}).get("modes", {}).get("opus", {}).get("isolated")
     ms = lambda d: f"{_f(d['median'], 0)} / {_f(d['p99'], 0)}"  # noqa: E731
     over = lambda x: f"{_f(x['latency_ms']['median'] - x['paired_ffmpeg_ms']['median'], 0)} / "  # noqa: E731
@@ -216,8 +228,8 @@ def _opus_rows(r: dict, before: dict | None, latency_before: dict | None) -> lis
                                                                 0)),
                   f"p99 ≤ ffmpeg alone + 150 ms: {_goal(gap <= 150)}")]
     ff, b_ff = r["baselines"].get("ffmpeg_opus_single"), (before or {}).get("baselines", {}).get("ffmpeg_opus_single")
-    low, b_low = op["low_rate"], (before or {}).get("modes", {}).get("opus", {}).get("low_rate")
-    if ff:
+    low, b_low = op.get("low_rate"), (before or {}).get("modes", {}).get("opus", {}).get("low_rate")
+    if ff and low:
         rows += [("ffmpeg alone, one call at a time, 20–30 in a row, wall p50 / p99 ms",
                   *_either(b_ff, ff, lambda x: ms(x["wall_ms"])), "–"),
                  ("low rate (1 per 0.5 s): produce→stored p50 / p99 ms",
@@ -229,8 +241,9 @@ def _opus_rows(r: dict, before: dict | None, latency_before: dict | None) -> lis
     return [f"| opus | {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
 
 
-def ingest_issue20_section(r: dict, before: dict | None, trips: dict | None, trips_before: dict | None,
-                           latency_before: dict | None = None) -> list[str]:
+def ingest_issue20_section(r: dict | None, before: dict | None, trips: dict | None, trips_before: dict | None,
+                           latency_before: dict | None = None, latency_after: dict | None = None,
+                           ab: dict | None = None) -> list[str]:
     """Issue 20: pass-through against the 1-thread floor, Opus latency against ffmpeg alone; before → after."""
     lines = ["### Issue 20: pass-through rate and the Opus latency floor (before → after)", "",
              "\"before\" is main's code as it was when the work started (batches of 4 calls, a batch acknowledged "
@@ -240,12 +253,15 @@ def ingest_issue20_section(r: dict, before: dict | None, trips: dict | None, tri
              "each run; for Opus, ffmpeg alone encoding the same call with the worker's encoder settings, run "
              "between two isolated calls (so both see the same load), and one at a time after the worker.", "",
              "| Mode | Measure | before | after | Goal (issue 20) |", "|---|---|---:|---:|---|"]
+    r = r or {"modes": {}, "baselines": {}}
     if "passthrough" in r["modes"]:
         lines += _passthrough_rows(r, before)
+    if ab:
+        lines += _ab_rows(ab)
     if trips:
         lines += _trip_rows(trips, trips_before)
-    if "opus" in r["modes"]:
-        lines += _opus_rows(r, before, latency_before)
+    if "opus" in r["modes"] or latency_after:
+        lines += _opus_rows(r, before, latency_before, latency_after)
     lines += ["", "This host is shared with other sessions' test suites and benchmarks (one built a million-row "
               "catalog in the same PostgreSQL meanwhile): the quiet-host gate waited at most "
               "`BENCH_MAX_QUIET_WAIT`=45 s, then measured and flagged; each measurement was repeated while others "
@@ -427,8 +443,10 @@ def render(machine: dict, ingest: dict | None, encryption: dict | None, sweep: d
     lines += machine_section(machine)
     if ingest:
         lines += ingest_section(ingest)
+    if ingest or _load("ingest-ab"):
         lines += ingest_issue20_section(ingest, _load("ingest-before"), _load("ingest-round-trips"),
-                                        _load("ingest-round-trips-before"), _load("ingest-latency-before"))
+                                        _load("ingest-round-trips-before"), _load("ingest-latency-before"),
+                                        _load("ingest-latency"), _load("ingest-ab"))
     if encryption:
         lines += encryption_section(encryption)
     if sweep:
