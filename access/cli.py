@@ -214,5 +214,15 @@ def api(ctx: typer.Context,
     ctx.obj.services()  # built first, so a refused setting (residency) stops here with its message
     # No access log: a query string may hold a phone number; the API counts routes in /metrics.
     app = create_app(ctx.obj.services, settings, push_producer=ctx.obj.push_producer)
-    uvicorn.run(app, host=host or settings.api_host,
-                port=port or settings.api_port, access_log=False)
+    # "auto": uvloop and httptools (uvicorn[standard], a dependency) when importable, else asyncio and h11.
+    typer.echo(f"serving with {_server_flavour()}", err=True)
+    uvicorn.run(app, host=host or settings.api_host, port=port or settings.api_port, access_log=False,
+                loop="auto", http="auto")
+
+
+def _server_flavour() -> str:
+    """What uvicorn's "auto" picks here: the event loop and the HTTP parser."""
+    import importlib.util
+
+    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    return f"{loop} event loop, {'httptools' if importlib.util.find_spec('httptools') else 'h11'} HTTP parser"

@@ -56,15 +56,22 @@ def revoke_user(conn: sa.Connection, user_id: str, *, now: datetime | None = Non
                  outcome="done", at=now)
 
 
+_m = t.team_memberships
+_MEMBERSHIP = (_m.c.tenant_id.label("m__tenant_id"), _m.c.team_id.label("m__team_id"),
+               _m.c.relation.label("m__relation"))
+
+
 def load_user(conn: sa.Connection, user_id: str) -> User | None:
-    row = conn.execute(sa.select(t.users).where(t.users.c.id == user_id)).mappings().first()
-    if row is None:
+    """The user and their team memberships, in one statement (a row per membership)."""
+    rows = conn.execute(sa.select(t.users, *_MEMBERSHIP).outerjoin(_m, _m.c.user_id == t.users.c.id)
+                        .where(t.users.c.id == user_id)).mappings().all()
+    if not rows:
         return None
-    teams = conn.execute(sa.select(t.team_memberships.c.tenant_id, t.team_memberships.c.team_id,
-                                   t.team_memberships.c.relation).where(t.team_memberships.c.user_id == user_id))
-    return User(id=row["id"], role=Role(row["role"]), tenants=frozenset(row["tenants"] or []),
-                teams=frozenset((tn, tm, Relation(rel)) for tn, tm, rel in teams), agent_id=row["agent_id"],
-                contract_end=row["contract_end"], revoked=row["revoked"])
+    row = rows[0]
+    teams = frozenset((r["m__tenant_id"], r["m__team_id"], Relation(r["m__relation"]))
+                      for r in rows if r["m__relation"] is not None)
+    return User(id=row["id"], role=Role(row["role"]), tenants=frozenset(row["tenants"] or []), teams=teams,
+                agent_id=row["agent_id"], contract_end=row["contract_end"], revoked=row["revoked"])
 
 
 def open_break_glass(conn: sa.Connection, user: User, *, ticket: str, minutes: int, max_minutes: int,

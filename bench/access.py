@@ -17,10 +17,17 @@ from the middle, not frame-aligned (two frames), bearer token, keep-alive connec
 first byte (TTFB) = from sending the request to the first body byte. Baseline: a boto3 ranged
 GET of the same byte count from an unencrypted object of the same size in the same bucket, to
 its first body byte. For context, ``read_copy_range`` called in-process (catalog row, unwrap,
-two GETs, decrypt: the storage share of a request). All three interleaved; bytes checked.
-Goal: TTFB p99 < 30 ms.
+one GET for copies written with their header, decrypt: the storage share of a request). All three interleaved; bytes checked.
+Goal (issue 20): API TTFB p99 at most 2x the raw GET's.
 
-    .venv/bin/python -m bench.access [--quick] [--reps 1000] [--decisions 200000]
+Concurrent listeners (1-hour size): ``--listeners`` (default 50) threads, each with its own
+keep-alive connection to the API, each sending ``--per-listener`` Range requests back to back,
+all released together; then the same with 50 threads of raw boto3 ranged GETs (one client,
+a connection pool of the same size), and again in the other order. TTFB is per request, as
+above; the host (2 cores) runs the API, PostgreSQL, MinIO and the client threads. Goal: API
+TTFB p99 at most 3x the raw GET's under the same concurrency.
+
+    .venv/bin/python -m bench.access [--quick] [--reps 1000] [--decisions 200000] [--listeners 50]
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ import http.client
 import os
 import random
 import sys
+import threading
 import time
 import uuid
 from contextlib import contextmanager
@@ -44,6 +52,8 @@ from bench import common  # noqa: E402
 
 DECISION_GOAL_MS = 1.0
 TTFB_GOAL_MS = 30.0
+TTFB_GOAL_RATIO = 2.0          # issue 20: API p99 / raw GET p99, 1 listener
+TTFB_GOAL_RATIO_CONCURRENT = 3.0  # and with 50 concurrent listeners
 RANGE_LEN = 64 * 1024
 SIZES = (("1 h Opus call (16 kb/s)", 16_000 // 8 * 3600), ("64 MiB", 64 << 20))
 TIERS = ("production", "monitoring", "training", "complaint-extract")
@@ -210,7 +220,110 @@ def _world(engine, store, keys, bucket: str, sizes) -> list[dict]:
     return out
 
 
-def measure_playback(st, reps: int) -> list[dict]:
+def _concurrent_phase(listeners: int, per: int, make_client, request) -> list[float]:
+    """``listeners`` threads, each with its own client (``make_client()``), each sending ``per``
+    requests back to back once all are connected; TTFB of every request, in seconds."""
+    ready = threading.Barrier(listeners + 1)
+    out: list[list[float]] = [[] for _ in range(listeners)]
+    errors: list[BaseException] = []
+
+    def listener(i: int) -> None:
+        try:
+            client = make_client()
+            request(client)  # connect (and warm) before the start
+            ready.wait()
+            out[i] = [request(client) for _ in range(per)]
+        except BaseException as exc:  # reported after the join
+            errors.append(exc)
+            ready.abort()
+
+    threads = [threading.Thread(target=listener, args=(i,), daemon=True) for i in range(listeners)]
+    for th in threads:
+        th.start()
+    try:
+        ready.wait()
+    except threading.BrokenBarrierError:
+        pass  # a listener failed: its error is raised below
+    for th in threads:
+        th.join()
+    if errors:
+        raise next((e for e in errors if not isinstance(e, threading.BrokenBarrierError)), errors[0])
+    return [x for xs in out for x in xs]
+
+
+def measure_concurrent(proc, port: int, token: str, s3, bucket: str, obj: dict, listeners: int, per: int) -> dict:
+    """API vs raw GET TTFB with ``listeners`` concurrent clients: API, raw, raw, API."""
+
+    def api_client():
+        return http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+
+    def api(conn) -> float:
+        headers = {"Authorization": f"Bearer {token}", "Range": f"bytes={obj['start']}-{obj['end']}"}
+        t0 = time.perf_counter()
+        try:
+            conn.request("GET", f"/copies/{obj['copy_id']}/audio", headers=headers)
+            resp = conn.getresponse()
+            first = resp.read(1)
+            ttfb = time.perf_counter() - t0
+            data = first + resp.read()
+        except (OSError, http.client.HTTPException):  # cut by the server: counted, the next one reconnects
+            conn.close()
+            failed.append(0)
+            return time.perf_counter() - t0
+        if resp.status != 206:  # counted, not raised: a server that fails under load is a finding
+            failed.append(resp.status)
+            return ttfb
+        assert data == obj["expected"], len(data)
+        return ttfb
+
+    def raw(client) -> float:
+        t0 = time.perf_counter()
+        body = client.get_object(Bucket=bucket, Key=obj["raw_key"], Range=f"bytes={obj['start']}-{obj['end']}")["Body"]
+        first = body.read(1)
+        ttfb = time.perf_counter() - t0
+        assert first + body.read() == obj["expected"]
+        return ttfb
+
+    common.say(f"access: {listeners} concurrent listeners x {per} requests, API then raw GET, twice")
+    gate = common.wait_quiet()
+    watch = common.CpuWatch()
+    server0 = common.process_cpu_seconds(proc.pid)
+    samples: dict[str, list[float]] = {"api": [], "raw": []}
+    failed: list[int] = []
+    walls: dict[str, float] = {"api": 0.0, "raw": 0.0}
+    for name in ("api", "raw", "raw", "api"):
+        t0 = time.perf_counter()
+        if name == "api":
+            samples["api"] += _concurrent_phase(listeners, per, api_client, api)
+        else:
+            samples["raw"] += _concurrent_phase(listeners, per, lambda: s3, raw)
+        walls[name] += time.perf_counter() - t0
+    server_cpu = common.process_cpu_seconds(proc.pid) - server0
+    load = watch.stop()
+
+    def ms(xs) -> dict:
+        return {k: 1000 * v for k, v in common.summary(xs).items() if k != "n"}
+
+    n = len(samples["api"])
+    out = {"label": obj["label"], "listeners": listeners, "per_listener": per, "requests": n,
+           "api_ttfb_ms": ms(samples["api"]), "raw_ttfb_ms": ms(samples["raw"]),
+           "api_failed": len(failed), "api_failed_statuses": sorted(set(failed)),
+           "api_requests_per_s": n / walls["api"], "raw_requests_per_s": len(samples["raw"]) / walls["raw"],
+           "server_cpu_ms_per_request": 1000 * server_cpu / n, "quiet_gate": gate,
+           "host_busy_pct": load["host_busy_pct"], "foreign_cores": load["foreign_cores"],
+           "foreign_top": load["foreign_top"], "servers_cores": load["servers_cores"]}
+    out["ratio_p50"] = out["api_ttfb_ms"]["median"] / out["raw_ttfb_ms"]["median"]
+    out["ratio_p99"] = out["api_ttfb_ms"]["p99"] / out["raw_ttfb_ms"]["p99"]
+    common.say(f"  TTFB p50/p99 with {listeners} listeners: API {out['api_ttfb_ms']['median']:.1f}/"
+               f"{out['api_ttfb_ms']['p99']:.1f} ms, raw GET {out['raw_ttfb_ms']['median']:.1f}/"
+               f"{out['raw_ttfb_ms']['p99']:.1f} ms (p99 {out['ratio_p99']:.2f}x); API "
+               f"{out['api_requests_per_s']:.0f} req/s, raw {out['raw_requests_per_s']:.0f} req/s; "
+               f"{len(failed)} API requests failed {sorted(set(failed))}; "
+               f"foreign load {load['foreign_cores']:.2f}")
+    return out
+
+
+def measure_playback(st, reps: int, listeners: int = 50, per_listener: int = 20, single: bool = True) -> dict:
     from pydantic import SecretStr
 
     from access.settings import AccessSettings
@@ -230,7 +343,7 @@ def measure_playback(st, reps: int) -> list[dict]:
     engine = make_engine(url, echo=False)
     store = ObjectStore.from_settings(settings)
     keys = KeyRing.from_settings(settings)
-    results = []
+    results, concurrent = [], None
     try:
         objects = _world(engine, store, keys, bucket, SIZES)
         env = {**service_env(settings, url), "CALLVAULT_ACCESS_JWT_SECRET": SECRET}
@@ -270,7 +383,7 @@ def measure_playback(st, reps: int) -> list[dict]:
                 assert data == obj["expected"]
                 return elapsed, elapsed
 
-            for obj in objects:
+            for obj in (objects if single else []):
                 for _ in range(20):  # warm-up: connections, the caller key's unwrap path, the app's first request
                     api(obj), raw(obj), storage_only(obj)
 
@@ -315,27 +428,50 @@ def measure_playback(st, reps: int) -> list[dict]:
 
                 results.append(common.least_contended(run_size, tries=3))
             conn[0].close()
+            if listeners:
+                s3_many = concurrent_client(settings, listeners)
+                concurrent = common.least_contended(
+                    lambda: measure_concurrent(proc, port, token, s3_many, bucket, objects[0], listeners,
+                                               per_listener), tries=2)
     finally:
         engine.dispose()
         common.drop_pg_schema(st, schema)
         common.delete_buckets(settings, [settings.recordings_bucket, settings.landing_bucket,
                                          settings.exports_bucket])
-    return results
+    return {"sizes": results, "concurrent": concurrent}
 
 
-def run(quick: bool, reps: int | None, decisions: int | None) -> dict:
+def concurrent_client(settings, listeners: int):
+    """A boto3 client like ``storage.objectstore.s3_client`` with a pool for every listener."""
+    import boto3
+    from botocore.config import Config
+
+    secret = settings.secret_key.get_secret_value() if settings.secret_key else None
+    access = settings.access_key.get_secret_value() if settings.access_key else None
+    return boto3.client("s3", endpoint_url=settings.endpoint_url or None, region_name=settings.region,
+                        aws_access_key_id=access, aws_secret_access_key=secret,
+                        config=Config(s3={"addressing_style": "path"}, max_pool_connections=listeners + 4))
+
+
+def run(quick: bool, reps: int | None, decisions: int | None, listeners: int = 50,
+        per_listener: int | None = None, concurrent_only: bool = False) -> dict:
     st = common.stack()
     reps = reps or (100 if quick else 1000)
     decisions = decisions or (20_000 if quick else 200_000)
     results: dict = {"benchmark": "access", "date": common.now_iso(), "quick": quick,
-                     "goals": {"decision_p99_ms": DECISION_GOAL_MS, "ttfb_p99_ms": TTFB_GOAL_MS}}
-    common.say(f"access: policy decision x {decisions:,} (and the dict-lookup baseline)")
-    d = common.least_contended(lambda: measure_decisions(decisions), tries=3)
-    common.say(f"  p50/p99: decide {d['policy_us']['p50']:.2f}/{d['policy_us']['p99']:.2f} µs, lookup "
-               f"{d['baseline_us']['p50']:.2f}/{d['baseline_us']['p99']:.2f} µs")
-    results["decision"] = d
+                     "goals": {"decision_p99_ms": DECISION_GOAL_MS, "ttfb_p99_ms": TTFB_GOAL_MS,
+                               "ttfb_p99_ratio": TTFB_GOAL_RATIO,
+                               "ttfb_p99_ratio_concurrent": TTFB_GOAL_RATIO_CONCURRENT}}
+    if not concurrent_only:
+        common.say(f"access: policy decision x {decisions:,} (and the dict-lookup baseline)")
+        d = common.least_contended(lambda: measure_decisions(decisions), tries=3)
+        common.say(f"  p50/p99: decide {d['policy_us']['p50']:.2f}/{d['policy_us']['p99']:.2f} µs, lookup "
+                   f"{d['baseline_us']['p50']:.2f}/{d['baseline_us']['p99']:.2f} µs")
+        results["decision"] = d
     common.OUT.mkdir(parents=True, exist_ok=True)
-    results["playback"] = measure_playback(st, reps)
+    per_listener = per_listener or max(4, reps // 10)
+    played = measure_playback(st, reps, listeners, per_listener, single=not concurrent_only)
+    results["playback"], results["playback_concurrent"] = played["sizes"], played["concurrent"]
     return results
 
 
@@ -344,9 +480,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="100 playback requests and 20,000 decisions")
     parser.add_argument("--reps", type=int, help="Range requests per size (default 1000, --quick 100)")
     parser.add_argument("--decisions", type=int, help="policy decisions (default 200,000, --quick 20,000)")
+    parser.add_argument("--listeners", type=int, default=50, help="concurrent listeners (0: none)")
+    parser.add_argument("--per-listener", type=int, help="requests per concurrent listener (default reps/10)")
+    parser.add_argument("--concurrent-only", action="store_true",
+                        help="only the concurrent listeners (written to access-concurrent.json)")
     args = parser.parse_args(argv)
-    results = run(args.quick, args.reps, args.decisions)
-    path = common.write_json("access", results)
+    results = run(args.quick, args.reps, args.decisions, args.listeners, args.per_listener, args.concurrent_only)
+    path = common.write_json("access-concurrent" if args.concurrent_only else "access", results)
     common.say(f"wrote {path}")
     return 0
 

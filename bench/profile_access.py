@@ -9,7 +9,7 @@ encrypted copy). Two views of one 64 KiB ``GET /copies/{id}/audio``:
   dependency) sampling every thread of ``callvault api`` during N requests, summed per
   library and per callvault function, in ms per request.
 
-    .venv/bin/python -m bench.profile_access [--requests 400]
+    .venv/bin/python -m bench.profile_access [--requests 400] [--count-only]
 
 Output: stdout, and py-spy's collapsed stacks in ``bench/out/profile-access-spy.txt``.
 Findings: ``NOTES.md``.
@@ -37,8 +37,13 @@ from bench import access, common  # noqa: E402
 RATE = 500  # py-spy samples per second
 
 
-def _requests_made(engine, store, keys, settings, token: str, obj: dict) -> tuple[list[str], list[str]]:
-    """(SQL statements, GET ranges) of one request, after a warm-up request."""
+def _requests_made(engine, store, keys, settings, token: str, obj: dict) -> tuple[list[str], list[str], int]:
+    """(SQL round trips, GET ranges, pool checkouts) of one request, after a warm-up request.
+
+    Counted at the driver (every ``psycopg`` cursor execute: one query string, one round trip,
+    whether it holds one statement or two; and every commit/rollback), so that what bypasses
+    SQLAlchemy's statement events (the audit's lock-and-head query) is counted too."""
+    import psycopg
     import sqlalchemy as sa
     from fastapi.testclient import TestClient
     from pydantic import SecretStr
@@ -52,22 +57,46 @@ def _requests_made(engine, store, keys, settings, token: str, obj: dict) -> tupl
                      AccessSettings(jwt_secret=SecretStr(access.SECRET)))
     statements: list[str] = []
     gets: list[str] = []
+    checkouts = [0]
+    counting = [False]
 
-    def on_execute(_conn, _cursor, statement, *_args) -> None:
-        statements.append(" ".join(statement.split()[:4]))
+    def on_checkout(*_args) -> None:
+        checkouts[0] += counting[0]
+
+    base = psycopg.Connection.__mro__[1]  # BaseConnection: BEGIN, COMMIT and ROLLBACK go by _exec_command
+    real_execute, real_command = psycopg.Cursor.execute, base._exec_command
+
+    def execute(self, query, *args, **kwargs):
+        result = real_execute(self, query, *args, **kwargs)  # a BEGIN it needs goes first
+        if counting[0]:
+            text = query if isinstance(query, str) else getattr(query, "as_string", lambda _c: str(query))(self)
+            statements.append(" ".join(str(text).split()[:4]))
+        return result
+
+    def command(self, cmd, *args, **kwargs):
+        if counting[0]:
+            statements.append(bytes(cmd).decode() if isinstance(cmd, (bytes, bytearray)) else str(cmd))
+        return real_command(self, cmd, *args, **kwargs)
 
     real_get = store.client.get_object
     store.client.get_object = lambda **kw: gets.append(kw.get("Range")) or real_get(**kw)
     headers = {"Authorization": f"Bearer {token}", "Range": f"bytes={obj['start']}-{obj['end']}"}
-    with TestClient(app) as client:
-        client.get(f"/copies/{obj['copy_id']}/audio", headers=headers)
-        statements.clear(), gets.clear()
-        sa.event.listen(engine, "before_cursor_execute", on_execute)
-        response = client.get(f"/copies/{obj['copy_id']}/audio", headers=headers)
-        sa.event.remove(engine, "before_cursor_execute", on_execute)
-    store.client.get_object = real_get
+    psycopg.Cursor.execute = execute
+    base._exec_command = command
+    sa.event.listen(engine.pool, "checkout", on_checkout)
+    try:
+        with TestClient(app) as client:
+            client.get(f"/copies/{obj['copy_id']}/audio", headers=headers)
+            gets.clear()
+            counting[0] = True
+            response = client.get(f"/copies/{obj['copy_id']}/audio", headers=headers)
+            counting[0] = False
+    finally:
+        psycopg.Cursor.execute, base._exec_command = real_execute, real_command
+        sa.event.remove(engine.pool, "checkout", on_checkout)
+        store.client.get_object = real_get
     assert response.status_code == 206 and response.content == obj["expected"]
-    return statements, gets
+    return statements, gets, checkouts[0]
 
 
 def _summarise(path: Path, requests: int) -> tuple[dict, dict]:
@@ -89,7 +118,7 @@ def _summarise(path: Path, requests: int) -> tuple[dict, dict]:
     return ({k: v * per_ms for k, v in libraries.most_common(20)}, {k: v * per_ms for k, v in ours.most_common(25)})
 
 
-def run(requests: int) -> int:
+def run(requests: int, count_only: bool = False) -> int:
     from pydantic import SecretStr
 
     from access.settings import AccessSettings
@@ -101,7 +130,7 @@ def run(requests: int) -> int:
     from testbed.pipeline import service_env
 
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
-    if not Path(spy).exists():
+    if not Path(spy).exists() and not count_only:
         common.say("py-spy not found: .venv/bin/pip install py-spy")
         return 1
     st = common.stack()
@@ -115,10 +144,13 @@ def run(requests: int) -> int:
     try:
         obj = access._world(engine, store, keys, settings.recordings_bucket, access.SIZES[:1])[0]
         token = issue_token("manager-1", AccessSettings(jwt_secret=SecretStr(access.SECRET)), ttl=timedelta(hours=1))
-        statements, gets = _requests_made(engine, store, keys, settings, token, obj)
-        common.say(f"one request: {len(statements)} SQL statements, {len(gets)} GETs {gets}")
+        statements, gets, checkouts = _requests_made(engine, store, keys, settings, token, obj)
+        common.say(f"one request: {len(statements)} SQL round trips over {checkouts} pool checkouts, "
+                   f"{len(gets)} GETs {gets}")
         for statement in statements:
             common.say(f"  {statement}")
+        if count_only:
+            return 0
         env = {**service_env(settings, url), "CALLVAULT_ACCESS_JWT_SECRET": access.SECRET}
         with access.api_server(env, common.OUT / "profile-access-api.log") as (proc, port):
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
@@ -166,7 +198,9 @@ def run(requests: int) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=400)
-    return run(parser.parse_args(argv).requests)
+    parser.add_argument("--count-only", action="store_true", help="the round trips of one request, no py-spy")
+    args = parser.parse_args(argv)
+    return run(args.requests, args.count_only)
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ import json
 import logging
 import threading
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from typing import Iterator
@@ -122,11 +123,13 @@ class AuditAnchors:
     def _name(self, seq: int) -> str:
         return f"{self.prefix}{seq:020d}.json"
 
-    def write(self, engine: sa.Engine) -> Anchor | None:
-        """Anchor the committed head now (nothing when it is already this process's last anchor)."""
+    def write(self, engine: sa.Engine, conn: sa.Connection | None = None) -> Anchor | None:
+        """Anchor the committed head now (nothing when it is already this process's last anchor).
+        ``conn``: a connection of the caller's, outside any write of its own (a unit of work just
+        committed), read with instead of taking a second one from the pool."""
         with self._lock:
-            with engine.connect() as conn:
-                head = chain_head(conn)
+            with (nullcontext(conn) if conn is not None else engine.connect()) as reader:
+                head = chain_head(reader)
             if head is None or head.seq == self._last_seq:
                 self._last_time = time.monotonic()
                 return None
@@ -139,13 +142,16 @@ class AuditAnchors:
     def due(self) -> bool:
         return time.monotonic() - self._last_time >= self.interval_seconds
 
-    def write_quietly(self, engine: sa.Engine, *, only_if_due: bool = False) -> Anchor | None:
+    def write_quietly(self, engine: sa.Engine, *, only_if_due: bool = False,
+                      conn: sa.Connection | None = None) -> Anchor | None:
         """``write`` after a commit: a failure is logged, not raised (what it anchors is committed,
-        and the next anchor covers it)."""
-        if only_if_due and not self.due():
+        and the next anchor covers it). A due anchor already being written by another thread is
+        left to it: requests committing meanwhile do not queue behind it, each holding its
+        connection (50 concurrent listeners emptied the pool that way)."""
+        if only_if_due and (not self.due() or self._lock.locked()):
             return None
         try:
-            return self.write(engine)
+            return self.write(engine, conn)
         except (StorageError, sa.exc.SQLAlchemyError) as exc:
             log.warning("audit anchor not written (the next one covers it): %s", type(exc).__name__)
             return None

@@ -98,12 +98,35 @@ def _flush(conn: sa.Connection) -> None:
         _write(conn, uow.pending.pop("audit", []))
 
 
+_HEAD = f"SELECT hash FROM {t.audit_events.name} ORDER BY seq DESC LIMIT 1"
+# Two statements in one query string (simple protocol): one round trip, and the head is read
+# with a snapshot taken *after* the lock is granted. A single statement (the lock in a select
+# list next to a subquery reading the head, a CTE) would read the head with the snapshot it
+# started with, before waiting for the lock: an append committed meanwhile would be missed
+# and the chain would fork.
+_LOCK_THEN_HEAD = f"SELECT pg_advisory_xact_lock({_LOCK_KEY}); {_HEAD}"
+
+
+def _lock_and_read_head(conn: sa.Connection) -> str | None:
+    """Take the append lock (PostgreSQL) and read the chain's head hash: one round trip."""
+    if conn.dialect.name != "postgresql":  # SQLite: a single writer, no lock to take
+        return conn.execute(sa.select(t.audit_events.c.hash).order_by(t.audit_events.c.seq.desc())
+                            .limit(1)).scalar()
+    cursor = conn.connection.cursor()
+    try:
+        cursor.execute(_LOCK_THEN_HEAD)
+        if not cursor.nextset():
+            raise RuntimeError("the audit head query returned one result, expected two")
+        row = cursor.fetchone()
+    finally:
+        cursor.close()
+    return row[0] if row else None
+
+
 def _write(conn: sa.Connection, entries: list[dict[str, Any]]) -> None:
     if not entries:
         return
-    if conn.dialect.name == "postgresql":
-        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
-    prev = conn.execute(sa.select(t.audit_events.c.hash).order_by(t.audit_events.c.seq.desc()).limit(1)).scalar()
+    prev = _lock_and_read_head(conn)
     now = datetime.now(timezone.utc)
     rows = []
     for e in entries:

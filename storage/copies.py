@@ -20,8 +20,9 @@ from .catalog import tables as t
 from .crypto import (
     FRAME_SIZE,
     HEADER_SIZE,
+    DecryptionError,
     FrameLayout,
-    decrypt_bytes,
+    decrypt_chunks_into_buffer,
     decrypt_range,
     decrypt_stream,
     encode_context,
@@ -52,19 +53,25 @@ class StoredObject:
     wrapped_data_key: bytes
     caller_key_id: uuid.UUID
     frame_size: int
+    header: bytes | None = None  # the encryption header, kept in the catalog row (one GET per range)
 
 
 class _Hashing:
-    """Pass chunks through while counting and hashing what is actually stored."""
+    """Pass chunks through while counting and hashing what is actually stored; keeps the first
+    ``keep`` bytes (the encryption header)."""
 
-    def __init__(self, chunks) -> None:
+    def __init__(self, chunks, keep: int = 0) -> None:
         self._chunks = chunks
         self.sha = hashlib.sha256()
         self.size = 0
+        self._keep = keep
+        self.head = b""
 
     def __iter__(self):
         for chunk in self._chunks:
             self.sha.update(chunk)
+            if len(self.head) < self._keep:
+                self.head += bytes(chunk[:self._keep - len(self.head)])
             self.size += len(chunk)
             yield chunk
 
@@ -85,10 +92,11 @@ def put_encrypted(conn: sa.Connection, store: ObjectStore, keys: KeyRing, *, cal
     else:
         chunks = audio
     hashing = _Hashing(encrypt_stream(chunks, plaintext_length=length, data_key=data_key,
-                                      aad=_aad(object_key), frame_size=frame_size))
+                                      aad=_aad(object_key), frame_size=frame_size), keep=HEADER_SIZE)
     store.put(bucket, object_key, iter(hashing), tags=tags)
     return StoredObject(object_key, hashing.size, hashing.sha.hexdigest(),
-                        keys.wrap_data_key(caller, data_key, object_key=object_key), caller.id, frame_size)
+                        keys.wrap_data_key(caller, data_key, object_key=object_key), caller.id, frame_size,
+                        header=hashing.head)
 
 
 def upsert_copy(conn: sa.Connection, *, recording_id: uuid.UUID, tier: str, stored: StoredObject, bucket: str,
@@ -102,7 +110,7 @@ def upsert_copy(conn: sa.Connection, *, recording_id: uuid.UUID, tier: str, stor
         object_key=stored.object_key, bucket=bucket, size_bytes=stored.size_bytes,
         stored_sha256=stored.stored_sha256, wrapped_data_key=stored.wrapped_data_key,
         caller_key_id=stored.caller_key_id, frame_size=stored.frame_size, expires_at=expires_at,
-        training_report=training_report,
+        training_report=training_report, header=stored.header,
     )
     existing = None if new_recording else conn.execute(sa.select(t.copies.c.id).where(
         t.copies.c.recording_id == recording_id, t.copies.c.tier == tier, t.copies.c.reason == reason)).scalar()
@@ -122,17 +130,36 @@ def _copy_row(conn: sa.Connection, copy_id: uuid.UUID) -> sa.RowMapping:
     return row
 
 
-def read_copy(conn: sa.Connection, store: ObjectStore, keys: KeyRing, copy_id: uuid.UUID) -> bytes:
-    """The whole decrypted audio of a copy, after checking the stored bytes' SHA-256."""
+WHOLE_READ_CHUNK = 1024 * 1024
+
+
+def read_copy(conn: sa.Connection, store: ObjectStore, keys: KeyRing, copy_id: uuid.UUID) -> bytearray:
+    """The whole decrypted audio of a copy, after checking the stored bytes' SHA-256.
+
+    One GET, read in chunks: each chunk is hashed and its frames decrypted into the one
+    preallocated plaintext buffer while the next chunk is still arriving; the ciphertext is
+    never held whole. Nothing is returned before the checksum matches."""
     row = _copy_row(conn, copy_id)
     data_key = keys.unwrap_data_key(conn, caller_key_id=row["caller_key_id"], wrapped=row["wrapped_data_key"],
                                     object_key=row["object_key"])
-    blob = store.get(row["bucket"], row["object_key"])
-    if hashlib.sha256(blob).hexdigest() != row["stored_sha256"]:
+    stored = _Hashing(store.stream(row["bucket"], row["object_key"], chunk_size=WHOLE_READ_CHUNK))
+    chunks = iter(stored)
+    try:
+        audio = decrypt_chunks_into_buffer(chunks, data_key=data_key, aad=_aad(row["object_key"]))
+    except DecryptionError:
+        for _ in chunks:  # the rest of the object, hashed: a changed object is told as such
+            pass
+        _check_stored(stored, row, copy_id)
+        raise
+    _check_stored(stored, row, copy_id)
+    return audio
+
+
+def _check_stored(stored: _Hashing, row: Any, copy_id: uuid.UUID) -> None:
+    if stored.sha.hexdigest() != row["stored_sha256"]:
         raise CatalogIntegrityError(f"copy {copy_id}: stored object {row['object_key']} does not match its "
                                     "catalog SHA-256 (corrupted or replaced)",
                                     hint="restore it from a backup or re-ingest")
-    return decrypt_bytes(blob, data_key=data_key, aad=_aad(row["object_key"]))
 
 
 def stream_copy(conn: sa.Connection, store: ObjectStore, keys: KeyRing, copy_id: uuid.UUID) -> Iterator[bytes]:
@@ -172,22 +199,48 @@ def plaintext_length(size_bytes: int, frame_size: int) -> int:
     return size_bytes - HEADER_SIZE - 16 * frames
 
 
-def read_copy_range(conn: sa.Connection, store: ObjectStore, keys: KeyRing, copy_id: uuid.UUID,
-                    start: int, end: int | None) -> PlainRange:
-    """Bytes start..end (inclusive, clamped) of the decrypted audio: two ranged GETs, the
-    header and just the frames covering the range; each frame is authenticated."""
-    row = _copy_row(conn, copy_id)
-    total = plaintext_length(row["size_bytes"], row["frame_size"])
+@dataclass(frozen=True)
+class OpenCopy:
+    """A copy's catalog row and its unwrapped data key: all a ranged read needs besides the store."""
+
+    row: Any  # the copies row (a mapping)
+    data_key: bytes
+
+    @property
+    def total(self) -> int:
+        return plaintext_length(self.row["size_bytes"], self.row["frame_size"])
+
+
+def open_copy(conn: sa.Connection, keys: KeyRing, copy_id: uuid.UUID | None = None, *,
+              row: Any = None) -> OpenCopy:
+    """Its catalog row (read now, unless the caller already has it: ``row``) and its data key,
+    unwrapped now (``KeyDestroyedError`` once erased)."""
+    row = _copy_row(conn, copy_id) if row is None else row
+    return OpenCopy(row, keys.unwrap_data_key(conn, caller_key_id=row["caller_key_id"],
+                                              wrapped=row["wrapped_data_key"], object_key=row["object_key"]))
+
+
+def read_range(store: ObjectStore, opened: OpenCopy, start: int, end: int | None) -> PlainRange:
+    """Bytes start..end (inclusive, clamped) of an opened copy's audio: one ranged GET of just
+    the frames covering the range when the catalog row holds the encryption header (every copy
+    written since migration 0008), else two (the header first); each frame is authenticated.
+    A header in the row that is not the object's fails authentication like a tampered object."""
+    row, total = opened.row, opened.total
     end = total - 1 if end is None else min(end, total - 1)
     if total == 0 or start > end:
         raise ValueError(f"range {start}-{end} is outside 0-{total - 1}")
-    data_key = keys.unwrap_data_key(conn, caller_key_id=row["caller_key_id"], wrapped=row["wrapped_data_key"],
-                                    object_key=row["object_key"])
-    header = store.get(row["bucket"], row["object_key"], start=0, end=HEADER_SIZE - 1)
+    header = row.get("header") or store.get(row["bucket"], row["object_key"], start=0, end=HEADER_SIZE - 1)
     layout: FrameLayout = parse_header(header).layout
     first, last = layout.frame_range_for(start, end)
     span_start, span_end = layout.ciphertext_span(first, last)
     frames = store.get(row["bucket"], row["object_key"], start=span_start, end=span_end)
-    data = decrypt_range(header, frames, first_frame=first, data_key=data_key, aad=_aad(row["object_key"]),
+    data = decrypt_range(header, frames, first_frame=first, data_key=opened.data_key, aad=_aad(row["object_key"]),
                          plain_start=start, plain_end_inclusive=end)
     return PlainRange(data, start, end, total)
+
+
+def read_copy_range(conn: sa.Connection, store: ObjectStore, keys: KeyRing, copy_id: uuid.UUID,
+                    start: int, end: int | None) -> PlainRange:
+    """``read_range`` of the copy ``copy_id`` (its row read and its key unwrapped with ``conn``)."""
+    opened = open_copy(conn, keys, copy_id)
+    return read_range(store, opened, start, end)

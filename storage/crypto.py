@@ -262,17 +262,33 @@ def encrypt_stream(
 def encrypt_bytes(
     plaintext: bytes, *, data_key: bytes, aad: bytes, frame_size: int = FRAME_SIZE
 ) -> bytes:
-    """Encrypt a whole plaintext in memory; same format as ``encrypt_stream``."""
-    return b"".join(
-        encrypt_stream(
-            [plaintext], plaintext_length=len(plaintext),
-            data_key=data_key, aad=aad, frame_size=frame_size,
-        )
-    )
+    """Encrypt a whole plaintext in memory; same format as ``encrypt_stream``.
+
+    Each frame is sealed straight into its place in one buffer of the known stored size
+    (``AESGCM.encrypt_into``): no per-frame bytes, no join."""
+    cipher, aad = AESGCM(_key(data_key, "data_key")), _label(aad, "aad")
+    layout = FrameLayout(frame_size, len(plaintext))
+    raw = _HEADER.pack(MAGIC, VERSION, frame_size, len(plaintext), os.urandom(NONCE_PREFIX_BYTES))
+    header = Header(layout, raw[-NONCE_PREFIX_BYTES:], raw)
+    out = bytearray(layout.ciphertext_length())
+    out[:HEADER_SIZE] = raw
+    src, dst = memoryview(plaintext), memoryview(out)
+    for index in range(layout.frame_count()):
+        start, end = layout.ciphertext_span(index, index)
+        plain = index * frame_size
+        cipher.encrypt_into(_frame_nonce(header, index),
+                            src[plain : plain + layout.frame_plaintext_length(index)],
+                            _frame_aad(header, index, aad), dst[start : end + 1])
+    return bytes(out)
 
 
-def decrypt_bytes(blob: bytes, *, data_key: bytes, aad: bytes) -> bytes:
-    """Authenticate and decrypt a whole stored object."""
+def decrypt_buffer(blob: bytes | bytearray | memoryview, *, data_key: bytes, aad: bytes) -> bytearray:
+    """Authenticate and decrypt a whole stored object into one preallocated buffer.
+
+    The plaintext length is in the header: each frame is decrypted straight into its place
+    (``AESGCM.decrypt_into``), so a 64 MiB object costs AES-GCM and nothing else. Returns the
+    buffer itself (a ``bytearray``: no final copy). A frame failing authentication raises
+    ``DecryptionError`` and the partly filled buffer is dropped."""
     cipher, aad = AESGCM(_key(data_key, "data_key")), _label(aad, "aad")
     header = parse_header(blob)
     layout = header.layout
@@ -281,11 +297,77 @@ def decrypt_bytes(blob: bytes, *, data_key: bytes, aad: bytes) -> bytes:
             f"object is {len(blob)} bytes, header says {layout.ciphertext_length()} "
             "(truncated or extended)"
         )
-    view, out = memoryview(blob), bytearray()
+    out = bytearray(layout.plaintext_length)
+    src, dst = memoryview(blob), memoryview(out)
     for index in range(layout.frame_count()):
         start, end = layout.ciphertext_span(index, index)
-        out += _open_frame(cipher, header, index, aad, view[start : end + 1])
-    return bytes(out)
+        plain = index * layout.frame_size
+        try:
+            cipher.decrypt_into(_frame_nonce(header, index), src[start : end + 1],
+                                _frame_aad(header, index, aad),
+                                dst[plain : plain + layout.frame_plaintext_length(index)])
+        except InvalidTag:
+            raise DecryptionError(f"frame {index} failed authentication") from None
+    return out
+
+
+def decrypt_chunks_into_buffer(chunks: Iterable[bytes], *, data_key: bytes, aad: bytes) -> bytearray:
+    """``decrypt_buffer`` of a stored object arriving in chunks (a streamed GET): each frame is
+    decrypted into the preallocated plaintext as soon as its bytes are in, straight from the
+    chunk when it lies within one, so the decryption overlaps the download and the ciphertext
+    is never held whole. Raises like ``decrypt_buffer`` (wrong size: truncated or extended)."""
+    cipher, aad = AESGCM(_key(data_key, "data_key")), _label(aad, "aad")
+    it = iter(chunks)
+    pending = bytearray()
+    for chunk in it:
+        pending += chunk
+        if len(pending) >= HEADER_SIZE:
+            break
+    header = parse_header(pending)
+    layout, stride = header.layout, header.layout.frame_size + TAG_SIZE
+    out = bytearray(layout.plaintext_length)
+    dst = memoryview(out)
+    index, count = 0, layout.frame_count()
+
+    def open_into(frame) -> None:
+        plain = index * layout.frame_size
+        try:
+            cipher.decrypt_into(_frame_nonce(header, index), frame, _frame_aad(header, index, aad),
+                                dst[plain : plain + layout.frame_plaintext_length(index)])
+        except InvalidTag:
+            raise DecryptionError(f"frame {index} failed authentication") from None
+
+    def size_of(i: int) -> int:
+        return stride if i < count - 1 else layout.frame_plaintext_length(i) + TAG_SIZE
+
+    data: bytes | bytearray = bytes(pending[HEADER_SIZE:])
+    pending = bytearray()
+    while True:
+        view, offset = memoryview(data), 0
+        if pending:  # a frame split across chunks: complete it first
+            need = size_of(index) - len(pending) if index < count else 0
+            pending += view[:need]
+            offset = min(need, len(view))
+            if index < count and len(pending) == size_of(index):
+                open_into(pending)
+                index, pending = index + 1, bytearray()
+        while index < count and len(view) - offset >= size_of(index):
+            open_into(view[offset : offset + size_of(index)])
+            offset, index = offset + size_of(index), index + 1
+        pending += view[offset:]
+        if index == count and pending:
+            raise DecryptionError("object has bytes after its last frame (extended)")
+        data = next(it, None)
+        if data is None:
+            break
+    if index != count:
+        raise DecryptionError(f"object truncated after frame {index - 1}")
+    return out
+
+
+def decrypt_bytes(blob: bytes, *, data_key: bytes, aad: bytes) -> bytes:
+    """Authenticate and decrypt a whole stored object (``decrypt_buffer``, as ``bytes``)."""
+    return bytes(decrypt_buffer(blob, data_key=data_key, aad=aad))
 
 
 def decrypt_range(

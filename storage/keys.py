@@ -234,6 +234,24 @@ class KeyRing:
         return unseal(recording["caller_number_sealed"], key=caller.key,
                       context=self._number_context(recording["tenant_id"], recording["id"])).decode()
 
+    def open_numbers(self, conn: sa.Connection, recordings: list[Mapping]) -> dict[uuid.UUID, str | None]:
+        """``open_number`` for a page of recording rows, their keys read in one query: by recording id."""
+        ids = sorted({rec["caller_key_id"] for rec in recordings})
+        rows = conn.execute(sa.select(t.caller_keys).where(t.caller_keys.c.id.in_(ids))).mappings() if ids else []
+        live = {}
+        for row in rows:
+            try:
+                live[row["id"]] = self._unwrap_row(row) if row["wrapped_key"] is not None else None
+            except KeyDestroyedError:  # its master retired and destroyed: as good as erased
+                pass
+        opened: dict[uuid.UUID, str | None] = {}
+        for rec in recordings:
+            caller = live.get(rec["caller_key_id"])
+            opened[rec["id"]] = None if caller is None else unseal(
+                rec["caller_number_sealed"], key=caller.key,
+                context=self._number_context(rec["tenant_id"], rec["id"])).decode()
+        return opened
+
     # -- master-key rotation ---------------------------------------------------------------
 
     def rotate(self, conn: sa.Connection, *, batch_size: int = 1000) -> int:

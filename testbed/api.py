@@ -28,6 +28,7 @@ class ApiProcess:
     env: dict[str, str]
     log_path: Path
     port: int = field(default_factory=free_port)
+    cwd: Path | None = None  # another tree of callvault to run (a benchmark's "before"), else this one
     process: subprocess.Popen | None = None
 
     @property
@@ -38,7 +39,8 @@ class ApiProcess:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen([sys.executable, "-m", "callvault.cli", "api", "--host", "127.0.0.1",
                                          "--port", str(self.port)], env=self.env, stdout=log,
-                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                                        cwd=self.cwd)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from typing import Any, Mapping
 
 import sqlalchemy as sa
 
@@ -33,8 +34,8 @@ def target(recording: sa.RowMapping, copy: sa.RowMapping) -> Target:
 class CopyOf:
     """One live copy and the recording it belongs to."""
 
-    copy: sa.RowMapping
-    recording: sa.RowMapping
+    copy: Mapping[str, Any]
+    recording: Mapping[str, Any]
 
     @property
     def target(self) -> Target:
@@ -73,12 +74,18 @@ def live_copies(conn: sa.Connection, recording_ids: list[uuid.UUID], tier: str |
     return list(conn.execute(query.order_by(_c.c.created_at, _c.c.id)).mappings())
 
 
+_RECORDING_COLUMNS = [col.label(f"r__{col.name}") for col in _r.c]
+
+
 def copy_of(conn: sa.Connection, copy_id: uuid.UUID) -> CopyOf | None:
-    row = conn.execute(sa.select(_c).where(_c.c.id == copy_id, _c.c.deleting_at.is_(None))).mappings().first()
+    """The live copy and its recording, in one statement."""
+    row = conn.execute(sa.select(_c, *_RECORDING_COLUMNS).join(_r, _r.c.id == _c.c.recording_id)
+                       .where(_c.c.id == copy_id, _c.c.deleting_at.is_(None))).mappings().first()
     if row is None:
         return None
-    rec = recording(conn, row["recording_id"])
-    return CopyOf(row, rec) if rec is not None else None
+    copy = {col.name: row[col.name] for col in _c.c}
+    rec = {col.name: row[f"r__{col.name}"] for col in _r.c}
+    return CopyOf(copy, rec)
 
 
 def all_tenants(conn: sa.Connection) -> list[str]:

@@ -99,11 +99,16 @@ def current_user(request: Request, credentials: HTTPAuthorizationCredentials | N
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthenticated("a bearer token is required", hint="Authorization: Bearer <token>")
     user_id = verify_token(credentials.credentials, ctx.settings)
-    with ctx.services.engine.connect() as conn:
-        user = load_user(conn, user_id)
+    user = _load(ctx, user_id)
     if user is None:
         raise Unauthenticated("invalid token")
     return _active(request, ctx, user, at)
+
+
+def _load(ctx: ApiContext, user_id: str) -> User | None:
+    """The user, read in autocommit: one statement, so no BEGIN and no ROLLBACK round trips."""
+    with ctx.services.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        return load_user(conn, user_id)
 
 
 def _active(request: Request, ctx: ApiContext, user: User, at: datetime) -> User:
@@ -175,8 +180,7 @@ def listener(request: Request, link: StreamLink | None = Depends(stream_link),
     """Who is streaming: the user a valid stream link names, else the bearer's."""
     if link is None:
         return current_user(request, credentials, ctx, at)
-    with ctx.services.engine.connect() as conn:
-        user = load_user(conn, link.user_id)
+    user = _load(ctx, link.user_id)
     if user is None:
         raise Unauthenticated("invalid stream link")
     return _active(request, ctx, user, at)

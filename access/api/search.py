@@ -1,15 +1,23 @@
 """Search: the recordings a user may see, filtered, newest first.
 
-Two layers. SQL narrows the candidates to the user's tenants and scope (own calls, managed
-or coached teams) and to the tiers the role may see, so pages are cheap; then the policy
-(``decide(SEARCH)``) rules on every candidate copy and is the authority: SQL only mirrors
-it. Pages are cut by a keyset cursor on the sort key (``started_at`` desc, ``id``): the
-opaque ``cursor`` of a page is the key of its last recording, and the next page starts
-strictly after it, so a deep page costs what the first does (no offset to skip) and a
-recording stored meanwhile neither repeats nor shifts a result. A page counts *visible*
-recordings, so it is never short because the policy hid a candidate. A number filter is
-normalised (``core.phone``: E.164, or kept as given) and compared through the keyed number
-hash of each tenant searched: the clear number is never put in a query.
+Two layers. SQL selects exactly what the policy would let the user see — the user's tenants,
+their scope (own calls, managed or coached teams), the tiers their role may see, the break-glass
+grants an IT number search is confined to, live copies only — so no row the policy would hide is
+ever loaded and a page is one indexed ``ORDER BY … LIMIT``. Then the policy (``decide(SEARCH)``)
+still rules on every copy it returns and is the authority: SQL only mirrors it (the property
+test ``test_search_scope`` holds the two equal). For ``SEARCH`` the policy hides neither an
+expired copy nor a restricted recording (their *audio* is refused, their metadata listed until
+the sweep), so neither is filtered here.
+
+A recording is listed when at least one live copy of it is visible (``EXISTS`` on copies, no
+join to de-duplicate). Pages are cut by a keyset cursor on the sort key (``started_at`` desc,
+``id`` desc, one row-value comparison an index on ``(…, started_at, id)`` serves backwards): the
+opaque ``cursor`` of a page is the key of its last recording and the next page starts strictly
+after it, so a deep page costs what the first does and a recording stored meanwhile neither
+repeats nor shifts a result. Were SQL and the policy ever to disagree, the refused recording is
+left out and logged — the page is short, it never walks on to fill itself. A number filter is
+normalised (``core.phone``: E.164, or kept as given) and compared through the keyed number hash
+of each tenant searched: the clear number is never put in a query.
 """
 
 from __future__ import annotations
@@ -17,10 +25,11 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Callable, Iterator
+from typing import Callable
 
 import sqlalchemy as sa
 
@@ -34,7 +43,8 @@ from ..policy import ALL_TENANTS, PLAYABLE, Decision, Target, User
 from . import catalog
 
 _r, _c = t.recordings, t.copies
-_BATCH = 200
+log = logging.getLogger(__name__)
+CURSOR_VERSION = 2  # 2: (started_at desc, id desc). Version 1 (id ascending) is refused, not misread.
 
 
 @dataclass(frozen=True)
@@ -62,14 +72,20 @@ class Cursor:
     id: uuid.UUID
 
     def encode(self) -> str:
-        raw = json.dumps([self.started_at.isoformat(), str(self.id)], separators=(",", ":")).encode()
+        raw = json.dumps([CURSOR_VERSION, self.started_at.isoformat(), str(self.id)], separators=(",", ":")).encode()
         return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
     @classmethod
     def decode(cls, text: str) -> "Cursor":
         try:
             raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-            started, ident = json.loads(raw)
+            decoded = json.loads(raw)
+            if isinstance(decoded, list) and len(decoded) == 2:
+                raise BadRequest("this cursor comes from an older version of the search, whose order differs",
+                                 hint="start again from the first page (no cursor)")
+            version, started, ident = decoded
+            if version != CURSOR_VERSION:
+                raise ValueError("version")
             at = datetime.fromisoformat(started)
             if at.tzinfo is None:
                 raise ValueError("naive")
@@ -102,87 +118,107 @@ def tenants_searched(user: User, tenant: str | None) -> list[str] | None:
     return mine if tenant is None else [tenant] if tenant in user.tenants else []
 
 
+def visible_tiers(user: User, tier: str | None) -> list[str] | None:
+    """The tiers of the copies ``user`` may see in a search (None: every tier), narrowed to ``tier``:
+    the SQL mirror of ``decide``'s metadata rule (internal control and IT see every tier)."""
+    if user.role in (Role.INTERNAL_CONTROL, Role.IT):
+        return None if tier is None else [tier]
+    allowed = sorted(PLAYABLE.get(user.role, frozenset()))
+    return allowed if tier is None else [tier] if tier in allowed else []
+
+
 def _scope(user: User) -> list[sa.ColumnElement[bool]]:
-    """SQL mirror of ``policy.in_scope`` and of the tiers a role may see."""
+    """SQL mirror of ``policy.in_scope``."""
     if user.role is Role.CONSULTANT:
-        own = _r.c.agent_id == user.agent_id if user.agent_id else sa.false()
-        return [own, _c.c.tier.in_(sorted(PLAYABLE[user.role]))]
+        return [_r.c.agent_id == user.agent_id if user.agent_id else sa.false()]
     if user.role in (Role.MANAGER, Role.COACH):
         relation = Relation.MANAGER if user.role is Role.MANAGER else Relation.COACH
-        teams = [sa.and_(_r.c.tenant_id == tn, _r.c.team_id == tm) for tn, tm, rel in user.teams if rel is relation]
-        return [sa.or_(*teams) if teams else sa.false(), _c.c.tier.in_(sorted(PLAYABLE[user.role]))]
-    return []
+        teams = sorted((tn, tm) for tn, tm, rel in user.teams if rel is relation and user.in_tenant(tn))
+        if not teams:
+            return [sa.false()]
+        if len(teams) == 1:
+            return [_r.c.tenant_id == teams[0][0], _r.c.team_id == teams[0][1]]
+        return [sa.tuple_(_r.c.tenant_id, _r.c.team_id).in_(teams)]
+    if user.role in (Role.INTERNAL_CONTROL, Role.IT):
+        return []
+    return [sa.false()]  # telephony: a system, it searches nothing
 
 
-def candidates(conn: sa.Connection, keys: KeyRing, user: User, filters: Filters,
-               only: frozenset[str] | None = None) -> sa.Select | None:
-    """``only``: the recording ids a search is confined to (IT's number search: the granted ones)."""
+def _live_copy(tiers: list[str] | None) -> sa.ColumnElement[bool]:
+    where = [_c.c.recording_id == _r.c.id, _c.c.deleting_at.is_(None)]
+    if tiers is not None:
+        where.append(_c.c.tier == tiers[0] if len(tiers) == 1 else _c.c.tier.in_(tiers))
+    return sa.exists().where(*where)
+
+
+def _number_hashes(conn: sa.Connection, keys: KeyRing, tenants: list[str] | None, number: str) -> list[str]:
+    searched = tenants if tenants is not None else catalog.all_tenants(conn)
+    return [keys.number_hash(tn, form) for tn in searched for form in number_forms(number)]
+
+
+def scoped(conn: sa.Connection, keys: KeyRing, user: User, filters: Filters,
+           only: frozenset[str] | None = None) -> sa.Select | None:
+    """The recordings ``user`` may see under ``filters``, newest first, every column (None: none can
+    match). ``only``: the recording ids a search is confined to (IT's number search: the granted ones)."""
     tenants = tenants_searched(user, filters.tenant)
-    if tenants == [] or only == frozenset():
+    tiers = visible_tiers(user, filters.tier)
+    if tenants == [] or tiers == [] or only == frozenset():
         return None
-    where = [_c.c.deleting_at.is_(None), *_scope(user)]
+    where = [*_scope(user)]
+    if tenants is not None:
+        where.append(_r.c.tenant_id == tenants[0] if len(tenants) == 1 else _r.c.tenant_id.in_(tenants))
     if only is not None:
         where.append(_r.c.id.in_(sorted(uuid.UUID(i) for i in only)))
-    if tenants is not None:
-        where.append(_r.c.tenant_id.in_(tenants))
     if filters.number is not None:
-        forms = number_forms(filters.number)
-        hashed = [keys.number_hash(tn, form) for tn in (tenants if tenants is not None else catalog.all_tenants(conn))
-                  for form in forms]
-        where.append(_r.c.number_hash.in_(hashed))
-    for column, value in ((_r.c.agent_id, filters.agent), (_r.c.team_id, filters.team), (_c.c.tier, filters.tier)):
+        where.append(_r.c.number_hash.in_(_number_hashes(conn, keys, tenants, filters.number)))
+    for column, value in ((_r.c.agent_id, filters.agent), (_r.c.team_id, filters.team)):
         if value is not None:
             where.append(column == value)
     if filters.start is not None:
         where.append(_r.c.started_at >= filters.start)
     if filters.end is not None:
         where.append(_r.c.started_at < filters.end)
-    return (sa.select(_r.c.id, _r.c.started_at).join(_c, _c.c.recording_id == _r.c.id).where(*where).distinct()
-            .order_by(_r.c.started_at.desc(), _r.c.id))
+    where.append(_live_copy(tiers))
+    return sa.select(_r).where(*where).order_by(_r.c.started_at.desc(), _r.c.id.desc())
 
 
-def _after(cursor: Cursor | None) -> list[sa.ColumnElement[bool]]:
+def after(cursor: Cursor | None) -> list[sa.ColumnElement[bool]]:
+    """Strictly after ``cursor`` in (started_at desc, id desc) order: one row-value comparison."""
     if cursor is None:
         return []
-    return [sa.or_(_r.c.started_at < cursor.started_at,
-                   sa.and_(_r.c.started_at == cursor.started_at, _r.c.id > cursor.id))]
+    return [sa.tuple_(_r.c.started_at, _r.c.id) < sa.tuple_(sa.literal(cursor.started_at, t.UTCDateTime()),
+                                                            sa.literal(cursor.id, sa.Uuid()))]
 
 
 def search(conn: sa.Connection, keys: KeyRing, user: User, filters: Filters, *, limit: int, cursor: Cursor | None,
            decide: Callable[[Action, Target], Decision], action: Action = Action.SEARCH,
            only: frozenset[str] | None = None) -> tuple[list[Found], Cursor | None]:
     """The page of visible recordings after ``cursor``, and the cursor of the next page (None: last)."""
-    query = candidates(conn, keys, user, filters, only)
+    query = scoped(conn, keys, user, filters, only)
     if query is None:
         return [], None
-    page: list[Found] = []
-    for found in _visible(conn, keys, query, filters.tier, decide, action, cursor):
-        if len(page) == limit:
-            last = page[-1].recording
-            return page, Cursor(last["started_at"], last["id"])
-        page.append(found)
-    return page, None
+    rows = list(conn.execute(query.where(*after(cursor)).limit(limit + 1)).mappings())
+    following = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        following = Cursor(rows[-1]["started_at"], rows[-1]["id"])
+    return _ruled(conn, keys, rows, filters.tier, decide, action), following
 
 
-def _visible(conn: sa.Connection, keys: KeyRing, query: sa.Select, tier: str | None,
-             decide: Callable[[Action, Target], Decision], action: Action, cursor: Cursor | None) -> Iterator[Found]:
-    while True:
-        rows = conn.execute(query.where(*_after(cursor)).limit(_BATCH)).all()
-        if not rows:
-            return
-        cursor = Cursor(rows[-1].started_at, rows[-1].id)
-        ids = [row.id for row in rows]
-        recordings = {row["id"]: row for row in conn.execute(sa.select(_r).where(_r.c.id.in_(ids))).mappings()}
-        by_recording: dict = {}
-        for copy in catalog.live_copies(conn, ids, tier):
-            by_recording.setdefault(copy["recording_id"], []).append(copy)
-        for rid in ids:
-            rec = recordings[rid]
-            decisions = [(copy, decide(action, catalog.target(rec, copy)))
-                         for copy in by_recording.get(rid, [])]
-            visible = [copy for copy, decision in decisions if decision.allowed]
-            if visible:
-                yield Found(rec, visible, any(d.mask_numbers for _, d in decisions if d.allowed),
-                            keys.open_number(conn, rec))
-        if len(rows) < _BATCH:
-            return
+def _ruled(conn: sa.Connection, keys: KeyRing, rows: list[sa.RowMapping], tier: str | None,
+           decide: Callable[[Action, Target], Decision], action: Action) -> list[Found]:
+    """The policy's ruling on each live copy of each row: the recordings with a visible copy."""
+    by_recording: dict = {}
+    for copy in catalog.live_copies(conn, [row["id"] for row in rows], tier):
+        by_recording.setdefault(copy["recording_id"], []).append(copy)
+    numbers = keys.open_numbers(conn, rows)
+    page = []
+    for rec in rows:
+        decisions = [(copy, decide(action, catalog.target(rec, copy))) for copy in by_recording.get(rec["id"], [])]
+        visible = [(copy, decision) for copy, decision in decisions if decision.allowed]
+        if not visible:
+            log.warning("search: SQL scope selected recording %s, the policy refuses it (%s): left out",
+                      rec["id"], decisions[0][1].reason if decisions else "no live copy")
+            continue
+        page.append(Found(rec, [c for c, _ in visible], any(d.mask_numbers for _, d in visible), numbers[rec["id"]]))
+    return page

@@ -4,19 +4,23 @@ Any span, the whole audio included, is read in windows of ``CHUNK`` bytes with
 ``storage.copies.read_copy_range``: each window fetches (ranged GETs) and authenticates only
 the frames under it, so memory stays at one window whatever the length. Windows are aligned
 on multiples of ``CHUNK`` (a multiple of the frame sizes in use), so no frame is fetched
-twice. The first window is read before the response starts: a missing object or a destroyed
-key is still a clean JSON error; past that point the headers are gone and a failure can
-only cut the connection (the client sees a short body, never unauthenticated audio).
+twice. The first window is read before the response starts, with the catalog row and the
+data key the request already has (``prime(conn, row)``: no second row read, no second unwrap,
+one ranged GET): a missing object or a destroyed key is still a clean JSON error; past that
+point the headers are gone and a failure can only cut the connection (the client sees a short
+body, never unauthenticated audio). Each later window reads the row and unwraps the key again
+(a connection of its own, for that window only), so an erasure or a sweep during a long
+listen stops it at the next window.
 """
 
 from __future__ import annotations
 
 import uuid
-from typing import Iterator
+from typing import Any, Iterator, Mapping
 
 import sqlalchemy as sa
 
-from storage.copies import read_copy_range
+from storage.copies import open_copy, read_copy_range, read_range
 from storage.keys import KeyRing
 from storage.objectstore import ObjectStore
 
@@ -53,9 +57,14 @@ class AudioSpan:
         with self._engine.connect() as conn:
             return read_copy_range(conn, self._store, self._keys, self._copy_id, start, end).data
 
-    def prime(self) -> "AudioSpan":
+    def prime(self, conn: sa.Connection | None = None, row: Mapping[str, Any] | None = None) -> "AudioSpan":
+        """Read the first window now. Given the request's connection and this copy's catalog row
+        (the one its decision was made on), the row is not read again: only the key is unwrapped."""
         if self._spans:
-            self._first = self._read(*self._spans[0])
+            if conn is not None and row is not None:
+                self._first = read_range(self._store, open_copy(conn, self._keys, row=row), *self._spans[0]).data
+            else:
+                self._first = self._read(*self._spans[0])
         return self
 
     def __iter__(self) -> Iterator[bytes]:

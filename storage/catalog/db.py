@@ -116,8 +116,8 @@ class UnitOfWork:
         anchor, self.anchor_after_commit = self.anchor_after_commit, False
         self._forget()
         self._transaction = self.conn.begin()
-        if self.anchors is not None:
-            self.anchors.write_quietly(self._engine, only_if_due=not anchor)
+        if self.anchors is not None:  # read with this unit's connection: no second checkout while it is held
+            self.anchors.write_quietly(self._engine, only_if_due=not anchor, conn=self.conn)
 
     def rollback(self) -> None:
         self._active().rollback()

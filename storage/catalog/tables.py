@@ -146,12 +146,19 @@ recordings = sa.Table(
     sa.Column("caller_key_id", sa.Uuid, sa.ForeignKey("caller_keys.id"), nullable=False),
     sa.UniqueConstraint("tenant_id", "external_id"),
 )
-sa.Index("ix_recordings_tenant_number", recordings.c.tenant_id, recordings.c.number_hash)
 sa.Index("ix_recordings_caller_key_id", recordings.c.caller_key_id)
-sa.Index("ix_recordings_tenant_agent_started", recordings.c.tenant_id, recordings.c.agent_id,
-         recordings.c.started_at)
-sa.Index("ix_recordings_tenant_team_started", recordings.c.tenant_id, recordings.c.team_id,
-         recordings.c.started_at)
+# Search (access/api/search.py) pages newest first by (started_at, id) with a row-value keyset
+# predicate: each filter has an index ending in (started_at, id), read backwards, so a page is
+# ORDER BY + LIMIT over one index range whatever its depth (0009). Across tenants (a group-level
+# user): the last one.
+sa.Index("ix_recordings_tenant_started_id", recordings.c.tenant_id, recordings.c.started_at, recordings.c.id)
+sa.Index("ix_recordings_tenant_number_started_id", recordings.c.tenant_id, recordings.c.number_hash,
+         recordings.c.started_at, recordings.c.id)
+sa.Index("ix_recordings_tenant_agent_started_id", recordings.c.tenant_id, recordings.c.agent_id,
+         recordings.c.started_at, recordings.c.id)
+sa.Index("ix_recordings_tenant_team_started_id", recordings.c.tenant_id, recordings.c.team_id,
+         recordings.c.started_at, recordings.c.id)
+sa.Index("ix_recordings_started_id", recordings.c.started_at, recordings.c.id)
 
 copies = sa.Table(
     "copies", metadata,
@@ -198,6 +205,9 @@ sa.Index("ix_copies_deleting", copies.c.deleting_at,
 # The sweep's opening count of held-and-expired copies (few): a partial index.
 sa.Index("ix_copies_held_expires", copies.c.expires_at,
          postgresql_where=copies.c.hold == sa.true(), sqlite_where=copies.c.hold == sa.true())
+# Search's "has a live copy of a tier the user may see" (EXISTS per recording): an index-only probe.
+sa.Index("ix_copies_live_recording_tier", copies.c.recording_id, copies.c.tier,
+         postgresql_where=copies.c.deleting_at.is_(None), sqlite_where=copies.c.deleting_at.is_(None))
 # Erasure and rectification find every copy wrapped under a caller key.
 sa.Index("ix_copies_caller_key_id", copies.c.caller_key_id)
 

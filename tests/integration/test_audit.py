@@ -80,3 +80,42 @@ def test_appends_from_concurrent_transactions_keep_one_chain(pg_engine):
     with pg_engine.connect() as conn:
         result = verify(conn)
     assert result.ok and result.entries == 80
+
+
+def test_an_append_waiting_for_the_lock_chains_on_the_entry_committed_meanwhile(pg_engine):
+    """The head is read after the lock is granted, with a fresh snapshot: an append that waited
+    for another transaction's lock links to that transaction's entry, not to the older head."""
+    import threading
+    import time
+
+    upgrade(pg_engine)
+    with pg_engine.begin() as conn:
+        append(conn, tenant=None, actor="first", role="it", action="lifecycle:sweep:run", target_type="tenant",
+               target_id="acme", outcome="done")
+    holder = pg_engine.connect()
+    holder.begin()
+    append(holder, tenant=None, actor="holder", role="it", action="lifecycle:sweep:run", target_type="tenant",
+           target_id="acme", outcome="done")  # takes the lock, not committed yet
+    errors: list[BaseException] = []
+
+    def waiter() -> None:
+        try:
+            with pg_engine.begin() as conn:
+                append(conn, tenant=None, actor="waiter", role="it", action="lifecycle:sweep:run",
+                       target_type="tenant", target_id="acme", outcome="done")
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    th = threading.Thread(target=waiter)
+    th.start()
+    time.sleep(0.5)  # the waiter is blocked on the lock, its statement already started
+    holder.commit()
+    holder.close()
+    th.join(timeout=30)
+    assert not errors
+    with pg_engine.connect() as conn:
+        rows = conn.execute(sa.select(t.audit_events.c.actor, t.audit_events.c.prev_hash, t.audit_events.c.hash)
+                            .order_by(t.audit_events.c.seq)).all()
+        assert [r.actor for r in rows] == ["first", "holder", "waiter"]
+        assert rows[2].prev_hash == rows[1].hash
+        assert verify(conn).ok

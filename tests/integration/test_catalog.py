@@ -1,6 +1,6 @@
 """The catalog on real PostgreSQL (per-test schema) and SQLite: migrations up, down and up
 again, the Core tables matching the migration, constraints, the copy cascade, and the
-query plans of the sweeper's and the data-subject requests' lookups."""
+query plans of the sweeper's, the data-subject requests' and search's lookups."""
 
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ def table_names(engine: sa.Engine) -> set[str]:
 def test_upgrade_downgrade_upgrade(engine: sa.Engine) -> None:
     upgrade(engine)
     assert table_names(engine) == CATALOG_TABLES | {"alembic_version"}
-    assert current_revision(engine) == head_revision() == "0008"
+    assert current_revision(engine) == head_revision() == "0009"
 
     downgrade(engine, "base")
     assert table_names(engine) <= {"alembic_version"}
@@ -343,6 +343,43 @@ def explain(conn: sa.Connection, stmt: sa.Select) -> tuple[str, str]:
     return sql, plan
 
 
+class _ProbeHash:
+    """``KeyRing.number_hash`` answering the seeded probe's hash (the seed has no real keys)."""
+
+    def __init__(self, number_hash: str) -> None:
+        self.hash = number_hash
+
+    def number_hash(self, tenant: str, form: str) -> str:
+        return self.hash
+
+
+def search_queries(probe: dict[str, str]) -> dict:
+    """A search's page (``access.api.search.scoped``, keyset cursor, LIMIT) per filter: one index range each."""
+    from access.api.search import Cursor, Filters, after, scoped
+    from access.policy import User
+    from core.vocabulary import Relation, Role
+
+    control = User("ic", Role.INTERNAL_CONTROL, frozenset({probe["tenant"]}))
+    manager = User("m", Role.MANAGER, frozenset({"t1"}), frozenset({("t1", "team-3", Relation.MANAGER)}))
+    deep = Cursor(BASE + timedelta(days=45), uuid.UUID(int=0))
+    keys = _ProbeHash(probe["number_hash"])
+
+    def page(user, filters, cursor=None) -> sa.Select:
+        return scoped(None, keys, user, filters).where(*after(cursor)).limit(51)
+
+    month = dict(start=BASE + timedelta(days=30), end=BASE + timedelta(days=60))
+    return {
+        "(s1) search: a tenant, newest first, deep": (
+            page(control, Filters(), deep), {"recordings": ["ix_recordings_tenant_started_id"]}),
+        "(s2) search: by number": (
+            page(control, Filters(number="+33612345678")), {"recordings": ["ix_recordings_tenant_number_started_id"]}),
+        "(s3) search: by agent": (
+            page(control, Filters(agent="agent-7"), deep), {"recordings": ["ix_recordings_tenant_agent_started_id"]}),
+        "(s4) search: manager, by team over a month": (
+            page(manager, Filters(team="team-3", **month)), {"recordings": ["ix_recordings_tenant_team_started_id"]}),
+    }
+
+
 def test_lookups_use_their_indexes_on_postgres(pg_engine: sa.Engine) -> None:
     upgrade(pg_engine)
     probe = seed_volume(pg_engine)
@@ -355,20 +392,21 @@ def test_lookups_use_their_indexes_on_postgres(pg_engine: sa.Engine) -> None:
             {"copies": ["ix_copies_expires_not_held"]}),
         "(b) copies of a caller number (data-subject requests)": (
             by_recordings.where(r.c.tenant_id == probe["tenant"], r.c.number_hash == probe["number_hash"]),
-            {"recordings": ["ix_recordings_tenant_number"], "copies": ["uq_copies_recording_id_tier_reason"]}),
+            {"recordings": ["ix_recordings_tenant_number_started_id"], "copies": ["uq_copies_recording_id_tier_reason"]}),
         "(c1) copies of an agent in a week": (
             by_recordings.where(r.c.tenant_id == "t1", r.c.agent_id == "agent-7",
                                 r.c.started_at >= BASE + timedelta(days=10),
                                 r.c.started_at < BASE + timedelta(days=17)),
-            {"recordings": ["ix_recordings_tenant_agent_started"],
+            {"recordings": ["ix_recordings_tenant_agent_started_id"],
              "copies": ["uq_copies_recording_id_tier_reason"]}),
         "(c2) copies of a team in a day": (
             by_recordings.where(r.c.tenant_id == "t2", r.c.team_id == "team-3",
                                 r.c.started_at >= BASE + timedelta(days=20),
                                 r.c.started_at < BASE + timedelta(days=21)),
-            {"recordings": ["ix_recordings_tenant_team_started"],
+            {"recordings": ["ix_recordings_tenant_team_started_id"],
              "copies": ["uq_copies_recording_id_tier_reason"]}),
     }
+    queries.update(search_queries(probe))
     report = []
     with pg_engine.connect() as conn:
         counts = {name: conn.execute(sa.select(sa.func.count()).select_from(sa.table(name))).scalar()
@@ -389,5 +427,6 @@ def test_lookups_use_their_indexes_on_postgres(pg_engine: sa.Engine) -> None:
             assert f"Seq Scan on {table}" not in plan, f"{title}: sequential scan of {table}\n{plan}"
             for index in index_names:
                 assert any(f"{scan} using {index} on {table}" in plan or f"{scan} on {index}" in plan
-                           for scan in ("Index Scan", "Index Only Scan", "Bitmap Index Scan")), \
+                           for scan in ("Index Scan", "Index Scan Backward", "Index Only Scan",
+                                        "Index Only Scan Backward", "Bitmap Index Scan")), \
                     f"{title}: {index} not used\n{plan}"

@@ -188,3 +188,13 @@ def test_bad_cursors_and_page_sizes_are_refused(world, params, status):
     assert response.status_code == status, response.text
     if status == 200:  # an offset is no longer a parameter: ignored, the first page
         assert names(world, response) == {"own", "teammate", "elsewhere"}
+
+
+# A cursor of the first keyset version (id ascending): refused by name, never misread.
+OLD_CURSOR = "WyIyMDI2LTAxLTAxVDAwOjAwOjAwKzAwOjAwIiwiMDAwMDAwMDAtMDAwMC0wMDAwLTAwMDAtMDAwMDAwMDAwMDAxIl0"
+
+
+def test_a_cursor_of_the_older_order_is_refused_with_what_to_do(world):
+    refused = world.get("/recordings", "control-1", params={"cursor": OLD_CURSOR})
+    assert refused.status_code == 400, refused.text
+    assert "older version" in refused.json()["error"]["message"] and "first page" in refused.text

@@ -420,3 +420,41 @@ def test_module_imports_only_stdlib_cryptography_and_project_errors():
     assert project == {"storage.exceptions"}  # pure: no object store, no settings
     allowed = {"__future__", "os", "struct", "dataclasses", "typing", "cryptography"}
     assert {m.split(".")[0] for m in modules - project} <= allowed
+
+
+# -- whole-object decryption into one buffer (issue 20) -------------------------------------------
+
+@settings(max_examples=150, deadline=None)
+@given(pt=st.binary(max_size=200), frame_size=st.integers(1, 40), chunk=st.integers(1, 90))
+def test_streamed_whole_decryption_matches_for_any_chunking(pt, frame_size, chunk):
+    blob = enc(pt, frame_size)
+    pieces = [blob[i:i + chunk] for i in range(0, len(blob), chunk)]
+    assert crypto.decrypt_chunks_into_buffer(pieces, data_key=KEY, aad=AAD) == pt
+    assert crypto.decrypt_buffer(blob, data_key=KEY, aad=AAD) == pt == dec(blob)
+
+
+def test_whole_decryption_returns_its_buffer_and_bytes_where_promised():
+    blob = enc(b"x" * 100)
+    assert type(crypto.decrypt_buffer(blob, data_key=KEY, aad=AAD)) is bytearray
+    assert type(dec(blob)) is bytes and type(enc(b"x" * 100)) is bytes
+
+
+@pytest.mark.parametrize("damage", ["truncated", "extended", "flipped", "wrong key", "short header"])
+def test_streamed_whole_decryption_refuses_a_damaged_object(damage):
+    blob = bytearray(enc(os.urandom(100)))
+    key = KEY
+    if damage == "truncated":
+        blob = blob[:-1]
+    elif damage == "extended":
+        blob += b"\0"
+    elif damage == "flipped":
+        blob[HEADER_SIZE + 40] ^= 1
+    elif damage == "wrong key":
+        key = OTHER_KEY
+    else:
+        blob = blob[:HEADER_SIZE - 1]
+    pieces = [bytes(blob[i:i + 7]) for i in range(0, len(blob), 7)]
+    with pytest.raises(DecryptionError):
+        crypto.decrypt_chunks_into_buffer(pieces, data_key=key, aad=AAD)
+    with pytest.raises(DecryptionError):
+        crypto.decrypt_buffer(bytes(blob), data_key=key, aad=AAD)

@@ -52,10 +52,11 @@ def _stream(ctx: ApiContext, gate: Gate, action: Action, decision: Decision, fou
     """The span, first window read; a failure to read it (object gone, key destroyed) is audited."""
     svc = ctx.services
     try:
-        return AudioSpan(svc.engine, svc.store, svc.keys, found.copy["id"], start, end).prime()
+        return AudioSpan(svc.engine, svc.store, svc.keys, found.copy["id"], start, end).prime(gate.uow.conn,
+                                                                                             found.copy)
     except CallvaultError as exc:
         gate.allowed(action, decision, target_type="copy", target_id=str(found.copy["id"]), outcome="failed",
-                     detail={**detail, "error": exc.code})
+                     detail={**detail, "error": exc.code}, target=found.target)
         gate.uow.commit()
         raise
 
@@ -90,14 +91,16 @@ def stream_audio(copy_id: uuid.UUID,
             wanted = parse_range(range_, total, if_range=if_range, etag=etag)
         except Unsatisfiable:
             gate.allowed(Action.STREAM, decision, target_type="copy", target_id=str(copy_id), outcome="failed",
-                         detail={**audited, "start": None, "end": None, "unsatisfiable": True})
+                         detail={**audited, "start": None, "end": None, "unsatisfiable": True},
+                         target=found.target)
             uow.commit()
             return error_response(416, InvalidRange.code, f"range outside the audio (0-{total - 1})",
                                   headers={"Content-Range": f"bytes */{total}"})
         start, end = (wanted.start, wanted.end) if wanted else (0, total - 1)
         audited.update(start=start, end=end)
         body = _stream(ctx, gate, Action.STREAM, decision, found, start, end, audited) if total else []
-        gate.allowed(Action.STREAM, decision, target_type="copy", target_id=str(copy_id), detail=audited)
+        gate.allowed(Action.STREAM, decision, target_type="copy", target_id=str(copy_id), detail=audited,
+                     target=found.target)
         uow.commit()
     headers = {"Accept-Ranges": "bytes", "Content-Length": str(end - start + 1 if total else 0), "ETag": etag,
                "Cache-Control": "private, no-store", "Content-Disposition": "inline"}
@@ -144,7 +147,8 @@ def export_audio(copy_id: uuid.UUID, user: User = Depends(current_user), at: dat
         total = found.audio_bytes
         audited = {"recording_id": str(found.recording["id"]), "tier": found.copy["tier"], "bytes": total}
         body = _stream(ctx, gate, Action.EXPORT, decision, found, 0, total - 1, audited) if total else []
-        gate.allowed(Action.EXPORT, decision, target_type="copy", target_id=str(copy_id), detail=audited)
+        gate.allowed(Action.EXPORT, decision, target_type="copy", target_id=str(copy_id), detail=audited,
+                     target=found.target)
         uow.commit()
     media = content_type(found.recording["audio_format"])
     name = f'{found.recording["id"]}-{found.copy["tier"]}.{EXTENSIONS.get(media, "bin")}'
