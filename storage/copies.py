@@ -122,8 +122,10 @@ def _clear_crashed_attempt(conn: sa.Connection, store: ObjectStore, bucket: str,
 
 def upsert_copy(conn: sa.Connection, *, recording_id: uuid.UUID, tier: str, stored: StoredObject, bucket: str,
                 expires_at: datetime, created_by: str, reason: str = "", training_report: str | None = None,
-                now: datetime | None = None) -> uuid.UUID:
-    """Write the catalog row of a copy; a retry of the same (recording, tier, reason) overwrites it."""
+                now: datetime | None = None, new_recording: bool = False) -> uuid.UUID:
+    """Write the catalog row of a copy; a retry of the same (recording, tier, reason) overwrites it.
+    ``new_recording``: the recording row was inserted in this transaction, so it has no copy yet
+    (the lookup is skipped; a copy there would fail the insert)."""
     now = now or datetime.now(timezone.utc)
     values: dict[str, Any] = dict(
         object_key=stored.object_key, bucket=bucket, size_bytes=stored.size_bytes,
@@ -131,7 +133,7 @@ def upsert_copy(conn: sa.Connection, *, recording_id: uuid.UUID, tier: str, stor
         caller_key_id=stored.caller_key_id, frame_size=stored.frame_size, expires_at=expires_at,
         training_report=training_report, header=stored.header, object_version=stored.object_version,
     )
-    existing = conn.execute(sa.select(t.copies.c.id).where(
+    existing = None if new_recording else conn.execute(sa.select(t.copies.c.id).where(
         t.copies.c.recording_id == recording_id, t.copies.c.tier == tier, t.copies.c.reason == reason)).scalar()
     if existing is not None:
         conn.execute(t.copies.update().where(t.copies.c.id == existing).values(**values))
