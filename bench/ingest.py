@@ -1,7 +1,7 @@
 """Ingest throughput and produce→stored latency through the real pipeline, against baselines.
 
 Pipeline: N one-minute 8 kHz µ-law calls → Kafka (scratch recordings topic, 4 partitions) →
-a real ``callvault worker`` subprocess (default settings: concurrency 4) → MinIO (scratch
+a real ``callvault worker`` subprocess (default settings: calls in flight by storage format) → MinIO (scratch
 buckets made by ``storage.admin.init_buckets``) → PostgreSQL catalog (scratch schema migrated
 to head), exactly as the ``pipeline`` test fixture sets it up. One 60 s call is synthesised
 (ffmpeg's flite voice looped to 60 s, µ-law WAV, ~480 KB) and sent N times under distinct
@@ -23,7 +23,12 @@ Baselines, same run, same bytes:
   bucket plus one INSERT (own transaction) per call into a PostgreSQL table; sequential, and
   with a pool of 4 threads;
 - ffmpeg alone: the same WAV → Ogg/Opus (or FLAC) with the worker's encoder settings, N
-  times, ``nproc`` processes in parallel; per core = calls/s ÷ nproc.
+  times, ``nproc`` processes in parallel; per core = calls/s ÷ nproc;
+- ffmpeg alone, one call at a time: the latency floor of one call (issue 20): the wall time of
+  one such ffmpeg process, max(20, low-n) times in a row; the worker's produce→stored latency
+  in the low-rate and isolated runs minus it is callvault's overhead.
+
+``--round-trips``: only the catalog statements of one call, counted in process.
 
     .venv/bin/python -m bench.ingest [--quick] [--n N] [--modes passthrough,opus,flac]
 """
@@ -110,6 +115,43 @@ def ffmpeg_alone(src: Path, n: int, fmt: str, parallel: int, workdir: Path) -> d
             "foreign_cores": load["foreign_cores"], "foreign_top": load["foreign_top"]}
 
 
+def _ffmpeg_cmd(src: Path, fmt: str, out: Path) -> list[str]:
+    return ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-i", str(src), *ENCODER_ARGS[fmt],
+            "-map_metadata", "-1", "-fflags", "+bitexact", "-flags:a", "+bitexact", str(out)]
+
+
+def paired_ffmpeg(src: Path | None, fmt: str, workdir: Path):
+    """ffmpeg alone encoding the call once (its wall time, s): run between two isolated calls, so
+    callvault and its floor are measured alternately under the same load; None for passthrough."""
+    if src is None or fmt not in ENCODER_ARGS:
+        return None
+    cmd = _ffmpeg_cmd(src, fmt, workdir / f"ff-paired-{fmt}{SUFFIX[fmt]}")
+
+    def once() -> float:
+        t0 = time.perf_counter()
+        subprocess.run(cmd, check=True, capture_output=True)
+        return time.perf_counter() - t0
+    return once
+
+
+def ffmpeg_single(src: Path, n: int, fmt: str, workdir: Path) -> dict:
+    """The latency floor of one call: ffmpeg alone transcoding the same file, one at a time
+    (nothing else of this benchmark running), n times; the wall time of each process."""
+    cmd = _ffmpeg_cmd(src, fmt, workdir / f"ff-single-{fmt}{SUFFIX[fmt]}")
+    subprocess.run(cmd, check=True, capture_output=True)  # warm the page cache
+    quiet = common.wait_quiet()
+    watch = common.CpuWatch()
+    walls = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        subprocess.run(cmd, check=True, capture_output=True)
+        walls.append(time.perf_counter() - t0)
+    load = watch.stop()
+    return {"n": n, "wall_ms": {k: 1000 * v for k, v in common.summary(walls).items() if k != "n"},
+            "walls_ms": [round(1000 * w, 1) for w in walls], "quiet_gate": quiet,
+            "foreign_cores": load["foreign_cores"], "foreign_top": load["foreign_top"]}
+
+
 def raw_floor(st, audio: bytes, n: int, threads: int) -> dict:
     """boto3 put_object of the bytes + one INSERT per call into PostgreSQL; no Kafka, no ffmpeg."""
     import psycopg
@@ -170,6 +212,62 @@ def raw_floor(st, audio: bytes, n: int, threads: int) -> dict:
             "quiet_gate": quiet, "foreign_cores": load["foreign_cores"], "foreign_top": load["foreign_top"]}
 
 
+def catalog_round_trips(st, fmt: str, audio: bytes, n: int) -> dict:
+    """The catalog statements and transactions of one call: ``ingest.service.ingest`` in this
+    process, n calls of distinct callers (each a new caller key, as in the benchmark), counted by
+    SQLAlchemy's events (transactions: those opened with BEGIN and closed with COMMIT or ROLLBACK,
+    not single statements in AUTOCOMMIT); with the worker's acknowledgement bookkeeping
+    (``ingest.attempts``: one start and one finish per take of 1 call, the isolated case) apart;
+    and the wall time of each ``ingest()`` (sequential, no Kafka)."""
+    import sqlalchemy as sa
+
+    from callvault.bootstrap import build_worker_deps
+    from ingest import attempts
+    from ingest.runtime import prepare
+    from ingest.service import ingest
+    from ingest.settings import IngestSettings
+
+    counts = {"statements": 0, "transactions": 0}
+
+    def statement(*_a, **_k) -> None:
+        counts["statements"] += 1
+
+    def transaction(conn, *_a, **_k) -> None:  # BEGIN ... COMMIT: two round trips more (not in AUTOCOMMIT)
+        if conn.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
+            counts["transactions"] += 1
+
+    with scratch_pipeline(st, fmt, common.OUT / f"ingest-{fmt}-statements.log") as scratch:
+        pipe = scratch.pipe
+        worker = build_worker_deps(pipe.storage, pipe.env["CALLVAULT_CATALOG_URL"], IngestSettings(storage_format=fmt))
+        prepare(worker)
+        deps = worker.ingest
+        for _k, value, _rid in build_messages(pipe, audio, 2, f"{fmt}-swarm"):
+            ingest(value, deps)
+        msgs = build_messages(pipe, audio, n, f"{fmt}-stmts")
+        sa.event.listen(deps.engine, "before_cursor_execute", statement)
+        sa.event.listen(deps.engine, "begin", transaction)
+        walls = []
+        for _k, value, _rid in msgs:
+            t0 = time.perf_counter()
+            assert ingest(value, deps).outcome.value == "stored"
+            walls.append(time.perf_counter() - t0)
+        service = dict(counts)
+        counts.update(statements=0, transactions=0)
+        now = datetime.now(timezone.utc)
+        for i in range(n):
+            delivery = [("bench", 0, i)]
+            attempts.start(deps.engine, delivery, now=now)
+            attempts.finish(deps.engine, delivery)
+        bookkeeping = dict(counts)
+        deps.engine.dispose()
+    return {"n": n, "format": fmt,
+            "service_statements_per_call": service["statements"] / n,
+            "service_transactions_per_call": service["transactions"] / n,
+            "bookkeeping_statements_per_call": bookkeeping["statements"] / n,
+            "bookkeeping_transactions_per_call": bookkeeping["transactions"] / n,
+            "ingest_ms": {k: 1000 * v for k, v in common.summary(walls).items() if k != "n"}}
+
+
 # -- the pipeline --------------------------------------------------------------------------------
 @dataclass
 class Scratch:
@@ -218,7 +316,7 @@ def build_messages(pipe, audio: bytes, count: int, tag: str) -> list[tuple[bytes
 
 
 async def _produce_and_observe(pipe, messages, *, interval: float | None, timeout: float,
-                               one_at_a_time: bool = False, send=None) -> dict:
+                               one_at_a_time: bool = False, send=None, paired=None) -> dict:
     """Send messages (all at once, one per ``interval`` s, or each once the previous one is
     stored); collect their stored events. ``send``: an async callable that produces the calls
     itself (another client or listener, sealed messages) and returns {recording id: produce
@@ -236,6 +334,7 @@ async def _produce_and_observe(pipe, messages, *, interval: float | None, timeou
     await consumer.start()
     await producer.start()
     produced: dict[str, float] = {}
+    paired_s: list[float] = []
     events: dict[str, tuple[str, float]] = {}
     dead: list[dict] = []
 
@@ -250,6 +349,8 @@ async def _produce_and_observe(pipe, messages, *, interval: float | None, timeou
                 await asyncio.sleep(interval)
             while one_at_a_time and rid not in events and not dead:
                 await asyncio.sleep(0.005)
+            if paired is not None:  # the baseline's turn, between two calls: nothing else in flight
+                paired_s.append(await asyncio.to_thread(paired))
         for rid, fut in pending:
             produced[rid] = (await fut).timestamp / 1000.0
 
@@ -277,17 +378,17 @@ async def _produce_and_observe(pipe, messages, *, interval: float | None, timeou
     finally:
         await producer.stop()
         await consumer.stop()
-    return {"produced": produced, "events": events, "dead": dead}
+    return {"produced": produced, "events": events, "dead": dead, "paired_s": paired_s}
 
 
 def measure(scratch: Scratch, messages, *, interval: float | None, timeout: float,
-            one_at_a_time: bool = False, send=None) -> dict:
+            one_at_a_time: bool = False, send=None, paired=None) -> dict:
     pipe = scratch.pipe
     pid = pipe.process.pid
     (own0, kids0), watch = common.process_cpu_seconds(pid, split=True), common.CpuWatch()
     t0 = time.perf_counter()
     obs = asyncio.run(_produce_and_observe(pipe, messages, interval=interval, timeout=timeout,
-                                           one_at_a_time=one_at_a_time, send=send))
+                                           one_at_a_time=one_at_a_time, send=send, paired=paired))
     wall = time.perf_counter() - t0
     (own1, kids1), load = common.process_cpu_seconds(pid, split=True), watch.stop()
     cpu0, cpu1 = own0 + kids0, own1 + kids1
@@ -316,10 +417,87 @@ def measure(scratch: Scratch, messages, *, interval: float | None, timeout: floa
         "bench_process_cores": load["bench_process_cores"],
         "bench_wall_s": wall,
         "latencies_ms": [round(1000 * x, 1) for x in lat],
+        **({"paired_ffmpeg_ms": {k: 1000 * v for k, v in common.summary(obs["paired_s"]).items() if k != "n"},
+            "paired_ffmpeg_walls_ms": [round(1000 * x, 1) for x in obs["paired_s"]]} if obs["paired_s"] else {}),
     }
 
 
-def run_worker_mode(st, fmt: str, audio: bytes, n: int, low_n: int, interval: float, out_dir: Path) -> dict:
+def isolated_paired(scratch: Scratch, fmt: str, audio: bytes, low_n: int, wav: Path | None, tag: str) -> dict:
+    """Each call sent once the previous one is stored, and (encoding formats) ffmpeg alone encoding
+    the same call in between: the latency of one call and its floor, alternately."""
+    pipe = scratch.pipe
+    msgs = build_messages(pipe, audio, low_n, f"{fmt}-{tag}")
+    gate = common.wait_quiet()
+    paired = paired_ffmpeg(wav, fmt, wav.parent) if wav else None
+    return {**measure(scratch, msgs, interval=None, timeout=max(120, 10 * low_n), one_at_a_time=True,
+                      paired=paired), "quiet_gate": gate}
+
+
+def run_latency(low_n: int, modes: list[str]) -> dict:
+    """``--latency-only``: the isolated run alone, paired with ffmpeg alone (issue 20's Opus floor)."""
+    st = common.stack()
+    results: dict = {"benchmark": "ingest-latency", "date": common.now_iso(), "n": low_n, "modes": {}}
+    with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
+        wav = make_call_wav(Path(tmp))
+        audio = wav.read_bytes()
+        common.OUT.mkdir(parents=True, exist_ok=True)
+        for fmt in modes:
+            with scratch_pipeline(st, fmt, common.OUT / f"ingest-{fmt}-latency-worker.log") as scratch:
+                scratch.pipe.start_worker()
+                measure(scratch, build_messages(scratch.pipe, audio, 2, f"{fmt}-lwarm"), interval=None, timeout=240)
+                x = common.least_contended(lambda: isolated_paired(scratch, fmt, audio, low_n, wav, "liso"), tries=2)
+                results["modes"][fmt] = {"isolated": x}
+                common.say(f"ingest[{fmt}] isolated: p50 {x['latency_ms']['median']:.0f} ms, p99 "
+                           f"{x['latency_ms']['p99']:.0f} ms" + (
+                               f"; ffmpeg alone between them p50 {x['paired_ffmpeg_ms']['median']:.0f} ms, p99 "
+                               f"{x['paired_ffmpeg_ms']['p99']:.0f} ms" if "paired_ffmpeg_ms" in x else ""))
+    return results
+
+
+def run_ab(before_dir: Path, n: int, rounds: int) -> dict:
+    """``--ab-before DIR``: pass-through backlogs alternating the worker's code, A (DIR: a checkout of
+    the code before a change) and B (this tree), in the order A B B A per round, each backlog right
+    after a 1-thread raw floor of its own: on a shared host, the before/after pair under the same
+    load drift. The bench process and the servers are the same; only the worker's code differs."""
+    st = common.stack()
+    out: dict = {"benchmark": "ingest-ab", "date": common.now_iso(), "n": n, "before_dir": str(before_dir),
+                 "runs": []}
+    with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
+        audio = make_call_wav(Path(tmp)).read_bytes()
+        common.OUT.mkdir(parents=True, exist_ok=True)
+        for code in ["before", "after", "after", "before"] * rounds:
+            floor = raw_floor(st, audio, n, 1)
+            with scratch_pipeline(st, "passthrough", common.OUT / f"ingest-ab-{code}-worker.log") as scratch:
+                pipe = scratch.pipe
+                cwd = before_dir if code == "before" else common.ROOT
+                with pipe.log_path.open("ab") as log:
+                    pipe.process = subprocess.Popen([sys.executable, "-m", "callvault.cli", "worker", "-l", "info"],
+                                                    env=pipe.env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
+                                                    stdin=subprocess.DEVNULL, start_new_session=True)
+                measure(scratch, build_messages(pipe, audio, 2, "abwarm"), interval=None, timeout=240)
+                x = measure(scratch, build_messages(pipe, audio, n, "ab"), interval=None, timeout=max(300, 10 * n))
+                iso = measure(scratch, build_messages(pipe, audio, 20, "abiso"), interval=None, timeout=300,
+                              one_at_a_time=True)
+            x.pop("latencies_ms", None)
+            x["isolated_latency_ms"], x["isolated_foreign_cores"] = iso["latency_ms"], iso["foreign_cores"]
+            out["runs"].append({"code": code, "floor_calls_per_s": floor["calls_per_s"],
+                                "floor_foreign_cores": floor["foreign_cores"], **x,
+                                "ratio": x["calls_per_s"] / floor["calls_per_s"]})
+            common.say(f"  {code}: {x['calls_per_s']:.1f} calls/s, floor {floor['calls_per_s']:.1f}, ratio "
+                       f"{x['calls_per_s'] / floor['calls_per_s']:.2f}, worker {x['worker_cores']:.2f} cores, "
+                       f"foreign {x['foreign_cores']:.2f}; isolated p50 {iso['latency_ms']['median']:.0f} ms "
+                       f"p99 {iso['latency_ms']['p99']:.0f} ms")
+    for code in ("before", "after"):
+        runs = [r for r in out["runs"] if r["code"] == code]
+        out[code] = {"calls_per_s": sum(r["calls_per_s"] for r in runs) / len(runs),
+                     "ratio": sum(r["ratio"] for r in runs) / len(runs),
+                     "isolated_p50_ms": sum(r["isolated_latency_ms"]["median"] for r in runs) / len(runs),
+                     "isolated_p99_ms": sum(r["isolated_latency_ms"]["p99"] for r in runs) / len(runs)}
+    return out
+
+
+def run_worker_mode(st, fmt: str, audio: bytes, n: int, low_n: int, interval: float, out_dir: Path,
+                    wav: Path | None = None) -> dict:
     import sqlalchemy as sa
 
     from storage.catalog import tables as t
@@ -361,11 +539,8 @@ def run_worker_mode(st, fmt: str, audio: bytes, n: int, low_n: int, interval: fl
         common.say(f"ingest[{fmt}]: isolated, {low_n} calls, each sent once the previous one is stored")
 
         def isolated_run() -> dict:
-            msgs = build_messages(pipe, audio, low_n, f"{fmt}-iso")
-            gate = common.wait_quiet()
             pushed[0] += low_n
-            return {**measure(scratch, msgs, interval=None, timeout=max(120, 10 * low_n), one_at_a_time=True),
-                    "quiet_gate": gate}
+            return isolated_paired(scratch, fmt, audio, low_n, wav, "iso")
 
         isolated = common.least_contended(isolated_run, tries=2)
         common.say(f"  p50 {isolated['latency_ms']['median']:.0f} ms, p99 {isolated['latency_ms']['p99']:.0f} ms")
@@ -377,7 +552,11 @@ def run_worker_mode(st, fmt: str, audio: bytes, n: int, low_n: int, interval: fl
         assert copies[0] == total and recordings == total, (copies, recordings, total)
         objects = sum(1 for _ in pipe.store.list(pipe.storage.recordings_bucket))
         assert objects == total, (objects, total)
-        return {"format": fmt, "worker_startup_s": startup, "backlog": backlog, "low_rate": low,
+        from ingest.settings import IngestSettings
+
+        in_flight = getattr(IngestSettings(storage_format=fmt, concurrency=None), "in_flight", 4)  # main's: 4
+        return {"format": fmt, "worker_in_flight": in_flight, "worker_startup_s": startup, "backlog": backlog,
+                "low_rate": low,
                 "isolated": isolated,
                 "catalog": {"recordings": recordings, "copies": copies[0], "objects": objects,
                             "avg_stored_bytes": float(copies[1])},
@@ -399,12 +578,13 @@ def _mean_baseline(runs: list[dict]) -> dict:
     return out
 
 
-def run(n: int, quick: bool, modes: list[str]) -> dict:
+def run(n: int, quick: bool, modes: list[str], low_n: int | None = None) -> dict:
     st = common.stack()
     cores = os.cpu_count() or 1
-    low_n, interval = (10 if quick else 20), 0.5
+    low_n, interval = low_n or (10 if quick else 20), 0.5
+    single_n = max(20, low_n)
     results: dict = {"benchmark": "ingest", "date": common.now_iso(), "quick": quick, "n": n, "cores": cores,
-                     "partitions": PARTITIONS, "worker_concurrency": 4, "modes": {}, "baselines": {}}
+                     "partitions": PARTITIONS, "worker_concurrency": "by format", "modes": {}, "baselines": {}}
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
         tmpdir = Path(tmp)
         wav = make_call_wav(tmpdir)
@@ -432,13 +612,20 @@ def run(n: int, quick: bool, modes: list[str]) -> dict:
             for when in ("before", "after"):
                 if when == "after":
                     common.OUT.mkdir(parents=True, exist_ok=True)
-                    mode = run_worker_mode(st, fmt, audio, n, low_n, interval, common.OUT)
+                    mode = run_worker_mode(st, fmt, audio, n, low_n, interval, common.OUT, wav)
                 common.say(f"baseline ({when} worker): ffmpeg alone -> {fmt}, {n} x, {cores} parallel")
                 x = common.least_contended(lambda: ffmpeg_alone(wav, n, fmt, cores, tmpdir))
                 runs.append(x)
                 common.say(f"  {x['calls_per_s']:.2f} calls/s (foreign load {x['foreign_cores']:.2f} cores)")
             b[f"ffmpeg_{fmt}"] = _mean_baseline(runs)
             results["modes"][fmt] = mode
+            common.say(f"baseline: ffmpeg alone -> {fmt}, one call at a time, {single_n} x")
+            single = common.least_contended(lambda: ffmpeg_single(wav, single_n, fmt, tmpdir), tries=2)
+            b[f"ffmpeg_{fmt}_single"] = single
+            common.say(f"  p50 {single['wall_ms']['median']:.0f} ms, p99 {single['wall_ms']['p99']:.0f} ms")
+            mode["overhead_ms"] = {run_name: {q: mode[run_name]["latency_ms"][q] - single["wall_ms"][q]
+                                              for q in ("median", "p99")}
+                                   for run_name in ("low_rate", "isolated")}
         floor_runs("after")
         for threads in (1, 4):
             b[f"raw_floor_{threads}"] = _mean_baseline(floors[threads])
@@ -463,10 +650,37 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, help="calls per run (default 200, --quick 40)")
     parser.add_argument("--modes", default="passthrough,opus,flac",
                         help="storage formats to run (passthrough,opus,flac)")
+    parser.add_argument("--low-n", type=int, help="calls of the low-rate and isolated runs (default 20, --quick 10)")
+    parser.add_argument("--ab-before", metavar="DIR", help=(
+        "only pass-through backlogs, the worker's code alternating between DIR (before) and this tree (after)"))
+    parser.add_argument("--rounds", type=int, default=1, help="--ab-before: rounds of A B B A")
+    parser.add_argument("--latency-only", nargs="?", const="ingest-latency", metavar="NAME",
+                        help="only the isolated run, paired with ffmpeg alone; written to bench/out/NAME.json")
+    parser.add_argument("--round-trips", action="store_true",
+                        help="only count the catalog statements and transactions of a call (in process)")
     args = parser.parse_args(argv)
     n = args.n or (40 if args.quick else 200)
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-    results = run(n, args.quick, modes)
+    if args.ab_before:
+        common.say(f"wrote {common.write_json('ingest-ab', run_ab(Path(args.ab_before), n, args.rounds))}")
+        return 0
+    if args.latency_only:
+        results = run_latency(args.low_n or 20, modes)
+        common.say(f"wrote {common.write_json(args.latency_only, results)}")
+        return 0
+    if args.round_trips:
+        with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
+            audio = make_call_wav(Path(tmp)).read_bytes()
+            common.OUT.mkdir(parents=True, exist_ok=True)
+            found = {fmt: catalog_round_trips(common.stack(), fmt, audio, min(n, 20)) for fmt in modes}
+            for fmt in set(modes) & set(ENCODER_ARGS):  # the in-process ingest() against ffmpeg alone
+                found[fmt]["ffmpeg_alone"] = ffmpeg_single(Path(tmp) / "call.wav", min(n, 20), fmt, Path(tmp))
+        common.say(json.dumps(found, indent=1))
+        path = common.write_json("ingest-round-trips", {"benchmark": "ingest-round-trips",
+                                                        "date": common.now_iso(), "modes": found})
+        common.say(f"wrote {path}")
+        return 0
+    results = run(n, args.quick, modes, args.low_n)
     path = common.write_json("ingest", results)
     common.say(f"wrote {path}")
     return 0

@@ -69,8 +69,8 @@ def build_worker_deps(storage: StorageSettings | None = None, catalog_url: str |
     url = catalog_url or get_catalog_settings().url
     check_settings(storage)  # residency: refused before anything is built
     store = ObjectStore.from_settings(storage)
-    # A connection for each of the worker's pool threads, and two to spare.
-    pool = {} if url.startswith("sqlite") else {"pool_size": ingest.concurrency + 2}
+    # A connection for each of the worker's pool threads (calls in flight + 2), and two to spare.
+    pool = {} if url.startswith("sqlite") else {"pool_size": ingest.in_flight + 4}
     deps = IngestDeps(engine=make_engine(url, **pool), store=store, keys=KeyRing.from_settings(storage),
                       storage=storage, settings=ingest, kafka=kafka or get_kafka_settings())
     return WorkerDeps(ingest=deps, ledger=ErasureLedger.from_settings(store, storage),

@@ -1,11 +1,17 @@
-"""The batch agent: take calls off the recordings topics, store them, announce or dead-letter them.
+"""The ingest agent: take calls off the recordings topics, store them, announce or dead-letter them.
 
-One agent taking batches, not ``concurrency=N`` agents: faust acknowledges a batch only when all
-of it is done, so no offset is committed past a call still being processed (with N agents, calls
-finish out of order and faust 0.15 can commit past a lower, unfinished one).
+One agent keeping up to ``IngestSettings.in_flight`` calls in flight, not ``concurrency=N``
+agents: with N agents calls finish out of order and faust 0.15 can commit past a lower,
+unfinished one. Here acknowledgements are manual (``Stream.noack_take``) and go through an
+``ingest.window.AckWindow``: a call is acknowledged as soon as it and every call taken before it
+from its partition are finished, so no offset is committed past an unfinished call, and a slow
+call holds back only the acknowledgements behind it, never the calls behind it: the next call
+starts as soon as one finishes (a sliding window, not a batch barrier).
 
-Each batch has its attempts counted first (``ingest.attempts``): a message that killed a worker
-before is handled alone, and past ``max_crash_attempts`` dead-lettered ``worker_crash``.
+The calls taken together have their attempts counted first, in one statement (``ingest.attempts``):
+a message that killed a worker before is handled alone (once every call in progress is finished),
+and past ``max_crash_attempts`` dead-lettered ``worker_crash``. A call's attempts row goes, in one
+statement with those of the calls acknowledged with it, just before they are acknowledged.
 A message the sender got wrong is dead-lettered at once; a failure of a server or of this host is
 retried forever; an unexpected exception (a bug) a few times, then dead-lettered ``internal_error``.
 """
@@ -19,6 +25,7 @@ import os
 import signal
 import time
 from datetime import datetime, timezone
+from typing import Callable
 
 import faust
 import sqlalchemy as sa
@@ -31,6 +38,7 @@ from .dead_letters import DeadLetterSender
 from .exceptions import AudioEncodingFailed, IngestError, IngestErrorCode
 from .runtime import WorkerRuntime
 from .service import IngestResult, ingest
+from .window import AckWindow
 
 log = logging.getLogger("callvault.ingest")
 
@@ -49,6 +57,10 @@ def _fault_injection(event: faust.EventT) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+TAKE_WITHIN = 0.02  # s: how long a take waits for more calls than have arrived: a lone call's added latency,
+# and the agent's idle wake-ups (faust polls its take buffer at this period; 5 ms cost ~0.1 s of CPU per second)
+
+
 def _delivery(event: faust.EventT) -> Delivery:
     return event.message.topic, event.message.partition, event.message.offset
 
@@ -60,24 +72,67 @@ class BatchAgent:
         self.dead_letters = dead_letters
         self.settings = runtime.deps.settings
         self.kafka = runtime.deps.kafka
+        self.in_flight = self.settings.in_flight
+        self.window: AckWindow[faust.EventT] = AckWindow()
+        self._slots = asyncio.Semaphore(self.in_flight)
+        self._running = 0  # calls taken and not finished (waiting for a slot included)
+        self._changed = asyncio.Event()  # a call finished, or calls were acknowledged
+        self._ready: list[faust.EventT] = []  # finished, in order, to acknowledge
+        self._acking: asyncio.Task | None = None
+        self._tasks: set[asyncio.Task] = set()
 
     async def consume(self, stream: faust.StreamT) -> None:
-        """The faust agent."""
-        async for events in stream.take_events(self.settings.concurrency, within=0.05):
-            await self.handle_batch(events)
+        """The faust agent: take what has arrived (up to ``in_flight`` calls), then more as soon as
+        fewer than twice that many are waiting for their acknowledgement."""
+        async for events in stream.noack_take(self.in_flight, within=TAKE_WITHIN):
+            await self.take(stream, events)
+            await self._until(lambda: len(self.window) < 2 * self.in_flight)
 
-    async def handle_batch(self, events: list[faust.EventT]) -> None:
+    async def take(self, stream: faust.StreamT, events: list[faust.EventT]) -> None:
         now = datetime.now(timezone.utc)
         delivery = {id(e): _delivery(e) for e in events}
         seen = await self.runtime.bookkeeping(self._start, list(delivery.values()), now)
-        for event in (e for e in events if delivery[id(e)] in seen):  # one at a time, each counted first
-            await self._handle_suspect(event, delivery[id(event)], now)
-        fresh = [e for e in events if delivery[id(e)] not in seen]
-        if fresh:  # already counted once by ``start``
-            for event in fresh:
+        for event in events:  # in offset order within each partition: acknowledged in that order
+            self.window.add(event.message.tp, event)
+        for event in events:
+            if delivery[id(event)] in seen:  # one at a time, each counted first
+                await self._until(lambda: self._running == 0)
+                self._running += 1
+                await self._handle_suspect(event, delivery[id(event)], now)
+                self._finished(stream, event)
+            else:  # already counted once by ``start``
                 _fault_injection(event)
-            await asyncio.gather(*(self.handle(event) for event in fresh))
-            await self.runtime.bookkeeping(self._finish, [delivery[id(e)] for e in fresh])
+                self._running += 1
+                task = asyncio.create_task(self._run(stream, event))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, stream: faust.StreamT, event: faust.EventT) -> None:
+        async with self._slots:
+            await self.handle(event)
+        self._finished(stream, event)
+
+    def _finished(self, stream: faust.StreamT, event: faust.EventT) -> None:
+        """``event`` is done: acknowledge what the window lets go, one acknowledger at a time (so
+        offsets are acknowledged in order, and the calls finished meanwhile go together)."""
+        self._running -= 1
+        self._ready.extend(self.window.finish(event))
+        self._changed.set()
+        if self._ready and (self._acking is None or self._acking.done()):
+            self._acking = asyncio.create_task(self._acknowledge(stream))
+
+    async def _acknowledge(self, stream: faust.StreamT) -> None:
+        while self._ready:
+            ready, self._ready = self._ready, []
+            await self.runtime.bookkeeping(self._finish, [_delivery(e) for e in ready])
+            for event in ready:
+                await stream.ack(event)
+            self._changed.set()
+
+    async def _until(self, condition: Callable[[], bool]) -> None:
+        while not condition():
+            self._changed.clear()
+            await self._changed.wait()
 
     async def _handle_suspect(self, event: faust.EventT, delivery: Delivery, now: datetime) -> None:
         """A message started before by a worker that did not finish it: maybe the one that killed it."""
@@ -90,7 +145,6 @@ class BatchAgent:
                         event.message.partition, event.message.offset, n)
             _fault_injection(event)
             await self.handle(event)
-        await self.runtime.bookkeeping(self._finish, [delivery])
 
     async def handle(self, event: faust.EventT) -> None:
         metrics.CONSUMED.inc()

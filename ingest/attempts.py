@@ -31,6 +31,12 @@ def _insert(conn: sa.Connection, deliveries: list[Delivery], now: datetime):
     return dialect.insert(t.ingest_attempts).values(rows)
 
 
+def _autocommit(engine: sa.Engine) -> sa.Connection:
+    """Each bookkeeping step is one statement: committed by itself, without a BEGIN and a COMMIT
+    round trip around it."""
+    return engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+
+
 def _key(row) -> Delivery:
     return row.topic, row.partition, row.offset
 
@@ -41,7 +47,7 @@ def start(engine: sa.Engine, deliveries: list[Delivery], *, now: datetime) -> se
     if not deliveries:
         return set()
     c = t.ingest_attempts.c
-    with engine.begin() as conn:
+    with _autocommit(engine) as conn:
         stmt = _insert(conn, deliveries, now).on_conflict_do_nothing(
             index_elements=["topic", "partition", "offset"]).returning(c.topic, c.partition, c.offset)
         fresh = {_key(r) for r in conn.execute(stmt)}
@@ -53,7 +59,7 @@ def begin(engine: sa.Engine, deliveries: list[Delivery], *, now: datetime) -> li
     if not deliveries:
         return []
     c = t.ingest_attempts.c
-    with engine.begin() as conn:
+    with _autocommit(engine) as conn:
         stmt = _insert(conn, deliveries, now).on_conflict_do_update(
             index_elements=["topic", "partition", "offset"], set_={"attempts": c.attempts + 1, "last_at": now},
         ).returning(c.topic, c.partition, c.offset, c.attempts)
@@ -67,5 +73,5 @@ def finish(engine: sa.Engine, deliveries: Iterable[Delivery]) -> None:
     if not deliveries:
         return
     c = t.ingest_attempts.c
-    with engine.begin() as conn:
+    with _autocommit(engine) as conn:
         conn.execute(t.ingest_attempts.delete().where(sa.tuple_(c.topic, c.partition, c.offset).in_(deliveries)))

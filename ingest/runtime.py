@@ -81,7 +81,9 @@ class WorkerRuntime:
     def __init__(self, deps: WorkerDeps, retry: RetryPolicy | None = None) -> None:
         self.deps = deps
         self.retry = retry or RetryPolicy()
-        self.pool = ThreadPoolExecutor(max_workers=deps.settings.concurrency, thread_name_prefix="ingest")
+        # A thread per call in flight, and two for the bookkeeping and the drop agent, so acknowledging a
+        # finished call never waits for a slow one to leave the pool.
+        self.pool = ThreadPoolExecutor(max_workers=deps.settings.in_flight + 2, thread_name_prefix="ingest")
         self._prepared = False
         self._preparing = threading.Lock()  # pool threads ask at once; the ledger is replayed once
 

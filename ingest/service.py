@@ -25,7 +25,6 @@ import sqlalchemy as sa
 
 from core.phone import is_withheld, normalise_number
 from core.vocabulary import Tier
-from lifecycle.retention import tenant_overrides
 from lifecycle.tiers import expires_at
 from storage.catalog import tables as t
 from storage.copies import object_key_for, put_encrypted, upsert_copy
@@ -33,7 +32,6 @@ from storage.exceptions import KeyDestroyedError
 from storage.keys import KeyRing
 from storage.objectstore import ObjectStore
 from storage.settings import StorageSettings
-from storage.suppressions import is_suppressed
 from storage.transit import IngestKeys, Quarantine
 
 from . import audio, pushes, sealing
@@ -41,7 +39,6 @@ from .exceptions import IngestError, RecordingConflict, SealError, TenantMismatc
 from .landing import drop_landing, fetch_audio
 from .schema import RecordingMessage, parse_message
 from .settings import IngestSettings, KafkaSettings
-
 
 RECORDING_NAMESPACE = uuid.UUID("5b0f7a4e-2f1c-4a8e-9d35-6f1d0c2b9a11")
 
@@ -188,11 +185,6 @@ def _source_sha256(msg: RecordingMessage) -> str:
     return hashlib.sha256(msg.audio.inline).hexdigest()
 
 
-def _check_tenant(conn: sa.Connection, tenant: str) -> None:
-    if conn.execute(sa.select(t.tenants.c.id).where(t.tenants.c.id == tenant)).first() is None:
-        raise UnknownTenant(f"tenant {tenant!r} is not configured", hint="add it with `callvault tenants add`")
-
-
 def _duplicate(deps: IngestDeps, tenant: str, external_id: str, rid: uuid.UUID) -> IngestResult:
     """A redelivery: the event repeats what was stored (copy, duration, expiry), so a consumer
     that missed the ``stored`` event (a crash between the commit and its send) still learns it."""
@@ -224,12 +216,10 @@ def ingest(raw: bytes, deps: IngestDeps, *, topic_tenant: str | None = None) -> 
     """``topic_tenant``: the tenant of the per-tenant topic the message came from (None: the
     shared topic). The broker let only that tenant's principal write there, so it wins."""
     call = receive(raw, deps, topic_tenant=topic_tenant)
-    with deps.engine.connect() as conn:
-        _check_tenant(conn, call.msg.tenant)
-        overrides = tenant_overrides(conn, call.msg.tenant)
-        suppressed = not call.msg.withheld and is_suppressed(conn, tenant=call.msg.tenant,
-                                                             number_hash=call.number_hash)
-        stored = _stored_fingerprint(conn, call.msg)
+    with deps.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        known, overrides, suppressed, stored = _standing(conn, call)
+    if not known:
+        raise UnknownTenant(f"tenant {call.msg.tenant!r} is not configured", hint="add it with `callvault tenants add`")
     if suppressed:
         drop_landing(call.msg, deps)
         _settle(deps, call, Outcome.SUPPRESSED)
@@ -264,16 +254,36 @@ def receive(raw: bytes, deps: IngestDeps, *, topic_tenant: str | None = None) ->
     return Arrival(msg, rid, number_hash, fingerprint(msg, _source_sha256(msg)), now)
 
 
+def _standing(conn: sa.Connection, call: Arrival) -> tuple[bool, dict[str, int], bool, str | None]:
+    """What the catalog says of an arriving call, in one statement (read as it is now: a retention
+    change or a suppression applies to the next call): its tenant is known; the tenant's production
+    retention override; its caller is suppressed (never a withheld number); the fingerprint of the
+    call already stored under its recording id, if any."""
+    msg, tr, sup = call.msg, t.tenant_retention.c, t.suppressions.c
+    row = conn.execute(sa.select(
+        sa.exists().where(t.tenants.c.id == msg.tenant),
+        sa.select(tr.months).where(tr.tenant_id == msg.tenant, tr.tier == Tier.PRODUCTION.value).scalar_subquery(),
+        sa.exists().where(sup.tenant_id == msg.tenant, sup.number_hash == call.number_hash),
+        _stored_fingerprint_of(msg).scalar_subquery())).one()
+    known, months, suppressed, stored = row
+    overrides = {Tier.PRODUCTION.value: months} if months is not None else {}
+    return bool(known), overrides, bool(suppressed) and not msg.withheld, stored
+
+
 def _settle(deps: IngestDeps, call: Arrival, outcome: Outcome) -> None:
     """A front door's push learns its outcome (``ingest.pushes``); nothing for any other call."""
     with deps.engine.begin() as conn:
         pushes.settle(conn, call.recording_id, outcome.value, now=call.now)
 
 
+def _stored_fingerprint_of(msg: RecordingMessage) -> sa.Select:
+    return sa.select(t.recordings.c.content_sha256).where(
+        t.recordings.c.tenant_id == msg.tenant, t.recordings.c.external_id == msg.recording_id)
+
+
 def _stored_fingerprint(conn: sa.Connection, msg: RecordingMessage) -> str | None:
     """The fingerprint of the call already stored under the message's recording id, if any."""
-    return conn.execute(sa.select(t.recordings.c.content_sha256).where(
-        t.recordings.c.tenant_id == msg.tenant, t.recordings.c.external_id == msg.recording_id)).scalar()
+    return conn.execute(_stored_fingerprint_of(msg)).scalar()
 
 
 def _duplicate_of(call: Arrival, stored: str, deps: IngestDeps, *, checked: bool = False) -> IngestResult:
@@ -328,6 +338,7 @@ def _write(call: Arrival, processed: audio.ProcessedAudio, expiry: datetime, dep
                                object_key=object_key_for(tenant, rid, Tier.PRODUCTION), audio=processed.data,
                                tags={"tier": Tier.PRODUCTION.value, "tenant": tenant})
         copy_id = upsert_copy(conn, recording_id=rid, tier=Tier.PRODUCTION.value, stored=stored,
-                              bucket=bucket, expires_at=expiry, created_by="ingest", now=call.now)
+                              bucket=bucket, expires_at=expiry, created_by="ingest", now=call.now,
+                              new_recording=True)
         pushes.settle(conn, rid, Outcome.STORED.value, now=call.now)  # a front door's push: its status
         return copy_id

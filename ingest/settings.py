@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from functools import lru_cache
 from pathlib import Path
@@ -109,7 +110,9 @@ class IngestSettings(SectionSettings):
     toml_section = "ingest"
 
     app_id: str = Field("callvault-ingest", description="Kafka consumer group of the workers")
-    concurrency: int = Field(4, description="Calls processed at once per worker")
+    concurrency: int | None = Field(None, ge=1, description=(
+        "Calls processed at once per worker; unset: by storage format, 4 per core for passthrough (bound by the "
+        "object store and the catalog), one per core for opus and flac (bound by the encoder)"))
     storage_format: Literal["opus", "flac", "passthrough"] = Field("opus", description=(
         "Stored audio format: Ogg/Opus, FLAC, or passthrough (a PCM/A-law/µ-law WAV is kept in its own codec, "
         "spans silenced, no transcoding; other inputs become Opus)"))
@@ -131,6 +134,18 @@ class IngestSettings(SectionSettings):
     require_sealed: bool = Field(False, description=(
         "Dead-letter (unreadable_seal) any message not sealed to an ingest key; callvault's own producers always "
         "seal, so turn this on once every producer of yours does"))
+
+
+    @property
+    def in_flight(self) -> int:
+        """Calls processed at once: the setting, else what the storage format is bound by."""
+        if self.concurrency is not None:
+            return self.concurrency
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        return cores * (PASSTHROUGH_PER_CORE if self.storage_format == "passthrough" else 1)
+
+
+PASSTHROUGH_PER_CORE = 4  # pass-through waits on the object store and the catalog, not on a core
 
 
 @lru_cache

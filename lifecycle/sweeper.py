@@ -5,7 +5,9 @@ Per batch, three steps, each safe to interrupt:
 1. *mark*: ``deleting_at = now`` on up to ``batch_size`` expired, unheld copies (on
    PostgreSQL with ``FOR UPDATE SKIP LOCKED``, so several sweepers share the work). A copy
    being held is never marked, and a marked copy can no longer be held.
-2. *delete objects*: every version of each marked copy's object (DeleteObjects, 1,000 a call).
+2. *delete objects*: each marked copy's object version, named by the version id its row
+   recorded at write time (DeleteObjects, 1,000 a call, no listing); a row without one (older
+   copies) has every version of its key listed and deleted.
 3. *delete rows*: the marked copies, then every recording left without a copy; one PII-free
    audit entry per copy and per recording (ids and tier only: no number, no audio).
 
@@ -51,17 +53,25 @@ def _expired(now: datetime):
     return sa.and_(t.copies.c.expires_at <= now, t.copies.c.hold == sa.false())
 
 
-def count_due(conn: sa.Connection, now: datetime) -> tuple[int, int]:
-    due = conn.execute(sa.select(sa.func.count()).select_from(t.copies).where(
-        sa.or_(_expired(now), t.copies.c.deleting_at.is_not(None)))).scalar()
-    held = conn.execute(sa.select(sa.func.count()).select_from(t.copies).where(
-        t.copies.c.expires_at <= now, t.copies.c.hold == sa.true())).scalar()
+def count_due_queries(now: datetime) -> tuple[sa.Select, sa.Select]:
+    """Due (expired and unheld, or marked) and held-and-expired: each reads a partial index
+    (``ix_copies_expires_not_held`` + ``ix_copies_deleting``, ``ix_copies_held_expires``), not the table."""
+    due = sa.select(sa.func.count()).select_from(t.copies).where(
+        sa.or_(_expired(now), t.copies.c.deleting_at.is_not(None)))
+    held = sa.select(sa.func.count()).select_from(t.copies).where(
+        t.copies.c.expires_at <= now, t.copies.c.hold == sa.true())
     return due, held
+
+
+def count_due(conn: sa.Connection, now: datetime) -> tuple[int, int]:
+    due, held = count_due_queries(now)
+    return conn.execute(due).scalar(), conn.execute(held).scalar()
 
 
 def _mark(engine: sa.Engine, now: datetime, batch_size: int) -> list[sa.Row]:
     """Step 1: claim a batch (interrupted ones first) and commit the claim."""
     cols = (t.copies.c.id, t.copies.c.recording_id, t.copies.c.tier, t.copies.c.bucket, t.copies.c.object_key,
+            t.copies.c.object_version,
             sa.select(t.recordings.c.tenant_id).where(t.recordings.c.id == t.copies.c.recording_id)
             .scalar_subquery().label("tenant"))
     with engine.begin() as conn:
@@ -121,7 +131,7 @@ def sweep(engine: sa.Engine, store: ObjectStore, *, now: datetime, batch_size: i
         rows = _mark(engine, now, batch_size)
         if not rows:
             break
-        store.delete_located((r.bucket, r.object_key) for r in rows)
+        store.delete_located((r.bucket, r.object_key, r.object_version) for r in rows)
         deleted, empty = _delete_rows(engine, rows, now)
         report.batches += 1
         report.deleted_copies += deleted

@@ -2,7 +2,9 @@
 
 Write: object first, catalog row after, both keyed by (recording id, tier, reason), so a
 retry overwrites instead of duplicating. A crash between the two leaves at most an orphan
-object, which ``storage.reconcile`` removes. Read: the stored bytes are checked against the
+object, which ``storage.reconcile`` removes, or the retry: it HEADs the key before its PUT and
+deletes a version no catalog row points at (``_clear_crashed_attempt``), so the version id the
+row records (``object_version``, what the sweeper and erasure delete by) is the key's only one. Read: the stored bytes are checked against the
 catalog's SHA-256 (whole and streamed reads) and every frame is authenticated (all reads).
 """
 
@@ -54,6 +56,8 @@ class StoredObject:
     caller_key_id: uuid.UUID
     frame_size: int
     header: bytes | None = None  # the encryption header, kept in the catalog row (one GET per range)
+    # The version written; None when the key may hold another version (deleted by listing then).
+    object_version: str | None = None
 
 
 class _Hashing:
@@ -93,24 +97,43 @@ def put_encrypted(conn: sa.Connection, store: ObjectStore, keys: KeyRing, *, cal
         chunks = audio
     hashing = _Hashing(encrypt_stream(chunks, plaintext_length=length, data_key=data_key,
                                       aad=_aad(object_key), frame_size=frame_size), keep=HEADER_SIZE)
-    store.put(bucket, object_key, iter(hashing), tags=tags)
+    alone = _clear_crashed_attempt(conn, store, bucket, object_key)
+    version = store.put(bucket, object_key, iter(hashing), tags=tags)
     return StoredObject(object_key, hashing.size, hashing.sha.hexdigest(),
                         keys.wrap_data_key(caller, data_key, object_key=object_key), caller.id, frame_size,
-                        header=hashing.head)
+                        header=hashing.head, object_version=version if alone else None)
+
+
+def _clear_crashed_attempt(conn: sa.Connection, store: ObjectStore, bucket: str, object_key: str) -> bool:
+    """HEAD the key before writing it; whether the version about to be written will be its only one.
+
+    An object there that no catalog row points at is a crashed attempt's (object written, row
+    not): its version is deleted, unless object lock protects it (a legal hold survives
+    everything but its release). An object a row points at is a live copy's (a rewrite
+    under the same key, as after a catalog restore): never deleted here. In both kept cases the
+    new row records no version, so its deletion lists and removes every unprotected version."""
+    found = store.head(bucket, object_key)
+    if found is None or found.version_id is None:  # nothing there, or an unversioned bucket: overwritten
+        return True
+    if conn.execute(sa.select(t.copies.c.id).where(t.copies.c.object_key == object_key)).first() is not None:
+        return False
+    return store.delete_versions(bucket, [(object_key, found.version_id)]) == 1
 
 
 def upsert_copy(conn: sa.Connection, *, recording_id: uuid.UUID, tier: str, stored: StoredObject, bucket: str,
                 expires_at: datetime, created_by: str, reason: str = "", training_report: str | None = None,
-                now: datetime | None = None) -> uuid.UUID:
-    """Write the catalog row of a copy; a retry of the same (recording, tier, reason) overwrites it."""
+                now: datetime | None = None, new_recording: bool = False) -> uuid.UUID:
+    """Write the catalog row of a copy; a retry of the same (recording, tier, reason) overwrites it.
+    ``new_recording``: the recording row was inserted in this transaction, so it has no copy yet
+    (the lookup is skipped; a copy there would fail the insert)."""
     now = now or datetime.now(timezone.utc)
     values: dict[str, Any] = dict(
         object_key=stored.object_key, bucket=bucket, size_bytes=stored.size_bytes,
         stored_sha256=stored.stored_sha256, wrapped_data_key=stored.wrapped_data_key,
         caller_key_id=stored.caller_key_id, frame_size=stored.frame_size, expires_at=expires_at,
-        training_report=training_report, header=stored.header,
+        training_report=training_report, header=stored.header, object_version=stored.object_version,
     )
-    existing = conn.execute(sa.select(t.copies.c.id).where(
+    existing = None if new_recording else conn.execute(sa.select(t.copies.c.id).where(
         t.copies.c.recording_id == recording_id, t.copies.c.tier == tier, t.copies.c.reason == reason)).scalar()
     if existing is not None:
         conn.execute(t.copies.update().where(t.copies.c.id == existing).values(**values))

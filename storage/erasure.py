@@ -10,7 +10,8 @@ number (a rectification may have moved the number, not the key, or the reverse):
    is destroyed: a failed ledger write aborts the erasure.
 3. *execute*: held copies under a doomed key get their data key re-wrapped under the number's
    hold key (and their recording's sealed number re-sealed), so they stay readable; every
-   version of each unheld copy's object goes, then its row, then each recording left without
+   version of each unheld copy's object goes (the one its row names, or all its key's listed
+   when it names none: ``ObjectStore.delete_located``), then its row, then each recording left without
    a copy; the caller's quarantined dead letters are purged; last, the keys are destroyed.
 
 ``replay`` runs the same steps for a ledger entry against a catalog restored from a backup:
@@ -147,7 +148,7 @@ def execute(conn: sa.Connection, store: ObjectStore, keys: KeyRing, shred: Shred
         rec = shred.recordings[rid]
         if rec["caller_key_id"] in doomed_keys:
             keys.move_recording(conn, rec, hold_key(rec), e164=keys.open_number(conn, rec) or "")
-    store.delete_located((c["bucket"], c["object_key"]) for c in shred.doomed)
+    store.delete_located((c["bucket"], c["object_key"], c["object_version"]) for c in shred.doomed)
     for part in _chunks([c["id"] for c in shred.doomed]):
         conn.execute(_c.delete().where(_c.c.id.in_(part), _c.c.hold == sa.false(), _c.c.deleting_at.is_not(None)))
     for part in _chunks(shred.doomed_recordings):

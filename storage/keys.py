@@ -30,6 +30,7 @@ from typing import Mapping
 import sqlalchemy as sa
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from sqlalchemy.dialects import postgresql, sqlite
 
 from core.errors import ConfigurationError
 
@@ -148,15 +149,18 @@ class KeyRing:
         if not create:
             raise KeyDestroyedError(f"no live {purpose} key for this number in tenant {tenant}")
         key_id, key = uuid.uuid4(), new_data_key()
-        try:
-            with conn.begin_nested():  # two first calls from one number at once: one key wins
-                conn.execute(t.caller_keys.insert().values(
-                    id=key_id, tenant_id=tenant, number_hash=number_hash, purpose=purpose,
-                    master_version=self._wrapping_version(tenant),
-                    wrapped_key=wrap_key(key, wrapping_key=self._master_for(tenant, self._wrapping_version(tenant)),
-                                         context=self._context(tenant, key_id, purpose)),
-                    created_at=datetime.now(timezone.utc)))
-        except sa.exc.IntegrityError:
+        c = t.caller_keys.c
+        insert = (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(t.caller_keys).values(
+            id=key_id, tenant_id=tenant, number_hash=number_hash, purpose=purpose,
+            master_version=self._wrapping_version(tenant),
+            wrapped_key=wrap_key(key, wrapping_key=self._master_for(tenant, self._wrapping_version(tenant)),
+                                 context=self._context(tenant, key_id, purpose)),
+            created_at=datetime.now(timezone.utc))
+        # Two first calls from one number at once: one key wins, the other reads it (no savepoint).
+        won = conn.execute(insert.on_conflict_do_nothing(
+            index_elements=[c.tenant_id, c.number_hash, c.purpose], index_where=c.wrapped_key.is_not(None),
+        ).returning(c.id)).first()
+        if won is None:
             return self.caller_key(conn, tenant=tenant, number_hash=number_hash, purpose=purpose, create=False)
         return CallerKey(key_id, key)
 

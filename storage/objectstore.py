@@ -33,6 +33,8 @@ _NO_LOCK_CONFIG = {"ObjectLockConfigurationNotFoundError", "ObjectLockConfigurat
 # Asking an object's legal hold: never set (NoSuchObjectLockConfiguration), or the bucket has
 # no object lock (InvalidRequest): either way it is off.
 _NO_LEGAL_HOLD = {"NoSuchObjectLockConfiguration", "InvalidRequest"}
+# A version deleted by name that is already gone (a sweep or erasure finished twice): done.
+_GONE = {"NoSuchVersion", "NoSuchKey"}
 
 
 def s3_client(settings: StorageSettings):
@@ -111,19 +113,41 @@ def _code(exc: ClientError) -> str:
     return exc.response.get("Error", {}).get("Code", "")
 
 
+def _version(version: str | None) -> str | None:
+    """A version id as we keep it: None for an unversioned bucket's (absent, or "null")."""
+    return version if version and version != "null" else None
+
+
+def _record_completed_versions(client) -> dict[tuple[str, str], str | None]:
+    """The version id of each multipart upload, by (bucket, key), from CompleteMultipartUpload's
+    response: s3transfer's ``upload_fileobj`` returns nothing. Registered once per client;
+    the uploader pops its entry right after the upload."""
+    completed = getattr(client, "_callvault_completed", None)
+    if completed is None:
+        completed = client._callvault_completed = {}
+
+        def record(parsed=None, model=None, **_kw) -> None:
+            if model is not None and model.name == "CompleteMultipartUpload" and parsed and "Key" in parsed:
+                completed[(parsed.get("Bucket"), parsed["Key"])] = _version(parsed.get("VersionId"))
+
+        client.meta.events.register("after-call.s3.CompleteMultipartUpload", record)
+    return completed
+
+
 def _where(bucket: str, key: str, version: str | None) -> dict[str, str]:
     """The S3 call's address of one object version (no ``VersionId``: the current version)."""
     return {"Bucket": bucket, "Key": key, **({"VersionId": version} if version else {})}
 
 
 class ObjectStore:
-    """put / get (ranges) / stream / tags / legal hold / delete (all versions) / batch delete / list."""
+    """put / get (ranges) / stream / tags / legal hold / delete (all versions, or named ones) / list."""
 
     def __init__(self, client) -> None:
         self.client = client
         self._locked_buckets: set[str] = set()  # object lock, once on, cannot be turned off
         self._transfer = TransferConfig(multipart_threshold=MULTIPART_THRESHOLD,
                                         multipart_chunksize=MULTIPART_THRESHOLD, max_concurrency=4)
+        self._completed = _record_completed_versions(client)
 
     @classmethod
     def from_settings(cls, settings: StorageSettings) -> "ObjectStore":
@@ -131,8 +155,10 @@ class ObjectStore:
 
     def put(self, bucket: str, key: str, body: bytes | BinaryIO | Iterable[bytes], *,
             tags: dict[str, str] | None = None, content_type: str = "application/octet-stream",
-            metadata: dict[str, str] | None = None) -> None:
+            metadata: dict[str, str] | None = None) -> str | None:
         """Upload; large or streamed bodies go multipart (boto3 switches past the threshold).
+        Returns the new version's id (None where the bucket has no versioning), from the
+        PUT's or the CompleteMultipartUpload's response: what a deletion by version names.
 
         Bytes under the threshold go in one ``put_object``: s3transfer's thread pool costs a
         call-sized object about as much as the upload itself (40 % of a pass-through
@@ -146,10 +172,10 @@ class ObjectStore:
             body = _small_or_stream(body)  # s3transfer would buffer that much anyway
         if isinstance(body, (bytes, bytearray)) and len(body) < MULTIPART_THRESHOLD:
             try:
-                self.client.put_object(Bucket=bucket, Key=key, Body=bytes(body), **extra)
+                resp = self.client.put_object(Bucket=bucket, Key=key, Body=bytes(body), **extra)
             except (ClientError, BotoCoreError) as exc:
                 raise translate(exc, bucket=bucket, key=key) from exc
-            return
+            return _version(resp.get("VersionId"))
         if isinstance(body, (bytes, bytearray)):
             fileobj: BinaryIO = io.BytesIO(body)
         elif hasattr(body, "read"):
@@ -158,6 +184,7 @@ class ObjectStore:
             fileobj = io.BufferedReader(_IterReader(body), buffer_size=1024 * 1024)  # type: ignore[arg-type]
         try:
             self.client.upload_fileobj(fileobj, bucket, key, ExtraArgs=extra, Config=self._transfer)
+            return self._completed.pop((bucket, key), None)
         except (ClientError, BotoCoreError) as exc:
             raise translate(exc, bucket=bucket, key=key) from exc
         except Exception as exc:  # boto3's S3UploadFailedError wraps the ClientError
@@ -219,7 +246,7 @@ class ObjectStore:
             raise err from exc
         except BotoCoreError as exc:
             raise translate(exc, bucket=bucket, key=key) from exc
-        return ObjectInfo(key, meta["ContentLength"], meta.get("VersionId"))
+        return ObjectInfo(key, meta["ContentLength"], _version(meta.get("VersionId")))
 
     def get_tags(self, bucket: str, key: str) -> dict[str, str]:
         try:
@@ -304,27 +331,41 @@ class ObjectStore:
         keys = list(keys)
         with ThreadPoolExecutor(max_workers=LIST_CONCURRENCY) as pool:
             listed = list(pool.map(lambda k: (k, [(vk, v) for vk, v in self.versions(bucket, k) if vk == k]), keys))
-        batch: list[dict] = []
+        return self._delete_entries(bucket, ({"Key": k, **({"VersionId": v} if _version(v) else {})}
+                                             for key, found in listed for k, v in found or [(key, None)]))
+
+    def delete_versions(self, bucket: str, versions: Iterable[tuple[str, str]]) -> int:
+        """Delete exactly these (key, version id) pairs with DeleteObjects, 1,000 a call, with no
+        listing first. Naming the version removes it (no delete marker); one already gone counts
+        as deleted (an interrupted sweep finished again); a locked one is kept (``_delete_batch``)."""
+        return self._delete_entries(bucket, ({"Key": key, "VersionId": version} for key, version in versions))
+
+    def _delete_entries(self, bucket: str, entries: Iterable[dict]) -> int:
         deleted = 0
-        for key, found in listed:
-            for k, version in found or [(key, None)]:
-                entry = {"Key": k}
-                if version and version != "null":
-                    entry["VersionId"] = version
-                batch.append(entry)
-                if len(batch) == DELETE_BATCH:
-                    deleted += self._delete_batch(bucket, batch)
-                    batch = []
+        batch: list[dict] = []
+        for entry in entries:
+            batch.append(entry)
+            if len(batch) == DELETE_BATCH:
+                deleted += self._delete_batch(bucket, batch)
+                batch = []
         if batch:
             deleted += self._delete_batch(bucket, batch)
         return deleted
 
-    def delete_located(self, located: Iterable[tuple[str, str]]) -> int:
-        """``delete_many`` for (bucket, key) pairs that may span buckets (sweeps, erasures)."""
-        by_bucket: dict[str, list[str]] = defaultdict(list)
-        for bucket, key in located:
-            by_bucket[bucket].append(key)
-        return sum(self.delete_many(bucket, keys) for bucket, keys in by_bucket.items())
+    def delete_located(self, located: Iterable[tuple[str, str, str | None]]) -> int:
+        """Delete copies' objects named by (bucket, key, version id) that may span buckets
+        (sweeps, erasures). A known version is deleted by name (``delete_versions``); a None
+        version (older copies, a key with other versions, an unversioned bucket) takes
+        ``delete_many``'s path: every version of the key, listed first."""
+        named: dict[str, list[tuple[str, str]]] = defaultdict(list)
+        unnamed: dict[str, list[str]] = defaultdict(list)
+        for bucket, key, version in located:
+            if version:
+                named[bucket].append((key, version))
+            else:
+                unnamed[bucket].append(key)
+        return (sum(self.delete_versions(bucket, pairs) for bucket, pairs in named.items())
+                + sum(self.delete_many(bucket, keys) for bucket, keys in unnamed.items()))
 
     def _delete_batch(self, bucket: str, batch: list[dict]) -> int:
         """One DeleteObjects call. A version the bucket's object lock protects (under legal
@@ -335,12 +376,13 @@ class ObjectStore:
             resp = self.client.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
         except (ClientError, BotoCoreError) as exc:
             raise translate(exc, bucket=bucket) from exc
-        errors = [e for e in resp.get("Errors", []) if not self._locked(bucket, e.get("Key"), e.get("VersionId"))]
+        errors = [e for e in resp.get("Errors", []) if e.get("Code") not in _GONE
+                  and not self._locked(bucket, e.get("Key"), e.get("VersionId"))]
         if errors:
             first = errors[0]
             raise StorageError(f"s3://{bucket}: {len(errors)} of {len(batch)} deletions failed, first: "
                                f"{first.get('Key')} {first.get('Code')} {first.get('Message')}")
-        kept = len(resp.get("Errors", []))
+        kept = sum(1 for e in resp.get("Errors", []) if e.get("Code") not in _GONE)
         if kept:
             log.warning("s3://%s: %d object version(s) kept: under legal hold or retention", bucket, kept)
         return len(batch) - kept

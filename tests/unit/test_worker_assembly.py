@@ -29,7 +29,18 @@ def test_the_composition_root_builds_the_workers_dependencies_without_connecting
     assert deps.settings.concurrency == 3 and deps.kafka.recordings_topic == "t.recordings"
     assert deps.ledger.bucket == deps.ingest.storage.ledger_bucket
     assert deps.anchors is None  # no anchor key configured
-    assert WorkerRuntime(deps).pool._max_workers == 3  # noqa: SLF001
+    assert WorkerRuntime(deps).pool._max_workers == 3 + 2  # noqa: SLF001 - calls in flight + bookkeeping
+
+
+def test_calls_in_flight_follow_the_storage_format_unless_set(monkeypatch):
+    monkeypatch.delenv("CALLVAULT_INGEST_CONCURRENCY", raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0, 1, 2})
+    assert IngestSettings(storage_format="passthrough").in_flight == 12  # I/O-bound: 4 per core
+    assert IngestSettings(storage_format="opus").in_flight == 3  # encoder-bound: one per core
+    assert IngestSettings(storage_format="flac").in_flight == 3
+    assert IngestSettings(storage_format="passthrough", concurrency=5).in_flight == 5
+    monkeypatch.setenv("CALLVAULT_INGEST_CONCURRENCY", "7")
+    assert IngestSettings(storage_format="opus").in_flight == 7
 
 
 def test_the_app_has_the_batch_agent_the_drop_agent_and_the_sweep_timer(deps):
