@@ -30,7 +30,8 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import common, ingest as bi  # noqa: E402
+from bench import common  # noqa: E402
+from bench import ingest as bi
 
 
 def profile_service(st, fmt: str, audio: bytes, n: int) -> Path:

@@ -25,7 +25,6 @@ from urllib.parse import urlparse
 from minio import Minio
 from minio.commonconfig import ENABLED, Filter, Tags
 from minio.error import S3Error
-from minio.notificationconfig import NotificationConfig, QueueConfig
 from minio.lifecycleconfig import (
     AbortIncompleteMultipartUpload,
     Expiration,
@@ -33,6 +32,7 @@ from minio.lifecycleconfig import (
     NoncurrentVersionExpiration,
     Rule,
 )
+from minio.notificationconfig import NotificationConfig, QueueConfig
 from minio.sseconfig import Rule as SSERule
 from minio.sseconfig import SSEConfig
 from minio.versioningconfig import VersioningConfig

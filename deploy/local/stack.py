@@ -24,9 +24,9 @@ from .servers import (
     MinioServer,
     PortInUseError,
     PostgresServer,
-    port_is_open,
     Server,
     ensure_ffmpeg,
+    port_is_open,
 )
 from .settings import StackSettings
 
