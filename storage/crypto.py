@@ -212,6 +212,22 @@ def _open_frame(cipher: AESGCM, header: Header, index: int, aad: bytes, frame: b
         raise DecryptionError(f"frame {index} failed authentication") from None
 
 
+def _open_frame_into(cipher: AESGCM, header: Header, index: int, aad: bytes, frame, out: memoryview) -> None:
+    """``_open_frame`` straight into ``out`` (the frame's place in a preallocated plaintext)."""
+    plain = index * header.layout.frame_size
+    try:
+        cipher.decrypt_into(_frame_nonce(header, index), frame, _frame_aad(header, index, aad),
+                            out[plain : plain + header.layout.frame_plaintext_length(index)])
+    except InvalidTag:
+        raise DecryptionError(f"frame {index} failed authentication") from None
+
+
+def _new_header(frame_size: int, plaintext_length: int) -> Header:
+    """A fresh header (random nonce prefix) for an object of ``plaintext_length`` bytes."""
+    raw = _HEADER.pack(MAGIC, VERSION, frame_size, plaintext_length, os.urandom(NONCE_PREFIX_BYTES))
+    return Header(FrameLayout(frame_size, plaintext_length), raw[-NONCE_PREFIX_BYTES:], raw)
+
+
 def encrypt_stream(
     chunks: Iterable[bytes],
     *,
@@ -231,9 +247,8 @@ def encrypt_stream(
     """
     cipher = AESGCM(_key(data_key, "data_key"))
     aad = _label(aad, "aad")
-    layout = FrameLayout(frame_size, plaintext_length)
-    raw = _HEADER.pack(MAGIC, VERSION, frame_size, plaintext_length, os.urandom(NONCE_PREFIX_BYTES))
-    header = Header(layout, raw[-NONCE_PREFIX_BYTES:], raw)
+    header = _new_header(frame_size, plaintext_length)
+    layout, raw = header.layout, header.raw
 
     def seal(index: int, data: bytes) -> bytes:
         return cipher.encrypt(_frame_nonce(header, index), data, _frame_aad(header, index, aad))
@@ -267,11 +282,10 @@ def encrypt_bytes(
     Each frame is sealed straight into its place in one buffer of the known stored size
     (``AESGCM.encrypt_into``): no per-frame bytes, no join."""
     cipher, aad = AESGCM(_key(data_key, "data_key")), _label(aad, "aad")
-    layout = FrameLayout(frame_size, len(plaintext))
-    raw = _HEADER.pack(MAGIC, VERSION, frame_size, len(plaintext), os.urandom(NONCE_PREFIX_BYTES))
-    header = Header(layout, raw[-NONCE_PREFIX_BYTES:], raw)
+    header = _new_header(frame_size, len(plaintext))
+    layout = header.layout
     out = bytearray(layout.ciphertext_length())
-    out[:HEADER_SIZE] = raw
+    out[:HEADER_SIZE] = header.raw
     src, dst = memoryview(plaintext), memoryview(out)
     for index in range(layout.frame_count()):
         start, end = layout.ciphertext_span(index, index)
@@ -301,13 +315,7 @@ def decrypt_buffer(blob: bytes | bytearray | memoryview, *, data_key: bytes, aad
     src, dst = memoryview(blob), memoryview(out)
     for index in range(layout.frame_count()):
         start, end = layout.ciphertext_span(index, index)
-        plain = index * layout.frame_size
-        try:
-            cipher.decrypt_into(_frame_nonce(header, index), src[start : end + 1],
-                                _frame_aad(header, index, aad),
-                                dst[plain : plain + layout.frame_plaintext_length(index)])
-        except InvalidTag:
-            raise DecryptionError(f"frame {index} failed authentication") from None
+        _open_frame_into(cipher, header, index, aad, src[start : end + 1], dst)
     return out
 
 
@@ -330,12 +338,7 @@ def decrypt_chunks_into_buffer(chunks: Iterable[bytes], *, data_key: bytes, aad:
     index, count = 0, layout.frame_count()
 
     def open_into(frame) -> None:
-        plain = index * layout.frame_size
-        try:
-            cipher.decrypt_into(_frame_nonce(header, index), frame, _frame_aad(header, index, aad),
-                                dst[plain : plain + layout.frame_plaintext_length(index)])
-        except InvalidTag:
-            raise DecryptionError(f"frame {index} failed authentication") from None
+        _open_frame_into(cipher, header, index, aad, frame, dst)
 
     def size_of(i: int) -> int:
         return stride if i < count - 1 else layout.frame_plaintext_length(i) + TAG_SIZE
