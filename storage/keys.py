@@ -231,6 +231,9 @@ class KeyRing:
             caller = self.key_by_id(conn, recording["caller_key_id"])
         except KeyDestroyedError:
             return None
+        return self._unseal_number(caller, recording)
+
+    def _unseal_number(self, caller: CallerKey, recording: Mapping) -> str:
         return unseal(recording["caller_number_sealed"], key=caller.key,
                       context=self._number_context(recording["tenant_id"], recording["id"])).decode()
 
@@ -244,13 +247,8 @@ class KeyRing:
                 live[row["id"]] = self._unwrap_row(row) if row["wrapped_key"] is not None else None
             except KeyDestroyedError:  # its master retired and destroyed: as good as erased
                 pass
-        opened: dict[uuid.UUID, str | None] = {}
-        for rec in recordings:
-            caller = live.get(rec["caller_key_id"])
-            opened[rec["id"]] = None if caller is None else unseal(
-                rec["caller_number_sealed"], key=caller.key,
-                context=self._number_context(rec["tenant_id"], rec["id"])).decode()
-        return opened
+        return {rec["id"]: None if (caller := live.get(rec["caller_key_id"])) is None
+                else self._unseal_number(caller, rec) for rec in recordings}
 
     # -- master-key rotation ---------------------------------------------------------------
 
