@@ -130,6 +130,30 @@ def process_cpu_seconds(pid: int, *, split: bool = False):
     return (own, children) if split else own + children
 
 
+def tree_cpu_seconds(pid: int) -> tuple[float, float]:
+    """(own, children) of ``process_cpu_seconds`` summed over ``pid`` and its live descendants:
+    a ``callvault worker --processes N`` supervisor and its N members (their reaped ffmpeg
+    processes in "children")."""
+    table = _proc_table()
+    kids: dict[int, list[int]] = {}
+    for (p, _start), (_name, ppid, _cpu) in table.items():
+        kids.setdefault(ppid, []).append(p)
+    own = children = 0.0
+    todo, seen = [pid], set()
+    while todo:
+        p = todo.pop()
+        if p in seen:
+            continue
+        seen.add(p)
+        try:
+            o, c = process_cpu_seconds(p, split=True)
+        except OSError:  # exited meanwhile
+            continue
+        own, children = own + o, children + c
+        todo += kids.get(p, [])
+    return own, children
+
+
 # -- other people's load ------------------------------------------------------------------------
 # This machine may be shared (other sessions run test suites that start workers and ffmpeg).
 # Each measurement records how much CPU processes *not ours* used meanwhile, and each one

@@ -63,6 +63,12 @@ SPEECH = ("Hello, thank you for calling customer support. My name is Anna, how c
           "It is four five seven, one two nine. Thank you, one moment please, I am looking it up.")
 INLINE_MAX = 512 * 1024  # the product default (IngestSettings.inline_max_bytes)
 PARTITIONS = 4
+
+
+def processes_for(storage_format: str) -> int:
+    """Worker processes as deployed (``deploy/README.md``): one per core, up to the partitions, where
+    one worker is bound by its own Python (pass-through); one where ffmpeg already uses every core."""
+    return min(os.cpu_count() or 1, PARTITIONS) if storage_format == "passthrough" else 1
 ENCODER_ARGS = {  # what ingest.audio.normalise runs for an 8 kHz mono call
     "opus": ["-c:a", "libopus", "-application", "voip", "-b:a", "16k", "-ar", "8000", "-f", "ogg"],
     "flac": ["-c:a", "flac", "-compression_level", "5", "-f", "flac"],
@@ -289,7 +295,9 @@ def scratch_pipeline(st, storage_format: str, log_path: Path):
     try:
         upgrade(url)
         with pipeline(st.kafka.address, storage, url, log_path, prefix=prefix, partitions=PARTITIONS,
-                      inline_max_bytes=INLINE_MAX, env={"CALLVAULT_INGEST_STORAGE_FORMAT": storage_format}) as pipe:
+                      inline_max_bytes=INLINE_MAX, env={"CALLVAULT_INGEST_STORAGE_FORMAT": storage_format,
+                                                        "CALLVAULT_INGEST_PROCESSES": str(processes_for(storage_format))}
+                      ) as pipe:
             pipe.env.pop("CALLVAULT_INGEST_CONCURRENCY", None)  # the product default
             yield Scratch(pipe, prefix, schema)
     finally:
@@ -385,12 +393,12 @@ def measure(scratch: Scratch, messages, *, interval: float | None, timeout: floa
             one_at_a_time: bool = False, send=None, paired=None) -> dict:
     pipe = scratch.pipe
     pid = pipe.process.pid
-    (own0, kids0), watch = common.process_cpu_seconds(pid, split=True), common.CpuWatch()
+    (own0, kids0), watch = common.tree_cpu_seconds(pid), common.CpuWatch()
     t0 = time.perf_counter()
     obs = asyncio.run(_produce_and_observe(pipe, messages, interval=interval, timeout=timeout,
                                            one_at_a_time=one_at_a_time, send=send, paired=paired))
     wall = time.perf_counter() - t0
-    (own1, kids1), load = common.process_cpu_seconds(pid, split=True), watch.stop()
+    (own1, kids1), load = common.tree_cpu_seconds(pid), watch.stop()
     cpu0, cpu1 = own0 + kids0, own1 + kids1
     produced, events, dead = obs["produced"], obs["events"], obs["dead"]
     if dead:
@@ -508,6 +516,9 @@ def run_worker_mode(st, fmt: str, audio: bytes, n: int, low_n: int, interval: fl
         common.say(f"ingest[{fmt}]: starting worker, warm-up")
         pipe.start_worker()
         t0 = time.perf_counter()
+        from testbed.pipeline import wait_for_members
+
+        wait_for_members(pipe, processes_for(fmt))  # no rebalance left to happen during a measurement
         warm = build_messages(pipe, audio, 2, f"{fmt}-warm")
         measure(scratch, warm, interval=None, timeout=240)
         startup = time.perf_counter() - t0
@@ -555,7 +566,8 @@ def run_worker_mode(st, fmt: str, audio: bytes, n: int, low_n: int, interval: fl
         from ingest.settings import IngestSettings
 
         in_flight = getattr(IngestSettings(storage_format=fmt, concurrency=None), "in_flight", 4)  # main's: 4
-        return {"format": fmt, "worker_in_flight": in_flight, "worker_startup_s": startup, "backlog": backlog,
+        return {"format": fmt, "worker_processes": processes_for(fmt), "worker_in_flight": in_flight,
+                "worker_startup_s": startup, "backlog": backlog,
                 "low_rate": low,
                 "isolated": isolated,
                 "catalog": {"recordings": recordings, "copies": copies[0], "objects": objects,

@@ -501,31 +501,45 @@ def _stream_file(data: bytes, path: str, demuxer: str | None, pairs: list[tuple[
     return _Decoded(rate, channels, frames, codec.group(1) if codec else "unknown", pcm.digest.hexdigest(), stored)
 
 
+_IN_PROCESS_SINKS = ("collect", "discard", "wav")  # no encoder process: nothing to time out, no scratch files
+
+
 def _stream_wav(wav: PlainWav, pairs: list[tuple[int, int]], sink_kind: str, max_duration_ms: int,
-                tmp: str) -> _Decoded:
+                tmp: str | None) -> _Decoded:
     _check_rate(wav.rate)
     if len(wav.samples) // wav.block_align > (max_duration_ms / 1000 + 1) * wav.rate:
         raise AudioTooLarge(f"the audio lasts over {max_duration_ms} ms, the cap")
-    with Children(_timeout_s(max_duration_ms)) as children:
-        sink = _open_sink(sink_kind)(wav.rate, wav.channels, children, tmp)
-        pcm = PcmStream(wav.rate, wav.channels, pairs, sink.write)
-        for piece in wav.pcm_pieces(CHUNK_BYTES // (2 * wav.channels)):
-            pcm.feed(piece)
-        frames = pcm.finish()
-        _check_length(frames, wav.rate, max_duration_ms)
-        stored = sink.finish()
-        children.check()
+    if sink_kind in _IN_PROCESS_SINKS:  # pass-through: no deadline timer thread (the length is capped above)
+        pcm, frames, stored = _pump_wav(wav, pairs, _open_sink(sink_kind)(wav.rate, wav.channels, None, tmp),
+                                        max_duration_ms)
+    else:
+        with Children(_timeout_s(max_duration_ms)) as children:
+            sink = _open_sink(sink_kind)(wav.rate, wav.channels, children, tmp)
+            pcm, frames, stored = _pump_wav(wav, pairs, sink, max_duration_ms)
+            children.check()
     return _Decoded(wav.rate, wav.channels, frames, _WAV_CODECS[wav.tag], pcm.digest.hexdigest(), stored)
 
 
+def _pump_wav(wav: PlainWav, pairs: list[tuple[int, int]], sink, max_duration_ms: int) -> tuple[PcmStream, int, bytes]:
+    pcm = PcmStream(wav.rate, wav.channels, pairs, sink.write)
+    for piece in wav.pcm_pieces(CHUNK_BYTES // (2 * wav.channels)):
+        pcm.feed(piece)
+    frames = pcm.finish()
+    _check_length(frames, wav.rate, max_duration_ms)
+    return pcm, frames, sink.finish()
+
+
 def _stream(data: bytes, hint: str | None, pairs: list[tuple[int, int]], sink_kind: str,
-            max_duration_ms: int) -> _Decoded:
-    """Decode ``data`` to 16-bit PCM at its own rate and channels, silence ``pairs`` and hand the
-    PCM to a sink piece by piece; every check of a decoded call on the way."""
+            max_duration_ms: int, wav: PlainWav | None = None) -> _Decoded:
+    """Decode ``data`` (``wav``: already read as a plain WAV) to 16-bit PCM at its own rate and
+    channels, silence ``pairs`` and hand the PCM to a sink piece by piece; every check of a
+    decoded call on the way. A plain WAV into an in-process sink needs no scratch directory."""
     if not data:
         raise EmptyAudio("the audio is empty (0 bytes)")
+    wav = wav or plain_wav(data)
+    if wav is not None and sink_kind in _IN_PROCESS_SINKS:
+        return _stream_wav(wav, pairs, sink_kind, max_duration_ms, None)
     with tempfile.TemporaryDirectory(prefix="callvault-audio-") as tmp:
-        wav = plain_wav(data)
         if wav is not None:
             return _stream_wav(wav, pairs, sink_kind, max_duration_ms, tmp)
         path = os.path.join(tmp, "input")
@@ -607,7 +621,7 @@ def process(data: bytes, hint: str | None, spans: Iterable, fmt: StorageFormat =
     pairs = merge_spans((max(0, a - pad_ms), b + pad_ms) for a, b in _pairs(spans))
     wav = plain_wav(data) if fmt == "passthrough" else None
     fmt = "wav" if wav is not None else "opus" if fmt == "passthrough" else fmt
-    decoded = _stream(data, hint, pairs, "discard" if wav is not None else fmt, max_duration_ms)
+    decoded = _stream(data, hint, pairs, "discard" if wav is not None else fmt, max_duration_ms, wav)
     total = decoded.duration_ms
     outside = sum(1 for start, _ in pairs if start >= total)
     if outside:

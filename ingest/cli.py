@@ -16,7 +16,7 @@ from pathlib import Path
 import typer
 
 from core.errors import CallvaultError
-from core.inputs import amount, aware_time, one_of, parsed, span_ms, telephony_id
+from core.inputs import amount, aware_time, one_of, parsed, span_ms, telephony_id, whole
 from core.vocabulary import Action, AuditAction, Direction, PushOutcome
 from lifecycle import service as lifecycle_service
 from storage import audit
@@ -252,6 +252,16 @@ _LOGLEVELS = ("crit", "error", "warn", "info", "debug")
 
 def worker(ctx: typer.Context,
            loglevel: str = typer.Option("info", "--loglevel", "-l", parser=parsed(one_of(_LOGLEVELS, "log level")),
-                                        metavar="LEVEL", help=", ".join(_LOGLEVELS))) -> None:
-    """Run the ingest worker (faust) until interrupted."""
+                                        metavar="LEVEL", help=", ".join(_LOGLEVELS)),
+           processes: int | None = typer.Option(None, "--processes", "-p", parser=parsed(whole(1, 64, "the worker processes")),
+                                                metavar="N", help=(
+               "worker processes on this host, one consumer group (default CALLVAULT_INGEST_PROCESSES, 1); "
+               "at most the recordings topic's partitions"))) -> None:
+    """Run the ingest worker (faust) until interrupted; with --processes N, N of them."""
+    settings = get_ingest_settings()
+    n = processes or settings.processes
+    if n > 1:
+        from .processes import supervise
+
+        raise typer.Exit(supervise(n, loglevel, settings, get_kafka_settings()))
     ctx.obj.run_worker(loglevel)

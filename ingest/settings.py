@@ -113,6 +113,10 @@ class IngestSettings(SectionSettings):
     concurrency: int | None = Field(None, ge=1, description=(
         "Calls processed at once per worker; unset: by storage format, 4 per core for passthrough (bound by the "
         "object store and the catalog), one per core for opus and flac (bound by the encoder)"))
+    processes: int = Field(1, ge=1, description=(
+        "Worker processes `callvault worker` runs on this host, members of one consumer group (at most the "
+        "recordings topic's partitions); one per core where a worker is CPU-bound (passthrough), as replicas "
+        "of a container would be"))
     storage_format: Literal["opus", "flac", "passthrough"] = Field("opus", description=(
         "Stored audio format: Ogg/Opus, FLAC, or passthrough (a PCM/A-law/µ-law WAV is kept in its own codec, "
         "spans silenced, no transcoding; other inputs become Opus)"))

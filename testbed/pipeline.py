@@ -19,6 +19,7 @@ from typing import Iterator
 import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 
 from ingest import sealing
 from ingest.producer import Call, Producer, catalog_seal_keys
@@ -220,3 +221,38 @@ def service_env(storage: StorageSettings, catalog_url: str) -> dict[str, str]:
         "CALLVAULT_STORAGE_LEDGER_RETENTION_DAYS": str(storage.ledger_retention_days),
         "CALLVAULT_CATALOG_URL": catalog_url,
     }
+
+
+async def group_assignments(pipeline: Pipeline) -> tuple[str, list[set[int]]]:
+    """The group's state and, per member, the recordings partitions assigned to it."""
+    group = pipeline.env["CALLVAULT_INGEST_APP_ID"]
+    admin = AIOKafkaAdminClient(bootstrap_servers=pipeline.kafka.bootstrap_servers)
+    await admin.start()
+    try:
+        [response] = await admin.describe_consumer_groups([group])
+        [(_err, _group, state, _ptype, _protocol, members, *_)] = response.groups
+        assigned = []
+        for member in members:
+            assignment = member[4]
+            parts: set[int] = set()
+            if assignment:
+                decoded = ConsumerProtocolMemberAssignment.decode(assignment)
+                parts = {p for topic, ps in decoded.assignment if topic == pipeline.kafka.recordings_topic
+                         for p in ps}
+            assigned.append(parts)
+        return state, assigned
+    finally:
+        await admin.close()
+
+
+def wait_for_members(pipeline: Pipeline, members: int, timeout: float = 90.0) -> None:
+    """Until the workers' group is stable with ``members`` members sharing every recordings partition."""
+    deadline = time.monotonic() + timeout
+    while True:
+        state, assigned = asyncio.run(group_assignments(pipeline))
+        if (state == "Stable" and len(assigned) == members and all(assigned)
+                and set().union(*assigned) == set(range(pipeline.kafka.partitions))):
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the group never balanced over {members} workers: {state} {assigned}")
+        time.sleep(0.5)

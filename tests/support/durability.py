@@ -15,7 +15,6 @@ from pathlib import Path
 import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 
 from ingest.producer import Call
 from ingest.service import recording_uuid
@@ -24,7 +23,7 @@ from storage.catalog import tables as t
 from storage.copies import object_key_for, read_copy
 from storage.keys import KeyRing
 from testbed.audio import sine_wav
-from testbed.pipeline import Pipeline, decode_record
+from testbed.pipeline import Pipeline, decode_record, group_assignments  # noqa: F401 - re-exported
 
 NOW = datetime.now(timezone.utc).replace(microsecond=0)
 # faust reads these from the environment (no prefix): a dead member leaves the group after 10 s.
@@ -119,28 +118,6 @@ async def group_lag(pipeline: Pipeline) -> int:
         return lag
     finally:
         await consumer.stop()
-        await admin.close()
-
-
-async def group_assignments(pipeline: Pipeline) -> tuple[str, list[set[int]]]:
-    """The group's state and, per member, the recordings partitions assigned to it."""
-    group = pipeline.env["CALLVAULT_INGEST_APP_ID"]
-    admin = AIOKafkaAdminClient(bootstrap_servers=pipeline.kafka.bootstrap_servers)
-    await admin.start()
-    try:
-        [response] = await admin.describe_consumer_groups([group])
-        [(_err, _group, state, _ptype, _protocol, members, *_)] = response.groups
-        assigned = []
-        for member in members:
-            assignment = member[4]
-            parts: set[int] = set()
-            if assignment:
-                decoded = ConsumerProtocolMemberAssignment.decode(assignment)
-                parts = {p for topic, ps in decoded.assignment if topic == pipeline.kafka.recordings_topic
-                         for p in ps}
-            assigned.append(parts)
-        return state, assigned
-    finally:
         await admin.close()
 
 
