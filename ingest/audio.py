@@ -601,7 +601,7 @@ def normalise(segment: AudioSegment, fmt: StorageFormat = "opus", *, bitrate: st
 
 def process(data: bytes, hint: str | None, spans: Iterable, fmt: StorageFormat = "opus", *,
             max_bytes: int = MAX_INPUT_BYTES, max_duration_ms: int = MAX_DURATION_MS,
-            pad_ms: int = 0) -> ProcessedAudio:
+            pad_ms: int = 0, source_sha256: str | None = None) -> ProcessedAudio:
     """Decode, silence the redaction spans, encode for storage: the whole audio path of ingest.
 
     ``fmt="passthrough"`` stores a plain WAV (16-bit PCM, A-law, µ-law) as it came, with the
@@ -614,10 +614,11 @@ def process(data: bytes, hint: str | None, spans: Iterable, fmt: StorageFormat =
     then dropped.  A span that only runs past the end is cut at the end.  ``pad_ms`` widens
     every span on both sides, for senders whose timeline may be offset from the decoded one
     (an MP3 without its LAME header starts ~140 ms late: encoder delay that ffmpeg cannot trim).
+    ``source_sha256``: the SHA-256 of ``data`` where the caller computed it already.
     """
     if len(data) > max_bytes:
         raise AudioTooLarge(f"{len(data)} bytes is over the {max_bytes}-byte cap")
-    source_sha256 = hashlib.sha256(data).hexdigest()
+    source_sha256 = source_sha256 or hashlib.sha256(data).hexdigest()  # known: the caller hashed ``data`` already
     pairs = merge_spans((max(0, a - pad_ms), b + pad_ms) for a, b in _pairs(spans))
     wav = plain_wav(data) if fmt == "passthrough" else None
     fmt = "wav" if wav is not None else "opus" if fmt == "passthrough" else fmt

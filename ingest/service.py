@@ -207,6 +207,7 @@ class Arrival:
     number_hash: str
     fingerprint: str
     now: datetime
+    inline_sha256: str | None = None  # of the inline audio (hashed once for the fingerprint)
 
     def result(self, outcome: Outcome, **facts) -> IngestResult:
         return IngestResult(outcome, self.msg.tenant, self.msg.recording_id, self.recording_id, **facts)
@@ -251,7 +252,9 @@ def receive(raw: bytes, deps: IngestDeps, *, topic_tenant: str | None = None) ->
     # A withheld number: an identity of its own per recording, never on the suppression list.
     number_hash = (deps.keys.withheld_hash(msg.tenant, rid) if msg.withheld
                    else deps.keys.number_hash(msg.tenant, msg.caller_number))
-    return Arrival(msg, rid, number_hash, fingerprint(msg, _source_sha256(msg)), now)
+    source = _source_sha256(msg)
+    return Arrival(msg, rid, number_hash, fingerprint(msg, source), now,
+                   inline_sha256=source if msg.audio.inline is not None else None)
 
 
 def _standing(conn: sa.Connection, call: Arrival) -> tuple[bool, dict[str, int], bool, str | None]:
@@ -300,7 +303,8 @@ def _store(call: Arrival, expiry: datetime, deps: IngestDeps) -> IngestResult:
     """Process the audio, then store it: object first, rows second (``_write``)."""
     processed = audio.process(fetch_audio(call.msg, deps), call.msg.audio_format, call.msg.spans,
                               deps.settings.storage_format, max_bytes=deps.settings.max_audio_bytes,
-                              max_duration_ms=deps.settings.max_duration_seconds * 1000)
+                              max_duration_ms=deps.settings.max_duration_seconds * 1000,
+                              source_sha256=call.inline_sha256)
     try:
         copy_id = _write(call, processed, expiry, deps)
     except sa.exc.IntegrityError:
@@ -325,7 +329,7 @@ def _write(call: Arrival, processed: audio.ProcessedAudio, expiry: datetime, dep
     bucket = deps.storage.recordings_bucket
     with deps.engine.begin() as conn:
         caller = deps.keys.caller_key(conn, tenant=tenant, number_hash=call.number_hash)
-        conn.execute(t.recordings.insert().values(
+        conn.execute(t.recordings.insert(), dict(  # parameters, not .values(): the statement is built once
             id=rid, tenant_id=tenant, external_id=msg.recording_id, started_at=msg.started_at,
             direction=msg.direction.value, number_hash=call.number_hash, caller_key_id=caller.id,
             caller_number_sealed=deps.keys.seal_number(caller, tenant=tenant, recording_id=rid,

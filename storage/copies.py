@@ -139,8 +139,8 @@ def upsert_copy(conn: sa.Connection, *, recording_id: uuid.UUID, tier: str, stor
         conn.execute(t.copies.update().where(t.copies.c.id == existing).values(**values))
         return existing
     copy_id = uuid.uuid4()
-    conn.execute(t.copies.insert().values(id=copy_id, recording_id=recording_id, tier=tier, reason=reason,
-                                          created_at=now, created_by=created_by, **values))
+    conn.execute(t.copies.insert(), dict(id=copy_id, recording_id=recording_id, tier=tier, reason=reason,
+                                         created_at=now, created_by=created_by, **values))
     return copy_id
 
 
