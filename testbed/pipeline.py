@@ -246,11 +246,12 @@ async def group_assignments(pipeline: Pipeline) -> tuple[str, list[set[int]]]:
 
 
 def wait_for_members(pipeline: Pipeline, members: int, timeout: float = 90.0) -> None:
-    """Until the workers' group is stable with ``members`` members sharing every recordings partition."""
+    """Until the workers' group is stable with ``members`` members holding every recordings partition
+    between them (faust's assignor gave 3 members of 4 partitions 2, 2 and none)."""
     deadline = time.monotonic() + timeout
     while True:
         state, assigned = asyncio.run(group_assignments(pipeline))
-        if (state == "Stable" and len(assigned) == members and all(assigned)
+        if (state == "Stable" and len(assigned) == members  # faust may leave a member without one
                 and set().union(*assigned) == set(range(pipeline.kafka.partitions))):
             return
         if time.monotonic() > deadline:

@@ -1,5 +1,5 @@
 """``callvault worker --processes N`` (``ingest.processes``) against the real Kafka, MinIO and
-PostgreSQL: the N members of one supervisor share the recordings partitions as N separate workers
+PostgreSQL: the members of one supervisor share the recordings partitions as N separate workers
 would, and a member SIGKILLed under load (the out-of-memory killer) is restarted while the others
 take over its partitions; the backlog is stored exactly once (``tests.support.durability``)."""
 
@@ -31,15 +31,15 @@ def _members(supervisor: subprocess.Popen) -> list[int]:
     return [int(pid) for pid in out.split()]
 
 
-def test_three_processes_store_a_backlog_exactly_once_when_a_member_is_killed(pipeline):
+def test_two_processes_store_a_backlog_exactly_once_when_a_member_is_killed(pipeline):
     batch = make_batch(60, "procs")
-    pipeline.stop_worker()  # the fixture's one-process worker, restarted as a supervisor of three
-    pipeline.env.update(FAST_FAILOVER, CALLVAULT_INGEST_PROCESSES="3")
+    pipeline.stop_worker()  # the fixture's one-process worker, restarted as a supervisor of two
+    pipeline.env.update(FAST_FAILOVER, CALLVAULT_INGEST_PROCESSES="2")
     pipeline.start_worker()
     supervisor = {"supervisor": (pipeline.process, pipeline.log_path)}
-    wait_for_members(pipeline, 3)
+    wait_for_members(pipeline, 2)
     members = _members(pipeline.process)
-    assert len(members) == 3
+    assert len(members) == 2
 
     pipeline.push(*batch.calls)
     wait_for_stored(pipeline, 10, supervisor)
@@ -50,9 +50,9 @@ def test_three_processes_store_a_backlog_exactly_once_when_a_member_is_killed(pi
     outputs = wait_until_done(pipeline, batch, supervisor)
     counts = assert_stored_exactly_once(pipeline, batch, outputs)
     log = pipeline.log_path.read_text(errors="replace")
-    assert "worker process 2/3" in log and "restarting it" in log  # the supervisor noticed and restarted it
+    assert "worker process 2/2" in log and "restarting it" in log  # the supervisor noticed and restarted it
     deadline = time.monotonic() + 30
-    while len(_members(pipeline.process)) != 3:  # the killed member is back
+    while len(_members(pipeline.process)) != 2:  # the killed member is back
         assert time.monotonic() < deadline, f"members: {_members(pipeline.process)}"
         time.sleep(0.5)
     print(f"\nmember SIGKILLed with {rows_at_kill} rows committed; {counts}")

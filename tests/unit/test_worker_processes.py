@@ -8,6 +8,8 @@ import threading
 import time
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from core.errors import ConfigurationError
 from ingest.processes import Supervisor, check_processes, member_env
@@ -21,6 +23,18 @@ def test_each_member_is_one_process_with_ports_of_its_own():
                    "CALLVAULT_INGEST_METRICS_PORT": "9468"}
     off = member_env(1, IngestSettings(web_port=0, metrics_port=0), {})
     assert off == {"CALLVAULT_INGEST_PROCESSES": "1"}  # a disabled port stays disabled
+
+
+@given(processes=st.integers(1, 16), web=st.integers(1024, 60000), metrics=st.integers(1024, 60000))
+def test_any_number_of_members_gets_one_process_each_and_no_port_twice(processes, web, metrics):
+    settings = IngestSettings(web_port=web, metrics_port=metrics)
+    envs = [member_env(i, settings, {}) for i in range(processes)]
+    assert all(env["CALLVAULT_INGEST_PROCESSES"] == "1" for env in envs)  # a member never supervises
+    for name in ("CALLVAULT_INGEST_WEB_PORT", "CALLVAULT_INGEST_METRICS_PORT"):
+        assert len({env[name] for env in envs}) == processes
+    if not set(range(web, web + processes)) & set(range(metrics, metrics + processes)):
+        assert len({env[n] for env in envs for n in ("CALLVAULT_INGEST_WEB_PORT",
+                                                       "CALLVAULT_INGEST_METRICS_PORT")}) == 2 * processes
 
 
 def test_more_processes_than_partitions_are_refused_naming_both():
