@@ -75,7 +75,9 @@ def ingest_section(r: dict) -> list[str]:
         f"same 60 s {a['format']} file ({_f(a['bytes'] / 1000, 0)} kB, {a['content']}) under a distinct recording "
         f"id and caller number; at ≤ {a['inline_max_bytes'] // 1024} KiB it travels **inline** in the Kafka "
         "message (base64), so no claim check or landing bucket is involved. Pipeline: Kafka (scratch topic, "
-        f"{r['partitions']} partitions) → one `callvault worker` subprocess (default calls in flight: "
+        f"{r['partitions']} partitions) → `callvault worker` (worker processes, `--processes`: "
+        + ", ".join(f"{fmt} {m.get('worker_processes', 1)}" for fmt, m in r["modes"].items())
+        + "; default calls in flight per process: "
         + ", ".join(f"{fmt} {m.get('worker_in_flight', 4)}" for fmt, m in r["modes"].items()) + ") → MinIO (client-side encrypted) → PostgreSQL catalog. Worker warm before "
         "timing. calls/s = N ÷ (last `stored` event's Kafka timestamp − first message's Kafka timestamp).",
         "",
@@ -175,7 +177,8 @@ def _passthrough_rows(r: dict, before: dict | None) -> list[str]:
     fl, fl_b = _floor_1(r), _floor_1(before)
     ratio = pt["backlog"]["calls_per_s"] / fl
     b_ratio = b_pt["backlog"]["calls_per_s"] / fl_b if b_pt and fl_b else None
-    rows = [("calls in flight", *_either(b_pt, pt, lambda m: str(m.get("worker_in_flight", 4))), "–"),
+    rows = [("worker processes (`--processes`)", *_either(b_pt, pt, lambda m: str(m.get("worker_processes", 1))), "–"),
+            ("calls in flight per process", *_either(b_pt, pt, lambda m: str(m.get("worker_in_flight", 4))), "–"),
             ("backlog calls/s", *_either(b_pt, pt, lambda m: _f(m["backlog"]["calls_per_s"])), "–"),
             ("raw I/O floor, 1 thread, calls/s (same run, faster of its two runs)",
              *_either(fl_b, fl, lambda x: _f(x, 1)), "–"),
