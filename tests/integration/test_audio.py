@@ -320,6 +320,20 @@ def test_passthrough_keeps_the_codec_and_silences_spans_in_it(sources, codec: st
     assert result.content_sha256 == process(tagged, "wav", SPANS, "opus").content_sha256
 
 
+def test_passthrough_of_a_plain_wav_runs_no_process_makes_no_file_and_starts_no_thread(sources, monkeypatch) -> None:
+    """Per call, the pass-through path is pure Python: no ffmpeg, no scratch directory and no deadline
+    timer (they cost a pass-through call ~4 ms, bench/NOTES.md §12); the result is the one hashed."""
+    expected = process(sources[("mulaw", 1)], "wav", SPANS, "passthrough")
+
+    def refuse(*_a, **_k):
+        raise AssertionError("pass-through of a plain WAV must not start a process, a thread or a scratch dir")
+    for target in ("tempfile.TemporaryDirectory", "threading.Timer", "subprocess.Popen"):
+        monkeypatch.setattr(target, refuse)
+    result = process(sources[("mulaw", 1)], "wav", SPANS, "passthrough", source_sha256=expected.source_sha256)
+    assert (result.data, result.content_sha256, result.duration_ms) == (
+        expected.data, expected.content_sha256, expected.duration_ms)
+
+
 def test_passthrough_transcodes_what_is_not_a_plain_wav(sources) -> None:
     result = process(sources[("mp3", 1)], "mp3", SPANS, "passthrough")
     assert result.format == "opus" and result.data[:4] == b"OggS"
