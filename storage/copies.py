@@ -22,9 +22,7 @@ from .catalog import tables as t
 from .crypto import (
     FRAME_SIZE,
     HEADER_SIZE,
-    DecryptionError,
     FrameLayout,
-    decrypt_chunks_into_buffer,
     decrypt_range,
     decrypt_stream,
     encode_context,
@@ -32,9 +30,10 @@ from .crypto import (
     new_data_key,
     parse_header,
 )
-from .exceptions import CatalogIntegrityError, ObjectNotFound
+from .exceptions import ObjectNotFound
 from .keys import CallerKey, KeyRing
 from .objectstore import ObjectStore
+from .whole_read import MAX_PARTS, PART_SIZE, integrity_error, read_whole
 
 
 def object_key_for(tenant: str, recording_id: uuid.UUID, tier: str, reason: str = "") -> str:
@@ -151,36 +150,18 @@ def _copy_row(conn: sa.Connection, copy_id: uuid.UUID) -> sa.RowMapping:
     return row
 
 
-WHOLE_READ_CHUNK = 1024 * 1024
+def read_copy(conn: sa.Connection, store: ObjectStore, keys: KeyRing, copy_id: uuid.UUID, *,
+              part_size: int = PART_SIZE, max_parts: int = MAX_PARTS) -> bytearray:
+    """The whole decrypted audio of a copy, after checking the stored bytes' size and SHA-256.
 
-
-def read_copy(conn: sa.Connection, store: ObjectStore, keys: KeyRing, copy_id: uuid.UUID) -> bytearray:
-    """The whole decrypted audio of a copy, after checking the stored bytes' SHA-256.
-
-    One GET, read in chunks: each chunk is hashed and its frames decrypted into the one
-    preallocated plaintext buffer while the next chunk is still arriving; the ciphertext is
-    never held whole. Nothing is returned before the checksum matches."""
+    A large object is read as up to ``max_parts`` ranged GETs of at least ``part_size`` bytes at
+    once, into one buffer hashed in order and decrypted frame by frame as it fills; a smaller one
+    is one GET (``storage.whole_read``). Nothing is returned before the checksum matches."""
     row = _copy_row(conn, copy_id)
     data_key = keys.unwrap_data_key(conn, caller_key_id=row["caller_key_id"], wrapped=row["wrapped_data_key"],
                                     object_key=row["object_key"])
-    stored = _Hashing(store.stream(row["bucket"], row["object_key"], chunk_size=WHOLE_READ_CHUNK))
-    chunks = iter(stored)
-    try:
-        audio = decrypt_chunks_into_buffer(chunks, data_key=data_key, aad=_aad(row["object_key"]))
-    except DecryptionError:
-        for _ in chunks:  # the rest of the object, hashed: a changed object is told as such
-            pass
-        _check_stored(stored, row, copy_id)
-        raise
-    _check_stored(stored, row, copy_id)
-    return audio
-
-
-def _check_stored(stored: _Hashing, row: Any, copy_id: uuid.UUID) -> None:
-    if stored.sha.hexdigest() != row["stored_sha256"]:
-        raise CatalogIntegrityError(f"copy {copy_id}: stored object {row['object_key']} does not match its "
-                                    "catalog SHA-256 (corrupted or replaced)",
-                                    hint="restore it from a backup or re-ingest")
+    return read_whole(store, row, data_key, aad=_aad(row["object_key"]), copy_id=copy_id, part_size=part_size,
+                      max_parts=max_parts)
 
 
 def stream_copy(conn: sa.Connection, store: ObjectStore, keys: KeyRing, copy_id: uuid.UUID) -> Iterator[bytes]:
@@ -199,9 +180,7 @@ def stream_copy(conn: sa.Connection, store: ObjectStore, keys: KeyRing, copy_id:
         stored = _Hashing(store.stream(row["bucket"], row["object_key"]))
         yield from decrypt_stream(iter(stored), data_key=data_key, aad=_aad(row["object_key"]))
         if stored.sha.hexdigest() != row["stored_sha256"]:
-            raise CatalogIntegrityError(f"copy {copy_id}: stored object {row['object_key']} does not match its "
-                                        "catalog SHA-256 (corrupted or replaced)",
-                                        hint="restore it from a backup or re-ingest")
+            raise integrity_error(copy_id, row["object_key"])
 
     return generate()
 

@@ -296,6 +296,48 @@ def encrypt_bytes(
     return bytes(out)
 
 
+class WholeDecryption:
+    """Decrypts a whole stored object whose bytes arrive in order into one contiguous buffer
+    (a download filling it): ``open_upto`` decrypts each frame lying wholly within what has
+    arrived, straight into its place in one preallocated plaintext (``AESGCM.decrypt_into``);
+    ``result`` is that buffer once every frame is in. ``stored_size`` is the object's size as
+    known elsewhere (the catalog; the blob's length): a header declaring another size is refused
+    before any plaintext is allocated (truncated, extended, or a forged length)."""
+
+    def __init__(self, first_bytes: bytes | bytearray | memoryview, *, data_key: bytes, aad: bytes,
+                 stored_size: int) -> None:
+        self._cipher, self._aad = AESGCM(_key(data_key, "data_key")), _label(aad, "aad")
+        self._header = parse_header(first_bytes)
+        layout = self._header.layout
+        if stored_size != layout.ciphertext_length():
+            raise DecryptionError(f"object is {stored_size} bytes, header says {layout.ciphertext_length()} "
+                                  "(truncated or extended)")
+        self._out = bytearray(layout.plaintext_length)
+        self._dst = memoryview(self._out)
+        self._next, self._count = 0, layout.frame_count()
+        self._stride = layout.frame_size + TAG_SIZE
+
+    def open_upto(self, stored: bytes | bytearray | memoryview, available: int) -> None:
+        """Decrypt the frames not yet opened that lie wholly within ``stored[:available]``
+        (``stored``: the whole object's buffer, filled in order up to ``available``)."""
+        view = memoryview(stored)
+        last = self._count - 1
+        while self._next < self._count:
+            start = HEADER_SIZE + self._next * self._stride
+            end = start + (self._stride if self._next < last
+                           else self._header.layout.frame_plaintext_length(last) + TAG_SIZE)
+            if end > available:
+                return
+            _open_frame_into(self._cipher, self._header, self._next, self._aad, view[start:end], self._dst)
+            self._next += 1
+
+    def result(self) -> bytearray:
+        """The plaintext buffer itself (no copy); DecryptionError unless every frame was opened."""
+        if self._next != self._count:
+            raise DecryptionError(f"object truncated after frame {self._next - 1}")
+        return self._out
+
+
 def decrypt_buffer(blob: bytes | bytearray | memoryview, *, data_key: bytes, aad: bytes) -> bytearray:
     """Authenticate and decrypt a whole stored object into one preallocated buffer.
 
@@ -303,69 +345,9 @@ def decrypt_buffer(blob: bytes | bytearray | memoryview, *, data_key: bytes, aad
     (``AESGCM.decrypt_into``), so a 64 MiB object costs AES-GCM and nothing else. Returns the
     buffer itself (a ``bytearray``: no final copy). A frame failing authentication raises
     ``DecryptionError`` and the partly filled buffer is dropped."""
-    cipher, aad = AESGCM(_key(data_key, "data_key")), _label(aad, "aad")
-    header = parse_header(blob)
-    layout = header.layout
-    if len(blob) != layout.ciphertext_length():
-        raise DecryptionError(
-            f"object is {len(blob)} bytes, header says {layout.ciphertext_length()} "
-            "(truncated or extended)"
-        )
-    out = bytearray(layout.plaintext_length)
-    src, dst = memoryview(blob), memoryview(out)
-    for index in range(layout.frame_count()):
-        start, end = layout.ciphertext_span(index, index)
-        _open_frame_into(cipher, header, index, aad, src[start : end + 1], dst)
-    return out
-
-
-def decrypt_chunks_into_buffer(chunks: Iterable[bytes], *, data_key: bytes, aad: bytes) -> bytearray:
-    """``decrypt_buffer`` of a stored object arriving in chunks (a streamed GET): each frame is
-    decrypted into the preallocated plaintext as soon as its bytes are in, straight from the
-    chunk when it lies within one, so the decryption overlaps the download and the ciphertext
-    is never held whole. Raises like ``decrypt_buffer`` (wrong size: truncated or extended)."""
-    cipher, aad = AESGCM(_key(data_key, "data_key")), _label(aad, "aad")
-    it = iter(chunks)
-    pending = bytearray()
-    for chunk in it:
-        pending += chunk
-        if len(pending) >= HEADER_SIZE:
-            break
-    header = parse_header(pending)
-    layout, stride = header.layout, header.layout.frame_size + TAG_SIZE
-    out = bytearray(layout.plaintext_length)
-    dst = memoryview(out)
-    index, count = 0, layout.frame_count()
-
-    def open_into(frame) -> None:
-        _open_frame_into(cipher, header, index, aad, frame, dst)
-
-    def size_of(i: int) -> int:
-        return stride if i < count - 1 else layout.frame_plaintext_length(i) + TAG_SIZE
-
-    data: bytes | bytearray = bytes(pending[HEADER_SIZE:])
-    pending = bytearray()
-    while True:
-        view, offset = memoryview(data), 0
-        if pending:  # a frame split across chunks: complete it first
-            need = size_of(index) - len(pending) if index < count else 0
-            pending += view[:need]
-            offset = min(need, len(view))
-            if index < count and len(pending) == size_of(index):
-                open_into(pending)
-                index, pending = index + 1, bytearray()
-        while index < count and len(view) - offset >= size_of(index):
-            open_into(view[offset : offset + size_of(index)])
-            offset, index = offset + size_of(index), index + 1
-        pending += view[offset:]
-        if index == count and pending:
-            raise DecryptionError("object has bytes after its last frame (extended)")
-        data = next(it, None)
-        if data is None:
-            break
-    if index != count:
-        raise DecryptionError(f"object truncated after frame {index - 1}")
-    return out
+    whole = WholeDecryption(blob, data_key=data_key, aad=aad, stored_size=len(blob))
+    whole.open_upto(blob, len(blob))
+    return whole.result()
 
 
 def decrypt_bytes(blob: bytes, *, data_key: bytes, aad: bytes) -> bytes:
