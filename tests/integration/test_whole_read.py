@@ -20,24 +20,13 @@ from storage.copies import read_copy
 from storage.crypto import DecryptionError, FrameLayout
 from storage.exceptions import CatalogIntegrityError, ObjectNotFound
 from storage.whole_read import part_bounds
-from tests.support.catalog import FRAME, store_copy
+from tests.support.catalog import FRAME, ranges_read, store_copy
 
 pytestmark = pytest.mark.integration
 
 
 def _stored_size(audio_length: int) -> int:
     return FrameLayout(FRAME, audio_length).ciphertext_length()
-
-
-def _ranges_read(store, read) -> list:
-    ranges = []
-    real_get = store.client.get_object
-    store.client.get_object = lambda **kw: ranges.append(kw.get("Range")) or real_get(**kw)
-    try:
-        read()
-    finally:
-        store.client.get_object = real_get
-    return ranges
 
 
 @pytest.fixture
@@ -58,7 +47,7 @@ def test_any_size_in_any_parts_reads_back(one_engine, store, keys, scratch_bucke
     _, _, copy_id, _ = store_copy(one_engine, store, keys, scratch_bucket, audio)
     with one_engine.connect() as conn:
         got = []
-        ranges = _ranges_read(store, lambda: got.append(read_copy(conn, store, keys, copy_id, part_size=part_size,
+        ranges = ranges_read(store, lambda: got.append(read_copy(conn, store, keys, copy_id, part_size=part_size,
                                                                    max_parts=max_parts)))
     assert got[0] == audio
     bounds = part_bounds(_stored_size(length), part_size, max_parts)
@@ -81,7 +70,7 @@ def test_an_object_of_an_exact_part_multiple_reads_back_in_equal_parts(catalog, 
     _, _, copy_id, _ = store_copy(catalog, store, keys, scratch_bucket, audio)
     part = _stored_size(length) // 3
     with catalog.connect() as conn:
-        ranges = _ranges_read(store, lambda: read_copy(conn, store, keys, copy_id, part_size=part, max_parts=3))
+        ranges = ranges_read(store, lambda: read_copy(conn, store, keys, copy_id, part_size=part, max_parts=3))
         assert read_copy(conn, store, keys, copy_id, part_size=part, max_parts=3) == audio
     assert sorted(ranges) == sorted(f"bytes={i * part}-{(i + 1) * part - 1}" for i in range(3))
 
