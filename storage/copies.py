@@ -33,7 +33,7 @@ from .crypto import (
 from .exceptions import ObjectNotFound
 from .keys import CallerKey, KeyRing
 from .objectstore import ObjectStore
-from .whole_read import MAX_PARTS, PART_SIZE, integrity_error, read_whole
+from .whole_read import FRAMES_PER_READ, integrity_error, read_whole
 
 
 def object_key_for(tenant: str, recording_id: uuid.UUID, tier: str, reason: str = "") -> str:
@@ -151,17 +151,17 @@ def _copy_row(conn: sa.Connection, copy_id: uuid.UUID) -> sa.RowMapping:
 
 
 def read_copy(conn: sa.Connection, store: ObjectStore, keys: KeyRing, copy_id: uuid.UUID, *,
-              part_size: int = PART_SIZE, max_parts: int = MAX_PARTS) -> bytearray:
+              frames_per_read: int = FRAMES_PER_READ) -> bytearray:
     """The whole decrypted audio of a copy, after checking the stored bytes' size and SHA-256.
 
-    A large object is read as up to ``max_parts`` ranged GETs of at least ``part_size`` bytes at
-    once, into one buffer hashed in order and decrypted frame by frame as it fills; a smaller one
-    is one GET (``storage.whole_read``). Nothing is returned before the checksum matches."""
+    One GET, read ``frames_per_read`` frames at a time into one reused buffer, each run hashed
+    and decrypted into the preallocated plaintext (``storage.whole_read``). Nothing is returned
+    before the checksum matches."""
     row = _copy_row(conn, copy_id)
     data_key = keys.unwrap_data_key(conn, caller_key_id=row["caller_key_id"], wrapped=row["wrapped_data_key"],
                                     object_key=row["object_key"])
-    return read_whole(store, row, data_key, aad=_aad(row["object_key"]), copy_id=copy_id, part_size=part_size,
-                      max_parts=max_parts)
+    return read_whole(store, row, data_key, aad=_aad(row["object_key"]), copy_id=copy_id,
+                      frames_per_read=frames_per_read)
 
 
 def stream_copy(conn: sa.Connection, store: ObjectStore, keys: KeyRing, copy_id: uuid.UUID) -> Iterator[bytes]:

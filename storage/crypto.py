@@ -297,39 +297,44 @@ def encrypt_bytes(
 
 
 class WholeDecryption:
-    """Decrypts a whole stored object whose bytes arrive in order into one contiguous buffer
-    (a download filling it): ``open_upto`` decrypts each frame lying wholly within what has
-    arrived, straight into its place in one preallocated plaintext (``AESGCM.decrypt_into``);
-    ``result`` is that buffer once every frame is in. ``stored_size`` is the object's size as
-    known elsewhere (the catalog; the blob's length): a header declaring another size is refused
-    before any plaintext is allocated (truncated, extended, or a forged length)."""
+    """Decrypts a whole stored object, read in order, into one preallocated plaintext: the caller
+    reads the header, then runs of whole frames (``next_run`` tells how many bytes the next run
+    of up to ``frames`` frames takes), and ``open_frames`` decrypts each straight into its place
+    (``AESGCM.decrypt_into``); ``result`` is that buffer once every frame is in. ``stored_size``
+    is the object's size as known elsewhere (the catalog; the blob's length): a header declaring
+    another size is refused before any plaintext is allocated (truncated, extended, forged)."""
 
     def __init__(self, first_bytes: bytes | bytearray | memoryview, *, data_key: bytes, aad: bytes,
                  stored_size: int) -> None:
         self._cipher, self._aad = AESGCM(_key(data_key, "data_key")), _label(aad, "aad")
         self._header = parse_header(first_bytes)
-        layout = self._header.layout
+        self._layout = layout = self._header.layout
         if stored_size != layout.ciphertext_length():
             raise DecryptionError(f"object is {stored_size} bytes, header says {layout.ciphertext_length()} "
                                   "(truncated or extended)")
         self._out = bytearray(layout.plaintext_length)
         self._dst = memoryview(self._out)
         self._next, self._count = 0, layout.frame_count()
-        self._stride = layout.frame_size + TAG_SIZE
 
-    def open_upto(self, stored: bytes | bytearray | memoryview, available: int) -> None:
-        """Decrypt the frames not yet opened that lie wholly within ``stored[:available]``
-        (``stored``: the whole object's buffer, filled in order up to ``available``)."""
-        view = memoryview(stored)
-        last = self._count - 1
-        while self._next < self._count:
-            start = HEADER_SIZE + self._next * self._stride
-            end = start + (self._stride if self._next < last
-                           else self._header.layout.frame_plaintext_length(last) + TAG_SIZE)
-            if end > available:
-                return
-            _open_frame_into(self._cipher, self._header, self._next, self._aad, view[start:end], self._dst)
-            self._next += 1
+    def _frame_bytes(self, index: int) -> int:
+        return self._layout.frame_plaintext_length(index) + TAG_SIZE
+
+    def next_run(self, frames: int) -> int:
+        """Stored bytes of the next ``frames`` frames not yet opened (fewer at the end; 0: done)."""
+        last = min(self._count, self._next + frames) - 1
+        if last < self._next:
+            return 0
+        return (last - self._next) * (self._layout.frame_size + TAG_SIZE) + self._frame_bytes(last)
+
+    def open_frames(self, stored: bytes | bytearray | memoryview) -> int:
+        """Decrypt the frames not yet opened that lie wholly in ``stored`` (which starts with the
+        next one); the bytes used."""
+        view, used = memoryview(stored), 0
+        while self._next < self._count and len(view) - used >= self._frame_bytes(self._next):
+            size = self._frame_bytes(self._next)
+            _open_frame_into(self._cipher, self._header, self._next, self._aad, view[used:used + size], self._dst)
+            used, self._next = used + size, self._next + 1
+        return used
 
     def result(self) -> bytearray:
         """The plaintext buffer itself (no copy); DecryptionError unless every frame was opened."""
@@ -346,7 +351,7 @@ def decrypt_buffer(blob: bytes | bytearray | memoryview, *, data_key: bytes, aad
     buffer itself (a ``bytearray``: no final copy). A frame failing authentication raises
     ``DecryptionError`` and the partly filled buffer is dropped."""
     whole = WholeDecryption(blob, data_key=data_key, aad=aad, stored_size=len(blob))
-    whole.open_upto(blob, len(blob))
+    whole.open_frames(memoryview(blob)[HEADER_SIZE:])
     return whole.result()
 
 

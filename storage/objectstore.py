@@ -13,7 +13,7 @@ from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import BinaryIO, Callable, Iterable, Iterator
+from typing import BinaryIO, Iterable, Iterator
 
 import boto3
 from boto3.s3.transfer import TransferConfig
@@ -28,7 +28,6 @@ log = logging.getLogger(__name__)
 LIST_CONCURRENCY = 8
 MULTIPART_THRESHOLD = 16 * 1024 * 1024
 STREAM_CHUNK = 256 * 1024  # a few frames of the worker's 64 KiB: few reads, little memory
-READ_INTO_CHUNK = 1024 * 1024  # read_into: bytes per socket read between two progress reports
 _NOT_FOUND = {"NoSuchKey", "404", "NotFound", "NoSuchVersion"}
 _NO_LOCK_CONFIG = {"ObjectLockConfigurationNotFoundError", "ObjectLockConfigurationNotFound"}
 # Asking an object's legal hold: never set (NoSuchObjectLockConfiguration), or the bucket has
@@ -88,16 +87,6 @@ class _IterReader(io.RawIOBase):
         return n
 
 
-def _release(body) -> None:
-    """Give a response's connection back to the pool when its body was read to the end (read
-    below urllib3, which cannot tell), else close it: it may hold unread bytes."""
-    raw, reader = getattr(body, "_raw_stream", None), _socket_reader(body)
-    if reader is not None and reader.isclosed() and callable(getattr(raw, "release_conn", None)):
-        raw.release_conn()
-    else:
-        body.close()
-
-
 def _small_or_stream(chunks: Iterable[bytes]) -> bytes | Iterator[bytes]:
     """The whole body as bytes when it is under the multipart threshold (one PUT, no thread
     pool), else a stream of it (multipart): memory stays under a part whatever the size."""
@@ -112,21 +101,6 @@ def _small_or_stream(chunks: Iterable[bytes]) -> bytes | Iterator[bytes]:
     return b"".join(head)
 
 
-@dataclass(frozen=True)
-class Received:
-    """What ``ObjectStore.read_into`` got: ``count`` bytes, of an object of ``total`` bytes (None:
-    the object ends before the range's start, so none of it exists)."""
-
-    count: int
-    total: int | None
-
-
-def _total_of(content_range: str | None, length: int) -> int:
-    """The object's size from a ranged GET's ``Content-Range: bytes a-b/total``."""
-    total = (content_range or "").rpartition("/")[2]
-    return int(total) if total.isdigit() else length
-
-
 def _socket_reader(body):
     """The response's ``http.client`` reader, whose ``readinto`` fills a buffer straight from
     the socket (urllib3's copies through a bytes object), when botocore's body exposes it."""
@@ -134,23 +108,52 @@ def _socket_reader(body):
     return fp if callable(getattr(fp, "readinto", None)) else None
 
 
-def _fill(body, out: memoryview, progress: Callable[[int], None] | None, chunk: int) -> int:
-    """Read the body into ``out`` until it is full or the body ends; the bytes read."""
-    reader, got = _socket_reader(body), 0
-    while got < len(out):
-        want = out[got:min(len(out), got + chunk)]
-        if reader is not None:
-            n = reader.readinto(want)
+class ObjectBody:
+    """A GET's body as it arrives: ``size`` (its Content-Length) and ``fill``, which reads into
+    the caller's buffer with no bytes object in between. Close it (``with``): the connection goes
+    back to the pool when the body was read to its end, else it is closed."""
+
+    def __init__(self, body, size: int, where: str) -> None:
+        self._body, self.size, self._where = body, size, where
+        self._reader = _socket_reader(body)
+        self._read = 0
+
+    def fill(self, out: memoryview) -> int:
+        """Read into ``out`` until it is full or the body ends; the bytes read. A body ending
+        before its Content-Length (a dropped connection) raises ``ObjectStoreUnavailable``."""
+        got = 0
+        try:
+            while got < len(out):
+                if self._reader is not None:
+                    n = self._reader.readinto(out[got:])
+                else:
+                    data = self._body.read(len(out) - got)
+                    n = len(data)
+                    out[got:got + n] = data
+                if not n:
+                    break
+                got += n
+        except (ClientError, BotoCoreError, OSError) as exc:  # OSError: a socket error, below botocore
+            raise ObjectStoreUnavailable(f"{self._where}: connection lost while reading ({type(exc).__name__})",
+                                         hint="retry later") from exc
+        self._read += got
+        if got < len(out) and self._read < self.size:
+            raise ObjectStoreUnavailable(f"{self._where}: the body ended after {self._read} of its {self.size} bytes",
+                                         hint="retry later")
+        return got
+
+    def close(self) -> None:
+        raw = getattr(self._body, "_raw_stream", None)
+        if self._reader is not None and self._reader.isclosed() and callable(getattr(raw, "release_conn", None)):
+            raw.release_conn()  # read to its end below urllib3, which cannot tell
         else:
-            data = body.read(len(want))
-            n = len(data)
-            want[:n] = data
-        if not n:
-            break
-        got += n
-        if progress is not None:
-            progress(got)
-    return got
+            self._body.close()
+
+    def __enter__(self) -> "ObjectBody":
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self.close()
 
 
 @dataclass(frozen=True)
@@ -288,33 +291,13 @@ class ObjectStore:
 
         return generate()
 
-    def read_into(self, bucket: str, key: str, out: memoryview, *, start: int = 0,
-                  progress: Callable[[int], None] | None = None, chunk: int = READ_INTO_CHUNK) -> Received:
-        """Bytes ``start .. start + len(out) - 1`` of the object (one ranged GET of the current
-        version) read straight into ``out``, with no bytes object in between; ``progress(n)`` after
-        each socket read with the count read so far (``out[:n]`` is final). Fewer bytes than
-        ``len(out)`` when the object is shorter: compare ``count`` and ``total``."""
-        if not out:
-            raise ValueError("read_into needs a non-empty buffer")
+    def open_body(self, bucket: str, key: str) -> ObjectBody:
+        """One GET of the whole object, its body to be read with ``ObjectBody.fill``."""
         try:
-            resp = self.client.get_object(Bucket=bucket, Key=key, Range=f"bytes={start}-{start + len(out) - 1}")
-        except ClientError as exc:
-            if _code(exc) == "InvalidRange":  # the object ends before ``start``
-                return Received(0, None)
-            raise translate(exc, bucket=bucket, key=key) from exc
-        except BotoCoreError as exc:
-            raise translate(exc, bucket=bucket, key=key) from exc
-        body = resp["Body"]
-        try:
-            count = _fill(body, out, progress, chunk)
+            resp = self.client.get_object(Bucket=bucket, Key=key)
         except (ClientError, BotoCoreError) as exc:
             raise translate(exc, bucket=bucket, key=key) from exc
-        except OSError as exc:  # a socket error, read below botocore
-            raise ObjectStoreUnavailable(f"s3://{bucket}/{key}: connection lost while reading ({exc})",
-                                         hint="retry later") from exc
-        finally:
-            _release(body)
-        return Received(count, _total_of(resp.get("ContentRange"), resp.get("ContentLength", count)))
+        return ObjectBody(resp["Body"], resp["ContentLength"], f"s3://{bucket}/{key}")
 
     def head(self, bucket: str, key: str) -> ObjectInfo | None:
         try:

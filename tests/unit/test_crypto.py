@@ -424,28 +424,22 @@ def test_module_imports_only_stdlib_cryptography_and_project_errors():
 
 # -- whole-object decryption into one buffer (issue 20) -------------------------------------------
 
-def _arriving(blob: bytes, step: int, *, data_key: bytes = KEY, stored_size: int | None = None) -> bytearray:
-    """``WholeDecryption`` over ``blob`` arriving ``step`` bytes at a time into one buffer."""
-    buf = bytearray(len(blob))
-    whole = None
-    for got in range(step, len(blob) + step, step):
-        got = min(got, len(blob))
-        buf[:got] = blob[:got]
-        if whole is None and got >= HEADER_SIZE:
-            size = len(blob) if stored_size is None else stored_size
-            whole = crypto.WholeDecryption(buf, data_key=data_key, aad=AAD, stored_size=size)
-        if whole is not None:
-            whole.open_upto(buf, got)
-    if whole is None:
-        crypto.parse_header(bytes(blob))  # shorter than a header: raises
+def _arriving(blob: bytes, frames: int, *, data_key: bytes = KEY, stored_size: int | None = None) -> bytearray:
+    """``WholeDecryption`` over ``blob`` read as the header, then runs of ``frames`` frames."""
+    whole = crypto.WholeDecryption(blob, data_key=data_key, aad=AAD,
+                                   stored_size=len(blob) if stored_size is None else stored_size)
+    at = HEADER_SIZE
+    while run := whole.next_run(frames):
+        assert whole.open_frames(blob[at:at + run]) == run
+        at += run
     return whole.result()
 
 
 @settings(max_examples=150, deadline=None)
-@given(pt=st.binary(max_size=200), frame_size=st.integers(1, 40), step=st.integers(1, 90))
-def test_whole_decryption_as_bytes_arrive_matches_for_any_arrival(pt, frame_size, step):
+@given(pt=st.binary(max_size=200), frame_size=st.integers(1, 40), frames=st.integers(1, 9))
+def test_whole_decryption_in_runs_of_frames_matches_for_any_run(pt, frame_size, frames):
     blob = enc(pt, frame_size)
-    assert _arriving(blob, step) == pt
+    assert _arriving(blob, frames) == pt
     assert crypto.decrypt_buffer(blob, data_key=KEY, aad=AAD) == pt == dec(blob)
 
 
@@ -470,7 +464,7 @@ def test_whole_decryption_refuses_a_damaged_object(damage):
     else:
         blob = blob[:HEADER_SIZE - 1]
     with pytest.raises(DecryptionError):
-        _arriving(bytes(blob), 7, data_key=key)
+        _arriving(bytes(blob), 3, data_key=key)
     with pytest.raises(DecryptionError):
         crypto.decrypt_buffer(bytes(blob), data_key=key, aad=AAD)
 
@@ -487,6 +481,6 @@ def test_whole_decryption_refuses_a_header_disagreeing_with_the_known_size_befor
 def test_whole_decryption_of_frames_not_all_arrived_is_truncated():
     blob = enc(os.urandom(100), 16)
     whole = crypto.WholeDecryption(blob, data_key=KEY, aad=AAD, stored_size=len(blob))
-    whole.open_upto(blob, len(blob) - 1)  # the last byte of the last tag not in yet
+    assert whole.open_frames(blob[HEADER_SIZE:-1]) == 6 * (16 + TAG_SIZE)  # the last tag one byte short
     with pytest.raises(DecryptionError, match="truncated"):
         whole.result()
