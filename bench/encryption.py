@@ -6,9 +6,7 @@ For payloads of 120 KiB (a 1-minute Opus call is ~120 KB), 1 MiB, 16 MiB and 64 
 - put and get throughput, MB/s (10^6 bytes): ``ObjectStore.put/get`` of the raw bytes (the
   baseline) vs ``put_encrypted`` + ``read_copy`` (catalog on a migrated SQLite file, one
   tenant and one recording row per copy, as ``tests/integration/test_copies.py`` does);
-  ``read_copy`` includes the catalog lookup, the key unwrap, the size and SHA-256 check and decryption
-  (since issue 20 one GET read into one reused buffer, ``storage.whole_read``; the baseline stays
-  one plain ``ObjectStore.get``);
+  ``read_copy`` includes the catalog lookup, the key unwrap, the SHA-256 check and decryption;
 - the pure CPU cost of ``encrypt_bytes`` / ``decrypt_bytes`` (and SHA-256, for context);
 - a ranged read of 64 KiB from the middle of a 64 MiB object: one raw ranged GET vs
   ``read_copy_range`` (catalog row with the header, unwrap, frames GET, authenticate; before issue 20 a
@@ -54,7 +52,6 @@ def run(quick: bool = False, reps: int | None = None, only: str | None = None) -
     from storage.crypto import FRAME_SIZE, decrypt_bytes, encode_context, encrypt_bytes, encrypt_stream, new_data_key
     from storage.keys import KeyRing
     from storage.objectstore import ObjectStore
-    from storage.whole_read import FRAMES_PER_READ
     from testbed.catalog import add_recording
 
     reps = reps or (5 if quick else 9)
@@ -68,8 +65,7 @@ def run(quick: bool = False, reps: int | None = None, only: str | None = None) -
     number_hash = keys.number_hash("acme", NUMBER)
     results: dict = {"benchmark": "encryption", "date": common.now_iso(), "quick": quick, "reps": reps,
                      "frame_size": FRAME_SIZE, "mb": common.MB, "bucket_config": "versioning + object lock + SSE-S3 "
-                     "(storage.admin.init_buckets), same bucket for raw and encrypted", "sizes": [],
-                     "whole_read": {"frames_per_read": FRAMES_PER_READ}}
+                     "(storage.admin.init_buckets), same bucket for raw and encrypted", "sizes": []}
     tmp = tempfile.TemporaryDirectory(prefix="bench-enc-")
     engine = make_engine(f"sqlite:///{tmp.name}/catalog.sqlite3", echo=False)
     try:

@@ -22,7 +22,9 @@ from .catalog import tables as t
 from .crypto import (
     FRAME_SIZE,
     HEADER_SIZE,
+    DecryptionError,
     FrameLayout,
+    decrypt_chunks_into_buffer,
     decrypt_range,
     decrypt_stream,
     encode_context,
@@ -30,10 +32,9 @@ from .crypto import (
     new_data_key,
     parse_header,
 )
-from .exceptions import ObjectNotFound
+from .exceptions import CatalogIntegrityError, ObjectNotFound
 from .keys import CallerKey, KeyRing
 from .objectstore import ObjectStore
-from .whole_read import FRAMES_PER_READ, integrity_error, read_whole
 
 
 def object_key_for(tenant: str, recording_id: uuid.UUID, tier: str, reason: str = "") -> str:
@@ -150,18 +151,36 @@ def _copy_row(conn: sa.Connection, copy_id: uuid.UUID) -> sa.RowMapping:
     return row
 
 
-def read_copy(conn: sa.Connection, store: ObjectStore, keys: KeyRing, copy_id: uuid.UUID, *,
-              frames_per_read: int = FRAMES_PER_READ) -> bytearray:
-    """The whole decrypted audio of a copy, after checking the stored bytes' size and SHA-256.
+WHOLE_READ_CHUNK = 1024 * 1024
 
-    One GET, read ``frames_per_read`` frames at a time into one reused buffer, each run hashed
-    and decrypted into the preallocated plaintext (``storage.whole_read``). Nothing is returned
-    before the checksum matches."""
+
+def read_copy(conn: sa.Connection, store: ObjectStore, keys: KeyRing, copy_id: uuid.UUID) -> bytearray:
+    """The whole decrypted audio of a copy, after checking the stored bytes' SHA-256.
+
+    One GET, read in chunks: each chunk is hashed and its frames decrypted into the one
+    preallocated plaintext buffer while the next chunk is still arriving; the ciphertext is
+    never held whole. Nothing is returned before the checksum matches."""
     row = _copy_row(conn, copy_id)
     data_key = keys.unwrap_data_key(conn, caller_key_id=row["caller_key_id"], wrapped=row["wrapped_data_key"],
                                     object_key=row["object_key"])
-    return read_whole(store, row, data_key, aad=_aad(row["object_key"]), copy_id=copy_id,
-                      frames_per_read=frames_per_read)
+    stored = _Hashing(store.stream(row["bucket"], row["object_key"], chunk_size=WHOLE_READ_CHUNK))
+    chunks = iter(stored)
+    try:
+        audio = decrypt_chunks_into_buffer(chunks, data_key=data_key, aad=_aad(row["object_key"]))
+    except DecryptionError:
+        for _ in chunks:  # the rest of the object, hashed: a changed object is told as such
+            pass
+        _check_stored(stored, row, copy_id)
+        raise
+    _check_stored(stored, row, copy_id)
+    return audio
+
+
+def _check_stored(stored: _Hashing, row: Any, copy_id: uuid.UUID) -> None:
+    if stored.sha.hexdigest() != row["stored_sha256"]:
+        raise CatalogIntegrityError(f"copy {copy_id}: stored object {row['object_key']} does not match its "
+                                    "catalog SHA-256 (corrupted or replaced)",
+                                    hint="restore it from a backup or re-ingest")
 
 
 def stream_copy(conn: sa.Connection, store: ObjectStore, keys: KeyRing, copy_id: uuid.UUID) -> Iterator[bytes]:
@@ -180,7 +199,9 @@ def stream_copy(conn: sa.Connection, store: ObjectStore, keys: KeyRing, copy_id:
         stored = _Hashing(store.stream(row["bucket"], row["object_key"]))
         yield from decrypt_stream(iter(stored), data_key=data_key, aad=_aad(row["object_key"]))
         if stored.sha.hexdigest() != row["stored_sha256"]:
-            raise integrity_error(copy_id, row["object_key"])
+            raise CatalogIntegrityError(f"copy {copy_id}: stored object {row['object_key']} does not match its "
+                                        "catalog SHA-256 (corrupted or replaced)",
+                                        hint="restore it from a backup or re-ingest")
 
     return generate()
 

@@ -296,53 +296,6 @@ def encrypt_bytes(
     return bytes(out)
 
 
-class WholeDecryption:
-    """Decrypts a whole stored object, read in order, into one preallocated plaintext: the caller
-    reads the header, then runs of whole frames (``next_run`` tells how many bytes the next run
-    of up to ``frames`` frames takes), and ``open_frames`` decrypts each straight into its place
-    (``AESGCM.decrypt_into``); ``result`` is that buffer once every frame is in. ``stored_size``
-    is the object's size as known elsewhere (the catalog; the blob's length): a header declaring
-    another size is refused before any plaintext is allocated (truncated, extended, forged)."""
-
-    def __init__(self, first_bytes: bytes | bytearray | memoryview, *, data_key: bytes, aad: bytes,
-                 stored_size: int) -> None:
-        self._cipher, self._aad = AESGCM(_key(data_key, "data_key")), _label(aad, "aad")
-        self._header = parse_header(first_bytes)
-        self._layout = layout = self._header.layout
-        if stored_size != layout.ciphertext_length():
-            raise DecryptionError(f"object is {stored_size} bytes, header says {layout.ciphertext_length()} "
-                                  "(truncated or extended)")
-        self._out = bytearray(layout.plaintext_length)
-        self._dst = memoryview(self._out)
-        self._next, self._count = 0, layout.frame_count()
-
-    def _frame_bytes(self, index: int) -> int:
-        return self._layout.frame_plaintext_length(index) + TAG_SIZE
-
-    def next_run(self, frames: int) -> int:
-        """Stored bytes of the next ``frames`` frames not yet opened (fewer at the end; 0: done)."""
-        last = min(self._count, self._next + frames) - 1
-        if last < self._next:
-            return 0
-        return (last - self._next) * (self._layout.frame_size + TAG_SIZE) + self._frame_bytes(last)
-
-    def open_frames(self, stored: bytes | bytearray | memoryview) -> int:
-        """Decrypt the frames not yet opened that lie wholly in ``stored`` (which starts with the
-        next one); the bytes used."""
-        view, used = memoryview(stored), 0
-        while self._next < self._count and len(view) - used >= self._frame_bytes(self._next):
-            size = self._frame_bytes(self._next)
-            _open_frame_into(self._cipher, self._header, self._next, self._aad, view[used:used + size], self._dst)
-            used, self._next = used + size, self._next + 1
-        return used
-
-    def result(self) -> bytearray:
-        """The plaintext buffer itself (no copy); DecryptionError unless every frame was opened."""
-        if self._next != self._count:
-            raise DecryptionError(f"object truncated after frame {self._next - 1}")
-        return self._out
-
-
 def decrypt_buffer(blob: bytes | bytearray | memoryview, *, data_key: bytes, aad: bytes) -> bytearray:
     """Authenticate and decrypt a whole stored object into one preallocated buffer.
 
@@ -350,9 +303,69 @@ def decrypt_buffer(blob: bytes | bytearray | memoryview, *, data_key: bytes, aad
     (``AESGCM.decrypt_into``), so a 64 MiB object costs AES-GCM and nothing else. Returns the
     buffer itself (a ``bytearray``: no final copy). A frame failing authentication raises
     ``DecryptionError`` and the partly filled buffer is dropped."""
-    whole = WholeDecryption(blob, data_key=data_key, aad=aad, stored_size=len(blob))
-    whole.open_frames(memoryview(blob)[HEADER_SIZE:])
-    return whole.result()
+    cipher, aad = AESGCM(_key(data_key, "data_key")), _label(aad, "aad")
+    header = parse_header(blob)
+    layout = header.layout
+    if len(blob) != layout.ciphertext_length():
+        raise DecryptionError(
+            f"object is {len(blob)} bytes, header says {layout.ciphertext_length()} "
+            "(truncated or extended)"
+        )
+    out = bytearray(layout.plaintext_length)
+    src, dst = memoryview(blob), memoryview(out)
+    for index in range(layout.frame_count()):
+        start, end = layout.ciphertext_span(index, index)
+        _open_frame_into(cipher, header, index, aad, src[start : end + 1], dst)
+    return out
+
+
+def decrypt_chunks_into_buffer(chunks: Iterable[bytes], *, data_key: bytes, aad: bytes) -> bytearray:
+    """``decrypt_buffer`` of a stored object arriving in chunks (a streamed GET): each frame is
+    decrypted into the preallocated plaintext as soon as its bytes are in, straight from the
+    chunk when it lies within one, so the decryption overlaps the download and the ciphertext
+    is never held whole. Raises like ``decrypt_buffer`` (wrong size: truncated or extended)."""
+    cipher, aad = AESGCM(_key(data_key, "data_key")), _label(aad, "aad")
+    it = iter(chunks)
+    pending = bytearray()
+    for chunk in it:
+        pending += chunk
+        if len(pending) >= HEADER_SIZE:
+            break
+    header = parse_header(pending)
+    layout, stride = header.layout, header.layout.frame_size + TAG_SIZE
+    out = bytearray(layout.plaintext_length)
+    dst = memoryview(out)
+    index, count = 0, layout.frame_count()
+
+    def open_into(frame) -> None:
+        _open_frame_into(cipher, header, index, aad, frame, dst)
+
+    def size_of(i: int) -> int:
+        return stride if i < count - 1 else layout.frame_plaintext_length(i) + TAG_SIZE
+
+    data: bytes | bytearray = bytes(pending[HEADER_SIZE:])
+    pending = bytearray()
+    while True:
+        view, offset = memoryview(data), 0
+        if pending:  # a frame split across chunks: complete it first
+            need = size_of(index) - len(pending) if index < count else 0
+            pending += view[:need]
+            offset = min(need, len(view))
+            if index < count and len(pending) == size_of(index):
+                open_into(pending)
+                index, pending = index + 1, bytearray()
+        while index < count and len(view) - offset >= size_of(index):
+            open_into(view[offset : offset + size_of(index)])
+            offset, index = offset + size_of(index), index + 1
+        pending += view[offset:]
+        if index == count and pending:
+            raise DecryptionError("object has bytes after its last frame (extended)")
+        data = next(it, None)
+        if data is None:
+            break
+    if index != count:
+        raise DecryptionError(f"object truncated after frame {index - 1}")
+    return out
 
 
 def decrypt_bytes(blob: bytes, *, data_key: bytes, aad: bytes) -> bytes:

@@ -101,61 +101,6 @@ def _small_or_stream(chunks: Iterable[bytes]) -> bytes | Iterator[bytes]:
     return b"".join(head)
 
 
-def _socket_reader(body):
-    """The response's ``http.client`` reader, whose ``readinto`` fills a buffer straight from
-    the socket (urllib3's copies through a bytes object), when botocore's body exposes it."""
-    fp = getattr(getattr(body, "_raw_stream", None), "_fp", None)
-    return fp if callable(getattr(fp, "readinto", None)) else None
-
-
-class ObjectBody:
-    """A GET's body as it arrives: ``size`` (its Content-Length) and ``fill``, which reads into
-    the caller's buffer with no bytes object in between. Close it (``with``): the connection goes
-    back to the pool when the body was read to its end, else it is closed."""
-
-    def __init__(self, body, size: int, where: str) -> None:
-        self._body, self.size, self._where = body, size, where
-        self._reader = _socket_reader(body)
-        self._read = 0
-
-    def fill(self, out: memoryview) -> int:
-        """Read into ``out`` until it is full or the body ends; the bytes read. A body ending
-        before its Content-Length (a dropped connection) raises ``ObjectStoreUnavailable``."""
-        got = 0
-        try:
-            while got < len(out):
-                if self._reader is not None:
-                    n = self._reader.readinto(out[got:])
-                else:
-                    data = self._body.read(len(out) - got)
-                    n = len(data)
-                    out[got:got + n] = data
-                if not n:
-                    break
-                got += n
-        except (ClientError, BotoCoreError, OSError) as exc:  # OSError: a socket error, below botocore
-            raise ObjectStoreUnavailable(f"{self._where}: connection lost while reading ({type(exc).__name__})",
-                                         hint="retry later") from exc
-        self._read += got
-        if got < len(out) and self._read < self.size:
-            raise ObjectStoreUnavailable(f"{self._where}: the body ended after {self._read} of its {self.size} bytes",
-                                         hint="retry later")
-        return got
-
-    def close(self) -> None:
-        raw = getattr(self._body, "_raw_stream", None)
-        if self._reader is not None and self._reader.isclosed() and callable(getattr(raw, "release_conn", None)):
-            raw.release_conn()  # read to its end below urllib3, which cannot tell
-        else:
-            self._body.close()
-
-    def __enter__(self) -> "ObjectBody":
-        return self
-
-    def __exit__(self, *_exc) -> None:
-        self.close()
-
-
 @dataclass(frozen=True)
 class ObjectInfo:
     key: str
@@ -290,14 +235,6 @@ class ObjectStore:
                 body.close()
 
         return generate()
-
-    def open_body(self, bucket: str, key: str) -> ObjectBody:
-        """One GET of the whole object, its body to be read with ``ObjectBody.fill``."""
-        try:
-            resp = self.client.get_object(Bucket=bucket, Key=key)
-        except (ClientError, BotoCoreError) as exc:
-            raise translate(exc, bucket=bucket, key=key) from exc
-        return ObjectBody(resp["Body"], resp["ContentLength"], f"s3://{bucket}/{key}")
 
     def head(self, bucket: str, key: str) -> ObjectInfo | None:
         try:

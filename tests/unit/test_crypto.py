@@ -424,22 +424,12 @@ def test_module_imports_only_stdlib_cryptography_and_project_errors():
 
 # -- whole-object decryption into one buffer (issue 20) -------------------------------------------
 
-def _arriving(blob: bytes, frames: int, *, data_key: bytes = KEY, stored_size: int | None = None) -> bytearray:
-    """``WholeDecryption`` over ``blob`` read as the header, then runs of ``frames`` frames."""
-    whole = crypto.WholeDecryption(blob, data_key=data_key, aad=AAD,
-                                   stored_size=len(blob) if stored_size is None else stored_size)
-    at = HEADER_SIZE
-    while run := whole.next_run(frames):
-        assert whole.open_frames(blob[at:at + run]) == run
-        at += run
-    return whole.result()
-
-
 @settings(max_examples=150, deadline=None)
-@given(pt=st.binary(max_size=200), frame_size=st.integers(1, 40), frames=st.integers(1, 9))
-def test_whole_decryption_in_runs_of_frames_matches_for_any_run(pt, frame_size, frames):
+@given(pt=st.binary(max_size=200), frame_size=st.integers(1, 40), chunk=st.integers(1, 90))
+def test_streamed_whole_decryption_matches_for_any_chunking(pt, frame_size, chunk):
     blob = enc(pt, frame_size)
-    assert _arriving(blob, frames) == pt
+    pieces = [blob[i:i + chunk] for i in range(0, len(blob), chunk)]
+    assert crypto.decrypt_chunks_into_buffer(pieces, data_key=KEY, aad=AAD) == pt
     assert crypto.decrypt_buffer(blob, data_key=KEY, aad=AAD) == pt == dec(blob)
 
 
@@ -450,7 +440,7 @@ def test_whole_decryption_returns_its_buffer_and_bytes_where_promised():
 
 
 @pytest.mark.parametrize("damage", ["truncated", "extended", "flipped", "wrong key", "short header"])
-def test_whole_decryption_refuses_a_damaged_object(damage):
+def test_streamed_whole_decryption_refuses_a_damaged_object(damage):
     blob = bytearray(enc(os.urandom(100)))
     key = KEY
     if damage == "truncated":
@@ -463,24 +453,8 @@ def test_whole_decryption_refuses_a_damaged_object(damage):
         key = OTHER_KEY
     else:
         blob = blob[:HEADER_SIZE - 1]
+    pieces = [bytes(blob[i:i + 7]) for i in range(0, len(blob), 7)]
     with pytest.raises(DecryptionError):
-        _arriving(bytes(blob), 3, data_key=key)
+        crypto.decrypt_chunks_into_buffer(pieces, data_key=key, aad=AAD)
     with pytest.raises(DecryptionError):
         crypto.decrypt_buffer(bytes(blob), data_key=key, aad=AAD)
-
-
-def test_whole_decryption_refuses_a_header_disagreeing_with_the_known_size_before_allocating():
-    blob = enc(os.urandom(100), FRAME_SIZE)
-    forged = bytearray(blob)
-    struct.pack_into(">Q", forged, 9, 2**40)  # a plaintext length of 1 TiB
-    for stored, size in [(blob, len(blob) - 1), (blob, len(blob) + 1), (bytes(forged), len(blob))]:
-        with pytest.raises(DecryptionError, match="header says"):
-            crypto.WholeDecryption(stored, data_key=KEY, aad=AAD, stored_size=size)
-
-
-def test_whole_decryption_of_frames_not_all_arrived_is_truncated():
-    blob = enc(os.urandom(100), 16)
-    whole = crypto.WholeDecryption(blob, data_key=KEY, aad=AAD, stored_size=len(blob))
-    assert whole.open_frames(blob[HEADER_SIZE:-1]) == 6 * (16 + TAG_SIZE)  # the last tag one byte short
-    with pytest.raises(DecryptionError, match="truncated"):
-        whole.result()
