@@ -83,11 +83,13 @@ class ApiContext:
         return UnitOfWork(self.services.engine, anchors=self.services.anchors)
 
 
-def context(request: Request) -> ApiContext:
+# ``async``: FastAPI runs a plain ``def`` dependency in a worker thread, a hand-off per request for
+# what is one attribute read; these two never block.
+async def context(request: Request) -> ApiContext:
     return request.app.state.ctx
 
 
-def now(ctx: ApiContext = Depends(context)) -> datetime:
+async def now(ctx: ApiContext = Depends(context)) -> datetime:
     return ctx.clock()
 
 

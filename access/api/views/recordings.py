@@ -12,7 +12,7 @@ import uuid
 from datetime import datetime, timezone
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from core.errors import FieldError, InvalidInput
 from core.vocabulary import Action, Role
@@ -86,7 +86,7 @@ def search_recordings(
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
     cursor: Annotated[Text | None, Query(max_length=200, description="the next_cursor of the previous page")] = None,
     user: User = Depends(current_user), at: datetime = Depends(now), ctx: ApiContext = Depends(context),
-) -> SearchResult:
+) -> Response:
     """Search without a number (a ``number`` parameter is refused: use ``POST /recordings/search``)."""
     if "number" in request.query_params:
         raise BadRequest(NUMBER_IN_URL)
@@ -97,7 +97,7 @@ def search_recordings(
 
 @router.post("/recordings/search", response_model=SearchResult, responses=errors(400))
 def search_recordings_by_body(body: SearchRequest, user: User = Depends(current_user), at: datetime = Depends(now),
-                              ctx: ApiContext = Depends(context)) -> SearchResult:
+                              ctx: ApiContext = Depends(context)) -> Response:
     """Search with any filter, the caller's number included, in the body. IT may filter by
     number only under an active break-glass grant, and then sees the granted recordings only."""
     filters = Filters(number=body.number, agent=body.agent, team=body.team, start=_aware(body.start, "from"),
@@ -106,7 +106,7 @@ def search_recordings_by_body(body: SearchRequest, user: User = Depends(current_
 
 
 def _search(ctx: ApiContext, user: User, at: datetime, filters: Filters, limit: int,
-            cursor_text: str | None) -> SearchResult:
+            cursor_text: str | None) -> Response:
     cursor = Cursor.decode(cursor_text) if cursor_text else None
     action = Action.SEARCH if filters.number is None else Action.SEARCH_BY_NUMBER
     target_id = filters.tenant or tenants_label(user.tenants)
@@ -129,8 +129,11 @@ def _search(ctx: ApiContext, user: User, at: datetime, filters: Filters, limit: 
             detail["tickets"] = sorted({g.ticket for g in grants.values()})
         gate.allowed(action, decision, target_type="recordings", target_id=target_id, detail=detail)
         uow.commit()
-    return SearchResult(items=[_summary(f) for f in page], limit=limit,
-                        next_cursor=following.encode() if following else None)
+    result = SearchResult(items=[_summary(f) for f in page], limit=limit,
+                          next_cursor=following.encode() if following else None)
+    # Serialised here (the model's own JSON, what FastAPI would send): returned as a model, it would
+    # be validated again and serialised in one more worker-thread hand-off.
+    return Response(result.model_dump_json(), media_type="application/json")
 
 
 @router.get("/recordings/{recording_id}", response_model=RecordingDetail, responses=errors(404))
