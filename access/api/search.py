@@ -229,20 +229,19 @@ _COPIES, _KEY = "c__copies", "k__"
 
 
 def with_copies_and_keys(page: sa.Select, tier: str | None) -> sa.Select:
-    """PostgreSQL: ``page`` (keyset, LIMIT) with each recording's live copies as a JSON array (the
-    ``_COPY_FIELDS``, in ``catalog.live_copies`` order, narrowed to ``tier``) and its caller key's
-    columns (null: no key row), in the page's order: one statement, one round trip."""
-    rows = page.subquery("page")
-    fields = [part for name in _COPY_FIELDS for part in (sa.literal(name), _c.c[name])]
+    """PostgreSQL: ``page`` (a ``scoped`` query, keyset, LIMIT) with each recording's live copies as a
+    JSON array (the ``_COPY_FIELDS``, in ``catalog.live_copies`` order, narrowed to ``tier``) and its
+    caller key's columns (null: no key row): one statement, one round trip. The copies are a scalar
+    subquery of the select list, so PostgreSQL evaluates it for the rows the LIMIT keeps only."""
+    fields = [part for name in _COPY_FIELDS for part in (sa.literal_column(f"'{name}'"), _c.c[name])]
     narrowed = [_c.c.tier == tier] if tier is not None else []
     copies = (sa.select(sa.func.json_agg(aggregate_order_by(sa.func.json_build_object(*fields),
                                                             _c.c.created_at, _c.c.id)))
-              .where(_c.c.recording_id == rows.c.id, _c.c.deleting_at.is_(None), *narrowed)
+              .where(_c.c.recording_id == _r.c.id, _c.c.deleting_at.is_(None), *narrowed)
               .scalar_subquery().label(_COPIES))
     key = t.caller_keys
-    return (sa.select(rows, copies, *(key.c[name].label(_KEY + name) for name in _KEY_FIELDS))
-            .select_from(rows.outerjoin(key, key.c.id == rows.c.caller_key_id))
-            .order_by(rows.c.started_at.desc(), rows.c.id.desc()))
+    return (page.add_columns(copies, *(key.c[name].label(_KEY + name) for name in _KEY_FIELDS))
+            .outerjoin_from(_r, key, key.c.id == _r.c.caller_key_id))
 
 
 def _json_copies(row: sa.RowMapping) -> list[dict]:
