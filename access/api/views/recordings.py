@@ -22,7 +22,7 @@ from ...exceptions import BadRequest
 from ...identities import active_grants
 from ...policy import Decision, Target, User
 from .. import catalog
-from ..deps import ApiContext, context, current_user, now
+from ..deps import ApiContext, Caller, caller, context, current_user, now
 from ..gate import Gate, tenants_label
 from ..models import (
     MAX_PAGE,
@@ -85,9 +85,10 @@ def search_recordings(
     tenant: Annotated[Text | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
     cursor: Annotated[Text | None, Query(max_length=200, description="the next_cursor of the previous page")] = None,
-    user: User = Depends(current_user), at: datetime = Depends(now), ctx: ApiContext = Depends(context),
+    who: Caller = Depends(caller), at: datetime = Depends(now), ctx: ApiContext = Depends(context),
 ) -> Response:
     """Search without a number (a ``number`` parameter is refused: use ``POST /recordings/search``)."""
+    user = who.load()
     if "number" in request.query_params:
         raise BadRequest(NUMBER_IN_URL)
     filters = Filters(agent=agent, team=team, start=_aware(start, "from"), end=_aware(end, "to"), tier=tier,
@@ -96,10 +97,11 @@ def search_recordings(
 
 
 @router.post("/recordings/search", response_model=SearchResult, responses=errors(400))
-def search_recordings_by_body(body: SearchRequest, user: User = Depends(current_user), at: datetime = Depends(now),
+def search_recordings_by_body(body: SearchRequest, who: Caller = Depends(caller), at: datetime = Depends(now),
                               ctx: ApiContext = Depends(context)) -> Response:
     """Search with any filter, the caller's number included, in the body. IT may filter by
     number only under an active break-glass grant, and then sees the granted recordings only."""
+    user = who.load()
     filters = Filters(number=body.number, agent=body.agent, team=body.team, start=_aware(body.start, "from"),
                       end=_aware(body.end, "to"), tier=body.tier, tenant=body.tenant)
     return _search(ctx, user, at, filters, body.limit, body.cursor)
