@@ -9,6 +9,7 @@ Pages are cut by an opaque keyset ``cursor`` (``search.Cursor``), at most 200 pe
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from datetime import datetime, timezone
 from typing import Annotated
 
@@ -120,12 +121,16 @@ def _search(ctx: ApiContext, user: User, at: datetime, filters: Filters, limit: 
         decision = gate.check(action, None, target_type="recordings", target_id=target_id,
                               detail=filters.audited(), audit_allowed=False, grant=evidence)
 
+        tally: Counter = Counter()
+
         def decide(act: Action, target: Target) -> Decision:
-            return gate.decide(act, target, grant=grants.get(target.recording_id or "") if grants else None)
+            return gate.decide(act, target, grant=grants.get(target.recording_id or "") if grants else None,
+                               tally=tally)
 
         page, following = search(uow.conn, ctx.services.keys, user, filters, limit=limit, cursor=cursor,
                                  decide=decide, action=action,
                                  only=frozenset(grants) if grants is not None else None)
+        gate.count(tally)
         detail = {**filters.audited(), "limit": limit, "cursor": cursor is not None, "results": len(page)}
         if grants is not None:
             detail["tickets"] = sorted({g.ticket for g in grants.values()})
