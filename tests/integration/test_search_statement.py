@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from access.api.search import Filters, search
 from access.policy import User, decide
-from core.vocabulary import Action, Role
+from core.vocabulary import Role
 from storage.catalog import tables as t
 from storage.catalog.db import enable_sqlite_pragmas
 from storage.catalog.migrate import upgrade
