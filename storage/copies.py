@@ -120,6 +120,27 @@ def _clear_crashed_attempt(conn: sa.Connection, store: ObjectStore, bucket: str,
     return store.delete_versions(bucket, [(object_key, found.version_id)]) == 1
 
 
+_COPY_SLOT_LOCKS = 0x63765F63  # PostgreSQL advisory lock class of copy slots ("cv_c")
+
+
+def lock_copy_slot(conn: sa.Connection, recording_id: uuid.UUID, tier: str) -> None:
+    """Serialise the writers of one (recording, tier) copy until this transaction ends.
+
+    Without it two concurrent writers of the same copy race: the second's HEAD finds the first's
+    fresh version with no row yet (uncommitted) and ``_clear_crashed_attempt`` deletes it, so the
+    first commits a row naming a version that is gone. Call it before looking for the existing
+    row: the second writer then waits for the first's commit and finds its row.
+    PostgreSQL: a transaction-scoped advisory lock (two-int key space, the audit chain's lock is
+    a single bigint); SQLite: a no-op UPDATE of the recording row, which takes the database's
+    write lock (one writer at a time) until the commit."""
+    if conn.dialect.name == "postgresql":
+        slot = int.from_bytes(hashlib.sha256(f"{recording_id}/{tier}".encode()).digest()[:4], "big", signed=True)
+        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_COPY_SLOT_LOCKS, slot)))
+    else:
+        conn.execute(t.recordings.update().where(t.recordings.c.id == recording_id)
+                     .values(id=t.recordings.c.id))
+
+
 def upsert_copy(conn: sa.Connection, *, recording_id: uuid.UUID, tier: str, stored: StoredObject, bucket: str,
                 expires_at: datetime, created_by: str, reason: str = "", training_report: str | None = None,
                 now: datetime | None = None, new_recording: bool = False) -> uuid.UUID:

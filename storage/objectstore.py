@@ -248,17 +248,19 @@ class ObjectStore:
             raise translate(exc, bucket=bucket, key=key) from exc
         return ObjectInfo(key, meta["ContentLength"], _version(meta.get("VersionId")))
 
-    def get_tags(self, bucket: str, key: str) -> dict[str, str]:
+    def get_tags(self, bucket: str, key: str, *, version: str | None = None) -> dict[str, str]:
+        """One version's tags (default: the current version's)."""
         try:
-            tags = self.client.get_object_tagging(Bucket=bucket, Key=key)["TagSet"]
+            tags = self.client.get_object_tagging(**_where(bucket, key, version))["TagSet"]
         except (ClientError, BotoCoreError) as exc:
             raise translate(exc, bucket=bucket, key=key) from exc
         return {t["Key"]: t["Value"] for t in tags}
 
-    def put_tags(self, bucket: str, key: str, tags: dict[str, str]) -> None:
+    def put_tags(self, bucket: str, key: str, tags: dict[str, str], *, version: str | None = None) -> None:
+        """Replace one version's tags (default: the current version's)."""
         try:
             self.client.put_object_tagging(
-                Bucket=bucket, Key=key, Tagging={"TagSet": [{"Key": k, "Value": v} for k, v in tags.items()]})
+                **_where(bucket, key, version), Tagging={"TagSet": [{"Key": k, "Value": v} for k, v in tags.items()]})
         except (ClientError, BotoCoreError) as exc:
             raise translate(exc, bucket=bucket, key=key) from exc
 
