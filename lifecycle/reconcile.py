@@ -17,13 +17,28 @@ An orphan object marked held (``held-tier`` tag or S3 legal hold: its row was lo
 a catalog restore) is reported and left alone too. Rows the sweeper has claimed
 (``deleting_at`` set) are the sweeper's to finish.
 
+By version: a copy row records the object version it wrote (``object_version``, migration
+0008), and a key may hold more than one (a catalog restore brings back a row whose version the
+sweeper deleted while a later copy was written under the same key). So the bucket side is
+``ListObjectVersions`` grouped by key (key-ordered too; one key's versions in memory at a time):
+
+- a row whose recorded version is not among its key's data versions (or whose key is behind
+  a delete marker) is a *dangling row*, repaired as any other;
+- a data version no row names, under a key whose row records a version (or whose key has no
+  row and no current data), is an *orphan version*: repair deletes it by its id, after a last
+  look at the catalog; one marked held (``held-tier`` tag) or protected by object lock (legal
+  hold, retention) is a *protected version*, reported as an incident and never deleted. The
+  versions under a held row's key are left alone;
+- a row with no recorded version keeps the key-level judgement (its object is there when a GET
+  finds data; other versions under its key are its own: its deletion lists the key).
+
 Each repair writes one PII-free audit entry (ids only), in the transaction that deletes the
 rows. Idempotent: a second repair run finds nothing to repair.
 
 Bounded memory at any size: both sides stream in key order and are merged (``merge``). The
 catalog side is one SELECT ordered by the key's bytes (``COLLATE "C"`` on PostgreSQL; SQLite
 compares bytes already), read through a server-side cursor; the bucket side is
-``list_objects_v2``, which lists in UTF-8 byte order; Python compares ``str`` by code point,
+``list_object_versions``, which lists in UTF-8 byte order; Python compares ``str`` by code point,
 the same order. Disagreements are classified and (with ``repair``) repaired in batches of
 ``BATCH``; the report keeps counts, and ids only for the first ``SAMPLE`` of each kind.
 
