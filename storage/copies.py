@@ -6,8 +6,9 @@ object, which ``storage.reconcile`` removes, or the retry: it HEADs the key befo
 deletes a version no catalog row points at (``_clear_crashed_attempt``), so the version id the
 row records (``object_version``, what the sweeper and erasure delete by) is the key's only one.
 Two concurrent writers of one copy are serialised (``lock_copy_slot``): otherwise the second's
-HEAD would take the first's fresh, not yet committed version for a crashed attempt's. Read: the stored bytes are checked against the
-catalog's SHA-256 (whole and streamed reads) and every frame is authenticated (all reads).
+HEAD would take the first's fresh, not yet committed version for a crashed attempt's.
+Read: the stored bytes are checked against the catalog's SHA-256 (whole and streamed reads)
+and every frame is authenticated (all reads).
 """
 
 from __future__ import annotations
