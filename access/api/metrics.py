@@ -25,8 +25,8 @@ class ApiMetrics:
         self.decisions = Counter("callvault_api_decisions_total", "Policy decisions by action and outcome",
                                  ["action", "outcome"], registry=self.registry)
 
-    def decision(self, action: str, allowed: bool) -> None:
-        self.decisions.labels(action=action, outcome="allowed" if allowed else "denied").inc()
+    def decision(self, action: str, allowed: bool, count: int = 1) -> None:
+        self.decisions.labels(action=action, outcome="allowed" if allowed else "denied").inc(count)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
