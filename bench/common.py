@@ -130,6 +130,24 @@ def process_cpu_seconds(pid: int, *, split: bool = False):
     return (own, children) if split else own + children
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """``process_cpu_seconds`` of a process and of its live descendants (an API's worker processes)."""
+    table = _proc_table()
+    children: dict[int, list[int]] = {}
+    cpu: dict[int, int] = {}
+    for (p, _start), (_name, ppid, ticks) in table.items():
+        children.setdefault(ppid, []).append(p)
+        cpu[p] = ticks
+    total, todo, seen = 0, [pid], set()
+    while todo:
+        p = todo.pop()
+        if p not in seen:
+            seen.add(p)
+            total += cpu.get(p, 0)
+            todo += children.get(p, [])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 # -- other people's load ------------------------------------------------------------------------
 # This machine may be shared (other sessions run test suites that start workers and ffmpeg).
 # Each measurement records how much CPU processes *not ours* used meanwhile, and each one
