@@ -127,10 +127,11 @@ class UnitOfWork:
             self.anchors.write_quietly(self._engine, only_if_due=not anchor, conn=self.conn)
 
     def send_with_commit(self) -> None:
-        """From now until the commit (called by a before-commit hook), statements are not waited
-        for: they go to PostgreSQL with the COMMIT, in one round trip (psycopg's pipeline mode),
-        and an error of theirs is raised by ``commit``. A statement whose result is read still
-        waits for it. Elsewhere (SQLite, another driver, outside ``commit``): nothing changes."""
+        """From now until the commit (called by a before-commit hook, for its last writes),
+        statements are not waited for: they go to PostgreSQL with the COMMIT, in one round trip
+        (psycopg's pipeline mode), and an error of theirs is raised by ``commit``. Only writes
+        whose result nobody reads belong there (no RETURNING, no SELECT: a result arrives only
+        at the commit). Elsewhere (SQLite, another driver, outside ``commit``): nothing changes."""
         if self._committing is None or self._pipelined or not _can_pipeline(self.conn):
             return
         self._committing.enter_context(_pipeline(self.conn))
