@@ -24,8 +24,11 @@ API process's CPU per request. Every API page is checked against its SELECT (sam
 Before: ``--before REV`` runs the same cases against the API of an older commit (its tree
 exported with ``git archive``; the catalog keeps this revision's indexes, which can only help
 it), page 1 and depth 10,000, fewer requests (each case is cut at ``--before-budget`` seconds).
+``--before-keyset``: the older commit already pages by keyset (version-2 cursors, e.g. the
+follow-ups of issue 20): then it runs every depth, as many requests as ``--reps``, its pages
+checked against their SELECT as this revision's are.
 
-    .venv/bin/python -m bench.search [--quick] [--reps 200] [--before 27573a7]
+    .venv/bin/python -m bench.search [--quick] [--reps 200] [--before 27573a7] [--before 95b7484 --before-keyset]
 """
 
 from __future__ import annotations
@@ -380,7 +383,7 @@ def export_tree(rev: str) -> Path:
     return where
 
 
-def run(quick: bool, reps: int | None, before: str | None, before_budget: float) -> dict:
+def run(quick: bool, reps: int | None, before: str | None, before_budget: float, before_keyset: bool = False) -> dict:
     from storage.admin import init_buckets
     from storage.catalog.db import make_engine
     from storage.keys import KeyRing
@@ -410,9 +413,11 @@ def run(quick: bool, reps: int | None, before: str | None, before_budget: float)
         if before:
             tree = export_tree(before)
             results["before_rev"] = before
-            results["before"] = run_cases(st, engine, keys, env, tree, reps=max(5, reps // 10), budget=before_budget,
-                                          depths=(0, 10_000), old_cursor=True, label="before", tries=1,
-                                          **kw)
+            results["before_keyset"] = before_keyset
+            before_reps = reps if before_keyset else max(5, reps // 10)
+            results["before"] = run_cases(st, engine, keys, env, tree, reps=before_reps, budget=before_budget,
+                                          depths=None if before_keyset else (0, 10_000),
+                                          old_cursor=not before_keyset, label="before", tries=1, **kw)
         results["after"] = run_cases(st, engine, keys, env, None, reps=reps, budget=600, depths=None,
                                      old_cursor=False, label="after", tries=2, **kw)
     finally:
@@ -452,12 +457,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reps", type=int, help="requests per case and depth (default 200, --quick 50)")
     parser.add_argument("--before", metavar="REV", help="also measure the API of this commit (e.g. 27573a7)")
     parser.add_argument("--before-budget", type=float, default=20.0, help="seconds per case for --before")
+    parser.add_argument("--before-keyset", action="store_true",
+                        help="--before REV already pages by keyset (version-2 cursors): every depth, --reps requests")
     parser.add_argument("--render", action="store_true",
                         help="no run: put bench/out/search.json's section into RESULTS.md (replacing it)")
     args = parser.parse_args(argv)
     if args.render:
         return render_into_results()
-    results = run(args.quick, args.reps, args.before, args.before_budget)
+    results = run(args.quick, args.reps, args.before, args.before_budget, args.before_keyset)
     path = common.write_json("search", results)
     common.say(f"wrote {path}; worst p99 ratio {results['worst_p99_ratio']:.2f}× (goal ≤ {GOAL_RATIO}×)")
     return 0

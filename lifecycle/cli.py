@@ -197,22 +197,24 @@ def lifecycle_report_cmd(
 
 def storage_reconcile(
     ctx: typer.Context,
-    repair: bool = typer.Option(False, "--repair", help="delete orphan objects and dangling rows (audited)"),
+    repair: bool = typer.Option(False, "--repair",
+                                help="delete orphan objects, orphan versions and dangling rows (audited)"),
     grace_minutes: float = typer.Option(15.0, parser=parsed(amount(0, 10_080, "the grace period (minutes)")),
                                         metavar="MINUTES",
                                         help="leave objects younger than this alone (in-flight writes)"),
 ) -> None:
-    """Report orphan objects, rows whose object is missing and held copies whose object is missing;
-    repair the first two only with --repair (held copies are never touched).
+    """Report orphan objects, orphan versions (no row names them), rows whose object or recorded
+    version is missing and held copies whose object is missing; repair the first three only with
+    --repair (held copies and versions under legal hold or retention are never touched).
 
     Before anything else, replays the erasure ledger (after a catalog restore: keys destroyed and
     rows deleted again). Exits 4 while something is left: anything to repair (without --repair)
-    or a held-copy incident."""
+    or a held-copy incident (a protected version without its row included)."""
     svc = ctx.obj.services()
     # First the erasure ledger, always (not only with --repair): after a catalog restore, an
     # erased caller must not come back, whatever else reconcile finds.
     replay_ledger(svc.engine, svc.store, svc.keys, svc.ledger, now=datetime.now(timezone.utc), say=typer.echo)
     report = reconcile_store(svc.engine, svc.store, svc.storage.recordings_bucket, repair=repair,
                              grace=timedelta(minutes=grace_minutes), say=typer.echo)
-    if report.held_missing or report.held_orphans or (not repair and not report.clean):
+    if report.held_missing or report.held_orphans or report.protected_versions or (not repair and not report.clean):
         raise typer.Exit(4)

@@ -25,7 +25,14 @@ import sqlalchemy as sa
 from core.vocabulary import EXPIRED, AuditAction, Tier
 from storage import audit
 from storage.catalog import tables as t
-from storage.copies import object_key_for, plaintext_length, put_encrypted, stream_copy, upsert_copy
+from storage.copies import (
+    lock_copy_slot,
+    object_key_for,
+    plaintext_length,
+    put_encrypted,
+    stream_copy,
+    upsert_copy,
+)
 from storage.keys import KeyRing
 from storage.objectstore import ObjectStore
 
@@ -80,6 +87,7 @@ def create_copy(conn: sa.Connection, store: ObjectStore, keys: KeyRing, *, recor
     recording = conn.execute(sa.select(t.recordings).where(t.recordings.c.id == recording_id)).mappings().first()
     if recording is None:
         raise NotFound(f"recording {recording_id} does not exist (expired or erased?)")
+    lock_copy_slot(conn, recording_id, tier_.value)  # a concurrent writer of this copy: wait, then find its row
     existing = conn.execute(sa.select(t.copies.c.id, t.copies.c.expires_at).where(
         t.copies.c.recording_id == recording_id, t.copies.c.tier == tier_.value,
         t.copies.c.reason == reason)).first()

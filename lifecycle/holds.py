@@ -8,8 +8,9 @@ respect, and carried to the copy's object, out of reach of whatever acts on S3 a
   on a legally held current version, and a plain GET then answers 404. So a held copy's
   object is retagged ``held-tier=X`` (its other tags kept), which no rule matches, and gets
   ``tier=X`` back on release.
-- **a direct delete** through the S3 API: where the bucket has object lock, the current
-  version also gets an S3 object legal hold, so deleting that version fails (our deleters all
+- **a direct delete** through the S3 API: where the bucket has object lock, the copy's
+  version (the one its row records, ``object_version``; the key's current one for older rows
+  that record none) also gets an S3 object legal hold, so deleting that version fails (our deleters all
   delete by version id; a delete without one only adds a marker, undone by removing it).
 
 S3 is changed before the caller commits the row. A failed protection raises, so the hold
@@ -60,7 +61,7 @@ class HoldResult:
 def _target_copies(conn: sa.Connection, *, copy_ids: list[uuid.UUID] | None,
                    recording_id: uuid.UUID | None) -> list[sa.Row]:
     query = sa.select(t.copies.c.id, t.copies.c.tier, t.copies.c.bucket, t.copies.c.object_key, t.copies.c.hold,
-                      t.copies.c.deleting_at)
+                      t.copies.c.deleting_at, t.copies.c.object_version)
     if recording_id is not None:
         query = query.where(t.copies.c.recording_id == recording_id)
     else:
@@ -80,15 +81,18 @@ class _Done:
 
 
 def _step(store: ObjectStore, locked: dict[str, bool], on: bool) -> Callable[[sa.Row], _Done]:
-    """Protect (``on``) or unprotect one copy's object: tags, then legal hold where there is object lock."""
+    """Protect (``on``) or unprotect one copy's object: tags, then legal hold where there is object lock.
+    The version is the one the copy's row records (``object_version``), else the key's current one:
+    a later version under the same key (a replay, a stray write) is not the held copy's."""
     def apply(row: sa.Row) -> _Done:
+        version = row.object_version
         try:
-            tags = store.get_tags(row.bucket, row.object_key)
+            tags = store.get_tags(row.bucket, row.object_key, version=version)
             wanted = (held_tags if on else released_tags)(tags, row.tier)
             if wanted != tags:
-                store.put_tags(row.bucket, row.object_key, wanted)
+                store.put_tags(row.bucket, row.object_key, wanted, version=version)
             if locked[row.bucket]:
-                store.set_legal_hold(row.bucket, row.object_key, on)
+                store.set_legal_hold(row.bucket, row.object_key, on, version=version)
         except ObjectNotFound:
             return _Done(row.id, missing=True)
         return _Done(row.id, retagged=wanted != tags, mirrored=locked[row.bucket])

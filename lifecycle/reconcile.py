@@ -17,13 +17,28 @@ An orphan object marked held (``held-tier`` tag or S3 legal hold: its row was lo
 a catalog restore) is reported and left alone too. Rows the sweeper has claimed
 (``deleting_at`` set) are the sweeper's to finish.
 
+By version: a copy row records the object version it wrote (``object_version``, migration
+0008), and a key may hold more than one (a catalog restore brings back a row whose version the
+sweeper deleted while a later copy was written under the same key). So the bucket side is
+``ListObjectVersions`` grouped by key (key-ordered too; one key's versions in memory at a time):
+
+- a row whose recorded version is not among its key's data versions (or whose key is behind
+  a delete marker) is a *dangling row*, repaired as any other;
+- a data version no row names, under a key whose row records a version (or whose key has no
+  row and no current data), is an *orphan version*: repair deletes it by its id, after a last
+  look at the catalog; one marked held (``held-tier`` tag) or protected by object lock (legal
+  hold, retention) is a *protected version*, reported as an incident and never deleted. The
+  versions under a held row's key are left alone;
+- a row with no recorded version keeps the key-level judgement (its object is there when a GET
+  finds data; other versions under its key are its own: its deletion lists the key).
+
 Each repair writes one PII-free audit entry (ids only), in the transaction that deletes the
 rows. Idempotent: a second repair run finds nothing to repair.
 
 Bounded memory at any size: both sides stream in key order and are merged (``merge``). The
 catalog side is one SELECT ordered by the key's bytes (``COLLATE "C"`` on PostgreSQL; SQLite
 compares bytes already), read through a server-side cursor; the bucket side is
-``list_objects_v2``, which lists in UTF-8 byte order; Python compares ``str`` by code point,
+``list_object_versions``, which lists in UTF-8 byte order; Python compares ``str`` by code point,
 the same order. Disagreements are classified and (with ``repair``) repaired in batches of
 ``BATCH``; the report keeps counts, and ids only for the first ``SAMPLE`` of each kind.
 
@@ -50,13 +65,14 @@ from storage.admin import HELD_TIER_TAG
 from storage.audit import append_many
 from storage.catalog import tables as t
 from storage.exceptions import ObjectNotFound
-from storage.objectstore import ObjectInfo, ObjectStore
+from storage.objectstore import KeyVersions, ObjectInfo, ObjectStore
 
 ACTOR = "reconcile"
 BATCH = 5_000     # disagreements classified, counted and repaired together
 SAMPLE = 1_000    # ids the report keeps of each kind; beyond, counts only
 PROGRESS_EVERY = 20  # batches between two progress lines
-KINDS = ("orphan_objects", "dangling_rows", "empty_recordings", "held_missing", "held_orphans")
+KINDS = ("orphan_objects", "dangling_rows", "empty_recordings", "held_missing", "held_orphans",
+         "orphan_versions", "protected_versions")
 
 
 @dataclass
@@ -69,6 +85,8 @@ class ReconcileReport:
     empty_recordings: list[uuid.UUID] = field(default_factory=list)  # left with no copy by those rows
     held_missing: list[uuid.UUID] = field(default_factory=list)    # held, object missing: incident, kept
     held_orphans: list[str] = field(default_factory=list)          # marked held, no row: incident, kept
+    orphan_versions: list[tuple[str, str]] = field(default_factory=list)     # (key, version) no row names: deleted
+    protected_versions: list[tuple[str, str]] = field(default_factory=list)  # same, under object lock: kept
     counts: Counter = field(default_factory=Counter)               # of each kind; the lists hold a sample
     repaired: bool = False
 
@@ -96,33 +114,41 @@ class ReconcileReport:
 
     def _listed(self, kind: str) -> str:
         more = self.counts[kind] - len(getattr(self, kind))
-        return ", ".join(map(str, getattr(self, kind))) + (f" and {more} more" if more else "")
+        items = ("@".join(i) if isinstance(i, tuple) else str(i) for i in getattr(self, kind))
+        return ", ".join(items) + (f" and {more} more" if more else "")
 
     def summary(self) -> str:
         verb = "deleted" if self.repaired else "to delete"
         n = self.counts
         lines = [f"s3://{self.bucket}: {self.objects_seen} objects, {self.rows_seen} catalog copies: "
                  f"{n['orphan_objects']} orphan objects {verb}, {n['dangling_rows']} dangling rows "
-                 f"{verb}, {n['empty_recordings']} empty recordings {verb}"]
+                 f"{verb}, {n['empty_recordings']} empty recordings {verb}, "
+                 f"{n['orphan_versions']} orphan versions {verb}"]
         if n["held_missing"]:
             lines.append(f"INCIDENT: {n['held_missing']} held copies whose object is missing (left alone; "
                          "an operator must find the evidence): " + self._listed("held_missing"))
         if n["held_orphans"]:
             lines.append(f"INCIDENT: {n['held_orphans']} held objects without a catalog row (left alone; "
                          "restore their rows): " + self._listed("held_orphans"))
-        if not self.repaired and (n["orphan_objects"] or n["dangling_rows"]):
+        if n["protected_versions"]:
+            lines.append(f"INCIDENT: {n['protected_versions']} object versions no catalog row names, protected by "
+                         "object lock or marked held (left alone; restore their rows): "
+                         + self._listed("protected_versions"))
+        if not self.repaired and (n["orphan_objects"] or n["dangling_rows"] or n["orphan_versions"]):
             lines.append("report only: run with --repair to delete them")
         return "\n".join(lines)
 
 
 @dataclass
 class Batch:
-    """Disagreements found together: objects without a row, rows (not the sweeper's) without an object."""
+    """Disagreements found together: objects without a row, rows (not the sweeper's) without an
+    object (or without their recorded version), versions no row names under a key that has one."""
     orphans: list[ObjectInfo] = field(default_factory=list)
     missing: list[sa.Row] = field(default_factory=list)
+    versions: list[tuple[str, str]] = field(default_factory=list)
 
     def __len__(self) -> int:
-        return len(self.orphans) + len(self.missing)
+        return len(self.orphans) + len(self.missing) + len(self.versions)
 
 
 def reconcile(engine: sa.Engine, store: ObjectStore, bucket: str, *, repair: bool = False,
@@ -133,9 +159,9 @@ def reconcile(engine: sa.Engine, store: ObjectStore, bucket: str, *, repair: boo
     report = ReconcileReport(bucket=bucket)
     checker = _HoldMarkers(store, bucket)
     for n, batch in enumerate(scan(engine, store, report, grace=grace, now=now), 1):
-        orphans, dangling = _classify(report, batch, checker, count_empty=not repair)
+        orphans, dangling, versions = _classify(report, batch, checker, count_empty=not repair)
         if repair:
-            _repair(engine, store, report, orphans, dangling, now=now)
+            _repair(engine, store, report, orphans, dangling, versions, now=now)
         if n % PROGRESS_EVERY == 0:
             say(f"{report.rows_seen} catalog copies and {report.objects_seen} objects merged so far")
     report.repaired = repair
@@ -157,14 +183,17 @@ def catalog_in_key_order(conn: sa.Connection, bucket: str, recent: datetime) -> 
     sibling = t.copies.alias("sibling")
     copies_of_recording = (sa.select(sa.func.count()).where(sibling.c.recording_id == c.recording_id)
                            .scalar_subquery())
-    return (sa.select(key, c.id, c.recording_id, c.hold, c.deleting_at, (c.created_at >= recent).label("recent"),
+    return (sa.select(key, c.id, c.recording_id, c.hold, c.deleting_at, c.object_version,
+                      (c.created_at >= recent).label("recent"),
                       copies_of_recording.label("copies_of_recording"))
             .where(c.bucket == bucket).order_by(order))
 
 
-def merge(rows: Iterator, objects: Iterator[ObjectInfo], report: ReconcileReport | None = None) -> Iterator[tuple]:
-    """(row, None) for a row without its object, (None, object) for an object without a row;
-    ``report`` counts what both sides held.
+def merge(rows: Iterator, objects: Iterator, report: ReconcileReport | None = None) -> Iterator[tuple]:
+    """Pair each row with its key's listing entry: (row, None) for a row without its object,
+    (None, object) for an object without a row, (row, object) where both are there; ``report``
+    counts what both sides held. ``objects`` are anything with a ``key`` (``ObjectInfo``, or
+    ``KeyVersions``: a key with its versions).
 
     Both inputs must ascend by key; one out of order would make the merge wrong, so it is
     refused (e.g. a catalog sorted by a locale's collation)."""
@@ -180,6 +209,7 @@ def merge(rows: Iterator, objects: Iterator[ObjectInfo], report: ReconcileReport
             yield None, obj
             obj = next(objects, None)
         else:
+            yield row, obj
             row, obj = next(rows, None), next(objects, None)
 
 
@@ -201,27 +231,56 @@ def _ascending(items: Iterator, key: Callable, report: ReconcileReport, attribut
 
 def scan(engine: sa.Engine, store: ObjectStore, report: ReconcileReport, *, grace: timedelta,
          now: datetime) -> Iterator[Batch]:
-    """Merge the catalog and the listing; yield the disagreements in batches of ``BATCH``.
+    """Merge the catalog and the version listing; yield the disagreements in batches of ``BATCH``.
 
-    Objects younger than ``grace`` are in-flight writes, rows the sweeper claimed are its to
-    finish: neither is a disagreement. A missing row written within ``grace`` is re-checked
-    with a HEAD. Batches end between recordings, so a recording's copies are judged together
-    (its keys share its prefix, so they meet in the merge one after the other)."""
+    Objects and versions younger than ``grace`` are in-flight writes, rows the sweeper claimed
+    are its to finish: neither is a disagreement. A missing row written within ``grace`` is
+    re-checked with a HEAD. Batches end between recordings, so a recording's copies are judged
+    together (its keys share its prefix, so they meet in the merge one after the other)."""
     batch = Batch()
     with engine.connect() as conn:
         rows = conn.execution_options(yield_per=BATCH).execute(catalog_in_key_order(conn, report.bucket, now - grace))
-        for row, obj in merge(rows, store.list(report.bucket), report):
+        for row, listed in merge(rows, store.key_versions(report.bucket), report):
             if len(batch) >= BATCH and (row is None or not batch.missing
                                         or row.recording_id != batch.missing[-1].recording_id):
                 yield batch
                 batch = Batch()
-            if obj is not None:
-                if obj.last_modified is None or now - obj.last_modified >= grace:
-                    batch.orphans.append(obj)
-            elif row.deleting_at is None and not (row.recent and store.head(report.bucket, row.object_key)):
-                batch.missing.append(row)
+            _judge(batch, row, listed, store=store, bucket=report.bucket, settled=now - grace)
     if len(batch):
         yield batch
+
+
+def _judge(batch: Batch, row: sa.Row | None, listed: KeyVersions | None, *, store: ObjectStore, bucket: str,
+           settled: datetime) -> None:
+    """Note what one key's row and listing disagree on.
+
+    A row with no recorded version (written before migration 0008, or under a key known to
+    hold another version) is judged by key, as before: its object is there when a GET finds
+    data. A row with a version is there only when that version is among the key's data (and
+    the key is not behind a delete marker); every other data version of its key is one no row
+    names, an orphan version, unless the row is held (left for an operator) or the sweeper's.
+    A key with no row: an orphan object when a GET finds data, else its data versions are orphans."""
+    def old(when: datetime | None) -> bool:
+        return when is None or when <= settled
+
+    if row is None:
+        if listed.live:
+            if old(listed.last_modified):
+                batch.orphans.append(ObjectInfo(listed.key, 0, last_modified=listed.last_modified))
+        else:
+            batch.versions.extend((listed.key, v.version_id) for v in listed.data
+                                  if v.version_id and old(v.last_modified))
+        return
+    if row.deleting_at is not None:
+        return
+    version = row.object_version
+    present = listed is not None and listed.live and (
+        version is None or any(v.version_id == version for v in listed.data))
+    if not present and not (row.recent and store.head(bucket, row.object_key, version=version)):
+        batch.missing.append(row)
+    if listed is not None and version is not None and not row.hold:
+        batch.versions.extend((listed.key, v.version_id) for v in listed.data
+                              if v.version_id and v.version_id != version and old(v.last_modified))
 
 
 class _HoldMarkers:
@@ -237,25 +296,41 @@ class _HoldMarkers:
             self._locked = self.store.object_lock_enabled(self.bucket)
         return self._locked and self.store.legal_hold(self.bucket, key)
 
+    def held_version(self, key: str, version: str) -> bool:
+        """Whether one version is marked held (``held-tier`` tag) or protected by object lock."""
+        if HELD_TIER_TAG in self.store.get_tags(self.bucket, key, version=version):
+            return True
+        if self._locked is None:
+            self._locked = self.store.object_lock_enabled(self.bucket)
+        return self._locked and self.store.protected(self.bucket, key, version)
+
 
 def _classify(report: ReconcileReport, batch: Batch, checker: _HoldMarkers, *,
-              count_empty: bool) -> tuple[list[str], list[uuid.UUID]]:
-    """Note the batch's incidents in the report; return what a repair may delete (orphan keys, row ids).
-    ``count_empty``: also note the recordings the dangling rows would leave empty (a report)."""
+              count_empty: bool) -> tuple[list[str], list[uuid.UUID], list[tuple[str, str]]]:
+    """Note the batch's incidents in the report; return what a repair may delete (orphan keys,
+    row ids, orphan versions). ``count_empty``: also note what a repair would delete (a report)."""
     orphans, held_orphans = [], []
     for info in batch.orphans:
         try:
             (held_orphans if checker.held(info.key) else orphans).append(info.key)
         except ObjectNotFound:
             continue  # gone since the listing
+    versions, protected = [], []
+    for key, version in batch.versions:
+        try:
+            (protected if checker.held_version(key, version) else versions).append((key, version))
+        except ObjectNotFound:
+            continue
     report.note("held_orphans", held_orphans)
+    report.note("protected_versions", protected)
     report.note("held_missing", [r.id for r in batch.missing if r.hold])
     dangling = [r for r in batch.missing if not r.hold]
     if count_empty:
         report.note("orphan_objects", orphans)
+        report.note("orphan_versions", versions)
         report.note("dangling_rows", [r.id for r in dangling])
         report.note("empty_recordings", _left_empty(dangling))
-    return orphans, [r.id for r in dangling]
+    return orphans, [r.id for r in dangling], versions
 
 
 def _left_empty(dangling: list) -> list[uuid.UUID]:
@@ -269,28 +344,30 @@ def apply_repairs(engine: sa.Engine, store: ObjectStore, report: ReconcileReport
     """Repair what a report of ``find`` lists (its sample: ``reconcile(repair=True)`` repairs
     everything as it streams)."""
     orphans, dangling = list(report.orphan_objects), list(report.dangling_rows)
-    for kind in ("orphan_objects", "dangling_rows", "empty_recordings"):
+    versions = list(report.orphan_versions)
+    for kind in ("orphan_objects", "dangling_rows", "empty_recordings", "orphan_versions"):
         report.reset(kind)
-    _repair(engine, store, report, orphans, dangling, now=now)
+    _repair(engine, store, report, orphans, dangling, versions, now=now)
     report.repaired = True
 
 
 def _repair(engine: sa.Engine, store: ObjectStore, report: ReconcileReport, orphans: list[str],
-            dangling: list[uuid.UUID], *, now: datetime) -> None:
-    """Delete one batch's orphan objects, then its dangling rows and the recordings they leave
-    empty, with their audit entries, and note what went in the report.
+            dangling: list[uuid.UUID], versions: list[tuple[str, str]], *, now: datetime) -> None:
+    """Delete one batch's orphan objects and versions, then its dangling rows and the recordings
+    they leave empty, with their audit entries, and note what went in the report.
 
     Held copies are out of reach twice: they were never candidates, and the row delete
     requires ``hold = false`` (a hold set since the scan wins; the copy moves to ``held_missing``).
+    A version object lock protects is kept by the store's deletion even if it was locked since.
     """
     bucket = report.bucket
+    orphans, versions = _still_orphans(engine, bucket, orphans, versions)
     if orphans:
-        with engine.connect() as conn:
-            known = set(conn.execute(sa.select(t.copies.c.object_key).where(
-                t.copies.c.bucket == bucket, t.copies.c.object_key.in_(orphans))).scalars())
-        orphans = [k for k in orphans if k not in known]
         store.delete_many(bucket, orphans)
+    if versions:
+        store.delete_versions(bucket, versions)
     report.note("orphan_objects", orphans)
+    report.note("orphan_versions", versions)
     with engine.begin() as conn:
         deleted = []
         if dangling:
@@ -315,12 +392,32 @@ def _repair(engine: sa.Engine, store: ObjectStore, report: ReconcileReport, orph
         append_many(conn, [
             *(_entry(AuditAction.RECONCILE_ORPHAN_OBJECT, "object", key, "no catalog row", now, {"bucket": bucket})
               for key in orphans),
+            *(_entry(AuditAction.RECONCILE_ORPHAN_OBJECT, "object", key, "no catalog row names this version", now,
+                     {"bucket": bucket, "version": version}) for key, version in versions),
             *(_entry(AuditAction.RECONCILE_DANGLING_COPY, "copy", str(r.id), "object missing from the bucket", now,
                      {"bucket": bucket, "recording_id": str(r.recording_id), "tier": r.tier},
                      tenant=tenant_of.get(r.recording_id)) for r in deleted),
             *(_entry(AuditAction.RECONCILE_EMPTY_RECORDING, "recording", str(rid), "no copy left", now,
                      tenant=tenant_of.get(rid)) for rid in empty),
         ])
+
+
+def _still_orphans(engine: sa.Engine, bucket: str, orphans: list[str],
+                   versions: list[tuple[str, str]]) -> tuple[list[str], list[tuple[str, str]]]:
+    """A last look at the catalog before deleting (a slow writer may have committed its row since
+    the scan's snapshot): an orphan key now has a row; an orphan version is now named by a row of
+    its key, or its key has a row with no recorded version (judged by key: all versions its own)."""
+    keys = set(orphans) | {key for key, _ in versions}
+    if not keys:
+        return orphans, versions
+    c = t.copies.c
+    with engine.connect() as conn:
+        found = conn.execute(sa.select(c.object_key, c.object_version).where(
+            c.bucket == bucket, c.object_key.in_(keys))).all()
+    known = {r.object_key for r in found}
+    claimed = {(r.object_key, r.object_version) for r in found}
+    return ([k for k in orphans if k not in known],
+            [(k, v) for k, v in versions if (k, v) not in claimed and (k, None) not in claimed])
 
 
 def _entry(action: str, target_type: str, target_id: str, reason: str, now: datetime,

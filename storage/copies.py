@@ -4,8 +4,11 @@ Write: object first, catalog row after, both keyed by (recording id, tier, reaso
 retry overwrites instead of duplicating. A crash between the two leaves at most an orphan
 object, which ``storage.reconcile`` removes, or the retry: it HEADs the key before its PUT and
 deletes a version no catalog row points at (``_clear_crashed_attempt``), so the version id the
-row records (``object_version``, what the sweeper and erasure delete by) is the key's only one. Read: the stored bytes are checked against the
-catalog's SHA-256 (whole and streamed reads) and every frame is authenticated (all reads).
+row records (``object_version``, what the sweeper and erasure delete by) is the key's only one.
+Two concurrent writers of one copy are serialised (``lock_copy_slot``): otherwise the second's
+HEAD would take the first's fresh, not yet committed version for a crashed attempt's.
+Read: the stored bytes are checked against the catalog's SHA-256 (whole and streamed reads)
+and every frame is authenticated (all reads).
 """
 
 from __future__ import annotations
@@ -118,6 +121,27 @@ def _clear_crashed_attempt(conn: sa.Connection, store: ObjectStore, bucket: str,
     if conn.execute(sa.select(t.copies.c.id).where(t.copies.c.object_key == object_key)).first() is not None:
         return False
     return store.delete_versions(bucket, [(object_key, found.version_id)]) == 1
+
+
+_COPY_SLOT_LOCKS = 0x63765F63  # PostgreSQL advisory lock class of copy slots ("cv_c")
+
+
+def lock_copy_slot(conn: sa.Connection, recording_id: uuid.UUID, tier: str) -> None:
+    """Serialise the writers of one (recording, tier) copy until this transaction ends.
+
+    Without it two concurrent writers of the same copy race: the second's HEAD finds the first's
+    fresh version with no row yet (uncommitted) and ``_clear_crashed_attempt`` deletes it, so the
+    first commits a row naming a version that is gone. Call it before looking for the existing
+    row: the second writer then waits for the first's commit and finds its row.
+    PostgreSQL: a transaction-scoped advisory lock (two-int key space, the audit chain's lock is
+    a single bigint); SQLite: a no-op UPDATE of the recording row, which takes the database's
+    write lock (one writer at a time) until the commit."""
+    if conn.dialect.name == "postgresql":
+        slot = int.from_bytes(hashlib.sha256(f"{recording_id}/{tier}".encode()).digest()[:4], "big", signed=True)
+        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_COPY_SLOT_LOCKS, slot)))
+    else:
+        conn.execute(t.recordings.update().where(t.recordings.c.id == recording_id)
+                     .values(id=t.recordings.c.id))
 
 
 def upsert_copy(conn: sa.Connection, *, recording_id: uuid.UUID, tier: str, stored: StoredObject, bucket: str,

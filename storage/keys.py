@@ -25,7 +25,7 @@ import hmac
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Mapping
+from typing import Iterable, Mapping
 
 import sqlalchemy as sa
 from cryptography.hazmat.primitives import hashes
@@ -263,12 +263,19 @@ class KeyRing:
         """``open_number`` for a page of recording rows, their keys read in one query: by recording id."""
         ids = sorted({rec["caller_key_id"] for rec in recordings})
         rows = conn.execute(sa.select(t.caller_keys).where(t.caller_keys.c.id.in_(ids))).mappings() if ids else []
-        live = {}
-        for row in rows:
+        return self.open_numbers_with(rows, recordings)
+
+    def open_numbers_with(self, key_rows: Iterable[Mapping], recordings: list[Mapping]) -> dict[uuid.UUID, str | None]:
+        """``open_numbers`` with the keys' rows already read (``caller_keys`` columns; e.g. joined to the
+        page in the same statement): each distinct key is unwrapped once, a missing one counts as erased."""
+        live: dict[uuid.UUID, CallerKey | None] = {}
+        for row in key_rows:
+            if row["id"] in live:
+                continue
             try:
                 live[row["id"]] = self._unwrap_row(row) if row["wrapped_key"] is not None else None
             except KeyDestroyedError:  # its master retired and destroyed: as good as erased
-                pass
+                live[row["id"]] = None
         return {rec["id"]: None if (caller := live.get(rec["caller_key_id"])) is None
                 else self._unseal_number(caller, rec) for rec in recordings}
 

@@ -6,6 +6,7 @@ callers from ids (never a phone number, see ``storage.keys``).
 
 from __future__ import annotations
 
+import heapq
 import io
 import itertools
 import logging
@@ -107,6 +108,52 @@ class ObjectInfo:
     size: int
     version_id: str | None = None
     last_modified: datetime | None = None
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    version_id: str | None  # None: an unversioned bucket's only version
+    last_modified: datetime | None = None
+    marker: bool = False    # a delete marker, not data
+    latest: bool = False    # the key's current version (a GET without a version id reads it)
+
+
+@dataclass(frozen=True)
+class KeyVersions:
+    """One key's versions and delete markers, newest first, as ``ListObjectVersions`` lists them."""
+    key: str
+    versions: tuple[VersionInfo, ...]
+
+    @property
+    def live(self) -> bool:
+        """Whether a GET without a version id finds data (the current entry is not a delete marker)."""
+        return any(v.latest and not v.marker for v in self.versions)
+
+    @property
+    def data(self) -> tuple[VersionInfo, ...]:
+        """The versions holding data (delete markers left out)."""
+        return tuple(v for v in self.versions if not v.marker)
+
+    @property
+    def last_modified(self) -> datetime | None:
+        """The current entry's time (what ``list_objects_v2`` would give)."""
+        return next((v.last_modified for v in self.versions if v.latest), None)
+
+
+def _page_entries(page: dict) -> Iterator[tuple[str, VersionInfo]]:
+    """One ``ListObjectVersions`` page's versions and delete markers, merged in key order (each
+    list is key-ordered, a key's entries newest first; a marker and a version of one key are
+    ordered by time, newest first)."""
+    def entries(name: str, marker: bool) -> Iterator[tuple[str, VersionInfo]]:
+        for v in page.get(name, []):
+            yield v["Key"], VersionInfo(_version(v.get("VersionId")), v.get("LastModified"), marker,
+                                        bool(v.get("IsLatest")))
+    merged = heapq.merge(entries("Versions", False), entries("DeleteMarkers", True),
+                         key=lambda e: (e[0], -(e[1].last_modified or _EPOCH).timestamp()))
+    yield from merged
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 def _code(exc: ClientError) -> str:
@@ -236,9 +283,10 @@ class ObjectStore:
 
         return generate()
 
-    def head(self, bucket: str, key: str) -> ObjectInfo | None:
+    def head(self, bucket: str, key: str, *, version: str | None = None) -> ObjectInfo | None:
+        """One version's size and id (default: the current version's); None where it is not there."""
         try:
-            meta = self.client.head_object(Bucket=bucket, Key=key)
+            meta = self.client.head_object(**_where(bucket, key, version))
         except ClientError as exc:
             err = translate(exc, bucket=bucket, key=key)
             if isinstance(err, ObjectNotFound):
@@ -248,17 +296,19 @@ class ObjectStore:
             raise translate(exc, bucket=bucket, key=key) from exc
         return ObjectInfo(key, meta["ContentLength"], _version(meta.get("VersionId")))
 
-    def get_tags(self, bucket: str, key: str) -> dict[str, str]:
+    def get_tags(self, bucket: str, key: str, *, version: str | None = None) -> dict[str, str]:
+        """One version's tags (default: the current version's)."""
         try:
-            tags = self.client.get_object_tagging(Bucket=bucket, Key=key)["TagSet"]
+            tags = self.client.get_object_tagging(**_where(bucket, key, version))["TagSet"]
         except (ClientError, BotoCoreError) as exc:
             raise translate(exc, bucket=bucket, key=key) from exc
         return {t["Key"]: t["Value"] for t in tags}
 
-    def put_tags(self, bucket: str, key: str, tags: dict[str, str]) -> None:
+    def put_tags(self, bucket: str, key: str, tags: dict[str, str], *, version: str | None = None) -> None:
+        """Replace one version's tags (default: the current version's)."""
         try:
             self.client.put_object_tagging(
-                Bucket=bucket, Key=key, Tagging={"TagSet": [{"Key": k, "Value": v} for k, v in tags.items()]})
+                **_where(bucket, key, version), Tagging={"TagSet": [{"Key": k, "Value": v} for k, v in tags.items()]})
         except (ClientError, BotoCoreError) as exc:
             raise translate(exc, bucket=bucket, key=key) from exc
 
@@ -317,6 +367,28 @@ class ObjectStore:
                     yield v["Key"], v.get("VersionId")
         except (ClientError, BotoCoreError) as exc:
             raise translate(exc, bucket=bucket) from exc
+
+    def key_versions(self, bucket: str) -> Iterator[KeyVersions]:
+        """Every key of the bucket with its versions and delete markers, in key order (UTF-8 byte
+        order, as ``list`` lists), one key at a time: memory of one page and one key's versions."""
+        key, found = None, []
+        try:
+            for page in self.client.get_paginator("list_object_versions").paginate(Bucket=bucket):
+                for here, info in _page_entries(page):
+                    if here != key and key is not None:
+                        yield KeyVersions(key, tuple(found))
+                        found = []
+                    key = here
+                    found.append(info)
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc, bucket=bucket) from exc
+        if key is not None:
+            yield KeyVersions(key, tuple(found))
+
+    def protected(self, bucket: str, key: str, version: str | None) -> bool:
+        """Whether object lock protects one version (a legal hold or an unexpired retention):
+        no deletion by its id succeeds until that is lifted."""
+        return self._locked(bucket, key, version)
 
     def delete(self, bucket: str, key: str) -> int:
         """Delete every version and delete marker of one key; return how many went."""

@@ -8,6 +8,7 @@ raised: leaving the unit of work rolls back, and a refusal must never vanish wit
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -81,11 +82,21 @@ class Gate:
         self.uow.commit()
         return error or Forbidden(reason)
 
-    def decide(self, action: Action, target: Target | None, *, grant: BreakGlass | None = None) -> Decision:
-        """The policy's decision, counted but not audited (search rules on many copies, audits once)."""
+    def decide(self, action: Action, target: Target | None, *, grant: BreakGlass | None = None,
+               tally: Counter | None = None) -> Decision:
+        """The policy's decision, counted but not audited (search rules on many copies, audits once).
+        ``tally``: counted there instead, for ``count`` to add at once (a page's copies: one
+        metric update per outcome, not one per copy)."""
         decision = decide(self.user, action, target, now=self.now, grant=grant)
-        self.metrics.decision(action.value, decision.allowed)
+        if tally is None:
+            self.metrics.decision(action.value, decision.allowed)
+        else:
+            tally[action.value, decision.allowed] += 1
         return decision
+
+    def count(self, tally: Counter) -> None:
+        for (action, allowed), count in tally.items():
+            self.metrics.decision(action, allowed, count)
 
     def check(self, action: Action, target: Target | None, *, target_type: str, target_id: str,
               grant: BreakGlass | None = None, detail: dict[str, Any] | None = None, audit_allowed: bool = True,

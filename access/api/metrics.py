@@ -31,8 +31,8 @@ class ApiMetrics:
         self.decisions = Counter("callvault_api_decisions_total", "Policy decisions by action and outcome",
                                  ["action", "outcome"], registry=self.registry)
 
-    def decision(self, action: str, allowed: bool) -> None:
-        self.decisions.labels(action=action, outcome="allowed" if allowed else "denied").inc()
+    def decision(self, action: str, allowed: bool, count: int = 1) -> None:
+        self.decisions.labels(action=action, outcome="allowed" if allowed else "denied").inc(count)
 
     def render(self) -> bytes:
         if os.environ.get(_SHARED):  # ``callvault api --workers N``: every process's counts, added up

@@ -28,10 +28,11 @@ import json
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Callable
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 
 from core.phone import WITHHELD, mask_number, number_forms
 from core.vocabulary import Action, Relation, Role
@@ -193,32 +194,84 @@ def after(cursor: Cursor | None) -> list[sa.ColumnElement[bool]]:
 def search(conn: sa.Connection, keys: KeyRing, user: User, filters: Filters, *, limit: int, cursor: Cursor | None,
            decide: Callable[[Action, Target], Decision], action: Action = Action.SEARCH,
            only: frozenset[str] | None = None) -> tuple[list[Found], Cursor | None]:
-    """The page of visible recordings after ``cursor``, and the cursor of the next page (None: last)."""
+    """The page of visible recordings after ``cursor``, and the cursor of the next page (None: last).
+
+    On PostgreSQL the page, its live copies and its caller keys come in one statement
+    (``with_copies_and_keys``); elsewhere the copies and the keys are a query each."""
     query = scoped(conn, keys, user, filters, only)
     if query is None:
         return [], None
-    rows = list(conn.execute(query.where(*after(cursor)).limit(limit + 1)).mappings())
+    statement = query.where(*after(cursor)).limit(limit + 1)
+    joined = conn.dialect.name == "postgresql"
+    rows = list(conn.execute(with_copies_and_keys(statement, filters.tier) if joined else statement).mappings())
     following = None
     if len(rows) > limit:
         rows = rows[:limit]
         following = Cursor(rows[-1]["started_at"], rows[-1]["id"])
-    return _ruled(conn, keys, rows, filters.tier, decide, action), following
+    if joined:
+        copies = {row["id"]: _json_copies(row) for row in rows}
+        key_rows = [{name: row[_KEY + name] for name in _KEY_FIELDS} for row in rows if row[_KEY + "id"] is not None]
+
+        def numbers(recordings: list[sa.RowMapping]) -> dict:
+            return keys.open_numbers_with(key_rows, recordings)
+    else:
+        copies = _copies_by_recording(conn, rows, filters.tier)
+
+        def numbers(recordings: list[sa.RowMapping]) -> dict:
+            return keys.open_numbers(conn, recordings)
+    return _ruled(rows, copies, numbers, decide, action), following
 
 
-def _ruled(conn: sa.Connection, keys: KeyRing, rows: list[sa.RowMapping], tier: str | None,
-           decide: Callable[[Action, Target], Decision], action: Action) -> list[Found]:
-    """The policy's ruling on each live copy of each row: the recordings with a visible copy."""
+# What a search shows of a copy and what the policy rules on (``catalog.target``, ``copy_summary``).
+_COPY_FIELDS = ("id", "tier", "expires_at", "hold", "size_bytes", "frame_size")
+_KEY_FIELDS = ("id", "tenant_id", "purpose", "master_version", "wrapped_key")  # ``KeyRing.open_numbers_with``
+_COPIES, _KEY = "c__copies", "k__"
+
+
+def with_copies_and_keys(page: sa.Select, tier: str | None) -> sa.Select:
+    """PostgreSQL: ``page`` (a ``scoped`` query, keyset, LIMIT) with each recording's live copies as a
+    JSON array (the ``_COPY_FIELDS``, in ``catalog.live_copies`` order, narrowed to ``tier``) and its
+    caller key's columns (null: no key row): one statement, one round trip. The copies are a scalar
+    subquery of the select list, so PostgreSQL evaluates it for the rows the LIMIT keeps only."""
+    fields = [part for name in _COPY_FIELDS for part in (sa.literal_column(f"'{name}'"), _c.c[name])]
+    narrowed = [_c.c.tier == tier] if tier is not None else []
+    copies = (sa.select(sa.func.json_agg(aggregate_order_by(sa.func.json_build_object(*fields),
+                                                            _c.c.created_at, _c.c.id)))
+              .where(_c.c.recording_id == _r.c.id, _c.c.deleting_at.is_(None), *narrowed)
+              .scalar_subquery().label(_COPIES))
+    key = t.caller_keys
+    return (page.add_columns(copies, *(key.c[name].label(_KEY + name) for name in _KEY_FIELDS))
+            .outerjoin_from(_r, key, key.c.id == _r.c.caller_key_id))
+
+
+def _json_copies(row: sa.RowMapping) -> list[dict]:
+    """The copies of a ``with_copies_and_keys`` row, typed as the copies table's columns are."""
+    return [{"id": uuid.UUID(copy["id"]), "recording_id": row["id"], "tier": copy["tier"],
+             "expires_at": datetime.fromisoformat(copy["expires_at"]).astimezone(timezone.utc),
+             "hold": copy["hold"], "size_bytes": copy["size_bytes"], "frame_size": copy["frame_size"]}
+            for copy in row[_COPIES] or ()]
+
+
+def _copies_by_recording(conn: sa.Connection, rows: list[sa.RowMapping], tier: str | None) -> dict:
     by_recording: dict = {}
     for copy in catalog.live_copies(conn, [row["id"] for row in rows], tier):
         by_recording.setdefault(copy["recording_id"], []).append(copy)
-    numbers = keys.open_numbers(conn, rows)
-    page = []
+    return by_recording
+
+
+def _ruled(rows: list[sa.RowMapping], copies: dict, numbers: Callable[[list], dict],
+           decide: Callable[[Action, Target], Decision], action: Action) -> list[Found]:
+    """The policy's ruling on each live copy of each row: the recordings with a visible copy, whose
+    caller numbers only are then opened (``numbers``)."""
+    kept = []
     for rec in rows:
-        decisions = [(copy, decide(action, catalog.target(rec, copy))) for copy in by_recording.get(rec["id"], [])]
+        decisions = [(copy, decide(action, catalog.target(rec, copy))) for copy in copies.get(rec["id"], ())]
         visible = [(copy, decision) for copy, decision in decisions if decision.allowed]
         if not visible:
             log.warning("search: SQL scope selected recording %s, the policy refuses it (%s): left out",
-                      rec["id"], decisions[0][1].reason if decisions else "no live copy")
+                        rec["id"], decisions[0][1].reason if decisions else "no live copy")
             continue
-        page.append(Found(rec, [c for c, _ in visible], any(d.mask_numbers for _, d in visible), numbers[rec["id"]]))
-    return page
+        kept.append((rec, visible))
+    opened = numbers([rec for rec, _ in kept]) if kept else {}
+    return [Found(rec, [copy for copy, _ in visible], any(d.mask_numbers for _, d in visible), opened[rec["id"]])
+            for rec, visible in kept]

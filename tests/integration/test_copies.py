@@ -17,7 +17,7 @@ from storage.crypto import DecryptionError
 from storage.erasure import live_caller_keys
 from storage.exceptions import CatalogIntegrityError, KeyDestroyedError
 from storage.keys import KeyRing
-from tests.support.catalog import FRAME, NOW, store_copy
+from tests.support.catalog import FRAME, NOW, ranges_read, store_copy
 
 pytestmark = pytest.mark.integration
 
@@ -36,24 +36,13 @@ def test_copy_roundtrip_and_ranges_across_frame_boundaries(catalog, store, keys,
             assert got.data == expected and got.total == len(audio)
 
 
-def _ranges_read(store, read) -> list:
-    ranges = []
-    real_get = store.client.get_object
-    store.client.get_object = lambda **kw: ranges.append(kw.get("Range")) or real_get(**kw)
-    try:
-        read()
-    finally:
-        store.client.get_object = real_get
-    return ranges
-
-
 def test_ranged_read_fetches_only_the_frames_it_needs_in_one_get(catalog, store, keys, scratch_bucket):
     audio = os.urandom(50 * FRAME)
     _, _, copy_id, key = store_copy(catalog, store, keys, scratch_bucket, audio)
     with catalog.connect() as conn:
         stored_header = conn.execute(sa.select(t.copies.c.header).where(t.copies.c.id == copy_id)).scalar()
         assert stored_header == store.get(scratch_bucket, key, start=0, end=24)  # the header, kept at write time
-        ranges = _ranges_read(store, lambda: read_copy_range(conn, store, keys, copy_id, 20 * FRAME + 10,
+        ranges = ranges_read(store, lambda: read_copy_range(conn, store, keys, copy_id, 20 * FRAME + 10,
                                                               20 * FRAME + 20))
     [frames] = ranges  # the header comes from the catalog row: one GET
     start, end = map(int, frames.removeprefix("bytes=").split("-"))
@@ -67,7 +56,7 @@ def test_a_copy_without_its_header_in_the_catalog_reads_it_from_the_object(catal
         conn.execute(t.copies.update().where(t.copies.c.id == copy_id).values(header=None))
     with catalog.connect() as conn:
         got = []
-        ranges = _ranges_read(store, lambda: got.append(read_copy_range(conn, store, keys, copy_id, FRAME - 3,
+        ranges = ranges_read(store, lambda: got.append(read_copy_range(conn, store, keys, copy_id, FRAME - 3,
                                                                          FRAME + 3)))
     assert got[0].data == audio[FRAME - 3:FRAME + 4]
     assert ranges[0] == "bytes=0-24" and len(ranges) == 2

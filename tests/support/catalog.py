@@ -44,6 +44,18 @@ def store_copy(engine, store, keys, bucket, audio: bytes, *, tier="production", 
     return rid, number_hash, copy_id, key
 
 
+def ranges_read(store, read) -> list:
+    """The ``Range`` of each GET ``read()`` makes through ``store`` (None: a whole-object GET)."""
+    ranges = []
+    real_get = store.client.get_object
+    store.client.get_object = lambda **kw: ranges.append(kw.get("Range")) or real_get(**kw)
+    try:
+        read()
+    finally:
+        store.client.get_object = real_get
+    return ranges
+
+
 # -- plain rows (no crypto) for the catalog's own tests ---------------------------------------------
 
 def caller_key(conn: sa.Connection, number_hash: str, tenant: str = "acme") -> uuid.UUID:

@@ -9,10 +9,11 @@ Pages are cut by an opaque keyset ``cursor`` (``search.Cursor``), at most 200 pe
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from datetime import datetime, timezone
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from core.errors import FieldError, InvalidInput
 from core.vocabulary import Action, Role
@@ -22,7 +23,7 @@ from ...exceptions import BadRequest
 from ...identities import active_grants
 from ...policy import Decision, Target, User
 from .. import catalog
-from ..deps import ApiContext, context, current_user, now
+from ..deps import ApiContext, Caller, caller, context, current_user, now
 from ..gate import Gate, tenants_label
 from ..models import (
     MAX_PAGE,
@@ -85,9 +86,10 @@ def search_recordings(
     tenant: Annotated[Text | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
     cursor: Annotated[Text | None, Query(max_length=200, description="the next_cursor of the previous page")] = None,
-    user: User = Depends(current_user), at: datetime = Depends(now), ctx: ApiContext = Depends(context),
-) -> SearchResult:
+    who: Caller = Depends(caller), at: datetime = Depends(now), ctx: ApiContext = Depends(context),
+) -> Response:
     """Search without a number (a ``number`` parameter is refused: use ``POST /recordings/search``)."""
+    user = who.load()
     if "number" in request.query_params:
         raise BadRequest(NUMBER_IN_URL)
     filters = Filters(agent=agent, team=team, start=_aware(start, "from"), end=_aware(end, "to"), tier=tier,
@@ -96,17 +98,18 @@ def search_recordings(
 
 
 @router.post("/recordings/search", response_model=SearchResult, responses=errors(400))
-def search_recordings_by_body(body: SearchRequest, user: User = Depends(current_user), at: datetime = Depends(now),
-                              ctx: ApiContext = Depends(context)) -> SearchResult:
+def search_recordings_by_body(body: SearchRequest, who: Caller = Depends(caller), at: datetime = Depends(now),
+                              ctx: ApiContext = Depends(context)) -> Response:
     """Search with any filter, the caller's number included, in the body. IT may filter by
     number only under an active break-glass grant, and then sees the granted recordings only."""
+    user = who.load()
     filters = Filters(number=body.number, agent=body.agent, team=body.team, start=_aware(body.start, "from"),
                       end=_aware(body.end, "to"), tier=body.tier, tenant=body.tenant)
     return _search(ctx, user, at, filters, body.limit, body.cursor)
 
 
 def _search(ctx: ApiContext, user: User, at: datetime, filters: Filters, limit: int,
-            cursor_text: str | None) -> SearchResult:
+            cursor_text: str | None) -> Response:
     cursor = Cursor.decode(cursor_text) if cursor_text else None
     action = Action.SEARCH if filters.number is None else Action.SEARCH_BY_NUMBER
     target_id = filters.tenant or tenants_label(user.tenants)
@@ -118,19 +121,26 @@ def _search(ctx: ApiContext, user: User, at: datetime, filters: Filters, limit: 
         decision = gate.check(action, None, target_type="recordings", target_id=target_id,
                               detail=filters.audited(), audit_allowed=False, grant=evidence)
 
+        tally: Counter = Counter()
+
         def decide(act: Action, target: Target) -> Decision:
-            return gate.decide(act, target, grant=grants.get(target.recording_id or "") if grants else None)
+            return gate.decide(act, target, grant=grants.get(target.recording_id or "") if grants else None,
+                               tally=tally)
 
         page, following = search(uow.conn, ctx.services.keys, user, filters, limit=limit, cursor=cursor,
                                  decide=decide, action=action,
                                  only=frozenset(grants) if grants is not None else None)
+        gate.count(tally)
         detail = {**filters.audited(), "limit": limit, "cursor": cursor is not None, "results": len(page)}
         if grants is not None:
             detail["tickets"] = sorted({g.ticket for g in grants.values()})
         gate.allowed(action, decision, target_type="recordings", target_id=target_id, detail=detail)
         uow.commit()
-    return SearchResult(items=[_summary(f) for f in page], limit=limit,
-                        next_cursor=following.encode() if following else None)
+    result = SearchResult(items=[_summary(f) for f in page], limit=limit,
+                          next_cursor=following.encode() if following else None)
+    # Serialised here (the model's own JSON, what FastAPI would send): returned as a model, it would
+    # be validated again and serialised in one more worker-thread hand-off.
+    return Response(result.model_dump_json(), media_type="application/json")
 
 
 @router.get("/recordings/{recording_id}", response_model=RecordingDetail, responses=errors(404))
