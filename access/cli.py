@@ -204,20 +204,31 @@ def subjects_lift(ctx: typer.Context, numbers: list[str], tenant: str = _TENANT,
 def api(ctx: typer.Context,
         host: str = typer.Option(None, help="listen address (default: CALLVAULT_ACCESS_API_HOST)"),
         port: int = typer.Option(None, parser=parsed(whole(1, 65_535, "the port")), metavar="PORT",
-                                 help="port (default: CALLVAULT_ACCESS_API_PORT)")) -> None:
+                                 help="port (default: CALLVAULT_ACCESS_API_PORT)"),
+        workers: int = typer.Option(1, parser=parsed(whole(1, 64, "the number of workers")), metavar="N",
+                                    help="API processes sharing the port (each with its own catalog pool); "
+                                         "1 by default, like uvicorn: scale a container by replicas, a host "
+                                         "by about one per core")) -> None:
     """Serve the HTTP API (OpenAPI at /openapi.json) with uvicorn until interrupted."""
     import uvicorn
 
     from .api import create_app
+    from .api.metrics import shared_between_processes
 
     settings = get_access_settings()
     ctx.obj.services()  # built first, so a refused setting (residency) stops here with its message
-    # No access log: a query string may hold a phone number; the API counts routes in /metrics.
-    app = create_app(ctx.obj.services, settings, push_producer=ctx.obj.push_producer)
     # "auto": uvloop and httptools (uvicorn[standard], a dependency) when importable, else asyncio and h11.
-    typer.echo(f"serving with {_server_flavour()}", err=True)
-    uvicorn.run(app, host=host or settings.api_host, port=port or settings.api_port, access_log=False,
-                loop="auto", http="auto")
+    typer.echo(f"serving with {_server_flavour()}, {workers} worker process{'es' if workers > 1 else ''}", err=True)
+    # No access log: a query string may hold a phone number; the API counts routes in /metrics.
+    where = dict(host=host or settings.api_host, port=port or settings.api_port, access_log=False, loop="auto",
+                 http="auto")
+    if workers == 1:
+        uvicorn.run(create_app(ctx.obj.services, settings, push_producer=ctx.obj.push_producer), **where)
+        return
+    # Each worker process builds its own app, services and pool (the composition root's factory);
+    # /metrics adds up every process's counts.
+    with shared_between_processes():
+        uvicorn.run(ctx.obj.api_app_factory, factory=True, workers=workers, **where)
 
 
 def _server_flavour() -> str:

@@ -176,13 +176,13 @@ def measure_decisions(n: int, block: int = 1000) -> dict:
 
 # -- playback through the API ---------------------------------------------------------------------
 @contextmanager
-def api_server(env: dict[str, str], log_path: Path):
-    """``callvault api`` in a subprocess on a free port (``testbed.api.ApiProcess``), ready when
-    /healthz answers; a fresh log each time."""
+def api_server(env: dict[str, str], log_path: Path, workers: int = 1):
+    """``callvault api`` in a subprocess on a free port (``testbed.api.ApiProcess``), with
+    ``workers`` processes, ready when /healthz answers; a fresh log each time."""
     from testbed.api import ApiProcess
 
     log_path.unlink(missing_ok=True)
-    with ApiProcess(env, log_path) as api:
+    with ApiProcess(env, log_path, args=("--workers", str(workers)) if workers > 1 else ()) as api:
         yield api.process, api.port
 
 
@@ -287,7 +287,7 @@ def measure_concurrent(proc, port: int, token: str, s3, bucket: str, obj: dict, 
     common.say(f"access: {listeners} concurrent listeners x {per} requests, API then raw GET, twice")
     gate = common.wait_quiet()
     watch = common.CpuWatch()
-    server0 = common.process_cpu_seconds(proc.pid)
+    server0 = sum(common.tree_cpu_seconds(proc.pid))
     samples: dict[str, list[float]] = {"api": [], "raw": []}
     failed: list[int] = []
     walls: dict[str, float] = {"api": 0.0, "raw": 0.0}
@@ -298,7 +298,7 @@ def measure_concurrent(proc, port: int, token: str, s3, bucket: str, obj: dict, 
         else:
             samples["raw"] += _concurrent_phase(listeners, per, lambda: s3, raw)
         walls[name] += time.perf_counter() - t0
-    server_cpu = common.process_cpu_seconds(proc.pid) - server0
+    server_cpu = sum(common.tree_cpu_seconds(proc.pid)) - server0
     load = watch.stop()
 
     def ms(xs) -> dict:
@@ -323,7 +323,8 @@ def measure_concurrent(proc, port: int, token: str, s3, bucket: str, obj: dict, 
     return out
 
 
-def measure_playback(st, reps: int, listeners: int = 50, per_listener: int = 20, single: bool = True) -> dict:
+def measure_playback(st, reps: int, listeners: int = 50, per_listener: int = 20, single: bool = True,
+                     workers: int = 1, concurrent_workers: int = 1) -> dict:
     from pydantic import SecretStr
 
     from access.settings import AccessSettings
@@ -349,7 +350,7 @@ def measure_playback(st, reps: int, listeners: int = 50, per_listener: int = 20,
         env = {**service_env(settings, url), "CALLVAULT_ACCESS_JWT_SECRET": SECRET}
         token = issue_token("manager-1", AccessSettings(jwt_secret=SecretStr(SECRET)), ttl=timedelta(hours=4))
         s3 = s3_client(settings)
-        with api_server(env, common.OUT / "access-api.log") as (proc, port):
+        with api_server(env, common.OUT / "access-api.log", workers) as (proc, port):
             # uvicorn closes idle keep-alive connections after 5 s: a fresh one after each quiet-host wait.
             conn = [http.client.HTTPConnection("127.0.0.1", port, timeout=30)]
 
@@ -395,14 +396,14 @@ def measure_playback(st, reps: int, listeners: int = 50, per_listener: int = 20,
                     for _ in range(5):
                         api(obj), raw(obj)
                     watch = common.CpuWatch()
-                    server0 = common.process_cpu_seconds(proc.pid)
+                    server0 = sum(common.tree_cpu_seconds(proc.pid))
                     samples: dict[str, list[tuple[float, float]]] = {"api": [], "raw": [], "storage": []}
                     fns = {"api": api, "raw": raw, "storage": storage_only}
                     order = list(fns)
                     for i in range(reps):
                         for name in order[i % 3:] + order[:i % 3]:  # rotate who goes first
                             samples[name].append(fns[name](obj))
-                    server_cpu = common.process_cpu_seconds(proc.pid) - server0
+                    server_cpu = sum(common.tree_cpu_seconds(proc.pid)) - server0
                     load = watch.stop()
 
                     def ms(pairs, idx) -> dict:
@@ -426,19 +427,26 @@ def measure_playback(st, reps: int, listeners: int = 50, per_listener: int = 20,
                                f"{load['foreign_cores']:.2f}")
                     return out
 
-                results.append(common.least_contended(run_size, tries=3))
+                out = common.least_contended(run_size, tries=3)
+                results.append({**out, "api_workers": workers})
             conn[0].close()
-            if listeners:
-                s3_many = concurrent_client(settings, listeners)
+        if listeners:
+            s3_many = concurrent_client(settings, listeners)
+            with api_server(env, common.OUT / "access-api-concurrent.log", concurrent_workers) as (proc, port):
                 concurrent = common.least_contended(
                     lambda: measure_concurrent(proc, port, token, s3_many, bucket, objects[0], listeners,
                                                per_listener), tries=2)
+            concurrent["api_workers"] = concurrent_workers
     finally:
         engine.dispose()
         common.drop_pg_schema(st, schema)
         common.delete_buckets(settings, [settings.recordings_bucket, settings.landing_bucket,
                                          settings.exports_bucket])
     return {"sizes": results, "concurrent": concurrent}
+
+
+# The API's worker processes with concurrent listeners: one process is CPU-bound (GIL) there.
+CONCURRENT_WORKERS = 2
 
 
 def concurrent_client(settings, listeners: int):
@@ -454,7 +462,8 @@ def concurrent_client(settings, listeners: int):
 
 
 def run(quick: bool, reps: int | None, decisions: int | None, listeners: int = 50,
-        per_listener: int | None = None, concurrent_only: bool = False) -> dict:
+        per_listener: int | None = None, concurrent_only: bool = False, workers: int = 1,
+        concurrent_workers: int = CONCURRENT_WORKERS) -> dict:
     st = common.stack()
     reps = reps or (100 if quick else 1000)
     decisions = decisions or (20_000 if quick else 200_000)
@@ -470,7 +479,8 @@ def run(quick: bool, reps: int | None, decisions: int | None, listeners: int = 5
         results["decision"] = d
     common.OUT.mkdir(parents=True, exist_ok=True)
     per_listener = per_listener or max(4, reps // 10)
-    played = measure_playback(st, reps, listeners, per_listener, single=not concurrent_only)
+    played = measure_playback(st, reps, listeners, per_listener, single=not concurrent_only, workers=workers,
+                              concurrent_workers=concurrent_workers)
     results["playback"], results["playback_concurrent"] = played["sizes"], played["concurrent"]
     return results
 
@@ -484,8 +494,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--per-listener", type=int, help="requests per concurrent listener (default reps/10)")
     parser.add_argument("--concurrent-only", action="store_true",
                         help="only the concurrent listeners (written to access-concurrent.json)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="`callvault api --workers` for the single listener (default 1)")
+    parser.add_argument("--concurrent-workers", type=int, default=CONCURRENT_WORKERS,
+                        help=f"`callvault api --workers` for the concurrent listeners (default {CONCURRENT_WORKERS})")
     args = parser.parse_args(argv)
-    results = run(args.quick, args.reps, args.decisions, args.listeners, args.per_listener, args.concurrent_only)
+    results = run(args.quick, args.reps, args.decisions, args.listeners, args.per_listener, args.concurrent_only,
+                  args.workers, args.concurrent_workers)
     path = common.write_json("access-concurrent" if args.concurrent_only else "access", results)
     common.say(f"wrote {path}")
     return 0

@@ -33,6 +33,8 @@ from storage.residency import check_settings
 from storage.settings import StorageSettings, get_catalog_settings, get_storage_settings
 
 if TYPE_CHECKING:
+    from fastapi import FastAPI
+
     from ingest.runtime import WorkerDeps
     from ingest.settings import IngestSettings, KafkaSettings
 
@@ -78,10 +80,21 @@ def build_worker_deps(storage: StorageSettings | None = None, catalog_url: str |
                       sweep_batch_size=(lifecycle or get_lifecycle_settings()).sweep_batch_size)
 
 
+def api_app() -> "FastAPI":
+    """The API of one ``callvault api --workers N`` process (uvicorn calls this in each): its own
+    services, catalog pool, object-store client, anchors, metrics and Kafka producer."""
+    from access.api import create_app
+    from access.settings import get_access_settings
+
+    return create_app(services, get_access_settings(), push_producer=Root().push_producer)
+
+
 class Root:
     """What every command gets as ``ctx.obj``: the services, and the operator checks wired to them.
 
     Built per CLI invocation; nothing connects until a command asks for the services."""
+
+    api_app_factory = f"{__name__}:api_app"  # what each API worker process imports and calls
 
     def services(self) -> Services:
         return services()

@@ -140,7 +140,11 @@ def _write(conn: sa.Connection, entries: list[dict[str, Any]]) -> None:
         digest = entry_hash(prev, _entry(row))
         rows.append({**row, "prev_hash": prev, "hash": digest})
         prev = digest
-    conn.execute(t.audit_events.insert(), rows)
+    uow = current_unit_of_work(conn)
+    if uow is not None:  # in the unit's commit: the insert goes with the COMMIT (PostgreSQL)
+        uow.send_with_commit()
+    # ``inline``: no RETURNING of the new seq, whose result a pipelined insert would wait for.
+    conn.execute(t.audit_events.insert().inline(), rows)
 
 
 def anchor(engine: sa.Engine, anchors: AuditAnchors | None) -> None:

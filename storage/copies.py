@@ -36,7 +36,7 @@ from .crypto import (
     parse_header,
 )
 from .exceptions import CatalogIntegrityError, ObjectNotFound
-from .keys import CallerKey, KeyRing
+from .keys import CallerKey, KeyRing, caller_key_columns, joined_caller_key
 from .objectstore import ObjectStore
 
 
@@ -169,10 +169,24 @@ def upsert_copy(conn: sa.Connection, *, recording_id: uuid.UUID, tier: str, stor
 
 
 def _copy_row(conn: sa.Connection, copy_id: uuid.UUID) -> sa.RowMapping:
-    row = conn.execute(sa.select(t.copies).where(t.copies.c.id == copy_id)).mappings().first()
+    """The copy's row with its caller key's columns (``caller_key_columns``): one statement."""
+    row = conn.execute(sa.select(t.copies, *caller_key_columns())
+                       .outerjoin(t.caller_keys, t.caller_keys.c.id == t.copies.c.caller_key_id)
+                       .where(t.copies.c.id == copy_id)).mappings().first()
     if row is None:
         raise ObjectNotFound(f"copy {copy_id} is not in the catalog")
     return row
+
+
+_READ = object()  # the caller key's row is not known yet: read it
+
+
+def _data_key(conn: sa.Connection, keys: KeyRing, row: Any, key_row: Any = _READ) -> bytes:
+    """The copy's data key, unwrapped under its caller key: the one in ``key_row`` (a
+    ``caller_keys`` row read with the copy's; None: none, destroyed), else read now."""
+    caller = None if key_row is _READ else keys.key_of_row(key_row, row["caller_key_id"])
+    return keys.unwrap_data_key(conn, caller_key_id=row["caller_key_id"], wrapped=row["wrapped_data_key"],
+                                object_key=row["object_key"], caller=caller)
 
 
 WHOLE_READ_CHUNK = 1024 * 1024
@@ -185,8 +199,7 @@ def read_copy(conn: sa.Connection, store: ObjectStore, keys: KeyRing, copy_id: u
     preallocated plaintext buffer while the next chunk is still arriving; the ciphertext is
     never held whole. Nothing is returned before the checksum matches."""
     row = _copy_row(conn, copy_id)
-    data_key = keys.unwrap_data_key(conn, caller_key_id=row["caller_key_id"], wrapped=row["wrapped_data_key"],
-                                    object_key=row["object_key"])
+    data_key = _data_key(conn, keys, row, joined_caller_key(row))
     stored = _Hashing(store.stream(row["bucket"], row["object_key"], chunk_size=WHOLE_READ_CHUNK))
     chunks = iter(stored)
     try:
@@ -216,8 +229,7 @@ def stream_copy(conn: sa.Connection, store: ObjectStore, keys: KeyRing, copy_id:
     last frame has gone: a ``CatalogIntegrityError`` or ``DecryptionError`` raised by the iterator
     means "abort what was written", never "done" (``read_copy`` is the whole-object equivalent)."""
     row = _copy_row(conn, copy_id)
-    data_key = keys.unwrap_data_key(conn, caller_key_id=row["caller_key_id"], wrapped=row["wrapped_data_key"],
-                                    object_key=row["object_key"])
+    data_key = _data_key(conn, keys, row, joined_caller_key(row))
 
     def generate() -> Iterator[bytes]:  # the GET happens on the first next(), the connection gone by then
         stored = _Hashing(store.stream(row["bucket"], row["object_key"]))
@@ -257,12 +269,15 @@ class OpenCopy:
 
 
 def open_copy(conn: sa.Connection, keys: KeyRing, copy_id: uuid.UUID | None = None, *,
-              row: Any = None) -> OpenCopy:
-    """Its catalog row (read now, unless the caller already has it: ``row``) and its data key,
-    unwrapped now (``KeyDestroyedError`` once erased)."""
-    row = _copy_row(conn, copy_id) if row is None else row
-    return OpenCopy(row, keys.unwrap_data_key(conn, caller_key_id=row["caller_key_id"],
-                                              wrapped=row["wrapped_data_key"], object_key=row["object_key"]))
+              row: Any = None, key_row: Any = _READ) -> OpenCopy:
+    """Its catalog row and its data key, unwrapped now (``KeyDestroyedError`` once erased); the
+    row and its caller key's are read in one statement, unless the caller already has them:
+    ``row``, and ``key_row`` (its ``caller_keys`` row, selected with ``caller_key_columns``;
+    None: none, destroyed)."""
+    if row is None:
+        row = _copy_row(conn, copy_id)
+        key_row = joined_caller_key(row)
+    return OpenCopy(row, _data_key(conn, keys, row, key_row))
 
 
 def read_range(store: ObjectStore, opened: OpenCopy, start: int, end: int | None) -> PlainRange:

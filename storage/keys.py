@@ -58,6 +58,22 @@ def _decode_master(value: str, setting: str) -> bytes:
     return key
 
 
+_JOINED = "ck__"  # the label prefix of a caller key's columns selected with the row it protects
+
+
+def caller_key_columns() -> list[sa.Label]:
+    """The ``caller_keys`` columns, labelled, for a SELECT of a row that outer-joins its caller key
+    (``caller_keys.id == <row>.caller_key_id``): the key comes with the row, no second query."""
+    return [col.label(f"{_JOINED}{col.name}") for col in t.caller_keys.c]
+
+
+def joined_caller_key(row: Mapping) -> dict | None:
+    """The ``caller_keys`` row inside a row selected with ``caller_key_columns`` (None: no such key)."""
+    if row[f"{_JOINED}id"] is None:
+        return None
+    return {col.name: row[f"{_JOINED}{col.name}"] for col in t.caller_keys.c}
+
+
 @dataclass(frozen=True)
 class CallerKey:
     id: uuid.UUID
@@ -166,6 +182,11 @@ class KeyRing:
 
     def key_by_id(self, conn: sa.Connection, key_id: uuid.UUID) -> CallerKey:
         row = conn.execute(sa.select(t.caller_keys).where(t.caller_keys.c.id == key_id)).mappings().first()
+        return self.key_of_row(row, key_id)
+
+    def key_of_row(self, row: Mapping | None, key_id: uuid.UUID) -> CallerKey:
+        """The caller key ``key_id`` from its ``caller_keys`` row, already read (``key_by_id``, or
+        joined to a copy's row: ``joined_caller_key``); ``KeyDestroyedError`` once erased."""
         if row is None or row["wrapped_key"] is None:
             raise KeyDestroyedError(
                 f"the key {key_id} protecting this copy was destroyed (erasure): the audio is unreadable")
@@ -187,8 +208,9 @@ class KeyRing:
         return wrap_key(data_key, wrapping_key=caller.key, context=encode_context("data-key", object_key))
 
     def unwrap_data_key(self, conn: sa.Connection, *, caller_key_id: uuid.UUID, wrapped: bytes,
-                        object_key: str) -> bytes:
-        caller = self.key_by_id(conn, caller_key_id)
+                        object_key: str, caller: CallerKey | None = None) -> bytes:
+        """A copy's data key, under its caller key (read with ``conn`` unless given: ``caller``)."""
+        caller = caller or self.key_by_id(conn, caller_key_id)
         return unwrap_key(wrapped, wrapping_key=caller.key, context=encode_context("data-key", object_key))
 
     @staticmethod

@@ -29,6 +29,7 @@ class ApiProcess:
     log_path: Path
     port: int = field(default_factory=free_port)
     cwd: Path | None = None  # another tree of callvault to run (a benchmark's "before"), else this one
+    args: tuple[str, ...] = ()  # more options of `callvault api` (e.g. ("--workers", "2"))
     process: subprocess.Popen | None = None
 
     @property
@@ -38,7 +39,7 @@ class ApiProcess:
     def start(self, timeout: float = 60.0) -> None:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen([sys.executable, "-m", "callvault.cli", "api", "--host", "127.0.0.1",
-                                         "--port", str(self.port)], env=self.env, stdout=log,
+                                         "--port", str(self.port), *self.args], env=self.env, stdout=log,
                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
                                         cwd=self.cwd)
         deadline = time.monotonic() + timeout

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 
 from storage.catalog import tables as t
 from storage.copies import plaintext_length
+from storage.keys import caller_key_columns, joined_caller_key
 
 from ..exceptions import NotFound
 from ..policy import Target
@@ -36,6 +37,7 @@ class CopyOf:
 
     copy: Mapping[str, Any]
     recording: Mapping[str, Any]
+    caller_key: Mapping[str, Any] | None = None  # the copy's caller_keys row (None: none, destroyed)
 
     @property
     def target(self) -> Target:
@@ -78,14 +80,16 @@ _RECORDING_COLUMNS = [col.label(f"r__{col.name}") for col in _r.c]
 
 
 def copy_of(conn: sa.Connection, copy_id: uuid.UUID) -> CopyOf | None:
-    """The live copy and its recording, in one statement."""
-    row = conn.execute(sa.select(_c, *_RECORDING_COLUMNS).join(_r, _r.c.id == _c.c.recording_id)
+    """The live copy, its recording and its caller key's row (for its audio), in one statement."""
+    row = conn.execute(sa.select(_c, *_RECORDING_COLUMNS, *caller_key_columns())
+                       .join(_r, _r.c.id == _c.c.recording_id)
+                       .outerjoin(t.caller_keys, t.caller_keys.c.id == _c.c.caller_key_id)
                        .where(_c.c.id == copy_id, _c.c.deleting_at.is_(None))).mappings().first()
     if row is None:
         return None
     copy = {col.name: row[col.name] for col in _c.c}
     rec = {col.name: row[f"r__{col.name}"] for col in _r.c}
-    return CopyOf(copy, rec)
+    return CopyOf(copy, rec, joined_caller_key(row))
 
 
 def all_tenants(conn: sa.Connection) -> list[str]:

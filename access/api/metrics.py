@@ -6,9 +6,15 @@ outcomes: never a query string, an id or a number.
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 import time
+from contextlib import contextmanager
+from typing import Iterator
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
@@ -29,7 +35,31 @@ class ApiMetrics:
         self.decisions.labels(action=action, outcome="allowed" if allowed else "denied").inc(count)
 
     def render(self) -> bytes:
+        if os.environ.get(_SHARED):  # ``callvault api --workers N``: every process's counts, added up
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry)
+            return generate_latest(registry)
         return generate_latest(self.registry)
+
+
+_SHARED = "PROMETHEUS_MULTIPROC_DIR"
+
+
+@contextmanager
+def shared_between_processes() -> Iterator[None]:
+    """The metrics of the API processes started inside the block are kept in files of a fresh
+    folder (prometheus_client's multiprocess mode, chosen when a process imports it: set before
+    the workers start), so /metrics in any of them counts all. An operator's own folder is kept."""
+    if os.environ.get(_SHARED):
+        yield
+        return
+    folder = tempfile.mkdtemp(prefix="callvault-metrics-")
+    os.environ[_SHARED] = folder
+    try:
+        yield
+    finally:
+        os.environ.pop(_SHARED, None)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 class MetricsMiddleware:

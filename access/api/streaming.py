@@ -57,12 +57,15 @@ class AudioSpan:
         with self._engine.connect() as conn:
             return read_copy_range(conn, self._store, self._keys, self._copy_id, start, end).data
 
-    def prime(self, conn: sa.Connection | None = None, row: Mapping[str, Any] | None = None) -> "AudioSpan":
-        """Read the first window now. Given the request's connection and this copy's catalog row
-        (the one its decision was made on), the row is not read again: only the key is unwrapped."""
+    def prime(self, conn: sa.Connection | None = None, row: Mapping[str, Any] | None = None,
+              key_row: Mapping[str, Any] | None = None) -> "AudioSpan":
+        """Read the first window now. Given the request's connection, this copy's catalog row (the
+        one its decision was made on) and its caller key's row read with it (None: destroyed),
+        nothing is read again from the catalog: the key is unwrapped, the frames fetched."""
         if self._spans:
             if conn is not None and row is not None:
-                self._first = read_range(self._store, open_copy(conn, self._keys, row=row), *self._spans[0]).data
+                opened = open_copy(conn, self._keys, row=row, key_row=key_row)
+                self._first = read_range(self._store, opened, *self._spans[0]).data
             else:
                 self._first = self._read(*self._spans[0])
         return self

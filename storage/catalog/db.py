@@ -11,6 +11,7 @@ writer) and a busy timeout, on every new connection.
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Callable
@@ -86,6 +87,8 @@ class UnitOfWork:
         self._hooks: dict[str, Callable[[sa.Connection], None]] = {}
         self.pending: dict[str, list[Any]] = {}
         self.anchor_after_commit = False
+        self._committing: ExitStack | None = None  # open while the before-commit hooks run
+        self._pipelined = False
 
     def __enter__(self) -> "UnitOfWork":
         self.conn = self._engine.connect()
@@ -110,14 +113,29 @@ class UnitOfWork:
 
     def commit(self) -> None:
         transaction = self._active()
-        for hook in list(self._hooks.values()):
-            hook(self.conn)
-        transaction.commit()
+        with ExitStack() as self._committing:
+            for hook in list(self._hooks.values()):
+                hook(self.conn)
+            if self._pipelined:
+                _send_commit(self.conn)
+        self._committing, self._pipelined = None, False
+        transaction.commit()  # after a pipelined COMMIT the driver has nothing left to send
         anchor, self.anchor_after_commit = self.anchor_after_commit, False
         self._forget()
         self._transaction = self.conn.begin()
         if self.anchors is not None:  # read with this unit's connection: no second checkout while it is held
             self.anchors.write_quietly(self._engine, only_if_due=not anchor, conn=self.conn)
+
+    def send_with_commit(self) -> None:
+        """From now until the commit (called by a before-commit hook, for its last writes),
+        statements are not waited for: they go to PostgreSQL with the COMMIT, in one round trip
+        (psycopg's pipeline mode), and an error of theirs is raised by ``commit``. Only writes
+        whose result nobody reads belong there (no RETURNING, no SELECT: a result arrives only
+        at the commit). Elsewhere (SQLite, another driver, outside ``commit``): nothing changes."""
+        if self._committing is None or self._pipelined or not _can_pipeline(self.conn):
+            return
+        self._committing.enter_context(_pipeline(self.conn))
+        self._pipelined = True
 
     def rollback(self) -> None:
         self._active().rollback()
@@ -133,6 +151,44 @@ class UnitOfWork:
         if self._transaction is None:
             raise RuntimeError("use the unit of work as a context manager: `with uow: ...`")
         return self._transaction
+
+
+def _can_pipeline(conn: sa.Connection) -> bool:
+    if conn.dialect.name != "postgresql" or conn.dialect.driver != "psycopg":
+        return False
+    import psycopg
+
+    return psycopg.Pipeline.is_supported()
+
+
+class _pipeline:
+    """psycopg's pipeline mode on the unit's connection; a driver error raised when the
+    pipeline is synced (its statements' and the COMMIT's) is raised as SQLAlchemy's."""
+
+    def __init__(self, conn: sa.Connection) -> None:
+        self._driver = conn.connection.driver_connection
+        self._pipeline: Any = None
+
+    def __enter__(self) -> None:
+        self._pipeline = self._driver.pipeline()
+        self._pipeline.__enter__()
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: TracebackType | None) -> None:
+        import psycopg
+
+        try:
+            self._pipeline.__exit__(exc_type, exc, tb)
+        except psycopg.Error as error:
+            raise sa.exc.DBAPIError.instance(None, None, error, psycopg.Error) from error
+
+
+def _send_commit(conn: sa.Connection) -> None:
+    """Queue COMMIT in the pipeline: the pipeline's sync sends it with the statements before it."""
+    cursor = conn.connection.driver_connection.cursor()
+    try:
+        cursor.execute("COMMIT")
+    finally:
+        cursor.close()
 
 
 def session_factory(engine: sa.Engine, anchors: Any = None) -> Callable[[], UnitOfWork]:

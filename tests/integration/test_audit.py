@@ -119,3 +119,89 @@ def test_an_append_waiting_for_the_lock_chains_on_the_entry_committed_meanwhile(
         assert [r.actor for r in rows] == ["first", "holder", "waiter"]
         assert rows[2].prev_hash == rows[1].hash
         assert verify(conn).ok
+
+
+def _unit_append(uow, actor: str) -> None:
+    append(uow.conn, tenant="acme", actor=actor, role="it", action="lifecycle:sweep:run", target_type="tenant",
+           target_id="acme", outcome="done")
+
+
+def test_a_unit_of_work_sends_its_audit_insert_with_the_commit(pg_engine):
+    """On PostgreSQL the entries a unit collected are inserted in pipeline mode and the COMMIT
+    follows in the same pipeline (one round trip); the entry is committed and the chain verifies."""
+    from psycopg import pq
+
+    from storage.catalog.db import UnitOfWork
+
+    upgrade(pg_engine)
+    seen: list[str] = []
+
+    def watch(conn, cursor, statement, *_args) -> None:
+        if "INSERT INTO audit_events" in statement:
+            seen.append(pq.PipelineStatus(conn.connection.driver_connection.pgconn.pipeline_status).name)
+
+    sa.event.listen(pg_engine, "before_cursor_execute", watch)
+    with UnitOfWork(pg_engine) as uow:
+        _unit_append(uow, "first")
+        uow.commit()
+        _unit_append(uow, "second")  # the unit goes on after a commit, in a fresh transaction
+        uow.commit()
+        assert uow.conn.connection.driver_connection.pgconn.pipeline_status == pq.PipelineStatus.OFF
+    sa.event.remove(pg_engine, "before_cursor_execute", watch)
+    assert seen == ["ON", "ON"]
+    with pg_engine.connect() as conn:
+        assert [r.actor for r in conn.execute(sa.select(t.audit_events.c.actor).order_by(t.audit_events.c.seq))] \
+            == ["first", "second"]
+        assert verify(conn).ok
+
+
+def test_concurrent_units_of_work_appending_with_their_commit_keep_one_chain(pg_engine):
+    import threading
+
+    from storage.catalog.db import UnitOfWork
+
+    upgrade(pg_engine)
+    errors: list[BaseException] = []
+
+    def writer(n: int) -> None:
+        try:
+            for i in range(15):
+                with UnitOfWork(pg_engine) as uow:
+                    _unit_append(uow, f"w{n}-{i}")
+                    if i % 3 == 0:
+                        _unit_append(uow, f"w{n}-{i}-b")  # two entries in one unit
+                    uow.commit()
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(timeout=120)
+    assert not errors
+    with pg_engine.connect() as conn:
+        result = verify(conn)
+    assert result.ok and result.entries == 8 * 20
+
+
+def test_a_commit_failing_in_the_pipeline_raises_and_leaves_no_entry(pg_engine):
+    """A COMMIT refused by PostgreSQL (here a deferred unique constraint) sent with the audit
+    insert is raised as SQLAlchemy's IntegrityError; nothing is committed and the unit stays usable."""
+    from storage.catalog.db import UnitOfWork
+
+    upgrade(pg_engine)
+    with pg_engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE deferred_probe (k int, CONSTRAINT deferred_probe_k UNIQUE (k) "
+                             "DEFERRABLE INITIALLY DEFERRED)"))
+    with UnitOfWork(pg_engine) as uow:
+        uow.conn.execute(sa.text("INSERT INTO deferred_probe VALUES (1), (1)"))  # refused only at COMMIT
+        _unit_append(uow, "refused")
+        with pytest.raises(sa.exc.IntegrityError, match="deferred_probe_k"):
+            uow.commit()
+        uow.rollback()
+        _unit_append(uow, "after")
+        uow.commit()
+    with pg_engine.connect() as conn:
+        assert [r.actor for r in conn.execute(sa.select(t.audit_events.c.actor))] == ["after"]
+        assert verify(conn).ok

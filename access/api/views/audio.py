@@ -52,8 +52,8 @@ def _stream(ctx: ApiContext, gate: Gate, action: Action, decision: Decision, fou
     """The span, first window read; a failure to read it (object gone, key destroyed) is audited."""
     svc = ctx.services
     try:
-        return AudioSpan(svc.engine, svc.store, svc.keys, found.copy["id"], start, end).prime(gate.uow.conn,
-                                                                                             found.copy)
+        return AudioSpan(svc.engine, svc.store, svc.keys, found.copy["id"], start, end).prime(
+            gate.uow.conn, found.copy, found.caller_key)
     except CallvaultError as exc:
         gate.allowed(action, decision, target_type="copy", target_id=str(found.copy["id"]), outcome="failed",
                      detail={**detail, "error": exc.code}, target=found.target)
