@@ -7,6 +7,7 @@ import base64
 import http.client
 import os
 import secrets
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -82,12 +83,13 @@ def test_two_worker_processes_serve_playback_and_audit_every_range(storage_setti
                 resp = conn.getresponse()
                 assert resp.status == 206 and resp.read() == audio[start:start + 100_000]
                 conn.close()
-            metrics = ""
+            # A request is counted once its response has gone, which may be just after the client
+            # read its last byte: wait (bounded) for the last one, then every answer must count all.
+            deadline = time.monotonic() + 15
+            while _served(_metrics(api.port)) < REQUESTS and time.monotonic() < deadline:
+                time.sleep(0.1)
             for _ in range(4):  # whichever process answers, it counts both processes' requests
-                conn = http.client.HTTPConnection("127.0.0.1", api.port, timeout=30)
-                conn.request("GET", "/metrics")
-                metrics = conn.getresponse().read().decode()
-                conn.close()
+                metrics = _metrics(api.port)
                 assert _served(metrics) == REQUESTS, metrics
         with engine.connect() as conn:
             streamed = conn.execute(sa.select(sa.func.count()).select_from(t.audit_events).where(
@@ -96,6 +98,15 @@ def test_two_worker_processes_serve_playback_and_audit_every_range(storage_setti
             assert verify(conn).ok
     finally:
         engine.dispose()
+
+
+def _metrics(port: int) -> str:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request("GET", "/metrics")
+        return conn.getresponse().read().decode()
+    finally:
+        conn.close()
 
 
 def _served(metrics: str) -> float:
