@@ -7,7 +7,9 @@ deletes a version no catalog row points at (``_clear_crashed_attempt``), so the 
 row records (``object_version``, what the sweeper and erasure delete by) is the key's only one.
 Two concurrent writers of one copy are serialised (``lock_copy_slot``): otherwise the second's
 HEAD would take the first's fresh, not yet committed version for a crashed attempt's.
-Read: the stored bytes are checked against the catalog's SHA-256 (whole and streamed reads)
+Read: the version the row records (the current one where it records none), so a version put
+on top of it later (a replay after a catalog restore, an overwrite) neither hides nor replaces
+the copy; the stored bytes are checked against the catalog's SHA-256 (whole and streamed reads)
 and every frame is authenticated (all reads).
 """
 
@@ -200,7 +202,8 @@ def read_copy(conn: sa.Connection, store: ObjectStore, keys: KeyRing, copy_id: u
     never held whole. Nothing is returned before the checksum matches."""
     row = _copy_row(conn, copy_id)
     data_key = _data_key(conn, keys, row, joined_caller_key(row))
-    stored = _Hashing(store.stream(row["bucket"], row["object_key"], chunk_size=WHOLE_READ_CHUNK))
+    stored = _Hashing(store.stream(row["bucket"], row["object_key"], chunk_size=WHOLE_READ_CHUNK,
+                                 version=row.get("object_version")))
     chunks = iter(stored)
     try:
         audio = decrypt_chunks_into_buffer(chunks, data_key=data_key, aad=_aad(row["object_key"]))
@@ -232,7 +235,7 @@ def stream_copy(conn: sa.Connection, store: ObjectStore, keys: KeyRing, copy_id:
     data_key = _data_key(conn, keys, row, joined_caller_key(row))
 
     def generate() -> Iterator[bytes]:  # the GET happens on the first next(), the connection gone by then
-        stored = _Hashing(store.stream(row["bucket"], row["object_key"]))
+        stored = _Hashing(store.stream(row["bucket"], row["object_key"], version=row.get("object_version")))
         yield from decrypt_stream(iter(stored), data_key=data_key, aad=_aad(row["object_key"]))
         if stored.sha.hexdigest() != row["stored_sha256"]:
             raise CatalogIntegrityError(f"copy {copy_id}: stored object {row['object_key']} does not match its "
@@ -289,11 +292,13 @@ def read_range(store: ObjectStore, opened: OpenCopy, start: int, end: int | None
     end = total - 1 if end is None else min(end, total - 1)
     if total == 0 or start > end:
         raise ValueError(f"range {start}-{end} is outside 0-{total - 1}")
-    header = row.get("header") or store.get(row["bucket"], row["object_key"], start=0, end=HEADER_SIZE - 1)
+    version = row.get("object_version")
+    header = row.get("header") or store.get(row["bucket"], row["object_key"], start=0, end=HEADER_SIZE - 1,
+                                            version_id=version)
     layout: FrameLayout = parse_header(header).layout
     first, last = layout.frame_range_for(start, end)
     span_start, span_end = layout.ciphertext_span(first, last)
-    frames = store.get(row["bucket"], row["object_key"], start=span_start, end=span_end)
+    frames = store.get(row["bucket"], row["object_key"], start=span_start, end=span_end, version_id=version)
     data = decrypt_range(header, frames, first_frame=first, data_key=opened.data_key, aad=_aad(row["object_key"]),
                          plain_start=start, plain_end_inclusive=end)
     return PlainRange(data, start, end, total)

@@ -264,12 +264,13 @@ class ObjectStore:
         except (ClientError, BotoCoreError) as exc:
             raise translate(exc, bucket=bucket, key=key) from exc
 
-    def stream(self, bucket: str, key: str, *, chunk_size: int = STREAM_CHUNK) -> Iterator[bytes]:
-        """The whole object as chunks of about ``chunk_size`` bytes, read as they arrive (one
-        GET): memory stays at one chunk whatever the object's size. A failure mid-way raises
-        like ``get``; the consumer must then treat what it has as incomplete."""
+    def stream(self, bucket: str, key: str, *, chunk_size: int = STREAM_CHUNK,
+               version: str | None = None) -> Iterator[bytes]:
+        """The whole object (``version``, default the current one) as chunks of about ``chunk_size``
+        bytes, read as they arrive (one GET): memory stays at one chunk whatever the object's size.
+        A failure mid-way raises like ``get``; the consumer must then treat what it has as incomplete."""
         try:
-            body = self.client.get_object(Bucket=bucket, Key=key)["Body"]
+            body = self.client.get_object(**_where(bucket, key, version))["Body"]
         except (ClientError, BotoCoreError) as exc:
             raise translate(exc, bucket=bucket, key=key) from exc
 

@@ -1,7 +1,8 @@
 """A copy's object version on the real MinIO (bucket as ``storage init`` makes it: versioning,
 object lock), catalog on SQLite and PostgreSQL: legal holds land on the version the copy's row
 records, not on whatever version is current under its key; two concurrent writers of the same
-copy leave one row whose version is readable, and delete no live version."""
+copy leave one row whose version is readable, and delete no live version; reads address the
+recorded version, so versions put over it neither hide nor replace the copy."""
 
 from __future__ import annotations
 
@@ -10,12 +11,14 @@ import threading
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from lifecycle.copies import create_copy
 from lifecycle.holds import release_hold, set_hold
 from storage.admin import HELD_TIER_TAG
 from storage.catalog import tables as t
-from storage.copies import read_copy
+from storage.copies import read_copy, read_copy_range, stream_copy
 from tests.integration.test_deletion_by_version import row_of, versions_of
 from tests.support.catalog import NOW, store_copy
 
@@ -95,3 +98,27 @@ def test_two_concurrent_writers_of_one_copy_leave_one_readable_row(catalog, stor
         assert bytes(read_copy(conn, store, keys, rows[0]["id"])) == audio
     # The row's version is there, and it is the key's only one: the loser wrote nothing.
     assert versions_of(store, locked_bucket, rows[0]["object_key"]) == [rows[0]["object_version"]]
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(strays=st.lists(st.binary(min_size=0, max_size=3000), min_size=1, max_size=3), held=st.booleans(),
+       length=st.integers(1, 9000), span=st.tuples(st.integers(0, 8999), st.integers(0, 8999)))
+def test_a_copy_reads_its_recorded_version_whatever_is_put_on_top(catalog, store, keys, locked_bucket,
+                                                                  strays, held, length, span):
+    """Reads address the version the row records: versions put over it later (a replay after a
+    catalog restore, an overwrite) neither hide the copy nor stand in for it, held or not."""
+    audio = os.urandom(length)
+    _, _, copy_id, key = store_copy(catalog, store, keys, locked_bucket, audio)
+    if held:
+        with catalog.begin() as conn:
+            set_hold(conn, store, reason="case 9", actor="ic", now=NOW, copy_ids=[copy_id])
+    for stray in strays:
+        store.put(locked_bucket, key, stray, tags={"tier": "production"})
+    start, end = sorted(min(x, length - 1) for x in span)
+    with catalog.connect() as conn:
+        assert read_copy(conn, store, keys, copy_id) == audio
+        assert b"".join(stream_copy(conn, store, keys, copy_id)) == audio
+        assert read_copy_range(conn, store, keys, copy_id, start, end).data == audio[start:end + 1]
+    if held:
+        with catalog.begin() as conn:
+            release_hold(conn, store, actor="ic", now=NOW, copy_ids=[copy_id])
