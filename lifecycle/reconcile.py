@@ -177,7 +177,8 @@ def find(engine: sa.Engine, store: ObjectStore, bucket: str, *, grace: timedelta
 
 def catalog_in_key_order(conn: sa.Connection, bucket: str, recent: datetime) -> sa.Select:
     """The bucket's copies ordered by the key's bytes, the order S3 lists in; each with the
-    number of copies its recording has (in any bucket) and whether it was written after ``recent``."""
+    number of copies its recording has (in any bucket) and whether it was written after ``recent``.
+    The key comes first: ``merge`` reads it by position."""
     key, c = t.copies.c.object_key, t.copies.c
     order = key.collate("C") if conn.dialect.name == "postgresql" else key
     sibling = t.copies.alias("sibling")
@@ -192,25 +193,43 @@ def catalog_in_key_order(conn: sa.Connection, bucket: str, recent: datetime) -> 
 def merge(rows: Iterator, objects: Iterator, report: ReconcileReport | None = None) -> Iterator[tuple]:
     """Pair each row with its key's listing entry: (row, None) for a row without its object,
     (None, object) for an object without a row, (row, object) where both are there; ``report``
-    counts what both sides held. ``objects`` are anything with a ``key`` (``ObjectInfo``, or
-    ``KeyVersions``: a key with its versions).
+    counts what both sides held. A row's key is its first field (``catalog_in_key_order``);
+    ``objects`` are anything with a ``key`` (``ObjectInfo``, or ``KeyVersions``: a key with its versions).
 
     Both inputs must ascend by key; one out of order would make the merge wrong, so it is
-    refused (e.g. a catalog sorted by a locale's collation)."""
+    refused (e.g. a catalog sorted by a locale's collation). One generator, the rows' order
+    checked inline: the catalog is the long side (a million rows, in the mass-loss case
+    nearly all without their object), so each row costs one comparison or two."""
     report = report or ReconcileReport()
-    rows = _ascending(rows, lambda r: r.object_key, report, "rows_seen")
     objects = _ascending(objects, lambda o: o.key, report, "objects_seen")
-    row, obj = next(rows, None), next(objects, None)
-    while row is not None or obj is not None:
-        if obj is None or (row is not None and row.object_key < obj.key):
-            yield row, None
-            row = next(rows, None)
-        elif row is None or obj.key < row.object_key:
-            yield None, obj
-            obj = next(objects, None)
-        else:
-            yield row, obj
-            row, obj = next(rows, None), next(objects, None)
+    obj = next(objects, None)
+    last, seen = None, 0
+    try:
+        for row in rows:
+            key = row[0]
+            if last is not None and key <= last:
+                raise _out_of_order(key, last)
+            last, seen = key, seen + 1
+            if not seen % 1000:
+                report.rows_seen = seen
+            while obj is not None and obj.key < key:
+                yield None, obj
+                obj = next(objects, None)
+            if obj is not None and obj.key == key:
+                yield row, obj
+                obj = next(objects, None)
+            else:
+                yield row, None
+    finally:
+        report.rows_seen = seen
+    while obj is not None:
+        yield None, obj
+        obj = next(objects, None)
+
+
+def _out_of_order(here: str, last: str) -> RuntimeError:
+    return RuntimeError(f"keys out of byte order ({here!r} after {last!r}): the merge needs both sides "
+                        "sorted as S3 lists them (PostgreSQL: ORDER BY ... COLLATE \"C\")")
 
 
 def _ascending(items: Iterator, key: Callable, report: ReconcileReport, attribute: str) -> Iterator:
@@ -219,8 +238,7 @@ def _ascending(items: Iterator, key: Callable, report: ReconcileReport, attribut
         for item in items:
             here = key(item)
             if last is not None and here <= last:
-                raise RuntimeError(f"keys out of byte order ({here!r} after {last!r}): the merge needs both sides "
-                                   "sorted as S3 lists them (PostgreSQL: ORDER BY ... COLLATE \"C\")")
+                raise _out_of_order(here, last)
             last, seen = here, seen + 1
             if seen % 1000 == 0:
                 setattr(report, attribute, seen)
@@ -237,15 +255,21 @@ def scan(engine: sa.Engine, store: ObjectStore, report: ReconcileReport, *, grac
     are its to finish: neither is a disagreement. A missing row written within ``grace`` is
     re-checked with a HEAD. Batches end between recordings, so a recording's copies are judged
     together (its keys share its prefix, so they meet in the merge one after the other)."""
-    batch = Batch()
+    batch, settled = Batch(), now - grace
     with engine.connect() as conn:
-        rows = conn.execution_options(yield_per=BATCH).execute(catalog_in_key_order(conn, report.bucket, now - grace))
+        rows = conn.execution_options(yield_per=BATCH).execute(catalog_in_key_order(conn, report.bucket, settled))
         for row, listed in merge(rows, store.key_versions(report.bucket), report):
-            if len(batch) >= BATCH and (row is None or not batch.missing
-                                        or row.recording_id != batch.missing[-1].recording_id):
+            missing = batch.missing
+            if len(missing) + len(batch.orphans) + len(batch.versions) >= BATCH and (
+                    row is None or not missing or row.recording_id != missing[-1].recording_id):
                 yield batch
                 batch = Batch()
-            _judge(batch, row, listed, store=store, bucket=report.bucket, settled=now - grace)
+                missing = batch.missing
+            if listed is None and not row.recent:  # the mass-loss case's row: no HEAD, no version to look at
+                if row.deleting_at is None:
+                    missing.append(row)
+            else:
+                _judge(batch, row, listed, store=store, bucket=report.bucket, settled=settled)
     if len(batch):
         yield batch
 
