@@ -56,6 +56,7 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from operator import itemgetter
 from typing import Callable, Iterator
 
 import sqlalchemy as sa
@@ -173,6 +174,10 @@ def find(engine: sa.Engine, store: ObjectStore, bucket: str, *, grace: timedelta
          say: Callable[[str], None] = lambda _m: None) -> ReconcileReport:
     """Read both sides and classify every disagreement; changes nothing."""
     return reconcile(engine, store, bucket, grace=grace, now=now, say=say)
+
+
+# A catalog row's fields by position (``catalog_in_key_order``), read a batch at a time in C.
+_ID, _RECORDING, _HOLD, _COPIES = (itemgetter(i) for i in (1, 2, 3, 7))
 
 
 def catalog_in_key_order(conn: sa.Connection, bucket: str, recent: datetime) -> sa.Select:
@@ -347,21 +352,26 @@ def _classify(report: ReconcileReport, batch: Batch, checker: _HoldMarkers, *,
             continue
     report.note("held_orphans", held_orphans)
     report.note("protected_versions", protected)
-    report.note("held_missing", [r.id for r in batch.missing if r.hold])
-    dangling = [r for r in batch.missing if not r.hold]
+    dangling = batch.missing
+    held = any(map(_HOLD, dangling))
+    report.note("held_missing", [r.id for r in dangling if r.hold] if held else [])
+    if held:
+        dangling = [r for r in dangling if not r.hold]
+    ids = list(map(_ID, dangling))
     if count_empty:
         report.note("orphan_objects", orphans)
         report.note("orphan_versions", versions)
-        report.note("dangling_rows", [r.id for r in dangling])
+        report.note("dangling_rows", ids)
         report.note("empty_recordings", _left_empty(dangling))
-    return orphans, [r.id for r in dangling], versions
+    return orphans, ids, versions
 
 
 def _left_empty(dangling: list) -> list[uuid.UUID]:
     """Recordings whose every copy is among these rows (a batch holds all of a recording's
     rows in this bucket; ``copies_of_recording`` counts those in other buckets too)."""
-    gone = Counter(r.recording_id for r in dangling)
-    return [r.recording_id for r in dangling if gone.pop(r.recording_id, 0) == r.copies_of_recording]
+    recordings = list(map(_RECORDING, dangling))
+    gone, copies = Counter(recordings), dict(zip(recordings, map(_COPIES, dangling)))
+    return [rid for rid, n in gone.items() if n == copies[rid]]
 
 
 def apply_repairs(engine: sa.Engine, store: ObjectStore, report: ReconcileReport, *, now: datetime) -> None:
