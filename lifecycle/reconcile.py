@@ -263,6 +263,8 @@ def scan(engine: sa.Engine, store: ObjectStore, report: ReconcileReport, *, grac
     together (its keys share its prefix, so they meet in the merge one after the other)."""
     batch, settled = Batch(), now - grace
     with engine.connect() as conn:
+        if conn.dialect.name == "postgresql":  # the sort and the hash join in memory, for this transaction only
+            conn.exec_driver_sql("SET LOCAL work_mem = '64MB'")
         rows = conn.execution_options(yield_per=BATCH).execute(catalog_in_key_order(conn, report.bucket, settled))
         for row, listed in merge(rows, store.key_versions(report.bucket), report):
             missing = batch.missing
