@@ -12,7 +12,9 @@ workers (``ingest.attempts``).
 
 The supervisor (this module, in the parent process) starts the members, forwards SIGTERM and
 SIGINT to them, and restarts a member that died (the out-of-memory killer) after a pause; its
-partitions go to the others meanwhile. Each member gets its own faust web port and metrics port
+partitions go to the others meanwhile. A member that dies of its start five times in a row (a bad
+setting, a server it cannot reach) is not restarted again: the supervisor stops the others and
+exits with that member's status, so the init system or the operator sees the failure. Each member gets its own faust web port and metrics port
 (the configured ones + its index) so that they can share a host. More members than the recordings
 topic has partitions would sit idle: refused.
 """
@@ -34,6 +36,8 @@ from .settings import IngestSettings, KafkaSettings
 
 log = logging.getLogger("callvault.ingest")
 RESTART_PAUSE_S = 2.0  # a member that dies at start (a bad setting) must not spin
+QUICK_DEATH_S = 30.0   # a member gone this soon after its start died of its start, not of its work
+MAX_QUICK_DEATHS = 5   # in a row: the cause will not go away by itself (a bad setting, a server down)
 
 
 def member_env(index: int, settings: IngestSettings, base: dict[str, str]) -> dict[str, str]:
@@ -61,12 +65,32 @@ class Supervisor:
     command: list[str]  # a member's command line (a one-process ``callvault worker``)
     env_of: Callable[[int], dict[str, str]]
     restart_pause_s: float = RESTART_PAUSE_S
+    quick_death_s: float = QUICK_DEATH_S
+    max_quick_deaths: int = MAX_QUICK_DEATHS
     members: dict[int, subprocess.Popen] = field(default_factory=dict)
     stopping: bool = False
+    failed: int = 0  # the exit status of a member given up on (non-zero), else 0
+    _started: dict[int, float] = field(default_factory=dict)
+    _quick_deaths: dict[int, int] = field(default_factory=dict)
 
     def start(self, index: int) -> None:
         self.members[index] = subprocess.Popen(self.command, env=self.env_of(index), stdin=subprocess.DEVNULL)
+        self._started[index] = time.monotonic()
         log.info("worker process %d/%d started (pid %d)", index + 1, self.processes, self.members[index].pid)
+
+    def _gave_up(self, index: int, proc: subprocess.Popen) -> bool:
+        """Whether member ``index``, just exited, died of its start ``max_quick_deaths`` times in a
+        row: then every member is stopped and the supervisor exits with that member's status."""
+        quick = time.monotonic() - self._started[index] < self.quick_death_s
+        self._quick_deaths[index] = self._quick_deaths.get(index, 0) + 1 if quick else 0
+        if self._quick_deaths[index] < self.max_quick_deaths:
+            return False
+        log.error("worker process %d/%d exited %d times within %.0f s of its start (last status %s): not restarting "
+                  "it; its output above says why (a setting, or a server it cannot reach); stopping the others",
+                  index + 1, self.processes, self._quick_deaths[index], self.quick_death_s, proc.returncode)
+        self.failed = proc.returncode or 1
+        self.stop(signal.SIGTERM)
+        return True
 
     def stop(self, signum: int, _frame: object = None) -> None:
         """Pass the signal on: each member commits what it finished and leaves the group."""
@@ -76,19 +100,21 @@ class Supervisor:
                 proc.send_signal(signum)
 
     def run(self) -> int:
-        """Until ``stop``: the members' exit status once they are all gone (the highest)."""
+        """Until ``stop``: the members' exit status once they are all gone (the highest), or the status
+        of a member given up on (``_gave_up``)."""
         for index in range(self.processes):
             self.start(index)
         while not self.stopping:
             for index, proc in list(self.members.items()):
-                if proc.poll() is not None and not self.stopping:
+                if proc.poll() is not None and not self.stopping and not self._gave_up(index, proc):
                     log.warning("worker process %d/%d (pid %d) exited with %s: restarting it in %.0f s",
                                 index + 1, self.processes, proc.pid, proc.returncode, self.restart_pause_s)
                     time.sleep(self.restart_pause_s)
                     if not self.stopping:
                         self.start(index)
             time.sleep(0.2)
-        return max((proc.wait() for proc in self.members.values()), default=0)
+        statuses = [proc.wait() for proc in self.members.values()]
+        return self.failed or max(statuses, default=0)
 
 
 def supervise(processes: int, loglevel: str, settings: IngestSettings, kafka: KafkaSettings) -> int:

@@ -64,6 +64,24 @@ def test_a_member_that_dies_is_restarted_and_stop_reaches_every_member():
     assert all(proc.poll() is not None for proc in sup.members.values())
 
 
+def test_a_member_that_keeps_dying_at_start_is_given_up_and_its_status_returned():
+    starts: list[int] = []
+
+    def env_of(index: int) -> dict[str, str]:
+        starts.append(index)
+        return {"DIE": "1" if index == 0 else "0"}
+
+    # member 0 cannot start (a bad setting: it exits 3 at once, every time); member 1 would run for an
+    # hour, past the test's timeout, unless the supervisor stops it (SIGTERM: it exits 0)
+    script = ("import os, signal, sys, time\n"
+              "signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))\n"
+              "sys.exit(3) if os.environ['DIE'] == '1' else time.sleep(3600)")
+    sup = Supervisor(2, [sys.executable, "-c", script], env_of, restart_pause_s=0.05, max_quick_deaths=3)
+    assert sup.run() == 3  # the failing member's status, not 0 from the member stopped with it
+    assert starts.count(0) == 3 and starts.count(1) == 1
+    assert all(proc.poll() is not None for proc in sup.members.values())
+
+
 def _wait_for(condition, timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
