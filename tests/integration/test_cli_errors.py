@@ -31,6 +31,7 @@ KIND = {
     "end": "day-or-time", "contract_end": "day", "tier": "choice", "role": "choice", "direction": "choice",
     "loglevel": "choice", "months": "count", "minutes": "count", "batch_size": "count", "older_than_days": "count",
     "grace_minutes": "count", "port": "count", "timeout": "count", "limit": "count", "position": "position",
+    "workers": "count", "processes": "count",
     "cursor": "cursor", "recording_id": "telephony-id", "redact": "span",
     **dict.fromkeys(["agent", "number", "numbers", "new_number", "team", "name", "reason", "report", "host", "user",
                      "audio", "out", "html_out"], FREE),
