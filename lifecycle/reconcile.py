@@ -91,11 +91,12 @@ class ReconcileReport:
     counts: Counter = field(default_factory=Counter)               # of each kind; the lists hold a sample
     repaired: bool = False
 
-    def note(self, kind: str, items: list) -> None:
-        """Count ``items`` of ``kind`` and keep their ids while the sample has room."""
+    def note(self, kind: str, items: list, as_id: Callable | None = None) -> None:
+        """Count ``items`` of ``kind`` and keep their ids (``as_id`` of each) while the sample has room."""
         kept = getattr(self, kind)
         self.counts[kind] += len(items)
-        kept.extend(items[:max(SAMPLE - len(kept), 0)])
+        sample = items[:max(SAMPLE - len(kept), 0)]
+        kept.extend(map(as_id, sample) if as_id else sample)
 
     def reset(self, kind: str) -> None:
         self.counts[kind] = 0
@@ -162,7 +163,7 @@ def reconcile(engine: sa.Engine, store: ObjectStore, bucket: str, *, repair: boo
     for n, batch in enumerate(scan(engine, store, report, grace=grace, now=now), 1):
         orphans, dangling, versions = _classify(report, batch, checker, count_empty=not repair)
         if repair:
-            _repair(engine, store, report, orphans, dangling, versions, now=now)
+            _repair(engine, store, report, orphans, list(map(_as_uuid, dangling)), versions, now=now)
         if n % PROGRESS_EVERY == 0:
             say(f"{report.rows_seen} catalog copies and {report.objects_seen} objects merged so far")
     report.repaired = repair
@@ -265,7 +266,7 @@ def scan(engine: sa.Engine, store: ObjectStore, report: ReconcileReport, *, grac
     with engine.connect() as conn:
         if conn.dialect.name == "postgresql":  # the sort and the hash join in memory, for this transaction only
             conn.exec_driver_sql("SET LOCAL work_mem = '64MB'")
-        rows = conn.execution_options(yield_per=BATCH).execute(catalog_in_key_order(conn, report.bucket, settled))
+        rows = _rows(conn, catalog_in_key_order(conn, report.bucket, settled))
         for row, listed in merge(rows, store.key_versions(report.bucket), report):
             missing = batch.missing
             if len(missing) + len(batch.orphans) + len(batch.versions) >= BATCH and (
@@ -280,6 +281,32 @@ def scan(engine: sa.Engine, store: ObjectStore, report: ReconcileReport, *, grac
                 _judge(batch, row, listed, store=store, bucket=report.bucket, settled=settled)
     if len(batch):
         yield batch
+
+
+def _rows(conn: sa.Connection, query: sa.Select) -> Iterator:
+    """``query``'s rows, streamed. On PostgreSQL (psycopg) through a server-side cursor of the
+    driver's own, as named tuples whose uuid columns stay text (a ``uuid.UUID`` costs ~1 µs to
+    build, twice per row: a fifth of the time at a million rows): ids become UUIDs only where
+    they are kept or acted on (``_as_uuid``). Elsewhere SQLAlchemy's rows, ``yield_per``."""
+    if conn.dialect.name != "postgresql" or conn.dialect.driver != "psycopg":
+        yield from conn.execution_options(yield_per=BATCH).execute(query)
+        return
+    from psycopg.rows import namedtuple_row
+    from psycopg.types.string import TextLoader
+
+    compiled = query.compile(dialect=conn.dialect)
+    cursor = conn.connection.driver_connection.cursor(name="callvault_reconcile", row_factory=namedtuple_row)
+    cursor.adapters.register_loader("uuid", TextLoader)
+    cursor.itersize = BATCH
+    try:
+        cursor.execute(str(compiled), compiled.params)
+        yield from cursor
+    finally:
+        cursor.close()
+
+
+def _as_uuid(value: uuid.UUID | str) -> uuid.UUID:
+    return value if isinstance(value, uuid.UUID) else uuid.UUID(value)
 
 
 def _judge(batch: Batch, row: sa.Row | None, listed: KeyVersions | None, *, store: ObjectStore, bucket: str,
@@ -357,15 +384,15 @@ def _classify(report: ReconcileReport, batch: Batch, checker: _HoldMarkers, *,
     report.note("protected_versions", protected)
     dangling = batch.missing
     held = any(map(_HOLD, dangling))
-    report.note("held_missing", [r.id for r in dangling if r.hold] if held else [])
+    report.note("held_missing", [r.id for r in dangling if r.hold] if held else [], _as_uuid)
     if held:
         dangling = [r for r in dangling if not r.hold]
-    ids = list(map(_ID, dangling))
+    ids = list(map(_ID, dangling))  # text on PostgreSQL (``_rows``): made UUIDs where kept or repaired
     if count_empty:
         report.note("orphan_objects", orphans)
         report.note("orphan_versions", versions)
-        report.note("dangling_rows", ids)
-        report.note("empty_recordings", _left_empty(dangling))
+        report.note("dangling_rows", ids, _as_uuid)
+        report.note("empty_recordings", _left_empty(dangling), _as_uuid)
     return orphans, ids, versions
 
 
