@@ -103,6 +103,9 @@ def test_a_bad_call_is_dead_lettered_and_told_by_its_status_url(front_doors, tmp
     assert fixed.status == 202 and not fixed.json["replay"]
     assert doors.wait_status("pbx-bad-1", "stored")["status"] == "stored"
     assert doors.status("pbx-never-pushed").status == 404
+    # A tenant no catalog could store (a NUL byte, found by schemathesis): refused as input, not a 500.
+    nul = doors.status("pbx-never-pushed", tenant="ac%00me")
+    assert nul.status == 422 and nul.json["error"]["code"], nul.body
 
 
 def test_a_telephony_token_pushes_for_its_tenant_and_does_nothing_else(front_doors, tmp_path):

@@ -39,7 +39,7 @@ from ...policy import Action, User, push_target
 from .. import catalog
 from ..deps import ApiContext, context, current_user, now
 from ..gate import Gate
-from ..models import errors
+from ..models import Text, errors
 from ..push_headers import metadata_fields, tenant_of
 
 router = APIRouter(tags=["telephony"])
@@ -149,7 +149,7 @@ async def push_recording(request: Request, user: User = Depends(current_user), a
 @router.get("/v1/recordings/{recording_id}/status", response_model=IngestStatus, responses=errors(404))
 def push_status(recording_id: RecordingIdPath, user: User = Depends(current_user), at: datetime = Depends(now),
                 ctx: ApiContext = Depends(context),
-                tenant: Annotated[str | None, Query(max_length=64, description="needed with several tenants")] = None,
+                tenant: Annotated[Text | None, Query(max_length=64, description="needed with several tenants")] = None,
                 ) -> IngestStatus:
     """Where a pushed call is: queued, stored, suppressed, expired on arrival, dead-lettered
     (with its reason code) or deleted since. Never a number."""
