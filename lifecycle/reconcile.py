@@ -351,17 +351,19 @@ class _HoldMarkers:
     def held(self, key: str) -> bool:
         if HELD_TIER_TAG in self.store.get_tags(self.bucket, key):
             return True
-        if self._locked is None:
-            self._locked = self.store.object_lock_enabled(self.bucket)
-        return self._locked and self.store.legal_hold(self.bucket, key)
+        return self._lock_enabled() and self.store.legal_hold(self.bucket, key)
 
     def held_version(self, key: str, version: str) -> bool:
         """Whether one version is marked held (``held-tier`` tag) or protected by object lock."""
         if HELD_TIER_TAG in self.store.get_tags(self.bucket, key, version=version):
             return True
+        return self._lock_enabled() and self.store.protected(self.bucket, key, version)
+
+    def _lock_enabled(self) -> bool:
+        """Whether the bucket has object lock (asked once)."""
         if self._locked is None:
             self._locked = self.store.object_lock_enabled(self.bucket)
-        return self._locked and self.store.protected(self.bucket, key, version)
+        return self._locked
 
 
 def _classify(report: ReconcileReport, batch: Batch, checker: _HoldMarkers, *,

@@ -254,11 +254,9 @@ class ObjectStore:
     def get(self, bucket: str, key: str, *, start: int | None = None, end: int | None = None,
             version_id: str | None = None) -> bytes:
         """Whole object, or bytes start..end inclusive (one ranged GET)."""
-        kwargs: dict = {"Bucket": bucket, "Key": key}
+        kwargs = _where(bucket, key, version_id)
         if start is not None:
             kwargs["Range"] = f"bytes={start}-{'' if end is None else end}"
-        if version_id:
-            kwargs["VersionId"] = version_id
         try:
             return self.client.get_object(**kwargs)["Body"].read()
         except (ClientError, BotoCoreError) as exc:
