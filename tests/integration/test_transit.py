@@ -60,12 +60,16 @@ AUDIO_MAGIC = (b"WAVEfmt", b"OggS", b"fLaC", b"OpusHead")
 
 
 def ffprobe_decodes(blob: bytes) -> bool:
-    """Whether ffmpeg finds an audio stream it can decode a frame of in these bytes."""
+    """Whether ffmpeg finds an audio stream it can decode a frame of in these bytes.
+
+    Only an audio stream counts (``-map 0:a:0``): ffmpeg's probe takes about one random
+    700 kB blob in 300 (ciphertext, say) for an H.263 *video* stream, which decodes nothing
+    of a call; no random blob of 600 tried was taken for audio."""
     if len(blob) < 16:
         return False
-    done = subprocess.run(["ffmpeg", "-v", "error", "-i", "pipe:0", "-frames:a", "1", "-f", "null", "-"],
-                          input=blob, capture_output=True, timeout=60)
-    return done.returncode == 0 and b"Output file does not contain any stream" not in done.stderr
+    done = subprocess.run(["ffmpeg", "-v", "error", "-i", "pipe:0", "-map", "0:a:0", "-frames:a", "1", "-f", "null",
+                           "-"], input=blob, capture_output=True, timeout=60)
+    return done.returncode == 0
 
 
 def base64_strings(blob: bytes) -> Iterator[bytes]:
