@@ -11,7 +11,7 @@ import shutil
 import tempfile
 import time
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Any, Iterator
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
@@ -30,9 +30,24 @@ class ApiMetrics:
                                  buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
         self.decisions = Counter("callvault_api_decisions_total", "Policy decisions by action and outcome",
                                  ["action", "outcome"], registry=self.registry)
+        # Each label set's child, kept: ``labels()`` builds and looks it up under a lock on every call.
+        self._children: dict[tuple, Any] = {}
+
+    def _child(self, metric: Any, *values: str) -> Any:
+        key = (metric, *values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children.setdefault(key, metric.labels(*values))
+        return child
 
     def decision(self, action: str, allowed: bool, count: int = 1) -> None:
-        self.decisions.labels(action=action, outcome="allowed" if allowed else "denied").inc(count)
+        self._child(self.decisions, action, "allowed" if allowed else "denied").inc(count)
+
+    def answered(self, route: str, method: str, status: int) -> None:
+        self._child(self.requests, route, method, str(status)).inc()
+
+    def first_byte(self, route: str, seconds: float) -> None:
+        self._child(self.latency, route).observe(seconds)
 
     def render(self) -> bytes:
         if os.environ.get(_SHARED):  # ``callvault api --workers N``: every process's counts, added up
@@ -79,12 +94,10 @@ class MetricsMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                route = getattr(scope.get("route"), "path", "unmatched")
-                self.metrics.latency.labels(route=route).observe(time.perf_counter() - started)
+                self.metrics.first_byte(getattr(scope.get("route"), "path", "unmatched"), time.perf_counter() - started)
             await send(message)
 
         try:
             await self.app(scope, receive, watch)
         finally:
-            route = getattr(scope.get("route"), "path", "unmatched")
-            self.metrics.requests.labels(route=route, method=scope["method"], status=str(status)).inc()
+            self.metrics.answered(getattr(scope.get("route"), "path", "unmatched"), scope["method"], status)

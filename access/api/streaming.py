@@ -11,20 +11,31 @@ point the headers are gone and a failure can only cut the connection (the client
 body, never unauthenticated audio). Each later window reads the row and unwraps the key again
 (a connection of its own, for that window only), so an erasure or a sweep during a long
 listen stops it at the next window.
+
+Playback overlaps the first window's GET with the audit append (``begin``): the copy is opened
+(its key unwrapped) on the request's thread, the GET runs on a reader thread while the request's
+thread appends and commits the decision's entry, and the bytes are only taken once both are done.
+Iterated asynchronously (what Starlette does with a span), a window already read is handed over
+without a thread hand-off; a later one is read in a worker thread.
 """
 
 from __future__ import annotations
 
 import uuid
-from typing import Any, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, AsyncIterator, Callable, Iterator, Mapping
 
 import sqlalchemy as sa
+from anyio import to_thread
 
 from storage.copies import open_copy, read_copy_range, read_range
 from storage.keys import KeyRing
 from storage.objectstore import ObjectStore
 
 CHUNK = 256 * 1024
+# The first windows' GETs of playback, overlapped with the audit append (``AudioSpan.begin``): one
+# per request in flight, so as many as the worker threads that start them (anyio's 40).
+_READERS = ThreadPoolExecutor(max_workers=40, thread_name_prefix="callvault-audio-read")
 
 CONTENT_TYPES = {"opus": "audio/ogg", "ogg": "audio/ogg", "flac": "audio/flac", "wav": "audio/wav",
                  "mp3": "audio/mpeg"}
@@ -69,6 +80,34 @@ class AudioSpan:
             else:
                 self._first = self._read(*self._spans[0])
         return self
+
+    def begin(self, conn: sa.Connection, row: Mapping[str, Any],
+              key_row: Mapping[str, Any] | None) -> Callable[[], "AudioSpan"]:
+        """``prime``, in two steps: the copy is opened now (a destroyed key raises here) and the
+        first window's GET starts on a reader thread; the function returned waits for it and gives
+        the span (or raises what the read raised). The caller's thread is free meanwhile."""
+        if not self._spans:
+            return lambda: self
+        opened = open_copy(conn, self._keys, row=row, key_row=key_row)
+        reading = _READERS.submit(read_range, self._store, opened, *self._spans[0])
+
+        def primed() -> "AudioSpan":
+            self._first = reading.result().data
+            return self
+        return primed
+
+    @property
+    def whole(self) -> bytes | None:
+        """All of the span when its one window is already read (the body, no iteration), else None."""
+        return self._first if len(self._spans) == 1 else b"" if not self._spans else None
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for index, (start, end) in enumerate(self._spans):
+            if index == 0 and self._first is not None:
+                data, self._first = self._first, None
+                yield data
+            else:
+                yield await to_thread.run_sync(self._read, start, end)
 
     def __iter__(self) -> Iterator[bytes]:
         for index, (start, end) in enumerate(self._spans):

@@ -19,6 +19,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, Header
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
 
 from core.errors import CallvaultError
 from core.vocabulary import Action, Role
@@ -28,7 +29,18 @@ from ...identities import active_grant
 from ...policy import Decision, User
 from ...tokens import LinkPurpose
 from .. import catalog
-from ..deps import ApiContext, StreamLink, context, current_user, link_key, listener, now, stream_link, stream_signature
+from ..deps import (
+    ApiContext,
+    Caller,
+    StreamLink,
+    context,
+    current_user,
+    link_key,
+    listener,
+    now,
+    stream_link,
+    stream_signature,
+)
 from ..errors import error_response
 from ..gate import Gate
 from ..models import errors
@@ -55,9 +67,39 @@ def _stream(ctx: ApiContext, gate: Gate, action: Action, decision: Decision, fou
         return AudioSpan(svc.engine, svc.store, svc.keys, found.copy["id"], start, end).prime(
             gate.uow.conn, found.copy, found.caller_key)
     except CallvaultError as exc:
-        gate.allowed(action, decision, target_type="copy", target_id=str(found.copy["id"]), outcome="failed",
-                     detail={**detail, "error": exc.code}, target=found.target)
-        gate.uow.commit()
+        _read_failed(gate, action, decision, found, detail, exc)
+        raise
+
+
+def _read_failed(gate: Gate, action: Action, decision: Decision, found: catalog.CopyOf, detail: dict,
+                 exc: Exception) -> None:
+    gate.allowed(action, decision, target_type="copy", target_id=str(found.copy["id"]), outcome="failed",
+                 detail={**detail, "error": getattr(exc, "code", "internal_error")}, target=found.target)
+    gate.uow.commit()
+
+
+def _stream_audited(ctx: ApiContext, gate: Gate, decision: Decision, found: catalog.CopyOf, start: int, end: int,
+                    detail: dict) -> AudioSpan:
+    """The span, first window read, and the decision's entry committed: the GET runs on a reader
+    thread while the entry is appended and committed (``AudioSpan.begin``); nothing is returned
+    before both are done, so no byte leaves before its entry is committed. A key destroyed is
+    audited ``failed`` (alone: the copy is opened before the entry); a read failing after the
+    entry committed is audited ``failed`` too, right after it, naming the error."""
+    svc = ctx.services
+    target_id = str(found.copy["id"])
+    try:
+        primed = AudioSpan(svc.engine, svc.store, svc.keys, found.copy["id"], start, end).begin(
+            gate.uow.conn, found.copy, found.caller_key)
+    except CallvaultError as exc:
+        _read_failed(gate, Action.STREAM, decision, found, detail, exc)
+        raise
+    gate.allowed(Action.STREAM, decision, target_type="copy", target_id=target_id, detail=detail,
+                 target=found.target)
+    gate.uow.commit()
+    try:
+        return primed()
+    except Exception as exc:
+        _read_failed(gate, Action.STREAM, decision, found, detail, exc)
         raise
 
 
@@ -71,11 +113,20 @@ def _open(uow, copy_id: uuid.UUID) -> catalog.CopyOf:
 @router.get("/copies/{copy_id}/audio", response_class=StreamingResponse,
             responses={200: _AUDIO, 206: {**_AUDIO, "description": "the requested byte range"},
                        **errors(404, 410), 416: {"description": "range outside the audio"}})
-def stream_audio(copy_id: uuid.UUID,
-                 range_: Annotated[str | None, Header(alias="range", max_length=200, description=_RANGE_DOC)] = None,
-                 if_range: Annotated[str | None, Header(alias="if-range", max_length=200)] = None,
-                 user: User = Depends(listener), link: StreamLink | None = Depends(stream_link),
-                 at: datetime = Depends(now), ctx: ApiContext = Depends(context)) -> Response:
+async def stream_audio(copy_id: uuid.UUID,
+                       range_: Annotated[str | None, Header(alias="range", max_length=200,
+                                                            description=_RANGE_DOC)] = None,
+                       if_range: Annotated[str | None, Header(alias="if-range", max_length=200)] = None,
+                       who: Caller = Depends(listener), link: StreamLink | None = Depends(stream_link),
+                       at: datetime = Depends(now), ctx: ApiContext = Depends(context)) -> Response:
+    """Every dependency is ``async`` (no I/O); the user, the copy, the decision, the audit and the
+    first window are all done in one worker thread (``_play``): one thread hand-off per request."""
+    return await run_in_threadpool(_play, ctx, who, copy_id, range_, if_range, at, link is not None)
+
+
+def _play(ctx: ApiContext, who: Caller, copy_id: uuid.UUID, range_: str | None, if_range: str | None,
+          at: datetime, via_link: bool) -> Response:
+    user = who.load()
     with ctx.unit_of_work() as uow:
         gate = Gate(uow, user, at, ctx.metrics)
         found = _open(uow, copy_id)
@@ -85,7 +136,7 @@ def stream_audio(copy_id: uuid.UUID,
                               grant=grant, audit_allowed=False)
         total, etag = found.audio_bytes, _etag(found.copy)
         audited = {"recording_id": str(found.recording["id"]), "tier": found.copy["tier"], "total": total}
-        if link is not None:
+        if via_link:
             audited["via"] = "stream-link"
         try:
             wanted = parse_range(range_, total, if_range=if_range, etag=etag)
@@ -98,16 +149,16 @@ def stream_audio(copy_id: uuid.UUID,
                                   headers={"Content-Range": f"bytes */{total}"})
         start, end = (wanted.start, wanted.end) if wanted else (0, total - 1)
         audited.update(start=start, end=end)
-        body = _stream(ctx, gate, Action.STREAM, decision, found, start, end, audited) if total else []
-        gate.allowed(Action.STREAM, decision, target_type="copy", target_id=str(copy_id), detail=audited,
-                     target=found.target)
-        uow.commit()
+        body = _stream_audited(ctx, gate, decision, found, start, end, audited) if total else None
     headers = {"Accept-Ranges": "bytes", "Content-Length": str(end - start + 1 if total else 0), "ETag": etag,
                "Cache-Control": "private, no-store", "Content-Disposition": "inline"}
     if wanted is not None:
         headers["Content-Range"] = wanted.content_range(total)
-    return StreamingResponse(body, status_code=206 if wanted else 200, headers=headers,
-                             media_type=content_type(found.recording["audio_format"]))
+    status, media = 206 if wanted else 200, content_type(found.recording["audio_format"])
+    whole = b"" if body is None else body.whole
+    if whole is not None:  # one window (a player's range), already read: a plain body, nothing to iterate
+        return Response(whole, status_code=status, headers=headers, media_type=media)
+    return StreamingResponse(body, status_code=status, headers=headers, media_type=media)
 
 
 class StreamLinkIssued(BaseModel):
