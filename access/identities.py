@@ -61,10 +61,14 @@ _MEMBERSHIP = (_m.c.tenant_id.label("m__tenant_id"), _m.c.team_id.label("m__team
                _m.c.relation.label("m__relation"))
 
 
+# Built once: every request reads its user, and a statement object keeps its cache key.
+_USER_WITH_TEAMS = (sa.select(t.users, *_MEMBERSHIP).outerjoin(_m, _m.c.user_id == t.users.c.id)
+                    .where(t.users.c.id == sa.bindparam("user_id")))
+
+
 def load_user(conn: sa.Connection, user_id: str) -> User | None:
     """The user and their team memberships, in one statement (a row per membership)."""
-    rows = conn.execute(sa.select(t.users, *_MEMBERSHIP).outerjoin(_m, _m.c.user_id == t.users.c.id)
-                        .where(t.users.c.id == user_id)).mappings().all()
+    rows = conn.execute(_USER_WITH_TEAMS, {"user_id": user_id}).mappings().all()
     if not rows:
         return None
     row = rows[0]

@@ -77,14 +77,16 @@ def live_copies(conn: sa.Connection, recording_ids: list[uuid.UUID], tier: str |
 
 
 _RECORDING_COLUMNS = [col.label(f"r__{col.name}") for col in _r.c]
+# Built once: every playback request reads it, and a statement object keeps its cache key.
+_COPY_OF = (sa.select(_c, *_RECORDING_COLUMNS, *caller_key_columns())
+            .join(_r, _r.c.id == _c.c.recording_id)
+            .outerjoin(t.caller_keys, t.caller_keys.c.id == _c.c.caller_key_id)
+            .where(_c.c.id == sa.bindparam("copy_id"), _c.c.deleting_at.is_(None)))
 
 
 def copy_of(conn: sa.Connection, copy_id: uuid.UUID) -> CopyOf | None:
     """The live copy, its recording and its caller key's row (for its audio), in one statement."""
-    row = conn.execute(sa.select(_c, *_RECORDING_COLUMNS, *caller_key_columns())
-                       .join(_r, _r.c.id == _c.c.recording_id)
-                       .outerjoin(t.caller_keys, t.caller_keys.c.id == _c.c.caller_key_id)
-                       .where(_c.c.id == copy_id, _c.c.deleting_at.is_(None))).mappings().first()
+    row = conn.execute(_COPY_OF, {"copy_id": copy_id}).mappings().first()
     if row is None:
         return None
     copy = {col.name: row[col.name] for col in _c.c}

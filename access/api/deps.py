@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Annotated, Callable
 
+import sqlalchemy as sa
 from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
@@ -79,6 +80,11 @@ class ApiContext:
             self._services = self._services()
         return self._services
 
+    def reads(self) -> sa.Connection:
+        """A connection in autocommit, for reads only: each statement on its own, no BEGIN and no
+        ROLLBACK round trips (READ COMMITTED reads each statement's snapshot either way)."""
+        return self.services.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+
     def unit_of_work(self) -> UnitOfWork:
         return UnitOfWork(self.services.engine, anchors=self.services.anchors)
 
@@ -114,7 +120,11 @@ class Caller:
     unknown: str = "invalid token"  # the refusal of a user id the catalog does not hold
 
     def load(self) -> User:
-        user = _load(self.ctx, self.user_id)
+        return self.admit(_load(self.ctx, self.user_id))
+
+    def admit(self, user: User | None) -> User:
+        """The user read for this caller (``load_user``; None: unknown), unless unknown, revoked or
+        past their contract end (audited). For a view that reads the user along with other rows."""
         if user is None:
             raise Unauthenticated(self.unknown)
         return _active(self.request, self.ctx, user, self.at)
@@ -135,7 +145,7 @@ async def caller(request: Request, credentials: HTTPAuthorizationCredentials | N
 
 def _load(ctx: ApiContext, user_id: str) -> User | None:
     """The user, read in autocommit: one statement, so no BEGIN and no ROLLBACK round trips."""
-    with ctx.services.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+    with ctx.reads() as conn:
         return load_user(conn, user_id)
 
 

@@ -25,8 +25,8 @@ from core.errors import CallvaultError
 from core.vocabulary import Action, Role
 
 from ...exceptions import InvalidRange
-from ...identities import active_grant
-from ...policy import Decision, User
+from ...identities import active_grant, load_user
+from ...policy import BreakGlass, Decision, User
 from ...tokens import LinkPurpose
 from .. import catalog
 from ..deps import (
@@ -124,14 +124,26 @@ async def stream_audio(copy_id: uuid.UUID,
     return await run_in_threadpool(_play, ctx, who, copy_id, range_, if_range, at, link is not None)
 
 
+def _read(ctx: ApiContext, who: Caller, copy_id: uuid.UUID,
+          at: datetime) -> tuple[User, catalog.CopyOf, BreakGlass | None]:
+    """The user, the copy and (IT) its grant, read in autocommit on one connection, released before
+    the unit of work takes one (never two at once); the user admitted first (401/403 before 404)."""
+    with ctx.reads() as conn:
+        known = load_user(conn, who.user_id)
+        found = catalog.copy_of(conn, copy_id)
+        grant = active_grant(conn, known.id, found.recording["id"], at, tier=found.copy["tier"]) \
+            if known is not None and found is not None and known.role is Role.IT else None
+    user = who.admit(known)
+    if found is None:
+        raise catalog.copy_not_found(copy_id)
+    return user, found, grant
+
+
 def _play(ctx: ApiContext, who: Caller, copy_id: uuid.UUID, range_: str | None, if_range: str | None,
           at: datetime, via_link: bool) -> Response:
-    user = who.load()
+    user, found, grant = _read(ctx, who, copy_id, at)
     with ctx.unit_of_work() as uow:
         gate = Gate(uow, user, at, ctx.metrics)
-        found = _open(uow, copy_id)
-        grant = active_grant(uow.conn, user.id, found.recording["id"], at, tier=found.copy["tier"]) \
-            if user.role is Role.IT else None
         decision = gate.check(Action.STREAM, found.target, target_type="copy", target_id=str(copy_id),
                               grant=grant, audit_allowed=False)
         total, etag = found.audio_bytes, _etag(found.copy)
