@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from access.api.deps import link_key, stream_signature
+from access.api.views import audio as audio_view
 from access.tokens import LinkPurpose
 from storage import audit
 from storage.catalog import tables as t
@@ -31,6 +32,8 @@ def _entries(world, copy_id) -> list[dict]:
 
 
 def test_a_read_failing_after_the_decision_committed_is_audited_failed_with_its_error(world):
+    """Overlapped (one range at a time in the process): the decision's entry is committed while the
+    GET runs, so the failure is a second entry naming the error."""
     world.add_call("gone", agent="a1", team="t1")
     copy_id, row = world.copies["gone/production"], world.copy_rows("gone")[0]
     world.services.store.delete(row["bucket"], row["object_key"])  # every version: nothing to read
@@ -43,7 +46,26 @@ def test_a_read_failing_after_the_decision_committed_is_audited_failed_with_its_
     assert entries[1]["actor"] == "consultant-1" and entries[1]["tenant_id"] == "acme"
 
 
-def test_a_destroyed_key_is_one_failed_entry_and_no_get(world, monkeypatch):
+def test_a_failed_read_when_the_process_is_busy_is_one_failed_entry(world, monkeypatch):
+    """Past ``OVERLAP_UP_TO`` ranges at once the window is read before the entry is written: one
+    entry, ``failed``, and the same answer."""
+    monkeypatch.setattr(audio_view, "OVERLAP_UP_TO", 0)
+    world.add_call("gone", agent="a1", team="t1")
+    copy_id, row = world.copies["gone/production"], world.copy_rows("gone")[0]
+    world.services.store.delete(row["bucket"], row["object_key"])
+    response = world.get(f"/copies/{copy_id}/audio", "consultant-1", headers={"Range": "bytes=10-99"})
+    assert response.status_code == 404 and response.json()["error"]["code"] == "object_not_found"
+    assert [(e["outcome"], e["detail"]["error"]) for e in _entries(world, copy_id)] == [
+        ("failed", "object_not_found")]
+    played = world.get(f"/copies/{world.copies['own/production']}/audio", "consultant-1",
+                       headers={"Range": "bytes=5-20"})
+    assert played.status_code == 206 and played.content == world.audio["own"][5:21]
+    assert [e["outcome"] for e in _entries(world, world.copies["own/production"])] == ["allowed"]
+
+
+@pytest.mark.parametrize("overlap_up_to", [0, 2])
+def test_a_destroyed_key_is_one_failed_entry_and_no_get(world, monkeypatch, overlap_up_to):
+    monkeypatch.setattr(audio_view, "OVERLAP_UP_TO", overlap_up_to)
     world.add_call("erased", agent="a1", team="t1")
     copy_id, row = world.copies["erased/production"], world.copy_rows("erased")[0]
     with world.engine.begin() as conn:
