@@ -28,6 +28,10 @@ class AccessSettings(SectionSettings):
     api_host: str = Field("127.0.0.1", description="Address `callvault api` listens on")
     api_port: int = Field(8080, description="Port `callvault api` listens on")
     stream_url_ttl_seconds: int = Field(300, description="Lifetime of a signed download/stream link")
+    playback_threads: int = Field(8, ge=1, le=1000, description=(
+        "Worker threads the audio requests of one API process use at once; past them a range waits its turn "
+        "(the CPU-bound case: fewer threads contending for one process's interpreter). Raise it for an object "
+        "store far away (each thread waits a GET)"))
     export_stream_mb_per_s: float | None = Field(
         None, gt=0, description="Pace of a data-subject export's ZIP download in MB/s (10^6 B), so a bulk "
                                 "download on a fast link leaves the API's CPU to playback; none: unpaced")

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Annotated, Callable
 
+import anyio
 import sqlalchemy as sa
 from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -52,6 +53,16 @@ class ApiContext:
     _producer_factory: Callable[[Services], Producer] | None = field(default=None, repr=False)
     _producer: Producer | None = field(default=None, repr=False)
     _producer_lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
+    playing: int = field(default=0, repr=False)  # audio requests in flight (counted on the event loop)
+    _playback_threads: anyio.CapacityLimiter | None = field(default=None, repr=False)
+
+    def playback_threads(self) -> anyio.CapacityLimiter:
+        """The worker threads audio requests may use at once (``playback_threads``): past them a
+        range waits its turn on the event loop instead of adding a thread to those contending for
+        the interpreter. Made by the first request (a limiter belongs to a running event loop)."""
+        if self._playback_threads is None:
+            self._playback_threads = anyio.CapacityLimiter(self.settings.playback_threads)
+        return self._playback_threads
 
     async def producer(self) -> Producer:
         """The Kafka producer of the push endpoint, built by the composition root's factory and

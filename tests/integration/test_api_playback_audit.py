@@ -16,6 +16,7 @@ import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
+from access.api import create_app
 from access.api.deps import link_key, stream_signature
 from access.api.views import audio as audio_view
 from access.tokens import LinkPurpose
@@ -140,3 +141,43 @@ def test_a_multi_window_span_is_audited_once_and_read_window_by_window(world):
     assert empty.status_code == 416
     assert [(e["outcome"], e["detail"]["start"]) for e in _entries(world, copy_id)] == [
         ("allowed", start), ("failed", None)]
+
+
+def test_ranges_past_playback_threads_wait_their_turn_and_each_is_played_and_audited(world, monkeypatch):
+    """``playback_threads=1``: six listeners at once are played one at a time, every one in full."""
+    copy_id, audio = world.copies["own/production"], world.audio["own"]
+    inside, most = [0], [0]
+    guard = threading.Lock()
+    real_play = audio_view._play
+
+    def play(*args):
+        with guard:
+            inside[0] += 1
+            most[0] = max(most[0], inside[0])
+        try:
+            return real_play(*args)
+        finally:
+            with guard:
+                inside[0] -= 1
+
+    monkeypatch.setattr(audio_view, "_play", play)
+    client = TestClient(create_app(world.services, world.settings.model_copy(update={"playback_threads": 1})))
+    start = threading.Barrier(6)
+    answers: dict[int, tuple[int, bytes]] = {}
+
+    def listen(i: int) -> None:
+        start.wait(timeout=30)
+        response = client.get(f"/copies/{copy_id}/audio",
+                              headers={**world.auth("consultant-1"), "Range": f"bytes={i * 100}-{i * 100 + 99}"})
+        answers[i] = (response.status_code, response.content)
+
+    with client:
+        threads = [threading.Thread(target=listen, args=(i,)) for i in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+    assert answers == {i: (206, audio[i * 100:i * 100 + 100]) for i in range(6)}
+    assert most == [1]
+    entries = _entries(world, copy_id)
+    assert sorted(e["detail"]["start"] for e in entries if e["outcome"] == "allowed") == [i * 100 for i in range(6)]

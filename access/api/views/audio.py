@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta, timezone
+from functools import partial
 from typing import Annotated
 from urllib.parse import urlencode
 
+from anyio import to_thread
 from fastapi import APIRouter, Depends, Header
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel
-from starlette.concurrency import run_in_threadpool
 
 from core.errors import CallvaultError
 from core.vocabulary import Action, Role
@@ -126,23 +127,22 @@ async def stream_audio(copy_id: uuid.UUID,
                        if_range: Annotated[str | None, Header(alias="if-range", max_length=200)] = None,
                        who: Caller = Depends(listener), link: StreamLink | None = Depends(stream_link),
                        at: datetime = Depends(now), ctx: ApiContext = Depends(context)) -> Response:
-    """Every dependency is ``async`` (no I/O); the user, the copy, the decision, the audit and the
-    first window are all done in one worker thread (``_play``): one thread hand-off per request.
-    The GET overlaps the audit append only while this process plays few ranges at once
-    (``OVERLAP_UP_TO``): with more, the cores are busy and a reader thread per request only adds CPU."""
-    global _playing
-    _playing += 1  # on the event loop: no lock needed
+    # Every dependency is ``async`` (no I/O); the user, the copy, the decision, the audit and the
+    # first window are all done in one worker thread (``_play``): one thread hand-off per request, on
+    # at most ``playback_threads`` threads at once. The GET overlaps the audit append only while this
+    # app plays few ranges at once (``OVERLAP_UP_TO``): with more, the cores are busy and a reader
+    # thread per request only adds CPU.
+    ctx.playing += 1  # on the event loop: no lock needed
     try:
-        return await run_in_threadpool(_play, ctx, who, copy_id, range_, if_range, at, link is not None,
-                                       _playing <= OVERLAP_UP_TO)
+        play = partial(_play, ctx, who, copy_id, range_, if_range, at, link is not None, ctx.playing <= OVERLAP_UP_TO)
+        return await to_thread.run_sync(play, limiter=ctx.playback_threads())
     finally:
-        _playing -= 1
+        ctx.playing -= 1
 
 
-# Ranges played at once by this process up to which the first GET overlaps the audit append:
-# measured (bench.access, NOTES §11) faster with 1 listener, and 1.4 ms more CPU per request with 50.
+# Ranges in flight up to which the first GET overlaps the audit append: measured (bench.access,
+# NOTES §11) 1 ms faster at the p50 with 1 listener, and 1.4 ms more CPU per request with 50.
 OVERLAP_UP_TO = 2
-_playing = 0
 
 
 def _read(ctx: ApiContext, who: Caller, copy_id: uuid.UUID,
