@@ -2,7 +2,9 @@
 
 Two actions, audited apart: a listen (``recording:audio:stream``, with its byte range, and
 the break-glass ticket for IT) and a download (``recording:audio:export``, internal control).
-Range handling is in ``ranges``; a multi-range request gets the whole audio (200).
+Range handling is in ``ranges``; a multi-range request gets the whole audio (200). No audio byte
+leaves before the listen's entry is committed; when the first GET ran while that entry was being
+committed (``_stream_audited``) and then failed, a second entry, ``failed``, names the error.
 
 ``POST /copies/{id}/stream-link`` is for an ``<audio>`` element, which cannot send a bearer:
 the same decision as a listen, audited, then a URL signed for that copy and user, valid
