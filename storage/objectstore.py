@@ -14,7 +14,7 @@ from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import BinaryIO, Iterable, Iterator
+from typing import BinaryIO, Generator, Iterable, Iterator
 
 import boto3
 from boto3.s3.transfer import TransferConfig
@@ -263,7 +263,7 @@ class ObjectStore:
             raise translate(exc, bucket=bucket, key=key) from exc
 
     def stream(self, bucket: str, key: str, *, chunk_size: int = STREAM_CHUNK,
-               version: str | None = None) -> Iterator[bytes]:
+               version: str | None = None) -> Generator[bytes, None, None]:
         """The whole object (``version``, default the current one) as chunks of about ``chunk_size``
         bytes, read as they arrive (one GET): memory stays at one chunk whatever the object's size.
         A failure mid-way raises like ``get``; the consumer must then treat what it has as incomplete."""
