@@ -19,9 +19,10 @@ message are durable. An object already gone is a redelivered event: nothing to d
 
 AWS S3 publishes no ``x-amz-meta-*`` in its events (an SQS message's body: ``Records`` without
 ``userMetadata``, ``eventName`` without ``s3:``; or EventBridge's ``Object Created``): the worker
-reads them with the HEAD it makes anyway (``look``), and applies the same rules. Keys arrive
-URL-encoded from both (``+`` a space, ``%2B`` a plus). S3's test event and records of anything
-but a creation are ignored with a log line naming only the event's kind.
+reads them with the HEAD it makes anyway (``look``), and applies the same rules. Notification
+keys arrive form-encoded from both MinIO and S3 (``+`` a space, ``%2B`` a plus); EventBridge's
+are percent-decoded only. S3's test event and records of anything but a creation are ignored
+with a log line naming only the event's kind.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
-from urllib.parse import unquote_plus
+from urllib.parse import unquote, unquote_plus
 
 import anyio
 import sqlalchemy as sa
@@ -110,8 +111,9 @@ def _list(value: Any) -> list:
     return value
 
 
-def _ignored(event: Any) -> None:
-    name = event if isinstance(event, str) and _EVENT_NAME.fullmatch(event) else "another kind of"
+def _ignored(event: str) -> None:
+    name = event.removeprefix("s3:")
+    name = name if _EVENT_NAME.fullmatch(name) else "another kind of"
     log.info("drop topic: ignored %s event (only an object's creation is a drop)", name)
 
 
@@ -121,8 +123,8 @@ _Record = tuple[str, str, "dict[str, str] | None", str]  # bucket, key (decoded)
 def _from_record(record: dict) -> _Record | None:
     """One of ``Records`` (MinIO's, with ``userMetadata``; AWS S3's, without; ``eventName`` with
     or without the ``s3:`` prefix); None when it is not an object's creation."""
-    name = record["eventName"]
-    if not isinstance(name, str) or not name.removeprefix("s3:").startswith("ObjectCreated:"):
+    name = _text(record["eventName"])
+    if not name.removeprefix("s3:").startswith("ObjectCreated:"):
         _ignored(name)
         return None
     obj, bucket = record["s3"]["object"], record["s3"]["bucket"]["name"]
@@ -134,13 +136,15 @@ def _from_record(record: dict) -> _Record | None:
 
 
 def _from_eventbridge(doc: dict) -> _Record | None:
-    """EventBridge's event of S3 (``detail-type: Object Created``): no metadata either."""
-    if doc["detail-type"] != "Object Created":
-        _ignored("EventBridge " + doc["detail-type"] if isinstance(doc["detail-type"], str) else None)
+    """EventBridge's event of S3 (``detail-type: Object Created``): no metadata either, and its key
+    is not form-encoded as the notifications' are (a ``+`` is a plus): percent-decoded only, so a
+    raw key and a ``%20``-encoded one both come out right."""
+    if _text(doc["detail-type"]) != "Object Created":
+        _ignored("EventBridge " + doc["detail-type"])
         return None
     detail = _dict(doc["detail"])
     who = detail.get("requester")
-    return (_text(detail["bucket"]["name"]), unquote_plus(_text(detail["object"]["key"])), None,
+    return (_text(detail["bucket"]["name"]), unquote(_text(detail["object"]["key"])), None,
             _text(who or "?"))
 
 

@@ -206,12 +206,13 @@ def sqs_body(bucket: str, key: str, event: str = "ObjectCreated:Put") -> dict:
 
 
 def eventbridge(bucket: str, key: str, detail_type: str = "Object Created") -> dict:
-    """S3's event on EventBridge (a rule targeting SQS, or a Pipe to the topic)."""
+    """S3's event on EventBridge (a rule targeting SQS, or a Pipe to the topic): the key as is
+    (as moto writes it; not form-encoded, unlike the notifications')."""
     return {"version": "0", "id": "17793124-05d4-b198-2fde-7ededc63b103", "detail-type": detail_type,
             "source": "aws.s3", "account": "111122223333", "time": STARTED, "region": "eu-west-3",
             "resources": [f"arn:aws:s3:::{bucket}"],
             "detail": {"version": "0", "bucket": {"name": bucket},
-                       "object": {"key": quote_plus(key), "size": 1024, "etag": "b1946ac92492d2347c6235b4d2611184",
+                       "object": {"key": key, "size": 1024, "etag": "b1946ac92492d2347c6235b4d2611184",
                                   "sequencer": "617f08299329d189"},
                        "request-id": "N4N7GDK58NMKJ12R", "requester": "111122223333",
                        "source-ip-address": "192.0.2.7", "reason": "PutObject"}}
@@ -228,7 +229,7 @@ def test_aws_s3_events_without_metadata_are_taken_with_the_objects_own(aws_doors
 
     wav = tmp_path / "call.wav"
     wav.write_bytes(sine_wav(6.0, freqs=(440.0,)))
-    spaced, bridged, numbered = "acme/2026/11/call 1+a.wav", "acme/2026/11/call-2.wav", "acme/2026/11/call-3.wav"
+    spaced, bridged, numbered = "acme/2026/11/call 1+a.wav", "acme/2026/11/call 2+b.wav", "acme/2026/11/call-3.wav"
     upload(wav, spaced, recording_id="aws-1", started_at=STARTED, agent_id="agent-7", redactions="1000-2500")
     upload(wav, bridged, recording_id="aws-2", started_at=STARTED, agent_id="agent-8", direction="outbound")
     upload(wav, numbered, recording_id="aws-3", started_at=STARTED, agent_id="a7", caller_number="0612345678")
