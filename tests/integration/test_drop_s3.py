@@ -242,8 +242,10 @@ def test_aws_s3_events_without_metadata_are_taken_with_the_objects_own(aws_doors
         sqs_body(bucket, spaced, "ObjectRemoved:Delete"),
         eventbridge(bucket, spaced, "Object Deleted"),
         sqs_body(bucket, own),
+        {"Type": "Notification", "Message": "not an S3 event"},
         sqs_body(bucket, spaced),
         eventbridge(bucket, bridged),
+        sqs_body(bucket, spaced),  # announced twice (a redelivery, or SQS and EventBridge both): taken once
         sqs_body(bucket, numbered))
 
     doors.wait_status("aws-1", "stored")
@@ -256,7 +258,11 @@ def test_aws_s3_events_without_metadata_are_taken_with_the_objects_own(aws_doors
         letters = conn.execute(sa.select(sa.func.count()).select_from(t.dead_letters)).scalar()
     assert set(rows) == {"aws-1", "aws-2"} and rows["aws-2"]["direction"] == "outbound"
     assert doors_of == {"aws-1": "s3-drop", "aws-2": "s3-drop"}
-    assert letters == 1  # the test event and the removals were ignored, not dead-lettered
+    assert letters == 2  # the test event and the removals were ignored, not dead-lettered
+    refusals = doors.pipeline.wait_for(lambda e: e.get("type") == "dead-letter", count=2)
+    assert sorted(e["reason"] for e in refusals) == ["invalid_message", "invalid_message"]
+    assert any("not an S3 event" in e["error"] for e in refusals)
+    assert not any("0612345678" in e["error"] for e in refusals)
     rid = recording_uuid("acme", "aws-1")
     detail = curl("-H", f"Authorization: Bearer {doors.tokens['ic-acme']}", f"{doors.api.url}/recordings/{rid}")
     assert detail.status == 200 and detail.json["redactions"] == [{"start_ms": 1000, "end_ms": 2500}]
@@ -264,7 +270,7 @@ def test_aws_s3_events_without_metadata_are_taken_with_the_objects_own(aws_doors
     log = doors.pipeline.log_path.read_text(errors="replace")
     assert "ignored an s3:TestEvent" in log and "ignored ObjectRemoved:Delete event" in log
     assert "ignored EventBridge Object Deleted event" in log and "callvault's own sealed landing object" in log
-    assert "0612345678" not in log
+    assert "already handled" in log and "0612345678" not in log
 
 
 def landing_keys_settle(doors, expected: list[str], timeout: float = 20.0) -> bool:
