@@ -16,16 +16,26 @@ object (``Producer.land``) → ``front_door.enqueue`` (idempotent on the recordi
 kept) → the dropped plaintext object and its sidecar deleted, since the sealed copy and its
 message are durable. An object already gone is a redelivered event: nothing to do. A refusal
 (bad metadata, a conflict, too large) is dead-lettered by the worker and the plaintext deleted.
+
+AWS S3 publishes no ``x-amz-meta-*`` in its events (an SQS message's body: ``Records`` without
+``userMetadata``, ``eventName`` without ``s3:``; or EventBridge's ``Object Created``): the worker
+reads them with the HEAD it makes anyway (``look``), and applies the same rules. Notification
+keys arrive form-encoded from both MinIO and S3 (``+`` a space, ``%2B`` a plus); EventBridge's
+are percent-decoded only. S3's test event and records of anything but a creation are ignored
+with a log line naming only the event's kind.
 """
 
 from __future__ import annotations
 
+import enum
 import json
+import logging
+import re
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
-from urllib.parse import unquote_plus
+from urllib.parse import unquote, unquote_plus
 
 import anyio
 import sqlalchemy as sa
@@ -43,14 +53,26 @@ from .settings import TENANT_SLUG
 SIDECAR = ".json"
 META = "x-amz-meta-"
 _LIST_FIELDS = {"redactions"}
+_EVENT_NAME = re.compile(r"[A-Za-z:* ]{1,64}")  # an event name fit for a log line (no digits, no value)
+_NOT_S3 = (ValueError, KeyError, TypeError, AttributeError, RecursionError)
+log = logging.getLogger("callvault.ingest")
+
+
+class Skip(enum.Enum):
+    """Why an announced object is not taken (``look``)."""
+    GONE = "already handled (the object is gone: its event was redelivered)"
+    OURS = "callvault's own sealed landing object"
 
 
 @dataclass(frozen=True)
 class Dropped:
     bucket: str
     key: str
-    metadata: dict[str, str]  # x-amz-meta-* without the prefix, names lower-case
+    # x-amz-meta-* without the prefix, names lower-case; None: the event carries none (AWS S3's
+    # events do not), ``look`` reads them with a HEAD
+    metadata: dict[str, str] | None
     principal: str
+    size: int | None = None  # known once ``look`` has seen the object
 
     @property
     def tenant(self) -> str | None:
@@ -59,28 +81,96 @@ class Dropped:
 
     @property
     def external_id(self) -> str | None:
-        return self.metadata.get("recording-id")
+        return (self.metadata or {}).get("recording-id")
 
 
 def dropped(raw: bytes, landing_bucket: str) -> list[Dropped]:
-    """The telephony objects a notification announces in our landing bucket (InvalidMessage when
-    it is no S3 event at all)."""
+    """The telephony objects a notification announces in our landing bucket: MinIO's event, AWS
+    S3's (an SQS message's body) or EventBridge's ``Object Created``. An S3 test event and records
+    of anything but an object's creation are ignored (logged); InvalidMessage when it is no S3
+    event at all."""
     try:
-        records = json.loads(raw)["Records"]
-        found = []
-        for record in records:
-            obj, bucket = record["s3"]["object"], record["s3"]["bucket"]["name"]
-            meta = {k.lower()[len(META):]: v for k, v in (obj.get("userMetadata") or {}).items()
-                    if k.lower().startswith(META)}
-            key = unquote_plus(obj["key"])
-            if (not record["eventName"].startswith("s3:ObjectCreated:") or bucket != landing_bucket
-                    or key.endswith(SIDECAR) or set(LANDING_METADATA.items()) <= set(meta.items())):
-                continue
-            who = (record.get("userIdentity") or {}).get("principalId") or "?"
-            found.append(Dropped(bucket, key, meta, f"s3:{who}"[:100]))
-        return found
-    except (ValueError, KeyError, TypeError, AttributeError):
+        doc = json.loads(raw)
+        if doc.get("Event") == "s3:TestEvent":
+            log.info("drop topic: ignored an s3:TestEvent (the bucket's notification was set up)")
+            return []
+        if doc.get("source") == "aws.s3" and "detail-type" in doc:
+            records = [_from_eventbridge(doc)]
+        else:
+            records = [_from_record(record) for record in _list(doc["Records"])]
+        return [_dropped(*r) for r in records if r is not None and _announces_drop(*r, landing_bucket)]
+    except InvalidMessage:
+        raise
+    except _NOT_S3:
         raise InvalidMessage("not an S3 event notification", errors=[FieldError(("Records",), "s3_event")]) from None
+
+
+def _list(value: Any) -> list:
+    if not isinstance(value, list):
+        raise TypeError("Records is not a list")
+    return value
+
+
+def _ignored(event: str) -> None:
+    name = event.removeprefix("s3:")
+    name = name if _EVENT_NAME.fullmatch(name) else "another kind of"
+    log.info("drop topic: ignored %s event (only an object's creation is a drop)", name)
+
+
+_Record = tuple[str, str, "dict[str, str] | None", str]  # bucket, key (decoded), metadata, principal
+
+
+def _from_record(record: dict) -> _Record | None:
+    """One of ``Records`` (MinIO's, with ``userMetadata``; AWS S3's, without; ``eventName`` with
+    or without the ``s3:`` prefix); None when it is not an object's creation."""
+    name = _text(record["eventName"])
+    if not name.removeprefix("s3:").startswith("ObjectCreated:"):
+        _ignored(name)
+        return None
+    obj, bucket = record["s3"]["object"], record["s3"]["bucket"]["name"]
+    meta = obj["userMetadata"] if "userMetadata" in obj else None
+    if meta is not None:
+        meta = {k.lower()[len(META):]: _text(v) for k, v in _dict(meta).items() if k.lower().startswith(META)}
+    who = (record.get("userIdentity") or {}).get("principalId")
+    return _text(bucket), unquote_plus(_text(obj["key"])), meta, _text(who or "?")
+
+
+def _from_eventbridge(doc: dict) -> _Record | None:
+    """EventBridge's event of S3 (``detail-type: Object Created``): no metadata either, and its key
+    is not form-encoded as the notifications' are (a ``+`` is a plus): percent-decoded only, so a
+    raw key and a ``%20``-encoded one both come out right."""
+    if _text(doc["detail-type"]) != "Object Created":
+        _ignored("EventBridge " + doc["detail-type"])
+        return None
+    detail = _dict(doc["detail"])
+    who = detail.get("requester")
+    return (_text(detail["bucket"]["name"]), unquote(_text(detail["object"]["key"])), None,
+            _text(who or "?"))
+
+
+def _dict(value: Any) -> dict:
+    if not isinstance(value, dict):
+        raise TypeError("not a JSON object")
+    return value
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError("not a string")
+    return value
+
+
+def _announces_drop(bucket: str, key: str, meta: dict[str, str] | None, _who: str, landing_bucket: str) -> bool:
+    """Ours to take: in our landing bucket, no sidecar, not callvault's own sealed object."""
+    return bucket == landing_bucket and not key.endswith(SIDECAR) and not _callvaults_own(meta)
+
+
+def _callvaults_own(meta: dict[str, str] | None) -> bool:
+    return meta is not None and set(LANDING_METADATA.items()) <= set(meta.items())
+
+
+def _dropped(bucket: str, key: str, meta: dict[str, str] | None, who: str) -> Dropped:
+    return Dropped(bucket, key, meta, f"s3:{who}"[:100])
 
 
 def _refuse(loc: str, kind: str, msg: str) -> InvalidMessage:
@@ -88,11 +178,11 @@ def _refuse(loc: str, kind: str, msg: str) -> InvalidMessage:
 
 
 def _from_object_metadata(drop: Dropped) -> dict[str, Any]:
-    if "caller-number" in drop.metadata:
+    if "caller-number" in (drop.metadata or {}):
         raise _refuse("caller_number", "number_in_object_metadata", "a number never goes in x-amz-meta-* (the "
                       "object store copies it into its event): put it in the JSON sidecar")
     fields: dict[str, Any] = {"direction": "inbound"}
-    for name, value in drop.metadata.items():
+    for name, value in (drop.metadata or {}).items():
         fields[name.replace("-", "_")] = value
     if "redactions" in fields:
         spans = [s.split("-", 1) for s in fields["redactions"].replace(" ", ",").split(",") if s]
@@ -133,19 +223,30 @@ def recording_of(drop: Dropped) -> uuid.UUID | None:
     return recording_uuid(drop.tenant, drop.external_id) if drop.tenant and drop.external_id else None
 
 
-async def take(drop: Dropped, producer: Producer, engine: sa.Engine, *, max_bytes: int, default_region: str,
-               now: datetime) -> front_door.Receipt | None:
-    """Ingest one dropped object (None: it is gone, its event was redelivered)."""
-    store = producer.store
+async def look(drop: Dropped, store: ObjectStore) -> Dropped | Skip:
+    """One HEAD: the object's size and, where its event carried none (AWS S3), its metadata, by
+    which callvault's own sealed objects are told apart; a Skip when it is not to be taken."""
     info = await anyio.to_thread.run_sync(lambda: store.head(drop.bucket, drop.key))
     if info is None:
-        return None
+        return Skip.GONE
+    metadata = drop.metadata if drop.metadata is not None else dict(info.metadata or {})
+    if _callvaults_own(metadata):
+        return Skip.OURS
+    return replace(drop, metadata=metadata, size=info.size)
+
+
+async def take(drop: Dropped, producer: Producer, engine: sa.Engine, *, max_bytes: int, default_region: str,
+               now: datetime) -> front_door.Receipt:
+    """Ingest one dropped object, as ``look`` returned it (its size and metadata known)."""
+    if drop.size is None or drop.metadata is None:
+        raise ValueError("take() wants the drop as look() returned it")
+    store = producer.store
     fields = await anyio.to_thread.run_sync(lambda: metadata_of(drop, store))
     meta = front_door.check_metadata(fields, default_region=default_region)
-    if info.size > max_bytes:
-        raise AudioTooLarge(f"the dropped object is {info.size} bytes, over the limit of {max_bytes}")
+    if drop.size > max_bytes:
+        raise AudioTooLarge(f"the dropped object is {drop.size} bytes, over the limit of {max_bytes}")
     ref = await anyio.to_thread.run_sync(lambda: producer.land(meta.tenant, store.stream(drop.bucket, drop.key),
-                                                               info.size))
+                                                               drop.size))
     receipt = await front_door.enqueue(producer, engine, meta, ref, door="s3-drop", principal=drop.principal,
                                        now=now)
     await anyio.to_thread.run_sync(lambda: discard(drop, store))

@@ -52,11 +52,16 @@ class DropAgent:
             attempt += 1
             try:
                 d = await self._ready()
+                seen = await drop.look(item, d.store)
+                if isinstance(seen, drop.Skip):
+                    log.info("drop tenant=%s: %s", item.tenant, seen.value)
+                    return
+                item = seen  # its metadata known, a refusal is filed under its recording id
                 receipt = await drop.take(item, await self._producer_for(d), d.engine,
                                           max_bytes=self.settings.max_audio_bytes,
                                           default_region=self.settings.default_region, now=datetime.now(timezone.utc))
-                log.info("drop %s tenant=%s: %s", receipt.state.value if receipt else "already handled",
-                         item.tenant, "replay" if receipt and receipt.replay else "sent")
+                log.info("drop %s tenant=%s: %s", receipt.state.value, item.tenant,
+                         "replay" if receipt.replay else "sent")
                 return
             except IngestError as exc:
                 await self._refuse(event, item, str(exc.code), str(exc))

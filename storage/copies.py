@@ -19,7 +19,7 @@ import hashlib
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Iterable, Iterator
+from typing import Any, Generator, Iterable, Iterator
 
 import sqlalchemy as sa
 
@@ -195,28 +195,40 @@ WHOLE_READ_CHUNK = 1024 * 1024
 
 
 def read_copy(conn: sa.Connection, store: ObjectStore, keys: KeyRing, copy_id: uuid.UUID) -> bytearray:
-    """The whole decrypted audio of a copy, after checking the stored bytes' SHA-256.
+    """The whole decrypted audio of a copy, every byte of it authenticated.
 
-    One GET, read in chunks: each chunk is hashed and its frames decrypted into the one
-    preallocated plaintext buffer while the next chunk is still arriving; the ciphertext is
-    never held whole. Nothing is returned before the checksum matches."""
+    One GET, read in chunks: each chunk's frames are decrypted into the one preallocated
+    plaintext buffer while the next chunk is still arriving; the ciphertext is never held whole.
+
+    The frames' own tags are the integrity check. Every object has its own data key, and every
+    frame is authenticated together with the header, its index and whether it is the last one:
+    a changed byte, a truncated, extended or reordered object, another copy swapped in or an
+    older version rolled back all fail authentication, and nothing is returned then. Only on
+    that failure is the object read again and its SHA-256 compared with the catalog's, to tell
+    which it was (``CatalogIntegrityError``: the stored bytes are not the ones written;
+    ``DecryptionError``: they are, and the key does not open them). A read that succeeds costs
+    no hash: SHA-256 of a large copy costs as much CPU as its download."""
     row = _copy_row(conn, copy_id)
     data_key = _data_key(conn, keys, row, joined_caller_key(row))
-    stored = _Hashing(store.stream(row["bucket"], row["object_key"], chunk_size=WHOLE_READ_CHUNK,
-                                 version=row.get("object_version")))
-    chunks = iter(stored)
+    chunks = _stored_chunks(store, row)
     try:
-        audio = decrypt_chunks_into_buffer(chunks, data_key=data_key, aad=_aad(row["object_key"]))
+        return decrypt_chunks_into_buffer(chunks, data_key=data_key, aad=_aad(row["object_key"]))
     except DecryptionError:
-        for _ in chunks:  # the rest of the object, hashed: a changed object is told as such
-            pass
-        _check_stored(stored, row, copy_id)
+        chunks.close()
+        _check_stored(_Hashing(_stored_chunks(store, row)), row, copy_id)
         raise
-    _check_stored(stored, row, copy_id)
-    return audio
+
+
+def _stored_chunks(store: ObjectStore, row: Any) -> Generator[bytes, None, None]:
+    """The copy's stored object (its recorded version) as chunks, read as they arrive."""
+    return store.stream(row["bucket"], row["object_key"], chunk_size=WHOLE_READ_CHUNK,
+                        version=row.get("object_version"))
 
 
 def _check_stored(stored: _Hashing, row: Any, copy_id: uuid.UUID) -> None:
+    """Hash what is left of ``stored`` and compare it with the catalog's SHA-256."""
+    for _ in stored:
+        pass
     if stored.sha.hexdigest() != row["stored_sha256"]:
         raise CatalogIntegrityError(f"copy {copy_id}: stored object {row['object_key']} does not match its "
                                     "catalog SHA-256 (corrupted or replaced)",
@@ -237,10 +249,7 @@ def stream_copy(conn: sa.Connection, store: ObjectStore, keys: KeyRing, copy_id:
     def generate() -> Iterator[bytes]:  # the GET happens on the first next(), the connection gone by then
         stored = _Hashing(store.stream(row["bucket"], row["object_key"], version=row.get("object_version")))
         yield from decrypt_stream(iter(stored), data_key=data_key, aad=_aad(row["object_key"]))
-        if stored.sha.hexdigest() != row["stored_sha256"]:
-            raise CatalogIntegrityError(f"copy {copy_id}: stored object {row['object_key']} does not match its "
-                                        "catalog SHA-256 (corrupted or replaced)",
-                                        hint="restore it from a backup or re-ingest")
+        _check_stored(stored, row, copy_id)
 
     return generate()
 

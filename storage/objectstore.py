@@ -12,9 +12,9 @@ import itertools
 import logging
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import BinaryIO, Iterable, Iterator
+from typing import BinaryIO, Generator, Iterable, Iterator
 
 import boto3
 from boto3.s3.transfer import TransferConfig
@@ -108,6 +108,8 @@ class ObjectInfo:
     size: int
     version_id: str | None = None
     last_modified: datetime | None = None
+    # x-amz-meta-* without the prefix, names lower-case (a HEAD's; a listing has none)
+    metadata: dict[str, str] | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -263,7 +265,7 @@ class ObjectStore:
             raise translate(exc, bucket=bucket, key=key) from exc
 
     def stream(self, bucket: str, key: str, *, chunk_size: int = STREAM_CHUNK,
-               version: str | None = None) -> Iterator[bytes]:
+               version: str | None = None) -> Generator[bytes, None, None]:
         """The whole object (``version``, default the current one) as chunks of about ``chunk_size``
         bytes, read as they arrive (one GET): memory stays at one chunk whatever the object's size.
         A failure mid-way raises like ``get``; the consumer must then treat what it has as incomplete."""
@@ -283,7 +285,8 @@ class ObjectStore:
         return generate()
 
     def head(self, bucket: str, key: str, *, version: str | None = None) -> ObjectInfo | None:
-        """One version's size and id (default: the current version's); None where it is not there."""
+        """One version's size, id and object metadata (default: the current version's); None where it
+        is not there."""
         try:
             meta = self.client.head_object(**_where(bucket, key, version))
         except ClientError as exc:
@@ -293,7 +296,8 @@ class ObjectStore:
             raise err from exc
         except BotoCoreError as exc:
             raise translate(exc, bucket=bucket, key=key) from exc
-        return ObjectInfo(key, meta["ContentLength"], _version(meta.get("VersionId")))
+        return ObjectInfo(key, meta["ContentLength"], _version(meta.get("VersionId")),
+                          metadata={k.lower(): v for k, v in (meta.get("Metadata") or {}).items()})
 
     def get_tags(self, bucket: str, key: str, *, version: str | None = None) -> dict[str, str]:
         """One version's tags (default: the current version's)."""

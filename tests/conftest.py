@@ -14,12 +14,21 @@ from typing import Iterator
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import settings
 
 from deploy.local.stack import Stack
 from storage.keys import KeyRing
 from storage.objectstore import ObjectStore
 from storage.settings import StorageSettings
 from tests.support.stack import MinioEndpoint, drop_buckets, empty_and_delete_bucket, scratch_storage, unique
+
+# Property tests: the same examples on every run by default ("ci": each test's examples are
+# seeded from the test itself), so a run that passed before a change predicts the next one and a
+# failure reproduces as is. CALLVAULT_HYPOTHESIS=explore draws fresh examples each run (to hunt
+# for new counterexamples); a failure prints the blob that replays it (@reproduce_failure).
+settings.register_profile("ci", derandomize=True, print_blob=True)
+settings.register_profile("explore", derandomize=False, print_blob=True)
+settings.load_profile(os.environ.get("CALLVAULT_HYPOTHESIS", "ci"))
 
 
 @pytest.fixture(scope="session")

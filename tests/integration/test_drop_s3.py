@@ -11,16 +11,21 @@ import asyncio
 import json
 import time
 from datetime import datetime, timedelta, timezone
+from urllib.parse import quote_plus
 
 import pytest
 import sqlalchemy as sa
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from ingest.producer import LANDING_METADATA
 from ingest.service import recording_uuid
 from storage.catalog import tables as t
 from storage.keys import KeyRing
 from testbed.audio import sine_wav
-from tests.support.front_doors import aws, aws_env, curl
+from testbed.pipeline import create_topics, drop_topics
+from tests.integration.conftest import running_pipeline
+from tests.support.front_doors import api_env, aws, aws_env, curl, front_doors_on
+from tests.support.stack import unique
 
 pytestmark = pytest.mark.integration
 STARTED = (datetime.now(timezone.utc) - timedelta(minutes=3)).replace(microsecond=0).isoformat()
@@ -97,6 +102,10 @@ def test_a_dropped_call_is_stored_playable_and_a_replay_is_idempotent(front_door
         assert KeyRing.from_settings(doors.pipeline.storage).open_number(conn, row) == "+33612345678"
         assert row["direction"] == "outbound"
 
+    # A key with a space and a plus: MinIO URL-encodes it in its event (as AWS does), the worker decodes it.
+    drop(wav, "acme/2026/11/call 3+b.wav", recording_id="drop-3", started_at=STARTED, agent_id="agent-7")
+    doors.wait_status("drop-3", "stored")
+
     # A replay (the same upload again) is the same call; other audio under its id is refused.
     drop(wav, "acme/2026/11/call-1-again.wav", **meta)
     other = tmp_path / "other.wav"
@@ -105,13 +114,15 @@ def test_a_dropped_call_is_stored_playable_and_a_replay_is_idempotent(front_door
     conflict = doors.pipeline.wait_for(lambda e: e.get("reason") == "recording_conflict", count=1)
     assert b"612345678" not in conflict[0]["value"]
     assert doors.status("drop-1").json["status"] == "stored"
-    assert doors.pipeline.count(t.recordings) == 2
+    assert doors.pipeline.count(t.recordings) == 3
     assert landing_empties(doors)
     events = drop_events(doors.pipeline.storage.landing_bucket)
-    assert len(events) >= 5 and not any(b"612345678" in e or b"12 34 56" in e for e in events)
+    assert len(events) >= 6 and not any(b"612345678" in e or b"12 34 56" in e for e in events)
+    keys = {r["s3"]["object"]["key"] for e in events for r in json.loads(e)["Records"]}
+    assert "acme%2F2026%2F11%2Fcall+3%2Bb.wav" in keys, keys  # what MinIO sends: unquote_plus reads it
     with doors.pipeline.engine.connect() as conn:
         doors_of = dict(conn.execute(sa.select(t.pushes.c.external_id, t.pushes.c.door)).all())
-    assert doors_of == {"drop-1": "s3-drop", "drop-2": "s3-drop"}
+    assert doors_of == {"drop-1": "s3-drop", "drop-2": "s3-drop", "drop-3": "s3-drop"}
 
 
 def test_bad_metadata_and_incomplete_uploads_are_dead_lettered_and_told_by_the_status_url(front_doors, drop,
@@ -144,3 +155,126 @@ def test_bad_metadata_and_incomplete_uploads_are_dead_lettered_and_told_by_the_s
     assert not any("0612345678" in e["error"] for e in letters)
     assert doors.pipeline.count(t.recordings) == 0
     assert landing_empties(doors)  # no plaintext left behind, refused or not
+
+
+# -- AWS S3's events (bridged SQS or EventBridge -> Kafka): no x-amz-meta-* in them ------------------
+# MinIO is the object store (the objects are real, uploaded with the AWS CLI); what AWS alone
+# shows is the shape of its events, written here as AWS documents them, on a drop topic of
+# this pipeline's own (no MinIO notification: the landing bucket announces nothing itself).
+
+
+@pytest.fixture
+def aws_doors(kafka_bootstrap, storage_settings, pg_schema_url, tmp_path):
+    """The ``front_doors`` world, its landing bucket silent, its worker on a drop topic of its
+    own (one partition: the events are taken in the order sent) fed by ``send``."""
+    topic = unique("e2e-aws-drops")
+    asyncio.run(create_topics(kafka_bootstrap, [topic], 1))
+    try:
+        with running_pipeline(kafka_bootstrap, storage_settings, pg_schema_url, tmp_path,
+                              extra_env={**api_env(), "CALLVAULT_KAFKA_DROP_TOPIC": topic}) as pipe, \
+                front_doors_on(pipe, tmp_path / "api.log") as doors:
+            yield doors, lambda *events: send(kafka_bootstrap, topic, events)
+    finally:
+        asyncio.run(drop_topics(kafka_bootstrap, topic))
+
+
+def send(bootstrap: str, topic: str, events) -> None:
+    async def run() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+        await producer.start()
+        try:
+            for event in events:
+                await producer.send_and_wait(topic, json.dumps(event).encode())
+        finally:
+            await producer.stop()
+    asyncio.run(run())
+
+
+def sqs_body(bucket: str, key: str, event: str = "ObjectCreated:Put") -> dict:
+    """An S3 event notification as AWS puts it in an SQS message's body: the key URL-encoded,
+    the event name without ``s3:``, no ``userMetadata``."""
+    return {"Records": [{
+        "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "eu-west-3", "eventTime": STARTED,
+        "eventName": event, "userIdentity": {"principalId": "AWS:AIDAEXAMPLEPBX"},
+        "requestParameters": {"sourceIPAddress": "192.0.2.7"},
+        "responseElements": {"x-amz-request-id": "C3D13FE58DE4C810", "x-amz-id-2": "FMyUVURIY8/IgAtTv8xRjskZQpcIZ9KG"},
+        "s3": {"s3SchemaVersion": "1.0", "configurationId": "callvault-drop",
+               "bucket": {"name": bucket, "ownerIdentity": {"principalId": "A3NL1KOZZKExample"},
+                          "arn": f"arn:aws:s3:::{bucket}"},
+               "object": {"key": quote_plus(key), "size": 1024, "eTag": "d41d8cd98f00b204e9800998ecf8427e",
+                          "sequencer": "0055AED6DCD90281E5"}}}]}
+
+
+def eventbridge(bucket: str, key: str, detail_type: str = "Object Created") -> dict:
+    """S3's event on EventBridge (a rule targeting SQS, or a Pipe to the topic): the key as is
+    (as moto writes it; not form-encoded, unlike the notifications')."""
+    return {"version": "0", "id": "17793124-05d4-b198-2fde-7ededc63b103", "detail-type": detail_type,
+            "source": "aws.s3", "account": "111122223333", "time": STARTED, "region": "eu-west-3",
+            "resources": [f"arn:aws:s3:::{bucket}"],
+            "detail": {"version": "0", "bucket": {"name": bucket},
+                       "object": {"key": key, "size": 1024, "etag": "b1946ac92492d2347c6235b4d2611184",
+                                  "sequencer": "617f08299329d189"},
+                       "request-id": "N4N7GDK58NMKJ12R", "requester": "111122223333",
+                       "source-ip-address": "192.0.2.7", "reason": "PutObject"}}
+
+
+def test_aws_s3_events_without_metadata_are_taken_with_the_objects_own(aws_doors, minio, tmp_path):
+    doors, send_events = aws_doors
+    bucket = doors.pipeline.storage.landing_bucket
+    env = aws_env(minio.url, minio.access_key, minio.secret_key, minio.region, tmp_path)
+
+    def upload(path, key: str, **metadata: str) -> None:
+        meta = ",".join(f"{k.replace('_', '-')}={v}" for k, v in metadata.items())
+        aws("s3", "cp", str(path), f"s3://{bucket}/{key}", "--metadata", meta, env=env)
+
+    wav = tmp_path / "call.wav"
+    wav.write_bytes(sine_wav(6.0, freqs=(440.0,)))
+    spaced, bridged, numbered = "acme/2026/11/call 1+a.wav", "acme/2026/11/call 2+b.wav", "acme/2026/11/call-3.wav"
+    upload(wav, spaced, recording_id="aws-1", started_at=STARTED, agent_id="agent-7", redactions="1000-2500")
+    upload(wav, bridged, recording_id="aws-2", started_at=STARTED, agent_id="agent-8", direction="outbound")
+    upload(wav, numbered, recording_id="aws-3", started_at=STARTED, agent_id="a7", caller_number="0612345678")
+    # callvault's own sealed object in the landing bucket is announced too: not a drop.
+    own = "acme/sealed-own.bin"
+    doors.pipeline.store.put(bucket, own, b"sealed", metadata=LANDING_METADATA)
+    send_events(
+        {"Service": "Amazon S3", "Event": "s3:TestEvent", "Time": STARTED, "Bucket": bucket,
+         "RequestId": "5582815E1AEA5ADF", "HostId": "8cLeGAmw098X5cv4Zkwcmo8vvZa3eH3eKxsPzbB9wrR+YstdA6Knx4Ip8EXAMPLE"},
+        sqs_body(bucket, spaced, "ObjectRemoved:Delete"),
+        eventbridge(bucket, spaced, "Object Deleted"),
+        sqs_body(bucket, own),
+        {"Type": "Notification", "Message": "not an S3 event"},
+        sqs_body(bucket, spaced),
+        eventbridge(bucket, bridged),
+        sqs_body(bucket, spaced),  # announced twice (a redelivery, or SQS and EventBridge both): taken once
+        sqs_body(bucket, numbered))
+
+    doors.wait_status("aws-1", "stored")
+    doors.wait_status("aws-2", "stored")
+    refused = doors.wait_status("aws-3", "dead-lettered")
+    assert refused["reason"] == "invalid_message"  # the object's metadata, read by a HEAD: the same rules
+    with doors.pipeline.engine.connect() as conn:
+        rows = {r["external_id"]: r for r in conn.execute(sa.select(t.recordings)).mappings()}
+        doors_of = dict(conn.execute(sa.select(t.pushes.c.external_id, t.pushes.c.door)).all())
+        letters = conn.execute(sa.select(sa.func.count()).select_from(t.dead_letters)).scalar()
+    assert set(rows) == {"aws-1", "aws-2"} and rows["aws-2"]["direction"] == "outbound"
+    assert doors_of == {"aws-1": "s3-drop", "aws-2": "s3-drop"}
+    assert letters == 2  # the test event and the removals were ignored, not dead-lettered
+    refusals = doors.pipeline.wait_for(lambda e: e.get("type") == "dead-letter", count=2)
+    assert sorted(e["reason"] for e in refusals) == ["invalid_message", "invalid_message"]
+    assert any("not an S3 event" in e["error"] for e in refusals)
+    assert not any("0612345678" in e["error"] for e in refusals)
+    rid = recording_uuid("acme", "aws-1")
+    detail = curl("-H", f"Authorization: Bearer {doors.tokens['ic-acme']}", f"{doors.api.url}/recordings/{rid}")
+    assert detail.status == 200 and detail.json["redactions"] == [{"start_ms": 1000, "end_ms": 2500}]
+    assert landing_keys_settle(doors, [own])  # the drops deleted (refused or not), callvault's own kept
+    log = doors.pipeline.log_path.read_text(errors="replace")
+    assert "ignored an s3:TestEvent" in log and "ignored ObjectRemoved:Delete event" in log
+    assert "ignored EventBridge Object Deleted event" in log and "callvault's own sealed landing object" in log
+    assert "already handled" in log and "0612345678" not in log
+
+
+def landing_keys_settle(doors, expected: list[str], timeout: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while landing_keys(doors) != expected and time.monotonic() < deadline:
+        time.sleep(0.3)
+    return landing_keys(doors) == expected

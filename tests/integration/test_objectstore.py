@@ -50,6 +50,14 @@ def test_missing_object_is_a_domain_error(store, scratch_bucket):
     assert store.head(scratch_bucket, "nope") is None
 
 
+def test_head_tells_the_object_metadata_by_lower_case_name(store, scratch_bucket):
+    store.put(scratch_bucket, "acme/call.wav", b"RIFF", metadata={"Recording-Id": "r1", "agent-id": "a7"})
+    info = store.head(scratch_bucket, "acme/call.wav")
+    assert (info.size, info.metadata) == (4, {"recording-id": "r1", "agent-id": "a7"})
+    store.put(scratch_bucket, "acme/bare.wav", b"RIFF")
+    assert store.head(scratch_bucket, "acme/bare.wav").metadata == {}
+
+
 def test_delete_removes_every_version(store, versioned_bucket, minio):
     for body in (b"v1", b"v2", b"v3"):
         store.put(versioned_bucket, "rec/1", body)

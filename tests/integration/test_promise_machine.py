@@ -52,8 +52,8 @@ from lifecycle.settings import LifecycleSettings
 from lifecycle.sweeper import sweep
 from storage.audit import verify
 from storage.catalog import tables as t
-from tests.support.stack import empty_and_delete_bucket, unique
 from tests.support import pgbackup
+from tests.support.stack import empty_and_delete_bucket, unique
 from tests.support.vault import IC, TENANT, Vault
 
 pytestmark = pytest.mark.integration
@@ -279,7 +279,7 @@ def test_every_promise_holds_on_every_path(storage_settings, postgres_url, tmp_p
         STATS[key] = 0
     try:
         run_state_machine_as_test(Promises, settings=settings(
-            max_examples=EXAMPLES, stateful_step_count=STEPS, deadline=None, derandomize=False,
+            max_examples=EXAMPLES, stateful_step_count=STEPS, deadline=None,
             suppress_health_check=list(HealthCheck), print_blob=True))
     finally:
         admin.dispose()

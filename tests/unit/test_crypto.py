@@ -418,7 +418,7 @@ def test_module_imports_only_stdlib_cryptography_and_project_errors():
     }
     project = {m for m in modules if m.split(".")[0] in {"storage", "callvault"}}
     assert project == {"storage.exceptions"}  # pure: no object store, no settings
-    allowed = {"__future__", "os", "struct", "dataclasses", "typing", "cryptography"}
+    allowed = {"__future__", "ctypes", "os", "struct", "dataclasses", "typing", "cryptography"}
     assert {m.split(".")[0] for m in modules - project} <= allowed
 
 
@@ -431,6 +431,26 @@ def test_streamed_whole_decryption_matches_for_any_chunking(pt, frame_size, chun
     pieces = [blob[i:i + chunk] for i in range(0, len(blob), chunk)]
     assert crypto.decrypt_chunks_into_buffer(pieces, data_key=KEY, aad=AAD) == pt
     assert crypto.decrypt_buffer(blob, data_key=KEY, aad=AAD) == pt == dec(blob)
+
+
+@settings(max_examples=60, deadline=None)
+@given(pt=st.binary(max_size=3000), frame_size=st.integers(1, 700), stale=st.integers(0, 255))
+def test_whole_decryption_writes_every_byte_of_its_unzeroed_buffer(pt, frame_size, stale):
+    """The plaintext buffer is not zeroed first (``_new_bytearray``): memory the allocator hands
+    back dirty (here: just freed buffers of the same size full of ``stale``) never shows through."""
+    for _ in range(3):
+        dirty = bytearray([stale]) * (len(pt) + HEADER_SIZE + 16 * (len(pt) // frame_size + 1))
+        del dirty
+    blob = enc(pt, frame_size)
+    for _ in range(3):
+        dirty = bytearray([stale]) * len(pt)
+        del dirty
+    assert crypto.decrypt_buffer(blob, data_key=KEY, aad=AAD) == pt
+    for _ in range(3):
+        dirty = bytearray([stale]) * len(pt)
+        del dirty
+    assert crypto.decrypt_chunks_into_buffer([blob], data_key=KEY, aad=AAD) == pt
+    # encrypt_bytes' buffer is not zeroed either: a stale byte in it would fail authentication above
 
 
 def test_whole_decryption_returns_its_buffer_and_bytes_where_promised():
