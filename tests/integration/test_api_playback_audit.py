@@ -181,3 +181,11 @@ def test_ranges_past_playback_threads_wait_their_turn_and_each_is_played_and_aud
     assert most == [1]
     entries = _entries(world, copy_id)
     assert sorted(e["detail"]["start"] for e in entries if e["outcome"] == "allowed") == [i * 100 for i in range(6)]
+
+
+def test_an_empty_copy_is_played_and_its_listen_audited(world):
+    world.add_call("silent", agent="a1", team="t1", size=0)
+    copy_id = world.copies["silent/production"]
+    response = world.get(f"/copies/{copy_id}/audio", "consultant-1")
+    assert response.status_code == 200 and response.content == b""
+    assert [(e["outcome"], e["detail"]["total"]) for e in _entries(world, copy_id)] == [("allowed", 0)]

@@ -184,7 +184,13 @@ def _play(ctx: ApiContext, who: Caller, copy_id: uuid.UUID, range_: str | None, 
                                   headers={"Content-Range": f"bytes */{total}"})
         start, end = (wanted.start, wanted.end) if wanted else (0, total - 1)
         audited.update(start=start, end=end)
-        body = _stream_audited(ctx, gate, decision, found, start, end, audited, overlap) if total else None
+        if total:
+            body = _stream_audited(ctx, gate, decision, found, start, end, audited, overlap)
+        else:  # an empty copy: nothing to read, the listen audited all the same
+            body = None
+            gate.allowed(Action.STREAM, decision, target_type="copy", target_id=str(copy_id), detail=audited,
+                         target=found.target)
+            uow.commit()
     headers = {"Accept-Ranges": "bytes", "Content-Length": str(end - start + 1 if total else 0), "ETag": etag,
                "Cache-Control": "private, no-store", "Content-Disposition": "inline"}
     if wanted is not None:
