@@ -81,6 +81,13 @@ def _read_failed(gate: Gate, action: Action, decision: Decision, found: catalog.
     gate.uow.commit()
 
 
+def _listened(gate: Gate, decision: Decision, found: catalog.CopyOf, detail: dict) -> None:
+    """The listen's ``allowed`` entry, committed."""
+    gate.allowed(Action.STREAM, decision, target_type="copy", target_id=str(found.copy["id"]), detail=detail,
+                 target=found.target)
+    gate.uow.commit()
+
+
 def _stream_audited(ctx: ApiContext, gate: Gate, decision: Decision, found: catalog.CopyOf, start: int, end: int,
                     detail: dict, overlap: bool) -> AudioSpan:
     """The span, first window read, and the decision's entry committed; nothing is returned before
@@ -92,9 +99,7 @@ def _stream_audited(ctx: ApiContext, gate: Gate, decision: Decision, found: cata
     naming the error. Otherwise the window is read first and the one entry tells how it went."""
     if not overlap:
         span = _stream(ctx, gate, Action.STREAM, decision, found, start, end, detail)
-        gate.allowed(Action.STREAM, decision, target_type="copy", target_id=str(found.copy["id"]), detail=detail,
-                     target=found.target)
-        gate.uow.commit()
+        _listened(gate, decision, found, detail)
         return span
     svc = ctx.services
     try:
@@ -103,9 +108,7 @@ def _stream_audited(ctx: ApiContext, gate: Gate, decision: Decision, found: cata
     except CallvaultError as exc:
         _read_failed(gate, Action.STREAM, decision, found, detail, exc)
         raise
-    gate.allowed(Action.STREAM, decision, target_type="copy", target_id=str(found.copy["id"]), detail=detail,
-                 target=found.target)
-    gate.uow.commit()
+    _listened(gate, decision, found, detail)
     try:
         return primed()
     except Exception as exc:
@@ -188,9 +191,7 @@ def _play(ctx: ApiContext, who: Caller, copy_id: uuid.UUID, range_: str | None, 
             body = _stream_audited(ctx, gate, decision, found, start, end, audited, overlap)
         else:  # an empty copy: nothing to read, the listen audited all the same
             body = None
-            gate.allowed(Action.STREAM, decision, target_type="copy", target_id=str(copy_id), detail=audited,
-                         target=found.target)
-            uow.commit()
+            _listened(gate, decision, found, audited)
     headers = {"Accept-Ranges": "bytes", "Content-Length": str(end - start + 1 if total else 0), "ETag": etag,
                "Cache-Control": "private, no-store", "Content-Disposition": "inline"}
     if wanted is not None:
