@@ -87,15 +87,15 @@ class Dropped:
     def tenant(self) -> str | None:
         return tenant_of(self.key)
 
+    @property
+    def external_id(self) -> str | None:
+        return (self.metadata or {}).get("recording-id")
+
 
 def tenant_of(key: str) -> str | None:
     """The key's first segment, where it is a tenant's slug (what the PBX's policy allows it)."""
     first = key.split("/", 1)[0]
     return first if "/" in key and TENANT_SLUG.fullmatch(first) else None
-
-    @property
-    def external_id(self) -> str | None:
-        return (self.metadata or {}).get("recording-id")
 
 
 def dropped(raw: bytes, landing_bucket: str) -> list[Dropped]:
@@ -295,8 +295,11 @@ def _found(drop: Dropped, store: ObjectStore) -> tuple[str, ObjectInfo] | None:
     info = store.head(drop.bucket, drop.key)
     if info is not None:
         return drop.key, info
-    for key in candidate_keys(drop.sent_key) if drop.sent_key is not None else []:
+    sent = drop.sent_key
+    for key in candidate_keys(sent) if sent is not None else []:
         if key != drop.key and (info := store.head(drop.bucket, key)) is not None:
+            how = "form-decoded" if key == unquote_plus(sent) else "percent-decoded" if key == unquote(sent) else "as sent"
+            log.info("drop tenant=%s: found under its key %s, not as first decoded", tenant_of(key), how)
             return key, info
     return None
 
