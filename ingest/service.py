@@ -48,7 +48,7 @@ class Outcome(StrEnum):
     DUPLICATE = "duplicate"
     SUPPRESSED = "suppressed"
     EXPIRED_ON_ARRIVAL = "expired-on-arrival"
-    ERASED = "erased"  # an erasure reached the call before it arrived: its recording, or its number since it started
+    ERASED_ON_ARRIVAL = "erased-on-arrival"  # an erasure reached it first: its recording, or its number since it started
 
 
 @dataclass(frozen=True)
@@ -225,7 +225,7 @@ def ingest(raw: bytes, deps: IngestDeps, *, topic_tenant: str | None = None) -> 
     # An objection refuses every call; an erasure those it reached, unless a copy it kept under a legal
     # hold is the call (delivered again: a duplicate, below).
     refused = (Outcome.SUPPRESSED if standing.suppressed
-               else Outcome.ERASED if standing.erased and standing.stored is None else None)
+               else Outcome.ERASED_ON_ARRIVAL if standing.erased and standing.stored is None else None)
     if refused is not None:
         drop_landing(call.msg, deps)
         _settle(deps, call, refused)
@@ -337,8 +337,8 @@ def _store(call: Arrival, expiry: datetime, deps: IngestDeps) -> IngestResult:
         copy_id = _write(call, processed, expiry, deps)
     except _ErasedMeanwhile:
         drop_landing(call.msg, deps)
-        _settle(deps, call, Outcome.ERASED)
-        return call.result(Outcome.ERASED)
+        _settle(deps, call, Outcome.ERASED_ON_ARRIVAL)
+        return call.result(Outcome.ERASED_ON_ARRIVAL)
     except sa.exc.IntegrityError:
         with deps.engine.connect() as conn:
             stored = _stored_fingerprint(conn, call.msg)

@@ -139,8 +139,8 @@ def test_0007_admits_telephony_users_and_keeps_memberships_and_grants(engine: sa
                              "VALUES ('x', 'x', 'robot', '[]', false, :now)"), {"now": NOW})
 
 
-def test_0010_keeps_the_pushes_and_admits_erased(engine: sa.Engine) -> None:
-    """The pushes outcome check takes ``erased``, the copy SQLite needs loses no push, and an
+def test_0010_keeps_the_pushes_and_admits_erased_on_arrival(engine: sa.Engine) -> None:
+    """The pushes outcome check takes ``erased-on-arrival``, the copy SQLite needs loses no push, and an
     erasure row names a number or a recording, never both nor neither."""
     upgrade(engine, "0009")
     as_id = (lambda u: u.hex) if engine.dialect.name == "sqlite" else (lambda u: u)
@@ -153,7 +153,7 @@ def test_0010_keeps_the_pushes_and_admits_erased(engine: sa.Engine) -> None:
     upgrade(engine)
     with engine.begin() as conn:
         assert conn.execute(sa.select(t.pushes.c.recording_id, t.pushes.c.outcome)).all() == [(rid, "stored")]
-        conn.execute(t.pushes.update().values(outcome="erased"))
+        conn.execute(t.pushes.update().values(outcome="erased-on-arrival"))
         conn.execute(t.erasures.insert(), [
             dict(id=uuid.uuid4(), tenant_id="acme", number_hash="a" * 64, recording_id=None, erased_at=NOW,
                  ledger_entry="e1"),

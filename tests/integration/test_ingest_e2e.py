@@ -126,7 +126,7 @@ def test_an_objecting_number_is_never_stored(pipeline):
 def test_an_erased_caller_stays_erased_whatever_arrives_late(pipeline):
     """Through the real worker: a stored call, its caller erased, then the same message delivered
     again and another call of theirs that started before the erasure (a claim check, whose landing
-    object must go too): both answered ``erased``, nothing stored; a call started since is stored."""
+    object must go too): both answered ``erased-on-arrival``, nothing stored; a call started since is stored."""
     audio = sine_wav(1.0)
     pipeline.push(call(audio, recording_id="tel-first"))
     pipeline.wait_for(stored, count=1)
@@ -139,9 +139,9 @@ def test_an_erased_caller_stays_erased_whatever_arrives_late(pipeline):
     pipeline.push(call(audio, recording_id="tel-first"),
                   call(encode(sine_wav(20.0), "flac"), recording_id="tel-on-its-way", started_at=NOW - timedelta(minutes=2)),
                   call(sine_wav(1.0), recording_id="tel-since", started_at=datetime.now(timezone.utc)))
-    events = pipeline.wait_for(lambda e: e.get("type") in {"erased", "stored"}, count=4)
+    events = pipeline.wait_for(lambda e: e.get("type") in {"erased-on-arrival", "stored"}, count=4)
     assert Counter((e["external_id"], e["type"]) for e in events) == Counter({
-        ("tel-first", "stored"): 1, ("tel-first", "erased"): 1, ("tel-on-its-way", "erased"): 1,
+        ("tel-first", "stored"): 1, ("tel-first", "erased-on-arrival"): 1, ("tel-on-its-way", "erased-on-arrival"): 1,
         ("tel-since", "stored"): 1})
     with pipeline.engine.connect() as conn:
         assert conn.execute(sa.select(t.recordings.c.external_id)).scalars().all() == ["tel-since"]

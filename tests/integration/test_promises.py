@@ -186,7 +186,7 @@ def test_pg_restore_after_an_erasure_then_reconcile_erases_again(vault: Vault, t
     # The backup predates the erasure, so what it reached came back from the ledger too: the
     # erased calls delivered again are still refused, the held one is still a duplicate.
     outcomes = [ingest(raw, vault.deps()).outcome for raw in vault.sent[:3]]
-    assert outcomes == [Outcome.ERASED, Outcome.ERASED, Outcome.DUPLICATE]
+    assert outcomes == [Outcome.ERASED_ON_ARRIVAL, Outcome.ERASED_ON_ARRIVAL, Outcome.DUPLICATE]
     assert {r["id"] for r in vault.rows(t.recordings)} == {held_rid, other_rid}
 
 
@@ -199,7 +199,7 @@ def _message(vault: Vault, number: str | None, started_at, external_id: str | No
 def test_an_erasure_reaches_the_calls_that_arrive_after_it(vault: Vault) -> None:
     """Kafka delivers at least once and a call may still be on its way when its caller is erased:
     a stored call delivered again after its erasure, and a call of the erased number that started
-    before the erasure, are refused (``erased``: nothing stored, no row, no key); a call that
+    before the erasure, are refused (``erased-on-arrival``: nothing stored, no row, no key); a call that
     started after it is stored; another caller is untouched."""
     rid, copy_id = vault.call(A)
     delivered_again = vault.sent[-1]
@@ -210,7 +210,7 @@ def test_an_erasure_reaches_the_calls_that_arrive_after_it(vault: Vault) -> None
     keys_before = vault.rows(t.caller_keys)
     for raw in (delivered_again, on_its_way):
         result = ingest(raw, vault.deps())
-        assert (result.outcome, result.copy_id) == (Outcome.ERASED, None)
+        assert (result.outcome, result.copy_id) == (Outcome.ERASED_ON_ARRIVAL, None)
     assert vault.rows(t.recordings) == [] and vault.rows(t.caller_keys) == keys_before  # no fresh key either
     assert ingest(late_other, vault.deps()).outcome == Outcome.STORED
     vault.advance(timedelta(minutes=5))
@@ -232,7 +232,7 @@ def test_an_erasure_committed_while_a_call_is_processed_wins(vault: Vault, monke
 
     monkeypatch.setattr(service.audio, "process", erased_meanwhile)
     result = ingest(_message(vault, A, vault.now - timedelta(minutes=1)), vault.deps())
-    assert (result.outcome, result.copy_id) == (Outcome.ERASED, None)
+    assert (result.outcome, result.copy_id) == (Outcome.ERASED_ON_ARRIVAL, None)
     assert vault.rows(t.recordings) == [] and vault.rows(t.copies) == []
     assert vault.rows(t.caller_keys, t.caller_keys.c.wrapped_key.is_not(None)) == []
     assert list(vault.store.list(vault.storage.recordings_bucket)) == []
@@ -245,7 +245,7 @@ def test_a_withheld_call_erased_by_its_id_is_not_stored_again(vault: Vault) -> N
         report = erase_recordings(conn, vault.store, vault.keys, vault.ledger, tenant=TENANT,
                                   recording_ids=[stored.recording_id], actor=IC, now=vault.now)
     assert report.erased_recordings == [str(stored.recording_id)]
-    assert ingest(raw, vault.deps()).outcome == Outcome.ERASED
+    assert ingest(raw, vault.deps()).outcome == Outcome.ERASED_ON_ARRIVAL
     assert vault.rows(t.recordings) == []
 
 

@@ -6,7 +6,7 @@
   number was erased after the call started. The rows of erasures made before this revision come
   from the erasure ledger: its replay (the worker's start, ``storage reconcile``) writes the rows
   an entry lacks.
-- ``pushes.outcome`` also takes ``erased``: a pushed call refused for that reason. A new value is
+- ``pushes.outcome`` also takes ``erased-on-arrival``: a pushed call refused for that reason. A new value is
   a new CHECK constraint: dropped and made again on PostgreSQL; on SQLite the table is copied
   (batch mode; nothing references ``pushes``).
 
@@ -27,7 +27,7 @@ depends_on = None
 
 DOORS = ("http", "s3-drop")
 OLD_OUTCOMES = ("stored", "suppressed", "expired-on-arrival", "dead-lettered")
-NEW_OUTCOMES = (*OLD_OUTCOMES, "erased")
+NEW_OUTCOMES = (*OLD_OUTCOMES, "erased-on-arrival")
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:
@@ -86,7 +86,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.execute(sa.text("UPDATE pushes SET outcome = 'suppressed' WHERE outcome = 'erased'"))  # the nearest older state: refused for the caller's rights
+    op.execute(sa.text("UPDATE pushes SET outcome = 'suppressed' WHERE outcome = 'erased-on-arrival'"))  # the nearest older state: refused for the caller's rights
     _set_outcomes(OLD_OUTCOMES)
     op.drop_index("ix_erasures_ledger_entry", table_name="erasures")
     op.drop_index("ix_erasures_recording", table_name="erasures")
