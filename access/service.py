@@ -91,7 +91,8 @@ def export(uow: UnitOfWork, svc: Services, *, tenant: str, numbers: list[str], a
 
 def restrict(uow: UnitOfWork, svc: Services, *, tenant: str, numbers: list[str], actor: Actor, now: datetime,
              lift: bool = False) -> int:
-    return subjects.restrict(uow.conn, svc.keys, tenant=tenant, numbers=numbers, actor=actor, now=now, lift=lift)
+    return subjects.restrict(uow.conn, svc.keys, svc.ledger, tenant=tenant, numbers=numbers, actor=actor, now=now,
+                             lift=lift)
 
 
 def rectify(uow: UnitOfWork, svc: Services, *, tenant: str, numbers: list[str], actor: Actor, now: datetime,

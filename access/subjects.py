@@ -150,8 +150,11 @@ def _shred(conn: sa.Connection, store: ObjectStore, keys: KeyRing, ledger: Erasu
 
 def object_to_recording(conn: sa.Connection, store: ObjectStore, keys: KeyRing, ledger: ErasureLedger, *,
                         tenant: str, numbers: list[str], actor: Actor, now: datetime) -> ErasureReport:
-    """The number is never recorded again, and what exists (unheld) is erased."""
-    for number_hash in hashes(keys, tenant, numbers):
+    """The number is never recorded again, and what exists (unheld) is erased. Journalled in the
+    ledger first (a failed write aborts), so a restored catalog keeps refusing the number."""
+    number_hashes = hashes(keys, tenant, numbers)
+    ledger.record_subject("object", tenant=tenant, number_hashes=number_hashes, actor=actor.id, now=now)
+    for number_hash in number_hashes:
         suppress(conn, tenant=tenant, number_hash=number_hash, actor=actor.id, now=now)
     return erase(conn, store, keys, ledger, tenant=tenant, numbers=numbers, actor=actor, now=now,
                  action=AuditAction.SUBJECT_OBJECT)
@@ -159,9 +162,13 @@ def object_to_recording(conn: sa.Connection, store: ObjectStore, keys: KeyRing, 
 
 # -- restriction ---------------------------------------------------------------------------
 
-def restrict(conn: sa.Connection, keys: KeyRing, *, tenant: str, numbers: list[str], actor: Actor, now: datetime,
-             lift: bool = False) -> int:
+def restrict(conn: sa.Connection, keys: KeyRing, ledger: ErasureLedger, *, tenant: str, numbers: list[str],
+             actor: Actor, now: datetime, lift: bool = False) -> int:
+    """Mark every recording of the numbers restricted (or lift it). Journalled in the ledger first
+    (a failed write aborts), so a restored catalog gets the restriction, or its lift, back."""
     number_hashes = hashes(keys, tenant, numbers)
+    ledger.record_subject("lift" if lift else "restrict", tenant=tenant, number_hashes=number_hashes,
+                          actor=actor.id, now=now)
     changed = conn.execute(t.recordings.update().where(
         t.recordings.c.tenant_id == tenant, t.recordings.c.number_hash.in_(number_hashes))
         .values(restricted=not lift, restricted_at=None if lift else now)).rowcount

@@ -119,6 +119,7 @@ class AuditAction(StrEnum):
     SUBJECT_LIFT = "subject:lift"
     SUBJECT_ERASE = "subject:erase"
     SUBJECT_ERASE_REPLAY = "subject:erase:replay"
+    SUBJECT_RIGHTS_REPLAY = "subject:rights:replay"  # objections and restrictions re-applied after a restore
     SUBJECT_RECTIFY = "subject:rectify"
     SUBJECT_EXPORT = "subject:export"
     SUBJECT_EXPORT_DOWNLOAD = "subject:export:download"

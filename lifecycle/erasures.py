@@ -19,11 +19,12 @@ from typing import Callable
 import sqlalchemy as sa
 
 from core.vocabulary import AuditAction
-from storage import erasure
+from storage import erasure, rights
 from storage.audit import append_many, copy_tenants
 from storage.keys import KeyRing
 from storage.ledger import ErasureLedger
 from storage.objectstore import ObjectStore
+from storage.rights import RightsReplay
 
 
 @dataclass
@@ -35,9 +36,16 @@ class ReplayReport:
     recordings_deleted: int = 0
     held_rewrapped: int = 0
     holds_restored: int = 0
+    rights: RightsReplay | None = None  # objections and restrictions re-applied, if any
+
+    def _rights(self) -> str:
+        r = self.rights
+        return (f"; objections and restrictions re-applied from the journal: {r.suppressed} suppressed number "
+                f"hashes, {r.restricted} recordings restricted, {r.lifted} lifted" if r else "")
 
     def summary(self) -> str:
         holds = f"; {self.holds_restored} hold states re-applied from the journal" if self.holds_restored else ""
+        holds += self._rights()
         if not self.replayed:
             return f"erasure ledger: {self.entries} entries, all already applied{holds}"
         return (f"erasure ledger: {self.replayed} of {self.entries} entries applied again (catalog restored?): "
@@ -78,5 +86,21 @@ def replay_ledger(engine: sa.Engine, store: ObjectStore, keys: KeyRing, ledger: 
                            "copies_deleted": len(applied.doomed),
                            "recordings_deleted": len(applied.doomed_recordings),
                            "held_copies_kept": len(applied.held)}}])
+    _reapply_rights(engine, ledger, report, now=now)
     say(report.summary())
     return report
+
+
+def _reapply_rights(engine: sa.Engine, ledger: ErasureLedger, report: ReplayReport, *, now: datetime) -> None:
+    """Objections and restrictions made after the backup come back (``storage.rights``), audited."""
+    with engine.begin() as conn:
+        done = rights.reapply(conn, ledger.subject_events())
+        if not done.changed:
+            return
+        report.rights = done
+        append_many(conn, [{
+            "tenant": tenant, "actor": "erasure-ledger", "role": "system",
+            "action": AuditAction.SUBJECT_RIGHTS_REPLAY, "target_type": "tenant", "target_id": tenant,
+            "outcome": "done", "at": now, "reason": "objections and restrictions re-applied after a catalog restore",
+            "detail": {"suppressed_number_hashes": done.suppressed, "recordings_restricted": done.restricted,
+                       "recordings_lifted": done.lifted}} for tenant in sorted(done.tenants)])

@@ -15,6 +15,11 @@ Keys sort by time (``<prefix>erase/<ns since epoch>-<id>.json``), so replay appl
 Legal holds are journalled beside them (``<prefix>hold/``: copy ids, on or off, actor, time;
 no free-text reason, since nothing here can ever be deleted), so a hold set after a backup
 survives its restore too: replay brings each copy to its latest journalled hold state.
+
+So are the data subjects' standing requests (``<prefix>subject/``: ``object``, ``restrict`` or
+``lift``, tenant, the numbers' keyed hashes, actor, time): an objection made after a backup
+still refuses the number's calls once it is restored, and a restriction still keeps its
+recordings from all but internal control (``storage.rights``).
 """
 
 from __future__ import annotations
@@ -55,6 +60,20 @@ class LedgerEntry:
                                hint="the ledger is object-locked: report it, do not edit it") from exc
 
 
+SUBJECT_KINDS = ("object", "restrict", "lift")
+
+
+@dataclass(frozen=True)
+class SubjectEvent:
+    """A journalled standing request of a data subject (by the numbers' keyed hashes)."""
+
+    kind: str  # one of SUBJECT_KINDS
+    tenant: str
+    number_hashes: list[str]
+    actor: str
+    at: datetime
+
+
 class ErasureLedger:
     """Append and read erasure entries under one prefix of an object-locked bucket."""
 
@@ -84,6 +103,27 @@ class ErasureLedger:
         body = json.dumps({"copy_ids": sorted(copy_ids), "on": on, "actor": actor,
                            "at": now.astimezone(timezone.utc).isoformat()}, sort_keys=True).encode()
         return self._put("hold", body, entry_id=uuid.uuid4().hex)
+
+    def record_subject(self, kind: str, *, tenant: str, number_hashes: list[str], actor: str,
+                       now: datetime) -> str:
+        """Journal a data subject's standing request (``SUBJECT_KINDS``) before it is applied; an
+        error here must abort it."""
+        if kind not in SUBJECT_KINDS:
+            raise ValueError(f"unknown subject request {kind!r}")
+        body = json.dumps({"kind": kind, "tenant": tenant, "number_hashes": sorted(set(number_hashes)),
+                           "actor": actor, "at": now.astimezone(timezone.utc).isoformat()}, sort_keys=True).encode()
+        return self._put("subject", body, entry_id=uuid.uuid4().hex)
+
+    def subject_events(self) -> Iterator[SubjectEvent]:
+        """Every journalled subject request, oldest first."""
+        for name in sorted(info.key for info in self.store.list(self.bucket, f"{self.prefix}subject/")):
+            try:
+                event = json.loads(self.store.get(self.bucket, name))
+                yield SubjectEvent(event["kind"], event["tenant"], list(event["number_hashes"]), event["actor"],
+                                   datetime.fromisoformat(event["at"]))
+            except (ValueError, KeyError, TypeError) as exc:
+                raise StorageError(f"subject journal entry {name} is unreadable: {exc}",
+                                   hint="the ledger is object-locked: report it, do not edit it") from exc
 
     def entries(self) -> Iterator[tuple[str, LedgerEntry]]:
         """Every erasure, oldest first."""

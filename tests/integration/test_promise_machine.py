@@ -40,7 +40,7 @@ from hypothesis.stateful import (
 )
 
 from access.policy import Target, User, decide
-from access.subjects import erase, object_to_recording, rectify, restrict
+from access.subjects import erase, hashes, object_to_recording, rectify, restrict
 from core.vocabulary import Action, Role
 from ingest.service import ingest
 from lifecycle.copies import create_copy
@@ -87,6 +87,7 @@ class Promises(RuleBasedStateMachine):
         self.v = Vault.build(storage, url, master=w["master"])
         self.erased: set[uuid.UUID] = set()      # deleted by an erasure: never readable again
         self.erased_recordings: set[uuid.UUID] = set()  # never stored again, whatever is delivered again
+        self.objected: set[str] = set()  # numbers on the suppression list, also after a restore
         self.swept: set[uuid.UUID] = set()       # deleted by the sweeper: gone for good
         self.backup: Path | None = None
         self.restores = 0
@@ -190,6 +191,8 @@ class Promises(RuleBasedStateMachine):
                         now=self.v.now)
         self.erased |= {uuid.UUID(c["copy_id"]) for c in report.erased_copies}
         self.erased_recordings |= {uuid.UUID(r) for r in report.erased_recordings}
+        if objection:
+            self.objected.add(number)
         STATS["erased"] += len(report.erased_copies)
         STATS["held_kept"] += len(report.kept_copies)
 
@@ -197,7 +200,7 @@ class Promises(RuleBasedStateMachine):
     def restrict_number(self, number, lift):
         self._tick()
         with self.v.engine.begin() as conn:
-            restrict(conn, self.v.keys, tenant=TENANT, numbers=[number], actor=IC, now=self.v.now, lift=lift)
+            restrict(conn, self.v.keys, self.v.ledger, tenant=TENANT, numbers=[number], actor=IC, now=self.v.now, lift=lift)
 
     @rule(tier=st.sampled_from(["production", "monitoring", "training", "complaint-extract"]),
           months=st.integers(1, 36))
@@ -259,6 +262,12 @@ class Promises(RuleBasedStateMachine):
     def an_erased_recording_is_never_stored_again(self):
         again = self.erased_recordings & {r["id"] for r in self._recordings()}
         assert not again, f"erased recordings stored again: {sorted(map(str, again))}"
+
+    @invariant()
+    def an_objection_stands(self):
+        suppressed = {r["number_hash"] for r in self.v.rows(t.suppressions)}
+        for number in self.objected:
+            assert set(hashes(self.v.keys, TENANT, [number])) <= suppressed, f"the objection of {number} is lost"
 
     @invariant()
     def expired_is_unplayable_unless_held(self):

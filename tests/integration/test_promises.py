@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from botocore.exceptions import ClientError
 from pydantic import SecretStr
 
-from access.subjects import erase, erase_recordings, rectify
+from access.subjects import erase, erase_recordings, hashes, object_to_recording, rectify, restrict
 from core.phone import number_forms
 from ingest.schema import build_message
 from ingest.service import Outcome, ingest
@@ -188,6 +188,44 @@ def test_pg_restore_after_an_erasure_then_reconcile_erases_again(vault: Vault, t
     outcomes = [ingest(raw, vault.deps()).outcome for raw in vault.sent[:3]]
     assert outcomes == [Outcome.ERASED_ON_ARRIVAL, Outcome.ERASED_ON_ARRIVAL, Outcome.DUPLICATE]
     assert {r["id"] for r in vault.rows(t.recordings)} == {held_rid, other_rid}
+
+
+def test_objections_and_restrictions_made_after_a_backup_survive_its_restore(vault: Vault, tmp_path) -> None:
+    """pg_dump, then B objects and A's calls are restricted (C's restricted, then lifted), pg_restore,
+    `callvault storage reconcile`: B's calls are refused again, A's recording is restricted
+    again, C's is not (restricted, then lifted: as it was); audited; a second reconcile changes
+    nothing."""
+    C = "+33633333333"
+    a_rid, _ = vault.call(A)
+    c_rid, _ = vault.call(C)
+    vault.call(B)
+    backup = pgbackup.dump(vault.url, tmp_path / "catalog.dump")
+    with vault.engine.begin() as conn:
+        object_to_recording(conn, vault.store, vault.keys, vault.ledger, tenant=TENANT, numbers=[B], actor=IC,
+                            now=vault.now)
+        restrict(conn, vault.keys, vault.ledger, tenant=TENANT, numbers=[A, C], actor=IC, now=vault.now)
+        restrict(conn, vault.keys, vault.ledger, tenant=TENANT, numbers=[C], actor=IC, now=vault.now, lift=True)
+    vault.engine.dispose()
+    pgbackup.restore(vault.url, backup)
+    assert vault.rows(t.suppressions) == [] and not any(r["restricted"] for r in vault.rows(t.recordings))
+
+    done = _cli(vault, "storage", "reconcile")
+    b_hashes = hashes(vault.keys, TENANT, [B])
+    assert (f"re-applied from the journal: {len(b_hashes)} suppressed number hashes, 1 recordings restricted, "
+            "0 lifted") in done.stdout, done.stdout + done.stderr  # C's, restricted and lifted since: as it was
+    assert {s["number_hash"] for s in vault.rows(t.suppressions)} == set(b_hashes)
+    restricted = {r["id"]: r["restricted"] for r in vault.rows(t.recordings)}
+    assert restricted[a_rid] and not restricted[c_rid]
+    result = ingest(_message(vault, B, vault.now - timedelta(seconds=10)), vault.deps())
+    assert result.outcome == Outcome.SUPPRESSED
+    with vault.engine.connect() as conn:
+        assert verify(conn).ok
+        replays = conn.execute(sa.select(t.audit_events).where(
+            t.audit_events.c.action == "subject:rights:replay")).mappings().all()
+    assert [r["detail"] for r in replays] == [{"suppressed_number_hashes": len(b_hashes), "recordings_restricted": 1,
+                                               "recordings_lifted": 0}]
+    again = _cli(vault, "storage", "reconcile")
+    assert "re-applied" not in again.stdout and again.returncode == 0, again.stdout + again.stderr
 
 
 def _message(vault: Vault, number: str | None, started_at, external_id: str | None = None) -> bytes:

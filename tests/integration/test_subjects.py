@@ -83,10 +83,10 @@ def test_erasure_reaches_every_copy_and_version_and_keeps_held_ones_readable(
     assert erased_keys
 
 
-def test_restriction_lets_only_internal_control_play_until_lifted(catalog, store, keys, scratch_bucket):
+def test_restriction_lets_only_internal_control_play_until_lifted(catalog, store, keys, ledger, scratch_bucket):
     calls_of(catalog, store, keys, scratch_bucket, n=2)
     with catalog.begin() as conn:
-        assert restrict(conn, keys, tenant="acme", numbers=["0612345678"], actor=IC, now=NOW) == 2
+        assert restrict(conn, keys, ledger, tenant="acme", numbers=["0612345678"], actor=IC, now=NOW) == 2
         flags = conn.execute(sa.select(t.recordings.c.restricted)).scalars().all()
     assert flags == [True, True]
     manager = User("m", Role.MANAGER, frozenset({"acme"}), frozenset({("acme", "t1", "manager")}))
@@ -95,7 +95,7 @@ def test_restriction_lets_only_internal_control_play_until_lifted(catalog, store
     assert not decide(manager, Action.STREAM, target, now=NOW).allowed
     assert decide(ic, Action.STREAM, target, now=NOW).allowed
     with catalog.begin() as conn:
-        restrict(conn, keys, tenant="acme", numbers=["+33 6 12 34 56 78"], actor=IC, now=NOW, lift=True)
+        restrict(conn, keys, ledger, tenant="acme", numbers=["+33 6 12 34 56 78"], actor=IC, now=NOW, lift=True)
         assert conn.execute(sa.select(t.recordings.c.restricted)).scalars().all() == [False, False]
 
 
