@@ -1,14 +1,17 @@
 """Every path at once: a hypothesis state machine over the real services, on the real
 PostgreSQL and MinIO, checking the promises of DESIGN.md after every step.
 
-Rules are the real service calls: in-process ingest, copies, holds and releases, rectify,
-erase, restrict and lift, set-retention, the sweeper with a moving clock, reconcile, and a
-catalog backup / restore with pg_dump and pg_restore (followed by what an operator runs after a
-restore: ``storage reconcile``, i.e. the ledger replay, then ``--repair``).
+Rules are the real service calls: in-process ingest, a call delivered again (Kafka's at least
+once, ``dlq replay``), copies, holds and releases, rectify, erase and object, restrict and lift,
+set-retention, the sweeper with a moving clock, reconcile, and a catalog backup / restore with
+pg_dump and pg_restore (followed by what an operator runs after a restore: ``storage
+reconcile``, i.e. the ledger replay, then ``--repair``).
 
 Invariants, after every step:
 - every held copy decrypts (a held copy stays readable until released);
-- nothing an erasure deleted is readable again, not even after a restore;
+- nothing an erasure deleted is readable again, not even after a restore, and no erased
+  recording is stored again, whatever is delivered again;
+- an objection stands (the number's hashes on the suppression list), also after a restore;
 - nothing past expiry is playable unless held (the policy refuses it);
 - the audit trail verifies; reconcile finds nothing to repair, and reports as an incident exactly
   the held copies a restore could not bring back (made and held after the backup: their
