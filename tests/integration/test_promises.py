@@ -43,6 +43,21 @@ def vault(storage_settings, pg_schema_url):
     v.dispose()
 
 
+@pytest.fixture(params=["postgres", "sqlite"])
+def any_vault(request, storage_settings, tmp_path):
+    """A vault on PostgreSQL or on the embedded SQLite default."""
+    if request.param == "postgres":
+        url = request.getfixturevalue("pg_schema_url")
+    else:
+        from storage.catalog.migrate import upgrade
+
+        url = f"sqlite:///{tmp_path / 'catalog.sqlite3'}"
+        upgrade(url)
+    v = Vault.build(storage_settings, url)
+    yield v
+    v.dispose()
+
+
 def _erase(v: Vault, number: str):
     with v.engine.begin() as conn:
         return erase(conn, v.store, v.keys, v.ledger, tenant=TENANT, numbers=[number], actor=IC, now=v.now)
@@ -234,57 +249,57 @@ def _message(vault: Vault, number: str | None, started_at, external_id: str | No
                          audio=sine_wav(0.5)).to_bytes()
 
 
-def test_an_erasure_reaches_the_calls_that_arrive_after_it(vault: Vault) -> None:
+def test_an_erasure_reaches_the_calls_that_arrive_after_it(any_vault: Vault) -> None:
     """Kafka delivers at least once and a call may still be on its way when its caller is erased:
     a stored call delivered again after its erasure, and a call of the erased number that started
     before the erasure, are refused (``erased-on-arrival``: nothing stored, no row, no key); a call that
     started after it is stored; another caller is untouched."""
-    rid, copy_id = vault.call(A)
-    delivered_again = vault.sent[-1]
-    on_its_way = _message(vault, A, vault.now - timedelta(minutes=1))
-    late_other = _message(vault, B, vault.now - timedelta(minutes=1))
-    report = _erase(vault, A)
-    assert report.erased_recordings == [str(rid)] and not vault.readable(copy_id)
-    keys_before = vault.rows(t.caller_keys)
+    rid, copy_id = any_vault.call(A)
+    delivered_again = any_vault.sent[-1]
+    on_its_way = _message(any_vault, A, any_vault.now - timedelta(minutes=1))
+    late_other = _message(any_vault, B, any_vault.now - timedelta(minutes=1))
+    report = _erase(any_vault, A)
+    assert report.erased_recordings == [str(rid)] and not any_vault.readable(copy_id)
+    keys_before = any_vault.rows(t.caller_keys)
     for raw in (delivered_again, on_its_way):
-        result = ingest(raw, vault.deps())
+        result = ingest(raw, any_vault.deps())
         assert (result.outcome, result.copy_id) == (Outcome.ERASED_ON_ARRIVAL, None)
-    assert vault.rows(t.recordings) == [] and vault.rows(t.caller_keys) == keys_before  # no fresh key either
-    assert ingest(late_other, vault.deps()).outcome == Outcome.STORED
-    vault.advance(timedelta(minutes=5))
-    new_rid, new_copy = vault.call(A, started_at=vault.now - timedelta(seconds=30))  # after the erasure
-    assert vault.readable(new_copy) and new_rid != rid
+    assert any_vault.rows(t.recordings) == [] and any_vault.rows(t.caller_keys) == keys_before  # no fresh key either
+    assert ingest(late_other, any_vault.deps()).outcome == Outcome.STORED
+    any_vault.advance(timedelta(minutes=5))
+    new_rid, new_copy = any_vault.call(A, started_at=any_vault.now - timedelta(seconds=30))  # after the erasure
+    assert any_vault.readable(new_copy) and new_rid != rid
 
 
-def test_an_erasure_committed_while_a_call_is_processed_wins(vault: Vault, monkeypatch) -> None:
+def test_an_erasure_committed_while_a_call_is_processed_wins(any_vault: Vault, monkeypatch) -> None:
     """The erasure commits between the call's checks and its write (its audio being processed):
     the write sees it and stores nothing."""
     from ingest import service
 
-    vault.call(A)
+    any_vault.call(A)
     process = service.audio.process
 
     def erased_meanwhile(*args, **kwargs):
-        _erase(vault, A)
+        _erase(any_vault, A)
         return process(*args, **kwargs)
 
     monkeypatch.setattr(service.audio, "process", erased_meanwhile)
-    result = ingest(_message(vault, A, vault.now - timedelta(minutes=1)), vault.deps())
+    result = ingest(_message(any_vault, A, any_vault.now - timedelta(minutes=1)), any_vault.deps())
     assert (result.outcome, result.copy_id) == (Outcome.ERASED_ON_ARRIVAL, None)
-    assert vault.rows(t.recordings) == [] and vault.rows(t.copies) == []
-    assert vault.rows(t.caller_keys, t.caller_keys.c.wrapped_key.is_not(None)) == []
-    assert list(vault.store.list(vault.storage.recordings_bucket)) == []
+    assert any_vault.rows(t.recordings) == [] and any_vault.rows(t.copies) == []
+    assert any_vault.rows(t.caller_keys, t.caller_keys.c.wrapped_key.is_not(None)) == []
+    assert list(any_vault.store.list(any_vault.storage.recordings_bucket)) == []
 
 
-def test_a_withheld_call_erased_by_its_id_is_not_stored_again(vault: Vault) -> None:
-    raw = _message(vault, None, vault.now - timedelta(minutes=2))
-    stored = ingest(raw, vault.deps())
-    with vault.engine.begin() as conn:
-        report = erase_recordings(conn, vault.store, vault.keys, vault.ledger, tenant=TENANT,
-                                  recording_ids=[stored.recording_id], actor=IC, now=vault.now)
+def test_a_withheld_call_erased_by_its_id_is_not_stored_again(any_vault: Vault) -> None:
+    raw = _message(any_vault, None, any_vault.now - timedelta(minutes=2))
+    stored = ingest(raw, any_vault.deps())
+    with any_vault.engine.begin() as conn:
+        report = erase_recordings(conn, any_vault.store, any_vault.keys, any_vault.ledger, tenant=TENANT,
+                                  recording_ids=[stored.recording_id], actor=IC, now=any_vault.now)
     assert report.erased_recordings == [str(stored.recording_id)]
-    assert ingest(raw, vault.deps()).outcome == Outcome.ERASED_ON_ARRIVAL
-    assert vault.rows(t.recordings) == []
+    assert ingest(raw, any_vault.deps()).outcome == Outcome.ERASED_ON_ARRIVAL
+    assert any_vault.rows(t.recordings) == []
 
 
 def test_rotating_the_master_key_makes_an_old_backup_useless(vault: Vault, tmp_path) -> None:
