@@ -68,7 +68,7 @@ class DeadLetter:
     def fields(self) -> dict:
         try:
             data = json.loads(self.message or b"")
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # a hostile message nests deeper than the parser
             return {}
         return data if isinstance(data, dict) else {}
 
