@@ -32,6 +32,7 @@ from deploy import cli as deploy_cli
 from ingest import cli as ingest_cli
 from lifecycle import cli as lifecycle_cli
 from storage import cli as storage_cli
+from storage.catalog.db import catalog_errors
 
 from .bootstrap import Root
 
@@ -44,7 +45,8 @@ def _fail(message: str, code: int) -> typer.Exit:
 @contextmanager
 def _one_line() -> Iterator[None]:
     try:
-        yield
+        with catalog_errors():  # a catalog that does not answer, or is not migrated: one line too
+            yield
     except MalformedInput as exc:
         raise _fail(str(exc), 2) from None
     except CallvaultError as exc:
