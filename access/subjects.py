@@ -132,7 +132,9 @@ def erase_recordings(conn: sa.Connection, store: ObjectStore, keys: KeyRing, led
 def _shred(conn: sa.Connection, store: ObjectStore, keys: KeyRing, ledger: ErasureLedger, shred: erasure.ShredPlan,
            *, actor: Actor, now: datetime, action: str, target_type: str, target_id: str) -> ErasureReport:
     """The ledger first (a failed write aborts), then the shredding, then one audit entry."""
-    ledger_key = ledger.record(shred.ledger_entry(), now=now)
+    entry = shred.ledger_entry()
+    ledger_key = ledger.record(entry, now=now)
+    erasure.remember(conn, entry, at=now)  # a call it covers that arrives later is refused (ingest)
     report = ErasureReport(keys_destroyed=erasure.execute(conn, store, keys, shred, now=now))
     report.kept_copies = [{"copy_id": str(c["id"]), "recording_id": str(c["recording_id"]), "tier": c["tier"],
                            "hold_reason": c["hold_reason"]} for c in shred.held]

@@ -17,8 +17,12 @@ from the middle, not frame-aligned (two frames), bearer token, keep-alive connec
 first byte (TTFB) = from sending the request to the first body byte. Baseline: a boto3 ranged
 GET of the same byte count from an unencrypted object of the same size in the same bucket, to
 its first body byte. For context, ``read_copy_range`` called in-process (catalog row, unwrap,
-one GET for copies written with their header, decrypt: the storage share of a request). All three interleaved; bytes checked.
-Goal (issue 20): API TTFB p99 at most 2x the raw GET's.
+one GET for copies written with their header, decrypt: the storage share of a request). Second
+baseline, the floor of an audited listen (``common.FLOOR_AUDIT``): on an open psycopg connection
+in autocommit, one SELECT of the user and the copy with its recording, one durable INSERT of an
+audit-sized row, then the same raw GET, to its first byte: what any server must do before the
+first byte leaves (the entry committed first), without framework, hash chain or decryption. All
+four interleaved; bytes checked. Goal (issue 20): API TTFB p99 at most 2x the raw GET's.
 
 Concurrent listeners (1-hour size): ``--listeners`` (default 50) threads, each with its own
 keep-alive connection to the API, each sending ``--per-listener`` Range requests back to back,
@@ -323,6 +327,11 @@ def measure_concurrent(proc, port: int, token: str, s3, bucket: str, obj: dict, 
     return out
 
 
+# The floor's one read: the user (revocation applies at once) and the copy with its recording.
+_FLOOR_READ = ("SELECT u.role, u.tenants, u.revoked, c.*, r.* FROM users u, copies c "
+               "JOIN recordings r ON r.id = c.recording_id WHERE u.id = %s AND c.id = %s AND c.deleting_at IS NULL")
+
+
 def measure_playback(st, reps: int, listeners: int = 50, per_listener: int = 20, single: bool = True,
                      workers: int = 1, concurrent_workers: int = 1) -> dict:
     from pydantic import SecretStr
@@ -350,6 +359,10 @@ def measure_playback(st, reps: int, listeners: int = 50, per_listener: int = 20,
         env = {**service_env(settings, url), "CALLVAULT_ACCESS_JWT_SECRET": SECRET}
         token = issue_token("manager-1", AccessSettings(jwt_secret=SecretStr(SECRET)), ttl=timedelta(hours=4))
         s3 = s3_client(settings)
+        raw_db = engine.raw_connection()
+        raw_db.autocommit = True
+        common.floor_audit_table(raw_db)
+        floor_cur = raw_db.cursor()
         with api_server(env, common.OUT / "access-api.log", workers) as (proc, port):
             # uvicorn closes idle keep-alive connections after 5 s: a fresh one after each quiet-host wait.
             conn = [http.client.HTTPConnection("127.0.0.1", port, timeout=30)]
@@ -366,8 +379,10 @@ def measure_playback(st, reps: int, listeners: int = 50, per_listener: int = 20,
                 assert resp.status == 206 and data == obj["expected"], (resp.status, len(data))
                 return ttfb, total
 
-            def raw(obj) -> tuple[float, float]:
+            def raw(obj, first_do=None) -> tuple[float, float]:
                 t0 = time.perf_counter()
+                if first_do is not None:
+                    first_do(obj)
                 body = s3.get_object(Bucket=bucket, Key=obj["raw_key"], Range=f"bytes={obj['start']}-{obj['end']}")["Body"]
                 first = body.read(1)
                 ttfb = time.perf_counter() - t0
@@ -375,6 +390,14 @@ def measure_playback(st, reps: int, listeners: int = 50, per_listener: int = 20,
                 total = time.perf_counter() - t0
                 assert data == obj["expected"]
                 return ttfb, total
+
+            def authorised_and_audited(obj) -> None:
+                floor_cur.execute(_FLOOR_READ, ("manager-1", obj["copy_id"]))
+                assert floor_cur.fetchone() is not None
+                common.floor_audit_append(floor_cur)
+
+            def floor(obj) -> tuple[float, float]:
+                return raw(obj, authorised_and_audited)
 
             def storage_only(obj) -> tuple[float, float]:
                 with engine.connect() as c:
@@ -386,7 +409,7 @@ def measure_playback(st, reps: int, listeners: int = 50, per_listener: int = 20,
 
             for obj in (objects if single else []):
                 for _ in range(20):  # warm-up: connections, the caller key's unwrap path, the app's first request
-                    api(obj), raw(obj), storage_only(obj)
+                    api(obj), raw(obj), storage_only(obj), floor(obj)
 
                 def run_size(obj=obj) -> dict:
                     common.say(f"access: {obj['label']}, 64 KiB Range x {reps}")
@@ -397,11 +420,11 @@ def measure_playback(st, reps: int, listeners: int = 50, per_listener: int = 20,
                         api(obj), raw(obj)
                     watch = common.CpuWatch()
                     server0 = sum(common.tree_cpu_seconds(proc.pid))
-                    samples: dict[str, list[tuple[float, float]]] = {"api": [], "raw": [], "storage": []}
-                    fns = {"api": api, "raw": raw, "storage": storage_only}
+                    samples: dict[str, list[tuple[float, float]]] = {"api": [], "raw": [], "storage": [], "floor": []}
+                    fns = {"api": api, "raw": raw, "storage": storage_only, "floor": floor}
                     order = list(fns)
                     for i in range(reps):
-                        for name in order[i % 3:] + order[:i % 3]:  # rotate who goes first
+                        for name in order[i % 4:] + order[:i % 4]:  # rotate who goes first
                             samples[name].append(fns[name](obj))
                     server_cpu = sum(common.tree_cpu_seconds(proc.pid)) - server0
                     load = watch.stop()
@@ -413,16 +436,19 @@ def measure_playback(st, reps: int, listeners: int = 50, per_listener: int = 20,
                            "start": obj["start"], "length": RANGE_LEN, "reps": reps,
                            "api_ttfb_ms": ms(samples["api"], 0), "api_total_ms": ms(samples["api"], 1),
                            "raw_ttfb_ms": ms(samples["raw"], 0), "raw_total_ms": ms(samples["raw"], 1),
-                           "storage_ms": ms(samples["storage"], 0),
+                           "storage_ms": ms(samples["storage"], 0), "floor_ttfb_ms": ms(samples["floor"], 0),
                            "server_cpu_ms_per_request": 1000 * server_cpu / reps,
                            "quiet_gate": gate, "host_busy_pct": load["host_busy_pct"],
                            "foreign_cores": load["foreign_cores"], "foreign_top": load["foreign_top"],
                            "servers_cores": load["servers_cores"]}
                     out["ratio_p50"] = out["api_ttfb_ms"]["median"] / out["raw_ttfb_ms"]["median"]
                     out["ratio_p99"] = out["api_ttfb_ms"]["p99"] / out["raw_ttfb_ms"]["p99"]
+                    out["floor_ratio_p50"] = out["api_ttfb_ms"]["median"] / out["floor_ttfb_ms"]["median"]
+                    out["floor_ratio_p99"] = out["api_ttfb_ms"]["p99"] / out["floor_ttfb_ms"]["p99"]
                     common.say(f"  TTFB p50/p99: API {out['api_ttfb_ms']['median']:.2f}/{out['api_ttfb_ms']['p99']:.2f}"
                                f" ms, raw GET {out['raw_ttfb_ms']['median']:.2f}/{out['raw_ttfb_ms']['p99']:.2f} ms, "
-                               f"read_copy_range {out['storage_ms']['median']:.2f}/{out['storage_ms']['p99']:.2f} ms;"
+                               f"read_copy_range {out['storage_ms']['median']:.2f}/{out['storage_ms']['p99']:.2f} ms,"
+                               f" audited floor {out['floor_ttfb_ms']['median']:.2f}/{out['floor_ttfb_ms']['p99']:.2f} ms;"
                                f" server CPU {out['server_cpu_ms_per_request']:.1f} ms/request, foreign load "
                                f"{load['foreign_cores']:.2f}")
                     return out
@@ -430,6 +456,8 @@ def measure_playback(st, reps: int, listeners: int = 50, per_listener: int = 20,
                 out = common.least_contended(run_size, tries=3)
                 results.append({**out, "api_workers": workers})
             conn[0].close()
+        floor_cur.close()
+        raw_db.close()
         if listeners:
             s3_many = concurrent_client(settings, listeners)
             with api_server(env, common.OUT / "access-api-concurrent.log", concurrent_workers) as (proc, port):

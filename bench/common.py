@@ -92,6 +92,30 @@ def drop_pg_schema(st, schema: str) -> None:
     admin.dispose()
 
 
+# -- the floor of an audited request ----------------------------------------------------------------
+# Every search and every listen must write its audit entry durably before it answers (DESIGN.md
+# §Roles): a second baseline, beside the issue's bare one, is that write alone done as cheaply as
+# PostgreSQL allows: one INSERT of an audit-sized row on an open psycopg connection in autocommit
+# (one round trip, the WAL flushed at its commit), no hash chain, no lock, no framework.
+FLOOR_AUDIT = "bench_floor_audit"
+FLOOR_DETAIL = ('{"recording_id": "6f1c0b0e-3c55-4f0e-9a43-3d1f5b1b7c21", "tier": "production", '
+                '"total": 7200000, "start": 3604096, "end": 3669631, "decision": "allowed"}')
+
+
+def floor_audit_table(raw) -> None:
+    """The floor's table, in the connection's schema (the bench's scratch one)."""
+    with raw.cursor() as cur:
+        cur.execute(f"CREATE TABLE IF NOT EXISTS {FLOOR_AUDIT} (id bigserial PRIMARY KEY, "
+                    "at timestamptz NOT NULL DEFAULT now(), actor text NOT NULL, detail jsonb NOT NULL)")
+    if not raw.autocommit:
+        raw.commit()
+
+
+def floor_audit_append(cur) -> None:
+    """The one durable write an audited request cannot skip (``cur``'s connection in autocommit)."""
+    cur.execute(f"INSERT INTO {FLOOR_AUDIT} (actor, detail) VALUES (%s, %s)", ("bench-user", FLOOR_DETAIL))
+
+
 # -- statistics ------------------------------------------------------------------------------
 def median(xs: Sequence[float]) -> float:
     return statistics.median(xs)

@@ -20,6 +20,9 @@ the encoded sort key). Each API request (``GET /recordings`` or ``POST /recordin
 rows (the search's own SQL scope, same keyset predicate, same LIMIT), sent by psycopg on one
 open connection and fetched. p50/p99 in ms, the ratio API p99 ÷ SELECT p99 (goal ≤ 3), and the
 API process's CPU per request. Every API page is checked against its SELECT (same ids, same order).
+A second baseline, interleaved too: the floor of an audited search (``common.FLOOR_AUDIT``), the
+same SELECT then one durable INSERT of an audit-sized row on the same connection (autocommit: its
+commit flushes the WAL), since every search must commit its audit entry before it answers.
 
 Before: ``--before REV`` runs the same cases against the API of an older commit (its tree
 exported with ``git archive``; the catalog keeps this revision's indexes, which can only help
@@ -284,26 +287,35 @@ def _request(conn: list, case: Case, token: str, cursor_text: str | None) -> lis
     return [item["id"] for item in json.loads(data)["items"]]
 
 
+# API (0), SELECT (1) and the audited floor (2), each going first in turn.
+_ORDERS = ((0, 1, 2), (1, 2, 0), (2, 0, 1))
+
+
 def measure_case(port: int, pid: int, raw, token: str, case: Case, sql: str, cursor_text: str | None,
                  reps: int, budget: float, check: bool) -> dict:
     conn = [http.client.HTTPConnection("127.0.0.1", port, timeout=600)]
-    api_ms, select_ms = [], []
+    api_ms, select_ms, floor_ms = [], [], []
     expected = None
     cpu0 = common.process_cpu_seconds(pid)
     watch = common.CpuWatch()
     t_end = time.monotonic() + budget
     with raw.cursor() as cur:
         for rep in range(reps):
-            for first in ((0, 1) if rep % 2 == 0 else (1, 0)):
+            for first in _ORDERS[rep % len(_ORDERS)]:
                 t0 = time.perf_counter()
                 if first == 0:
                     got = _request(conn, case, token, cursor_text)
                     api_ms.append((time.perf_counter() - t0) * 1000)
-                else:
+                elif first == 1:
                     cur.execute(sql)
                     rows = cur.fetchall()
                     select_ms.append((time.perf_counter() - t0) * 1000)
                     expected = [str(row[0]) for row in rows[:PAGE]]
+                else:  # the floor of an audited search: the same SELECT, then the entry's durable INSERT
+                    cur.execute(sql)
+                    cur.fetchall()
+                    common.floor_audit_append(cur)
+                    floor_ms.append((time.perf_counter() - t0) * 1000)
             matches = got == expected
             assert matches or not check, f"{case.name}: the API page differs from its SELECT"
             if time.monotonic() > t_end:
@@ -311,8 +323,9 @@ def measure_case(port: int, pid: int, raw, token: str, case: Case, sql: str, cur
     load = watch.stop()
     cpu = common.process_cpu_seconds(pid) - cpu0
     conn[0].close()
-    api, sel = _ms(api_ms), _ms(select_ms)
+    api, sel, flo = _ms(api_ms), _ms(select_ms), _ms(floor_ms)
     return {"api_ms": api, "select_ms": sel, "ratio_p50": api["p50"] / sel["p50"], "ratio_p99": api["p99"] / sel["p99"],
+            "floor_ms": flo, "floor_ratio_p99": api["p99"] / flo["p99"],
             "api_cpu_ms_per_request": 1000 * cpu / len(api_ms), "rows": len(expected or []), "matches_select": matches,
             "foreign_cores": load["foreign_cores"], "foreign_top": load["foreign_top"],
             "host_busy_pct": load["host_busy_pct"]}
@@ -345,6 +358,7 @@ def run_cases(st, engine, keys, env, cwd: Path | None, *, now, probe_number, gra
     out = []
     raw = engine.raw_connection()
     raw.autocommit = True
+    common.floor_audit_table(raw)
     try:
         with ApiProcess(env, log, cwd=cwd) as api:
             for case in cases(now, probe_number):
@@ -367,7 +381,8 @@ def run_cases(st, engine, keys, env, cwd: Path | None, *, now, probe_number, gra
                     common.say(f"  [{label}] {case.name} @ {at:,} of {total:,}: API p50/p99 "
                                f"{m['api_ms']['p50']:.1f}/{m['api_ms']['p99']:.1f} ms, SELECT "
                                f"{m['select_ms']['p50']:.2f}/{m['select_ms']['p99']:.2f} ms, p99 ratio "
-                               f"{m['ratio_p99']:.1f}×, API CPU {m['api_cpu_ms_per_request']:.1f} ms/request "
+                               f"{m['ratio_p99']:.1f}×, audited floor p99 {m['floor_ms']['p99']:.2f} ms "
+                               f"({m['floor_ratio_p99']:.1f}×), API CPU {m['api_cpu_ms_per_request']:.1f} ms/request "
                                f"(n={m['api_ms']['n']}, foreign {m['foreign_cores']:.2f} cores)")
                     out.append(m)
     finally:

@@ -162,3 +162,4 @@ class PushOutcome(StrEnum):
     SUPPRESSED = "suppressed"
     EXPIRED_ON_ARRIVAL = "expired-on-arrival"
     DEAD_LETTERED = "dead-lettered"
+    ERASED_ON_ARRIVAL = "erased-on-arrival"  # an erasure reached it before it arrived (``catalog.erasures``)

@@ -242,6 +242,9 @@ def _say_outcome(ctx: typer.Context, ref: str, timeout: float, outcome: CallOutc
         typer.echo(f"duplicate: {ref} was already stored as recording {event['recording_id']}; nothing changed")
     elif outcome.kind == Outcome.SUPPRESSED:
         typer.echo(f"suppressed: the caller of {ref} objected to being recorded; nothing stored")
+    elif outcome.kind == Outcome.ERASED_ON_ARRIVAL:
+        typer.echo(f"erased-on-arrival: an erasure reached {ref} before it arrived (this call, or its caller's calls made "
+                   "until the erasure); nothing stored")
     else:
         typer.echo(f"{outcome.kind}: {ref} was not stored (its production retention had already passed, "
                    f"{(event.get('expires_at') or '')[:10]})")

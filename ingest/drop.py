@@ -19,10 +19,14 @@ message are durable. An object already gone is a redelivered event: nothing to d
 
 AWS S3 publishes no ``x-amz-meta-*`` in its events (an SQS message's body: ``Records`` without
 ``userMetadata``, ``eventName`` without ``s3:``; or EventBridge's ``Object Created``): the worker
-reads them with the HEAD it makes anyway (``look``), and applies the same rules. Notification
-keys arrive form-encoded from both MinIO and S3 (``+`` a space, ``%2B`` a plus); EventBridge's
-are percent-decoded only. S3's test event and records of anything but a creation are ignored
-with a log line naming only the event's kind.
+reads them with the HEAD it makes anyway (``look``), and applies the same rules. Through SNS
+(S3 → SNS → SQS without raw message delivery) the event comes as the JSON string ``Message``
+of a ``Notification`` envelope: unwrapped, one envelope only; a subscription's confirmation is
+ignored. Notification keys arrive form-encoded from both MinIO and S3 (``+`` a space, ``%2B`` a
+plus); EventBridge's are percent-decoded, though what AWS writes there is not certain: where the
+decoded key is not there, ``look`` tries the key's other decodings (``candidate_keys``), each
+once, before calling the object gone. S3's test event and records of anything but a creation are
+ignored with a log line naming only the event's kind.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ import json
 import logging
 import re
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 from urllib.parse import unquote, unquote_plus
@@ -41,7 +45,7 @@ import anyio
 import sqlalchemy as sa
 
 from storage.exceptions import ObjectNotFound
-from storage.objectstore import ObjectStore
+from storage.objectstore import ObjectInfo, ObjectStore
 
 from . import front_door
 from .exceptions import AudioTooLarge, FieldError, InvalidMessage, TenantMismatch
@@ -55,6 +59,8 @@ META = "x-amz-meta-"
 _LIST_FIELDS = {"redactions"}
 _EVENT_NAME = re.compile(r"[A-Za-z:* ]{1,64}")  # an event name fit for a log line (no digits, no value)
 _NOT_S3 = (ValueError, KeyError, TypeError, AttributeError, RecursionError)
+_SNS_IGNORED = frozenset({"SubscriptionConfirmation", "UnsubscribeConfirmation"})
+KEY_BYTES = 1024  # S3's longest key
 log = logging.getLogger("callvault.ingest")
 
 
@@ -73,24 +79,35 @@ class Dropped:
     metadata: dict[str, str] | None
     principal: str
     size: int | None = None  # known once ``look`` has seen the object
+    # the key as the event wrote it (encoded), whose other decodings ``look`` tries where ``key``
+    # is not there; None: none to try. How a key was encoded is no part of the drop's identity.
+    sent_key: str | None = field(default=None, compare=False, repr=False)
 
     @property
     def tenant(self) -> str | None:
-        first = self.key.split("/", 1)[0]
-        return first if "/" in self.key and TENANT_SLUG.fullmatch(first) else None
+        return tenant_of(self.key)
 
     @property
     def external_id(self) -> str | None:
         return (self.metadata or {}).get("recording-id")
 
 
+def tenant_of(key: str) -> str | None:
+    """The key's first segment, where it is a tenant's slug (what the PBX's policy allows it)."""
+    first = key.split("/", 1)[0]
+    return first if "/" in key and TENANT_SLUG.fullmatch(first) else None
+
+
 def dropped(raw: bytes, landing_bucket: str) -> list[Dropped]:
     """The telephony objects a notification announces in our landing bucket: MinIO's event, AWS
-    S3's (an SQS message's body) or EventBridge's ``Object Created``. An S3 test event and records
-    of anything but an object's creation are ignored (logged); InvalidMessage when it is no S3
-    event at all."""
+    S3's (an SQS message's body, or the ``Message`` of SNS's envelope in it) or EventBridge's
+    ``Object Created``. An S3 test event, an SNS subscription's confirmation and records of
+    anything but an object's creation are ignored (logged); InvalidMessage when it is no S3 event
+    at all."""
     try:
-        doc = json.loads(raw)
+        doc = _unwrapped(json.loads(raw))
+        if doc is None:
+            return []
         if doc.get("Event") == "s3:TestEvent":
             log.info("drop topic: ignored an s3:TestEvent (the bucket's notification was set up)")
             return []
@@ -102,7 +119,27 @@ def dropped(raw: bytes, landing_bucket: str) -> list[Dropped]:
     except InvalidMessage:
         raise
     except _NOT_S3:
-        raise InvalidMessage("not an S3 event notification", errors=[FieldError(("Records",), "s3_event")]) from None
+        raise InvalidMessage("not an S3 event notification (nor an SNS notification of one)",
+                             errors=[FieldError(("Records",), "s3_event")]) from None
+
+
+def _unwrapped(doc: Any) -> Any:
+    """The S3 event an SNS envelope carries (S3 → SNS → SQS without raw message delivery: the
+    event is the JSON *string* ``Message`` of a ``Notification``), else the document itself. One
+    envelope only: an envelope inside is no S3 event. None for a subscription's (un)confirmation,
+    ignored with a line naming its kind alone (never its URL nor its token)."""
+    kind = _dict(doc).get("Type")
+    if kind is None:
+        return doc
+    if kind in _SNS_IGNORED:
+        log.info("drop topic: ignored an SNS %s (a subscription's, not an S3 event)", kind)
+        return None
+    if kind != "Notification":
+        raise ValueError("an SNS envelope of another kind")
+    event = _dict(json.loads(_text(doc["Message"])))
+    if "Type" in event:
+        raise ValueError("an envelope in an envelope")
+    return event
 
 
 def _list(value: Any) -> list:
@@ -117,7 +154,8 @@ def _ignored(event: str) -> None:
     log.info("drop topic: ignored %s event (only an object's creation is a drop)", name)
 
 
-_Record = tuple[str, str, "dict[str, str] | None", str]  # bucket, key (decoded), metadata, principal
+# bucket, key (decoded), metadata, principal, key as sent
+_Record = tuple[str, str, "dict[str, str] | None", str, str]
 
 
 def _from_record(record: dict) -> _Record | None:
@@ -132,20 +170,21 @@ def _from_record(record: dict) -> _Record | None:
     if meta is not None:
         meta = {k.lower()[len(META):]: _text(v) for k, v in _dict(meta).items() if k.lower().startswith(META)}
     who = (record.get("userIdentity") or {}).get("principalId")
-    return _text(bucket), unquote_plus(_text(obj["key"])), meta, _text(who or "?")
+    sent = _text(obj["key"])
+    return _text(bucket), unquote_plus(sent), meta, _text(who or "?"), sent
 
 
 def _from_eventbridge(doc: dict) -> _Record | None:
     """EventBridge's event of S3 (``detail-type: Object Created``): no metadata either, and its key
-    is not form-encoded as the notifications' are (a ``+`` is a plus): percent-decoded only, so a
-    raw key and a ``%20``-encoded one both come out right."""
+    is not form-encoded as the notifications' are (a ``+`` is a plus, as moto writes it):
+    percent-decoded only, so a raw key and a ``%20``-encoded one both come out right (a
+    form-encoded one too, by ``look``'s other decodings)."""
     if _text(doc["detail-type"]) != "Object Created":
         _ignored("EventBridge " + doc["detail-type"])
         return None
     detail = _dict(doc["detail"])
-    who = detail.get("requester")
-    return (_text(detail["bucket"]["name"]), unquote(_text(detail["object"]["key"])), None,
-            _text(who or "?"))
+    who, sent = detail.get("requester"), _text(detail["object"]["key"])
+    return _text(detail["bucket"]["name"]), unquote(sent), None, _text(who or "?"), sent
 
 
 def _dict(value: Any) -> dict:
@@ -160,7 +199,8 @@ def _text(value: Any) -> str:
     return value
 
 
-def _announces_drop(bucket: str, key: str, meta: dict[str, str] | None, _who: str, landing_bucket: str) -> bool:
+def _announces_drop(bucket: str, key: str, meta: dict[str, str] | None, _who: str, _sent: str,
+                    landing_bucket: str) -> bool:
     """Ours to take: in our landing bucket, no sidecar, not callvault's own sealed object."""
     return bucket == landing_bucket and not key.endswith(SIDECAR) and not _callvaults_own(meta)
 
@@ -169,8 +209,18 @@ def _callvaults_own(meta: dict[str, str] | None) -> bool:
     return meta is not None and set(LANDING_METADATA.items()) <= set(meta.items())
 
 
-def _dropped(bucket: str, key: str, meta: dict[str, str] | None, who: str) -> Dropped:
-    return Dropped(bucket, key, meta, f"s3:{who}"[:100])
+def _dropped(bucket: str, key: str, meta: dict[str, str] | None, who: str, sent: str) -> Dropped:
+    return Dropped(bucket, key, meta, f"s3:{who}"[:100], sent_key=sent)
+
+
+def candidate_keys(sent: str) -> list[str]:
+    """Where an object announced as ``sent`` may be, in a fixed order, each once: form-decoded
+    (S3's and MinIO's notifications: ``+`` a space), percent-decoded only (EventBridge's, as moto
+    writes it: ``+`` a plus), as sent (not encoded at all). Only what could be a drop: under a
+    tenant's prefix, no sidecar, within S3's 1,024 bytes."""
+    keys = dict.fromkeys((unquote_plus(sent), unquote(sent), sent))
+    return [k for k in keys if tenant_of(k) and not k.endswith(SIDECAR)
+            and len(k.encode("utf-8", "surrogatepass")) <= KEY_BYTES]
 
 
 def _refuse(loc: str, kind: str, msg: str) -> InvalidMessage:
@@ -225,14 +275,33 @@ def recording_of(drop: Dropped) -> uuid.UUID | None:
 
 async def look(drop: Dropped, store: ObjectStore) -> Dropped | Skip:
     """One HEAD: the object's size and, where its event carried none (AWS S3), its metadata, by
-    which callvault's own sealed objects are told apart; a Skip when it is not to be taken."""
-    info = await anyio.to_thread.run_sync(lambda: store.head(drop.bucket, drop.key))
-    if info is None:
+    which callvault's own sealed objects are told apart; a Skip when it is not to be taken.
+    More HEADs only where the decoded key is not there (``_found``); the key found is the drop's
+    from then on (its tenant that key's first segment), its metadata then the HEAD's."""
+    found = await anyio.to_thread.run_sync(lambda: _found(drop, store))
+    if found is None:
         return Skip.GONE
-    metadata = drop.metadata if drop.metadata is not None else dict(info.metadata or {})
+    key, info = found
+    metadata = drop.metadata if drop.metadata is not None and key == drop.key else dict(info.metadata or {})
     if _callvaults_own(metadata):
         return Skip.OURS
-    return replace(drop, metadata=metadata, size=info.size)
+    return replace(drop, key=key, metadata=metadata, size=info.size)
+
+
+def _found(drop: Dropped, store: ObjectStore) -> tuple[str, ObjectInfo] | None:
+    """The drop's key and its object: the decoded key, else the first other decoding of the key
+    as sent (``candidate_keys``: same bucket, a tenant's prefix, no sidecar) that is there; None:
+    none is (the object is gone, its event redelivered)."""
+    info = store.head(drop.bucket, drop.key)
+    if info is not None:
+        return drop.key, info
+    sent = drop.sent_key
+    for key in candidate_keys(sent) if sent is not None else []:
+        if key != drop.key and (info := store.head(drop.bucket, key)) is not None:
+            how = "form-decoded" if key == unquote_plus(sent) else "percent-decoded" if key == unquote(sent) else "as sent"
+            log.info("drop tenant=%s: found under its key %s, not as first decoded", tenant_of(key), how)
+            return key, info
+    return None
 
 
 async def take(drop: Dropped, producer: Producer, engine: sa.Engine, *, max_bytes: int, default_region: str,

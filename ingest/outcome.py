@@ -3,9 +3,9 @@
 ``callvault push`` waits for it by default. The watcher takes the current end of the events
 and dead-letter topics *before* the call is sent, so the answer cannot slip past however fast
 the worker is, then reads on from there until the record about this call arrives: an event
-(``stored``, ``duplicate``, ``suppressed``, ``expired-on-arrival``) naming the call's tenant and
-telephony id, or a dead letter keyed by its telephony id (reason code and PII-free error in its
-headers). No consumer group: nothing is committed, nothing moves for anyone else.
+(``stored``, ``duplicate``, ``suppressed``, ``expired-on-arrival``, ``erased-on-arrival``)
+naming the call's tenant and telephony id, or a dead letter keyed by its telephony id (reason
+code and PII-free error in its headers). No consumer group: nothing is committed, nothing moves for anyone else.
 
 Reading those topics takes READ on them: a telephony principal, which may only write its own
 topic, pushes with ``--no-wait``.

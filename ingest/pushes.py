@@ -29,6 +29,7 @@ class State(StrEnum):
     STORED = "stored"
     SUPPRESSED = "suppressed"
     EXPIRED_ON_ARRIVAL = "expired-on-arrival"
+    ERASED_ON_ARRIVAL = "erased-on-arrival"  # an erasure reached it before it arrived
     DEAD_LETTERED = "dead-lettered"
     DELETED = "deleted"  # stored, then gone: expired and swept, or erased
 

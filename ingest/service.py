@@ -48,6 +48,7 @@ class Outcome(StrEnum):
     DUPLICATE = "duplicate"
     SUPPRESSED = "suppressed"
     EXPIRED_ON_ARRIVAL = "expired-on-arrival"
+    ERASED_ON_ARRIVAL = "erased-on-arrival"  # an erasure reached it first: its recording, or its number since it started
 
 
 @dataclass(frozen=True)
@@ -218,13 +219,18 @@ def ingest(raw: bytes, deps: IngestDeps, *, topic_tenant: str | None = None) -> 
     shared topic). The broker let only that tenant's principal write there, so it wins."""
     call = receive(raw, deps, topic_tenant=topic_tenant)
     with deps.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        known, overrides, suppressed, stored = _standing(conn, call)
-    if not known:
+        standing = _standing(conn, call)
+    if not standing.known:
         raise UnknownTenant(f"tenant {call.msg.tenant!r} is not configured", hint="add it with `callvault tenants add`")
-    if suppressed:
+    # An objection refuses every call; an erasure those it reached, unless a copy it kept under a legal
+    # hold is the call (delivered again: a duplicate, below).
+    refused = (Outcome.SUPPRESSED if standing.suppressed
+               else Outcome.ERASED_ON_ARRIVAL if standing.erased and standing.stored is None else None)
+    if refused is not None:
         drop_landing(call.msg, deps)
-        _settle(deps, call, Outcome.SUPPRESSED)
-        return call.result(Outcome.SUPPRESSED)
+        _settle(deps, call, refused)
+        return call.result(refused)
+    overrides, stored = standing.overrides, standing.stored
     if stored is not None:
         return _duplicate_of(call, stored, deps)
     expiry = expires_at(Tier.PRODUCTION, call_started_at=call.msg.started_at, copy_created_at=call.now,
@@ -257,20 +263,42 @@ def receive(raw: bytes, deps: IngestDeps, *, topic_tenant: str | None = None) ->
                    inline_sha256=source if msg.audio.inline is not None else None)
 
 
-def _standing(conn: sa.Connection, call: Arrival) -> tuple[bool, dict[str, int], bool, str | None]:
-    """What the catalog says of an arriving call, in one statement (read as it is now: a retention
-    change or a suppression applies to the next call): its tenant is known; the tenant's production
-    retention override; its caller is suppressed (never a withheld number); the fingerprint of the
-    call already stored under its recording id, if any."""
+@dataclass(frozen=True)
+class Standing:
+    """What the catalog says of an arriving call (``_standing``)."""
+
+    known: bool                # its tenant is configured
+    overrides: dict[str, int]  # the tenant's production retention override
+    suppressed: bool           # its caller objected (never a withheld number)
+    erased: bool               # an erasure reached it: its recording id, or its number after it started
+    stored: str | None         # the fingerprint of the call already stored under its recording id
+
+
+def _standing(conn: sa.Connection, call: Arrival) -> Standing:
+    """What the catalog says of an arriving call, in one statement, read as it is now (a retention
+    change, a suppression or an erasure applies to the very next call)."""
     msg, tr, sup = call.msg, t.tenant_retention.c, t.suppressions.c
     row = conn.execute(sa.select(
         sa.exists().where(t.tenants.c.id == msg.tenant),
         sa.select(tr.months).where(tr.tenant_id == msg.tenant, tr.tier == Tier.PRODUCTION.value).scalar_subquery(),
         sa.exists().where(sup.tenant_id == msg.tenant, sup.number_hash == call.number_hash),
+        _erasure_of(call),
         _stored_fingerprint_of(msg).scalar_subquery())).one()
-    known, months, suppressed, stored = row
+    known, months, suppressed, erased, stored = row
     overrides = {Tier.PRODUCTION.value: months} if months is not None else {}
-    return bool(known), overrides, bool(suppressed) and not msg.withheld, stored
+    return Standing(bool(known), overrides, bool(suppressed) and not msg.withheld, bool(erased), stored)
+
+
+def _erasure_of(call: Arrival) -> sa.Exists:
+    """An erasure reached this call: its recording id, or its number once the call had started."""
+    er = t.erasures.c
+    return sa.exists().where(er.tenant_id == call.msg.tenant, sa.or_(
+        er.recording_id == call.recording_id,
+        sa.and_(er.number_hash == call.number_hash, er.erased_at >= call.msg.started_at)))
+
+
+class _ErasedMeanwhile(Exception):
+    """An erasure that reached the call committed while its audio was being processed."""
 
 
 def _settle(deps: IngestDeps, call: Arrival, outcome: Outcome) -> None:
@@ -307,6 +335,10 @@ def _store(call: Arrival, expiry: datetime, deps: IngestDeps) -> IngestResult:
                               source_sha256=call.inline_sha256)
     try:
         copy_id = _write(call, processed, expiry, deps)
+    except _ErasedMeanwhile:
+        drop_landing(call.msg, deps)
+        _settle(deps, call, Outcome.ERASED_ON_ARRIVAL)
+        return call.result(Outcome.ERASED_ON_ARRIVAL)
     except sa.exc.IntegrityError:
         with deps.engine.connect() as conn:
             stored = _stored_fingerprint(conn, call.msg)
@@ -329,6 +361,10 @@ def _write(call: Arrival, processed: audio.ProcessedAudio, expiry: datetime, dep
     bucket = deps.storage.recordings_bucket
     with deps.engine.begin() as conn:
         caller = deps.keys.caller_key(conn, tenant=tenant, number_hash=call.number_hash)
+        # Read after the caller key, which waited for an erasure destroying it to commit: an erasure
+        # committed since ``_standing`` is seen here, and nothing is written.
+        if conn.execute(sa.select(_erasure_of(call))).scalar():
+            raise _ErasedMeanwhile()
         conn.execute(t.recordings.insert(), dict(  # parameters, not .values(): the statement is built once
             id=rid, tenant_id=tenant, external_id=msg.recording_id, started_at=msg.started_at,
             direction=msg.direction.value, number_hash=call.number_hash, caller_key_id=caller.id,

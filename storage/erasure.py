@@ -71,6 +71,28 @@ class ShredPlan:
                            kept_copy_ids=[str(c["id"]) for c in self.held])
 
 
+def remember(conn: sa.Connection, entry: LedgerEntry, *, at: datetime) -> int:
+    """Keep what ``entry`` erased (its numbers' keyed hashes, its recording ids) in ``erasures``,
+    where ingest refuses a call it covers that arrives later; nothing when the entry's rows are
+    there already (a replay of an erasure the catalog kept). Returns the rows written."""
+    e = t.erasures.c
+    if conn.execute(sa.select(sa.exists().where(e.ledger_entry == entry.id))).scalar():
+        return 0
+    base = {"tenant_id": entry.tenant, "erased_at": at, "ledger_entry": entry.id}
+    rows = ([{**base, "id": uuid.uuid4(), "number_hash": h, "recording_id": None}
+             for h in dict.fromkeys(entry.number_hashes)]
+            + [{**base, "id": uuid.uuid4(), "number_hash": None, "recording_id": uuid.UUID(r)}
+               for r in dict.fromkeys(entry.recording_ids)])
+    if rows:
+        conn.execute(t.erasures.insert(), rows)
+    return len(rows)
+
+
+def erased_at(entry: LedgerEntry, default: datetime) -> datetime:
+    """When the entry's erasure was made (``ErasureLedger.record`` writes it)."""
+    return datetime.fromisoformat(entry.at) if entry.at else default
+
+
 def live_caller_keys(conn: sa.Connection, tenant: str, number_hashes: list[str]) -> list[uuid.UUID]:
     return list(conn.execute(sa.select(t.caller_keys.c.id).where(
         t.caller_keys.c.tenant_id == tenant, t.caller_keys.c.number_hash.in_(number_hashes),
@@ -165,9 +187,11 @@ def replay(conn: sa.Connection, store: ObjectStore, keys: KeyRing, entry: Ledger
     """Apply a ledger entry again; None when the catalog already reflects it (the usual case).
 
     The caller's dead letters are purged again first: a restored catalog brings their keys back
-    even when none of the caller's recordings is in it (a caller whose only call was refused)."""
+    even when none of the caller's recordings is in it (a caller whose only call was refused);
+    what the entry erased is kept in ``erasures`` again (``remember``), so ingest refuses it."""
     Quarantine.purge(conn, tenant=entry.tenant, number_hashes=list(entry.number_hashes),
                      recording_ids=[uuid.UUID(r) for r in entry.recording_ids])
+    remember(conn, entry, at=erased_at(entry, now))
     shred = plan(conn, tenant=entry.tenant, now=now, key_ids=[uuid.UUID(k) for k in entry.key_ids],
                  recording_ids=[uuid.UUID(r) for r in entry.recording_ids],
                  copy_ids=[uuid.UUID(c) for c in entry.copy_ids],

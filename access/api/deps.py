@@ -151,7 +151,27 @@ def _caller(request: Request, credentials: HTTPAuthorizationCredentials | None, 
 async def caller(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),
                  ctx: ApiContext = Depends(context), at: datetime = Depends(now)) -> Caller:
     """``current_user`` without the catalog read (a token check only, on the event loop)."""
-    return _caller(request, credentials, ctx, at)
+    return _deferred(request, _caller(request, credentials, ctx, at))
+
+
+def bearer_caller(request: Request) -> Caller | None:
+    """The caller a request's bearer token names (verified: ``Unauthenticated`` when it is not), or
+    None without one. For ``errors``: a request whose parameters failed validation before the
+    dependency that reads its token ran (a malformed copy id of a stream)."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    ctx: ApiContext = request.app.state.ctx
+    return _caller(request, HTTPAuthorizationCredentials(scheme="Bearer", credentials=token.strip()), ctx,
+                   ctx.clock())
+
+
+def _deferred(request: Request, who: Caller) -> Caller:
+    """Kept on the request: should its parameters fail validation, the view that would load the
+    user never runs, and ``errors`` admits the user first (401/403 before 422, as ``current_user``
+    views answer)."""
+    request.state.deferred_caller = who
+    return who
 
 
 def _load(ctx: ApiContext, user_id: str) -> User | None:
@@ -230,5 +250,5 @@ async def listener(request: Request, link: StreamLink | None = Depends(stream_li
     """Who is streaming, not loaded yet (``Caller.load``, in the view's one worker thread): the
     user a valid stream link names, else the bearer's. Loaded on every request all the same."""
     if link is None:
-        return _caller(request, credentials, ctx, at)
-    return Caller(request, ctx, link.user_id, at, unknown="invalid stream link")
+        return _deferred(request, _caller(request, credentials, ctx, at))
+    return _deferred(request, Caller(request, ctx, link.user_id, at, unknown="invalid stream link"))

@@ -27,6 +27,7 @@ import traceback
 from typing import Any
 
 import sqlalchemy.exc
+from anyio import to_thread
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -44,6 +45,7 @@ from storage.exceptions import (
 )
 
 from ..exceptions import AccessError
+from . import deps
 
 log = logging.getLogger("callvault.api")
 
@@ -100,7 +102,18 @@ def _field(error: dict[str, Any]) -> dict[str, Any]:
     return {"loc": loc, "msg": msg, "type": kind}
 
 
-async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    # Who asks is answered before what they asked: a view that loads its user itself (``deps.caller``,
+    # ``deps.listener``) never ran, so its caller is admitted here first; an unknown token or user is
+    # 401, a revoked one 403 (audited), as on every other view.
+    try:
+        who = getattr(request.state, "deferred_caller", None) or deps.bearer_caller(request)
+        if who is not None:
+            await to_thread.run_sync(who.load)
+    except CallvaultError as refused:
+        return await _callvault_error(request, refused)
+    except sqlalchemy.exc.OperationalError as down:
+        return await _catalog_down(request, down)
     fields = [_field(e) for e in exc.errors()]
     return error_response(422, "validation_error", "the request does not match the API schema", fields=fields)
 

@@ -6,6 +6,8 @@ Python: services read and write rows through these tables and map them to datacl
     tenants ──┬── tenant_retention          per-tier retention overrides (months)
               ├── caller_keys               one live key per (number hash, purpose)
               ├── suppressions              objections: numbers never to store (hashed)
+              ├── erasures                  what erasures reached (numbers hashed, recording ids):
+              │                             a call they cover, arriving late, is never stored
               └── recordings ── copies      a copy dies with its recording (ON DELETE CASCADE)
     users ──┬── team_memberships
             └── break_glass                 time-limited, ticketed playback grants
@@ -218,6 +220,25 @@ suppressions = sa.Table(
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Column("created_by", sa.String(100), nullable=False),
 )
+
+# What each erasure reached (0010), one row per erased number (its keyed hash) or recording id,
+# so that a call the erasure covers but which arrives after it is refused at ingest: a message
+# delivered again (Kafka's at least once, ``dlq replay``, a producer's retry) of a recording since
+# erased, or a call of an erased number that started before the erasure. Written with the erasure,
+# and again from the erasure ledger by its replay (a restored catalog). No number, no audio.
+erasures = sa.Table(
+    "erasures", metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),
+    _tenant_fk(),
+    sa.Column("number_hash", HASH, nullable=True),
+    sa.Column("recording_id", sa.Uuid, nullable=True),
+    sa.Column("erased_at", UTCDateTime(), nullable=False),
+    sa.Column("ledger_entry", sa.String(64), nullable=False),  # the erasure ledger entry's id
+    sa.CheckConstraint("(number_hash IS NULL) <> (recording_id IS NULL)", name="number_or_recording"),
+)
+sa.Index("ix_erasures_tenant_number", erasures.c.tenant_id, erasures.c.number_hash)
+sa.Index("ix_erasures_recording", erasures.c.recording_id)
+sa.Index("ix_erasures_ledger_entry", erasures.c.ledger_entry)
 
 users = sa.Table(
     "users", metadata,

@@ -75,6 +75,25 @@ def test_a_revoked_user_is_refused_at_once_even_with_an_unexpired_token(world):
     assert all(r["action"] == "api:request" and r["reason"] == "account revoked" for r in denied)
 
 
+def test_a_refused_user_is_told_so_before_any_complaint_about_the_parameters(world):
+    """Views that load their user themselves (search, playback) admit the user before a 422: a
+    revoked user learns nothing about the API's schema, and the refusal is audited as usual."""
+    ghost = {"Authorization": f"Bearer {issue_token('nobody', world.settings)}"}
+    assert world.client.get("/recordings?limit=0", headers=ghost).status_code == 401
+    headers = world.auth("consultant-1")
+    bad = [("/recordings?limit=0", "GET /recordings"), ("/copies/not-a-uuid/audio", "GET /copies/{copy_id}/audio")]
+    for url, _ in bad:
+        response = world.client.get(url, headers=headers)
+        assert response.status_code == 422 and response.json()["error"]["code"] == "validation_error"
+    with world.engine.begin() as conn:
+        revoke_user(conn, "consultant-1")
+    for url, _ in bad:
+        response = world.client.get(url, headers=headers)
+        assert response.status_code == 403 and response.json()["error"]["message"] == "account revoked", url
+    denied = world.audit_rows(actor="consultant-1", outcome="denied")
+    assert [r["target_id"] for r in denied] == [route for _, route in bad]
+
+
 def test_a_user_past_their_contract_end_is_refused(world):
     with world.engine.begin() as conn:
         add_user(conn, user_id="leaver", role="consultant", tenants=["acme"], agent_id="a1",

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.integration
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 CATALOG_TABLES = {"tenants", "tenant_retention", "caller_keys", "recordings", "copies", "suppressions",
                   "users", "team_memberships", "audit_events", "break_glass", "ingest_attempts", "ingest_keys",
-                  "dead_letters", "pushes"}
+                  "dead_letters", "pushes", "erasures"}
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -52,7 +52,7 @@ def table_names(engine: sa.Engine) -> set[str]:
 def test_upgrade_downgrade_upgrade(engine: sa.Engine) -> None:
     upgrade(engine)
     assert table_names(engine) == CATALOG_TABLES | {"alembic_version"}
-    assert current_revision(engine) == head_revision() == "0009"
+    assert current_revision(engine) == head_revision() == "0010"
 
     downgrade(engine, "base")
     assert table_names(engine) <= {"alembic_version"}
@@ -137,6 +137,37 @@ def test_0007_admits_telephony_users_and_keeps_memberships_and_grants(engine: sa
     with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:
         conn.execute(sa.text("INSERT INTO users (id, display_name, role, tenants, revoked, created_at) "
                              "VALUES ('x', 'x', 'robot', '[]', false, :now)"), {"now": NOW})
+
+
+def test_0010_keeps_the_pushes_and_admits_erased_on_arrival(engine: sa.Engine) -> None:
+    """The pushes outcome check takes ``erased-on-arrival``, the copy SQLite needs loses no push, and an
+    erasure row names a number or a recording, never both nor neither."""
+    upgrade(engine, "0009")
+    as_id = (lambda u: u.hex) if engine.dialect.name == "sqlite" else (lambda u: u)
+    rid = uuid.uuid4()
+    with engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO tenants (id, name, created_at) VALUES ('acme', 'Acme', :now)"), {"now": NOW})
+        conn.execute(sa.text("INSERT INTO pushes (recording_id, tenant_id, external_id, door, principal, fingerprint, "
+                             "accepted_at, outcome) VALUES (:id, 'acme', 'tel-1', 'http', 'pbx-1', :fp, :now, "
+                             "'stored')"), {"id": as_id(rid), "fp": "f" * 64, "now": NOW})
+    upgrade(engine)
+    with engine.begin() as conn:
+        assert conn.execute(sa.select(t.pushes.c.recording_id, t.pushes.c.outcome)).all() == [(rid, "stored")]
+        conn.execute(t.pushes.update().values(outcome="erased-on-arrival"))
+        conn.execute(t.erasures.insert(), [
+            dict(id=uuid.uuid4(), tenant_id="acme", number_hash="a" * 64, recording_id=None, erased_at=NOW,
+                 ledger_entry="e1"),
+            dict(id=uuid.uuid4(), tenant_id="acme", number_hash=None, recording_id=rid, erased_at=NOW,
+                 ledger_entry="e1")])
+    for bad in (dict(number_hash="a" * 64, recording_id=rid), {}):
+        with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:
+            conn.execute(t.erasures.insert().values(id=uuid.uuid4(), tenant_id="acme", erased_at=NOW,
+                                                    ledger_entry="e2", **bad))
+    with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:
+        conn.execute(sa.text("UPDATE pushes SET outcome = 'vanished'"))
+    downgrade(engine, "0009")
+    with engine.begin() as conn:
+        assert conn.execute(sa.text("SELECT outcome FROM pushes")).scalars().all() == ["suppressed"]
 
 
 def test_upgrade_from_a_url_and_twice_is_a_no_op(tmp_path) -> None:

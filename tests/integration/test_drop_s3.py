@@ -2,7 +2,9 @@
 notification announces each upload, a real worker ingests it. A good call is stored and
 playable (metadata as x-amz-meta-*, or a JSON sidecar for the number), bad metadata and an
 incomplete upload are dead-lettered with their reason and seen through the status URL (with
-curl), a replay is idempotent, and the dropped plaintext does not stay in the bucket.
+curl), a replay is idempotent, and the dropped plaintext does not stay in the bucket. AWS's
+shapes (SQS, SNS's envelope, EventBridge; no metadata in them) on a drop topic of their own;
+``look``'s other decodings of a key against real objects.
 """
 
 from __future__ import annotations
@@ -11,12 +13,14 @@ import asyncio
 import json
 import time
 from datetime import datetime, timedelta, timezone
-from urllib.parse import quote_plus
+from urllib.parse import quote, quote_plus
 
+import anyio
 import pytest
 import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from ingest.drop import Dropped, Skip, dropped, look
 from ingest.producer import LANDING_METADATA
 from ingest.service import recording_uuid
 from storage.catalog import tables as t
@@ -278,3 +282,115 @@ def landing_keys_settle(doors, expected: list[str], timeout: float = 20.0) -> bo
     while landing_keys(doors) != expected and time.monotonic() < deadline:
         time.sleep(0.3)
     return landing_keys(doors) == expected
+
+
+def sns(event: dict) -> dict:
+    """S3 -> SNS -> SQS without raw message delivery: the event is the envelope's JSON string."""
+    return {"Type": "Notification", "MessageId": "22b80b92-fdea-4c2c-8f9d-bdfb0c7bf324",
+            "TopicArn": "arn:aws:sns:eu-west-3:111122223333:callvault-drops", "Subject": "Amazon S3 Notification",
+            "Message": json.dumps(event), "Timestamp": STARTED, "SignatureVersion": "1", "Signature": "EXAMPLEpH+Dc",
+            "SigningCertURL": "https://sns.eu-west-3.amazonaws.com/SimpleNotificationService-f3ecfb7224c72.pem",
+            "UnsubscribeURL": "https://sns.eu-west-3.amazonaws.com/?Action=Unsubscribe&SubscriptionArn=arn"}
+
+
+def test_sns_wrapped_and_otherwise_encoded_events_are_taken_a_redelivery_still_skipped(aws_doors, minio, tmp_path):
+    """A key with a space, a plus and a percent: from SNS's envelope of S3's notification, and
+    from an EventBridge event whose key is form-encoded (``+`` a space), not as the worker first
+    decodes EventBridge's: ``look`` finds it under its other decoding. Sent again once the
+    objects are gone: skipped, every decoding tried, none there."""
+    doors, send_events = aws_doors
+    bucket = doors.pipeline.storage.landing_bucket
+    env = aws_env(minio.url, minio.access_key, minio.secret_key, minio.region, tmp_path)
+    wav = tmp_path / "call.wav"
+    wav.write_bytes(sine_wav(6.0, freqs=(440.0,)))
+    wrapped, other_way = "acme/2026/11/call 1+a%b.wav", "acme/2026/11/call 2+b%c.wav"
+    for key, rid in ((wrapped, "sns-1"), (other_way, "eb-2")):
+        aws("s3", "cp", str(wav), f"s3://{bucket}/{key}", "--metadata",
+            f"recording-id={rid},started-at={STARTED},agent-id=agent-7", env=env)
+    form_encoded = eventbridge(bucket, quote_plus(other_way, safe="/"))
+    assert dropped(json.dumps(form_encoded).encode(), bucket)[0].key != other_way  # the first decoding misses
+    confirmation = {**sns({}), "Type": "SubscriptionConfirmation", "Message": "To confirm, visit the SubscribeURL",
+                    "Token": "2336412f37fb687f5d51e6e2425c464de12884c0a7", "SubscribeURL": "https://sns.example/?Token=x"}
+    send_events(confirmation, sns({"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": bucket}),
+                sns(sqs_body(bucket, wrapped)), form_encoded)
+    doors.wait_status("sns-1", "stored")
+    doors.wait_status("eb-2", "stored")
+    assert landing_keys_settle(doors, [])
+    send_events(sns(sqs_body(bucket, wrapped)), form_encoded, eventbridge(bucket, quote(other_way)))  # redelivered
+    log_path = doors.pipeline.log_path
+    deadline = time.monotonic() + 30
+    while log_path.read_text(errors="replace").count("already handled") < 3 and time.monotonic() < deadline:
+        time.sleep(0.3)
+    log = log_path.read_text(errors="replace")
+    assert log.count("already handled") == 3
+    with doors.pipeline.engine.connect() as conn:
+        assert set(conn.execute(sa.select(t.recordings.c.external_id)).scalars()) == {"sns-1", "eb-2"}
+        assert conn.execute(sa.select(sa.func.count()).select_from(t.dead_letters)).scalar() == 0
+    assert "ignored an SNS SubscriptionConfirmation" in log and "ignored an s3:TestEvent" in log
+    assert log.count("found under its key form-decoded, not as first decoded") == 1  # EventBridge's, form-encoded
+    assert "2336412f" not in log and "sns.example" not in log
+
+
+# -- look(): the key's other decodings, against real objects ----------------------------------------
+
+@pytest.fixture
+def heads(store):
+    """The HEADs the store's real client makes, by key."""
+    made: list[str] = []
+    store.client.meta.events.register("provide-client-params.s3.HeadObject", lambda params, **_: made.append(params["Key"]))
+    return made
+
+
+def test_look_tries_the_other_decodings_only_on_a_miss_each_once(store, scratch_bucket, heads):
+    key = "acme/in/call 1+a%b.wav"
+    store.put(scratch_bucket, key, b"RIFF", metadata={"recording-id": "r-head"})
+    seen = looked_by(store)
+
+    announced = Dropped(scratch_bucket, key, {"recording-id": "r-event"}, "s3:pbx", sent_key=quote_plus(key))
+    assert seen(announced) == replace_size(announced, 4) and heads == [key]  # the common path: one HEAD
+
+    heads.clear()
+    store.put(scratch_bucket, "acme/in/100%25+1.wav", b"RIFF")  # a key that was never encoded
+    raw = Dropped(scratch_bucket, "acme/in/100% 1.wav", None, "s3:pbx", sent_key="acme/in/100%25+1.wav")
+    found = seen(raw)
+    assert heads == ["acme/in/100% 1.wav", "acme/in/100%+1.wav", "acme/in/100%25+1.wav"]
+    assert isinstance(found, Dropped) and found.key == "acme/in/100%25+1.wav" and found.size == 4
+
+    heads.clear()
+    eventbridge_form = Dropped(scratch_bucket, "acme/in/call+1+a%b.wav", None, "s3:eb",
+                               sent_key=quote_plus(key, safe="/"))
+    found = seen(eventbridge_form)
+    assert heads == ["acme/in/call+1+a%b.wav", key]
+    assert found == Dropped(scratch_bucket, key, {"recording-id": "r-head"}, "s3:eb", size=4)  # the HEAD's metadata
+    assert found.tenant == "acme"
+
+    heads.clear()
+    store.delete_many(scratch_bucket, [key])
+    assert seen(eventbridge_form) is Skip.GONE
+    assert heads == ["acme/in/call+1+a%b.wav", key, quote_plus(key, safe="/")]  # each decoding once, none there
+
+
+def test_look_never_takes_a_sidecar_an_object_outside_a_tenant_nor_callvaults_own(store, scratch_bucket, heads):
+    seen = looked_by(store)
+    store.put(scratch_bucket, "acme/a b.wav.json", b"{}")
+    store.put(scratch_bucket, "acme%2Fa b.wav", b"RIFF")
+    sent = "acme%2Fa+b.wav%2Ejson"  # decodings: the sidecar, "acme/a+b.wav.json"; as sent: under no tenant
+    assert seen(Dropped(scratch_bucket, "acme/a b.wav", None, "s3:x", sent_key=sent)) is Skip.GONE
+    assert heads == ["acme/a b.wav"]
+    heads.clear()
+    assert seen(Dropped(scratch_bucket, "acme/a b.wav", None, "s3:x", sent_key="acme%2Fa b.wav")) is Skip.GONE
+    assert "acme%2Fa b.wav" not in heads  # there, but under no tenant's prefix: not asked for
+    store.put(scratch_bucket, "acme/sealed+1", b"sealed", metadata=LANDING_METADATA)
+    assert seen(Dropped(scratch_bucket, "acme/sealed 1", None, "s3:x", sent_key="acme/sealed+1")) is Skip.OURS
+    store.put(scratch_bucket, "acme/mine+1", b"RIFF", metadata=LANDING_METADATA)
+    # the event's metadata (MinIO's) was the announced object's: the one found is judged by its own
+    own = Dropped(scratch_bucket, "acme/mine 1", {"recording-id": "r"}, "s3:x", sent_key="acme/mine+1")
+    assert seen(own) is Skip.OURS
+
+
+def looked_by(store):
+    return lambda drop: anyio.run(look, drop, store)
+
+
+def replace_size(drop: Dropped, size: int) -> Dropped:
+    return Dropped(drop.bucket, drop.key, drop.metadata, drop.principal, size=size)

@@ -14,12 +14,14 @@ import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
 from pydub import AudioSegment
 
+from access.subjects import Actor, erase
 from ingest.producer import Call
-from lifecycle.tiers import add_months
 from ingest.service import recording_uuid
+from lifecycle.tiers import add_months
 from storage.catalog import tables as t
 from storage.copies import read_copy
 from storage.keys import KeyRing
+from storage.ledger import ErasureLedger
 from testbed.audio import encode, sine_wav
 from tests.bad_input_corpus import CORPUS, LIMITS, NUMBER_FORMS, World, good, leaked
 
@@ -119,6 +121,31 @@ def test_an_objecting_number_is_never_stored(pipeline):
     assert list(pipeline.store.list(pipeline.storage.landing_bucket)) == []
     objects = [o.key for o in pipeline.store.list(pipeline.storage.recordings_bucket)]
     assert objects == [f"acme/{recording_uuid('acme', 'tel-other')}/production.cve"]
+
+
+def test_an_erased_caller_stays_erased_whatever_arrives_late(pipeline):
+    """Through the real worker: a stored call, its caller erased, then the same message delivered
+    again and another call of theirs that started before the erasure (a claim check, whose landing
+    object must go too): both answered ``erased-on-arrival``, nothing stored; a call started since is stored."""
+    audio = sine_wav(1.0)
+    pipeline.push(call(audio, recording_id="tel-first"))
+    pipeline.wait_for(stored, count=1)
+    keys = KeyRing.from_settings(pipeline.storage)
+    with pipeline.engine.begin() as conn:
+        report = erase(conn, pipeline.store, keys, ErasureLedger.from_settings(pipeline.store, pipeline.storage),
+                       tenant="acme", numbers=["06 12 34 56 78"], actor=Actor("ic-1"),
+                       now=datetime.now(timezone.utc))
+    assert report.erased_recordings == [str(recording_uuid("acme", "tel-first"))]
+    pipeline.push(call(audio, recording_id="tel-first"),
+                  call(encode(sine_wav(20.0), "flac"), recording_id="tel-on-its-way", started_at=NOW - timedelta(minutes=2)),
+                  call(sine_wav(1.0), recording_id="tel-since", started_at=datetime.now(timezone.utc)))
+    events = pipeline.wait_for(lambda e: e.get("type") in {"erased-on-arrival", "stored"}, count=4)
+    assert Counter((e["external_id"], e["type"]) for e in events) == Counter({
+        ("tel-first", "stored"): 1, ("tel-first", "erased-on-arrival"): 1, ("tel-on-its-way", "erased-on-arrival"): 1,
+        ("tel-since", "stored"): 1})
+    with pipeline.engine.connect() as conn:
+        assert conn.execute(sa.select(t.recordings.c.external_id)).scalars().all() == ["tel-since"]
+    assert list(pipeline.store.list(pipeline.storage.landing_bucket)) == []
 
 
 def test_a_call_already_past_its_retention_is_not_kept(pipeline):

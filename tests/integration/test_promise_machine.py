@@ -42,6 +42,7 @@ from hypothesis.stateful import (
 from access.policy import Target, User, decide
 from access.subjects import erase, object_to_recording, rectify, restrict
 from core.vocabulary import Action, Role
+from ingest.service import ingest
 from lifecycle.copies import create_copy
 from lifecycle.erasures import replay_ledger
 from lifecycle.exceptions import CopyNotAllowed, NotFound
@@ -85,6 +86,7 @@ class Promises(RuleBasedStateMachine):
             "ledger_prefix": f"{base}/"})
         self.v = Vault.build(storage, url, master=w["master"])
         self.erased: set[uuid.UUID] = set()      # deleted by an erasure: never readable again
+        self.erased_recordings: set[uuid.UUID] = set()  # never stored again, whatever is delivered again
         self.swept: set[uuid.UUID] = set()       # deleted by the sweeper: gone for good
         self.backup: Path | None = None
         self.restores = 0
@@ -129,6 +131,13 @@ class Promises(RuleBasedStateMachine):
     def ingest(self, number):
         self._tick()
         self.v.call(number, stored=None)  # an objector's call is suppressed: both are fine here
+
+    @precondition(lambda self: self.v.sent)
+    @rule(pick=st.integers(0, 50))
+    def deliver_again(self, pick):
+        """Kafka delivers at least once, and ``dlq replay`` or a producer's retry send a call again."""
+        self._tick()
+        ingest(self.v.sent[pick % len(self.v.sent)], self.v.deps())
 
     @rule(pick=st.integers(0, 50), tier=st.sampled_from(["monitoring", "training", "complaint-extract"]))
     def copy(self, pick, tier):
@@ -180,6 +189,7 @@ class Promises(RuleBasedStateMachine):
             report = fn(conn, self.v.store, self.v.keys, self.v.ledger, tenant=TENANT, numbers=[number], actor=IC,
                         now=self.v.now)
         self.erased |= {uuid.UUID(c["copy_id"]) for c in report.erased_copies}
+        self.erased_recordings |= {uuid.UUID(r) for r in report.erased_recordings}
         STATS["erased"] += len(report.erased_copies)
         STATS["held_kept"] += len(report.kept_copies)
 
@@ -244,6 +254,11 @@ class Promises(RuleBasedStateMachine):
     def erased_and_swept_stay_gone(self):
         for copy_id in self.erased | self.swept:
             assert not self.v.readable(copy_id), f"copy {copy_id} was deleted but reads again"
+
+    @invariant()
+    def an_erased_recording_is_never_stored_again(self):
+        again = self.erased_recordings & {r["id"] for r in self._recordings()}
+        assert not again, f"erased recordings stored again: {sorted(map(str, again))}"
 
     @invariant()
     def expired_is_unplayable_unless_held(self):

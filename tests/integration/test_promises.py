@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import threading
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -17,13 +18,16 @@ import sqlalchemy as sa
 from botocore.exceptions import ClientError
 from pydantic import SecretStr
 
-from access.subjects import erase, rectify
+from access.subjects import erase, erase_recordings, rectify
 from core.phone import number_forms
+from ingest.schema import build_message
+from ingest.service import Outcome, ingest
 from lifecycle.holds import release_hold, set_hold
 from storage.audit import verify
 from storage.catalog import tables as t
 from storage.exceptions import KeyDestroyedError
 from storage.keys import KeyRing
+from testbed.audio import sine_wav
 from testbed.pipeline import service_env
 from tests.support import pgbackup
 from tests.support.vault import IC, TENANT, Vault
@@ -179,6 +183,70 @@ def test_pg_restore_after_an_erasure_then_reconcile_erases_again(vault: Vault, t
     assert len(replays) == 1 and replays[0]["detail"]["copies_deleted"] == 2
     again = _cli(vault, "storage", "reconcile")  # idempotent: nothing more to apply
     assert "all already applied" in again.stdout and again.returncode == 0, again.stdout + again.stderr
+    # The backup predates the erasure, so what it reached came back from the ledger too: the
+    # erased calls delivered again are still refused, the held one is still a duplicate.
+    outcomes = [ingest(raw, vault.deps()).outcome for raw in vault.sent[:3]]
+    assert outcomes == [Outcome.ERASED_ON_ARRIVAL, Outcome.ERASED_ON_ARRIVAL, Outcome.DUPLICATE]
+    assert {r["id"] for r in vault.rows(t.recordings)} == {held_rid, other_rid}
+
+
+def _message(vault: Vault, number: str | None, started_at, external_id: str | None = None) -> bytes:
+    return build_message(recording_id=external_id or f"tel-{uuid.uuid4().hex[:12]}", tenant=TENANT,
+                         started_at=started_at, caller_number=number, agent_id="agent-1", team_id="team-1",
+                         audio=sine_wav(0.5)).to_bytes()
+
+
+def test_an_erasure_reaches_the_calls_that_arrive_after_it(vault: Vault) -> None:
+    """Kafka delivers at least once and a call may still be on its way when its caller is erased:
+    a stored call delivered again after its erasure, and a call of the erased number that started
+    before the erasure, are refused (``erased-on-arrival``: nothing stored, no row, no key); a call that
+    started after it is stored; another caller is untouched."""
+    rid, copy_id = vault.call(A)
+    delivered_again = vault.sent[-1]
+    on_its_way = _message(vault, A, vault.now - timedelta(minutes=1))
+    late_other = _message(vault, B, vault.now - timedelta(minutes=1))
+    report = _erase(vault, A)
+    assert report.erased_recordings == [str(rid)] and not vault.readable(copy_id)
+    keys_before = vault.rows(t.caller_keys)
+    for raw in (delivered_again, on_its_way):
+        result = ingest(raw, vault.deps())
+        assert (result.outcome, result.copy_id) == (Outcome.ERASED_ON_ARRIVAL, None)
+    assert vault.rows(t.recordings) == [] and vault.rows(t.caller_keys) == keys_before  # no fresh key either
+    assert ingest(late_other, vault.deps()).outcome == Outcome.STORED
+    vault.advance(timedelta(minutes=5))
+    new_rid, new_copy = vault.call(A, started_at=vault.now - timedelta(seconds=30))  # after the erasure
+    assert vault.readable(new_copy) and new_rid != rid
+
+
+def test_an_erasure_committed_while_a_call_is_processed_wins(vault: Vault, monkeypatch) -> None:
+    """The erasure commits between the call's checks and its write (its audio being processed):
+    the write sees it and stores nothing."""
+    from ingest import service
+
+    vault.call(A)
+    process = service.audio.process
+
+    def erased_meanwhile(*args, **kwargs):
+        _erase(vault, A)
+        return process(*args, **kwargs)
+
+    monkeypatch.setattr(service.audio, "process", erased_meanwhile)
+    result = ingest(_message(vault, A, vault.now - timedelta(minutes=1)), vault.deps())
+    assert (result.outcome, result.copy_id) == (Outcome.ERASED_ON_ARRIVAL, None)
+    assert vault.rows(t.recordings) == [] and vault.rows(t.copies) == []
+    assert vault.rows(t.caller_keys, t.caller_keys.c.wrapped_key.is_not(None)) == []
+    assert list(vault.store.list(vault.storage.recordings_bucket)) == []
+
+
+def test_a_withheld_call_erased_by_its_id_is_not_stored_again(vault: Vault) -> None:
+    raw = _message(vault, None, vault.now - timedelta(minutes=2))
+    stored = ingest(raw, vault.deps())
+    with vault.engine.begin() as conn:
+        report = erase_recordings(conn, vault.store, vault.keys, vault.ledger, tenant=TENANT,
+                                  recording_ids=[stored.recording_id], actor=IC, now=vault.now)
+    assert report.erased_recordings == [str(stored.recording_id)]
+    assert ingest(raw, vault.deps()).outcome == Outcome.ERASED_ON_ARRIVAL
+    assert vault.rows(t.recordings) == []
 
 
 def test_rotating_the_master_key_makes_an_old_backup_useless(vault: Vault, tmp_path) -> None:

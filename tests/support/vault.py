@@ -41,6 +41,7 @@ class Vault:
     keys: KeyRing
     ledger: ErasureLedger
     clock: list[datetime] = field(default_factory=lambda: [datetime.now(timezone.utc).replace(microsecond=0)])
+    sent: list[bytes] = field(default_factory=list)  # every message ``call`` ingested, to deliver again
 
     @classmethod
     def build(cls, storage_settings: StorageSettings, schema_url: str, master: bytes | None = None) -> "Vault":
@@ -76,7 +77,9 @@ class Vault:
         msg = build_message(recording_id=f"tel-{uuid.uuid4().hex[:12]}", tenant=TENANT,
                             started_at=started_at or self.now - timedelta(minutes=5), caller_number=number,
                             agent_id=agent, team_id="team-1", audio=sine_wav(seconds))
-        result = ingest(msg.to_bytes(), self.deps())
+        raw = msg.to_bytes()
+        self.sent.append(raw)
+        result = ingest(raw, self.deps())
         if result.copy_id is None and stored is not None:
             raise AssertionError(f"call not stored: {result.outcome}")
         return result.recording_id, result.copy_id

@@ -151,8 +151,9 @@ def push_status(recording_id: RecordingIdPath, user: User = Depends(current_user
                 ctx: ApiContext = Depends(context),
                 tenant: Annotated[Text | None, Query(max_length=64, description="needed with several tenants")] = None,
                 ) -> IngestStatus:
-    """Where a pushed call is: queued, stored, suppressed, expired on arrival, dead-lettered
-    (with its reason code) or deleted since. Never a number."""
+    """Where a pushed call is: queued, stored, suppressed, expired on arrival, erased on arrival (an erasure
+    reached it before it arrived), dead-lettered (with its reason code) or deleted since. Never a
+    number."""
     tenant = tenant or tenant_of({}, user)
     with ctx.unit_of_work() as uow:
         gate = Gate(uow, user, at, ctx.metrics)
