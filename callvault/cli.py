@@ -18,6 +18,7 @@ else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import logging
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -81,6 +82,10 @@ app = typer.Typer(cls=_Commands, no_args_is_help=True, add_completion=False,
 def _root(ctx: typer.Context) -> None:
     if ctx.obj is None:
         ctx.obj = Root()
+    # aiokafka logs a refused connection itself ("Unable connect to ...") before our one line says
+    # it; with no logging configured that went to stderr through logging's last resort. A worker
+    # configures logging: its handlers still get aiokafka's records (a NullHandler stops nothing).
+    logging.getLogger("aiokafka").addHandler(logging.NullHandler())
 
 
 storage_cli.storage.command("reconcile")(lifecycle_cli.storage_reconcile)

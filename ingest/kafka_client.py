@@ -95,6 +95,9 @@ def access_error(kafka: KafkaSettings, exc: BaseException) -> KafkaAccessError |
     if isinstance(exc, ssl.SSLError):
         return KafkaAccessError(f"TLS with {where} failed: {exc.reason or type(exc).__name__}",
                                 hint="check CALLVAULT_KAFKA_SSL_CAFILE (the CA that signed the broker certificate)")
+    if isinstance(exc, OSError):  # after ssl.SSLError (an OSError too): what a broker asked directly said
+        return KafkaAccessError(f"cannot connect to {where}: {exc.strerror or exc}",
+                                hint="is the broker up? check CALLVAULT_KAFKA_BOOTSTRAP_SERVERS")
     if isinstance(exc, (kerrors.KafkaConnectionError, kerrors.UnrecognizedBrokerVersion, kerrors.NoBrokersAvailable)):
         hint = (f"a SASL_SSL listener refuses clients that do not authenticate; {CREDENTIALS_HINT}"
                 if kafka.security_protocol != "SASL_SSL" else f"is it up? {CREDENTIALS_HINT}")

@@ -48,7 +48,7 @@ def test_a_catalog_url_that_is_no_url(world) -> None:
 
 def test_a_kafka_listener_that_does_not_answer(world) -> None:
     line = one_line(world, {"CALLVAULT_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"}, "dlq", "list")
-    assert "127.0.0.1:1" in line
+    assert "127.0.0.1:1" in line and "CALLVAULT_KAFKA_BOOTSTRAP_SERVERS" in line
 
 
 def test_a_kafka_ca_file_that_does_not_exist(world, tmp_path: Path) -> None:
@@ -57,3 +57,20 @@ def test_a_kafka_ca_file_that_does_not_exist(world, tmp_path: Path) -> None:
                             "CALLVAULT_KAFKA_SASL_PASSWORD": "p", "CALLVAULT_KAFKA_SSL_CAFILE": str(missing)},
                     "dlq", "list")
     assert "CALLVAULT_KAFKA_SSL_CAFILE" in line and str(missing) in line
+
+
+@pytest.mark.parametrize("args", [("dlq", "list"), ("push", "{audio}", "--tenant", "acme", "--agent", "a1",
+                                                    "--started-at", "{now}", "--timeout", "5")])
+def test_a_kafka_listener_down_is_one_line_on_stderr_in_a_real_process(world, args) -> None:
+    """Outside pytest no logging is configured: aiokafka's own "Unable connect to ..." and an unclosed
+    consumer's warning went to stderr through logging's last resort, around the one line."""
+    import subprocess
+    import sys
+    from datetime import datetime, timedelta, timezone
+
+    now = (datetime.now(timezone.utc) - timedelta(minutes=5)).isoformat()
+    argv = [a.replace("{audio}", str(world.audio)).replace("{now}", now) for a in args]
+    done = subprocess.run([sys.executable, "-m", "callvault.cli", *argv], capture_output=True, text=True, timeout=120,
+                          env={**world.cli.env, "CALLVAULT_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"})
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert done.returncode == 1 and len(lines) == 1 and lines[0].startswith("error: "), done.stderr
