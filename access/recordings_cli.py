@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 from core.errors import MalformedInput
 from core.inputs import RecordingRef, day_or_time, one_of, parsed, recording_ref, whole
@@ -69,7 +69,7 @@ def recordings_list(
     if not page:
         typer.echo("no recordings match (of those you may see)")
         return
-    table = Table("recording", "telephony id", "started (UTC)", "caller", "agent / team", "length", "copies",
+    table = Table(_ID("recording"), Column("telephony id", overflow="fold"), "started (UTC)", "caller", "agent / team", "length", "copies",
                   title=f"{len(page)} recording{'s' if len(page) != 1 else ''}{' (masked numbers)' if any(f.mask_numbers for f in page) else ''}")
     for found in page:
         rec = found.recording
@@ -112,13 +112,19 @@ def _print_detail(found: Found) -> None:
         ("stored", _when(rec["created_at"])),
     ):
         facts.add_row(name, value)
-    copies = Table("copy", "tier", "created", "expires", "legal hold", title="copies you may see")
+    copies = Table(_ID("copy"), "tier", "created", "expires", "legal hold", title="copies you may see")
     for c in found.copies:
         hold = f"held: {c['hold_reason']} ({c['hold_actor']}, {_when(c['hold_at'])})" if c["hold"] else "-"
         copies.add_row(str(c["id"]), str(c["tier"]), _when(c["created_at"]), _when(c["expires_at"]), hold)
     console = Console(soft_wrap=False)
     console.print(facts)
     console.print(copies)
+
+
+def _ID(header: str) -> Column:
+    """A UUID column printed whole however narrow the terminal (or a pipe, 80 columns to rich): an id
+    cut to `5b0f7a4e…` cannot be given to the next command. The other columns wrap instead."""
+    return Column(header, no_wrap=True, min_width=36)
 
 
 def _when(at: datetime | None) -> str:

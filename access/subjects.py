@@ -23,6 +23,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import uuid
 import zipfile
 from contextlib import closing, nullcontext
@@ -34,6 +35,7 @@ import sqlalchemy as sa
 
 from core.phone import normalise_number, number_forms
 from core.vocabulary import AuditAction
+from ingest.schema import ACTOR_ID_PATTERN
 from lifecycle.copies import create_copy
 from lifecycle.exceptions import CopyNotAllowed
 from storage import audit, erasure
@@ -199,6 +201,10 @@ def rectify(conn: sa.Connection, keys: KeyRing, *, tenant: str, recording_ids: l
     under the new number's key (an erasure of either number then finds them by key)."""
     if caller_number is None and agent_id is None and team_id is None:
         raise BadRequest("nothing to rectify: give a number, an agent or a team")
+    for name, value in (("agent", agent_id), ("team", team_id)):
+        if value is not None and not re.fullmatch(ACTOR_ID_PATTERN, value):
+            raise BadRequest(f"{name} id {value!r} is not one telephony could send",
+                             hint="1 to 128 letters, digits or . _ : @ - (as in message schema v1)")
     rows = conn.execute(sa.select(t.recordings).where(t.recordings.c.tenant_id == tenant,
                                                       t.recordings.c.id.in_(recording_ids))).mappings().all()
     if len(rows) != len(set(recording_ids)):

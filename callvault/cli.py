@@ -18,6 +18,7 @@ else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import logging
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -32,6 +33,7 @@ from deploy import cli as deploy_cli
 from ingest import cli as ingest_cli
 from lifecycle import cli as lifecycle_cli
 from storage import cli as storage_cli
+from storage.catalog.db import catalog_errors
 
 from .bootstrap import Root
 
@@ -44,7 +46,8 @@ def _fail(message: str, code: int) -> typer.Exit:
 @contextmanager
 def _one_line() -> Iterator[None]:
     try:
-        yield
+        with catalog_errors():  # a catalog that does not answer, or is not migrated: one line too
+            yield
     except MalformedInput as exc:
         raise _fail(str(exc), 2) from None
     except CallvaultError as exc:
@@ -79,6 +82,10 @@ app = typer.Typer(cls=_Commands, no_args_is_help=True, add_completion=False,
 def _root(ctx: typer.Context) -> None:
     if ctx.obj is None:
         ctx.obj = Root()
+    # aiokafka logs a refused connection itself ("Unable connect to ...") before our one line says
+    # it; with no logging configured that went to stderr through logging's last resort. A worker
+    # configures logging: its handlers still get aiokafka's records (a NullHandler stops nothing).
+    logging.getLogger("aiokafka").addHandler(logging.NullHandler())
 
 
 storage_cli.storage.command("reconcile")(lifecycle_cli.storage_reconcile)

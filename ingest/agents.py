@@ -192,7 +192,8 @@ class BatchAgent:
     # -- blocking work, run in the pool ---------------------------------------------------
     def _ingest(self, event: faust.EventT) -> IngestResult:
         # On a per-tenant topic the tenant is the topic's (only its principal may write there).
-        return ingest(event.value, self.runtime.ready(), topic_tenant=self.kafka.tenant_of(event.message.topic))
+        # A record with no value (a tombstone) is an empty message: refused, never a TypeError retried.
+        return ingest(event.value or b"", self.runtime.ready(), topic_tenant=self.kafka.tenant_of(event.message.topic))
 
     def _start(self, deliveries: list[Delivery], now: datetime) -> set[Delivery]:
         return attempts.start(self.runtime.ready().engine, deliveries, now=now)

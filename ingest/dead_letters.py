@@ -31,14 +31,14 @@ class DeadLetterSender:
     async def send(self, event: faust.EventT, code: str, message: str, about: Subject | None = None) -> None:
         """Dead-letter ``event`` for reason ``code``; returns once Kafka has acknowledged it.
         ``about``: who it is about when the sender knows (default: read from the message)."""
-        if code == IngestErrorCode.CLAIM_CHECK_FAILED and await self.runtime.bookkeeping(self._settled, event.value,
-                                                                                         about):
+        raw = event.value or b""  # a record with no value (a tombstone) is quarantined as empty
+        if code == IngestErrorCode.CLAIM_CHECK_FAILED and await self.runtime.bookkeeping(self._settled, raw, about):
             # A redelivery (after a rebalance) of a pushed call this worker already settled: its
             # landing object went with the first refusal. That dead letter stands; no second one.
             log.info("claim check of an already settled push skipped partition=%s offset=%s",
                      event.message.partition, event.message.offset)
             return
-        value, headers, subject = await self.runtime.bookkeeping(self._quarantine, event.value, code, about)
+        value, headers, subject = await self.runtime.bookkeeping(self._quarantine, raw, code, about)
         headers = {"callvault-reason": code.encode(), "callvault-error": message[:1000].encode(), **headers}
         await self.runtime.send(self.topic, key=event.key, value=value, headers=headers)
         # Refused: its landing object goes too, unless a replay may still need it (a tenant added
@@ -57,7 +57,7 @@ class DeadLetterSender:
             dl = d.quarantine.new(conn, reason=code, now=now, tenant=subject.tenant,
                                   number_hash=subject.number_hash, recording_id=subject.recording_id)
             pushes.settle(conn, subject.recording_id, "dead-lettered", reason=code, now=now)  # its status
-        value = sealing.quarantine(subject.original, dead_letter_id=dl.id, key=dl.key)
+        value = sealing.quarantine(subject.original or b"", dead_letter_id=dl.id, key=dl.key)  # a tombstone: b""
         headers = {"callvault-dead-letter": str(dl.id).encode()}
         if subject.tenant:
             headers["callvault-tenant"] = subject.tenant.encode()

@@ -68,7 +68,7 @@ class DeadLetter:
     def fields(self) -> dict:
         try:
             data = json.loads(self.message or b"")
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # a hostile message nests deeper than the parser
             return {}
         return data if isinstance(data, dict) else {}
 
@@ -76,6 +76,11 @@ class DeadLetter:
     def tenant(self) -> str:
         tenant = self.tenant_header or self.fields.get("tenant")
         return tenant if isinstance(tenant, str) and len(tenant) <= 64 else "?"
+
+    def _recording_id(self, data: dict) -> str:
+        """The Kafka key (the schema's recording_id); a producer that sent none: the message's own."""
+        said = self.key.decode(errors="replace") if self.key else data.get("recording_id")
+        return said[:200] if isinstance(said, str) else ""
 
     @property
     def position(self) -> str:
@@ -85,7 +90,9 @@ class DeadLetter:
         """What an operator may see: ids, reason, error, a masked number, sizes; never audio."""
         data = self.fields
         number = data.get("caller_number")
-        if is_withheld(number):
+        if not data:  # no JSON object: the number is not known, not withheld
+            shown = "-"
+        elif is_withheld(number):
             shown = "withheld"
         else:
             try:
@@ -99,7 +106,7 @@ class DeadLetter:
         elif data.get("schema") == sealing.SEALED_V1:
             shown = "sealed (its ingest key is gone)"
         return {"position": self.position, "at": self.at.isoformat(), "reason": self.reason, "error": self.error,
-                "recording_id": (self.key or b"").decode(errors="replace")[:200], "tenant": self.tenant,
+                "recording_id": self._recording_id(data), "tenant": self.tenant,
                 "started_at": str(data.get("started_at", ""))[:40], "caller_number": shown,
                 "audio": ("purged" if self.purged else f"inline, {len(inline) * 3 // 4} bytes"
                           if isinstance(inline, str) else "by reference" if audio.get("ref") else "none"),

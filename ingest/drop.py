@@ -247,7 +247,7 @@ def _from_sidecar(drop: Dropped, store: ObjectStore) -> dict[str, Any]:
     except ObjectNotFound:
         raise _refuse("metadata", "missing", "neither x-amz-meta-recording-id nor a sidecar "
                       f"<key>{SIDECAR} uploaded before the audio") from None
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # nested past the parser: no JSON either
         raise _refuse("metadata", "json_invalid", "the sidecar is not JSON") from None
     if not isinstance(doc, dict):
         raise _refuse("metadata", "dict_type", "the sidecar must be a JSON object")

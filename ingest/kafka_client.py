@@ -16,10 +16,13 @@ from __future__ import annotations
 
 import ssl
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any, AsyncIterator
 
 from aiokafka import errors as kerrors
 from aiokafka.helpers import create_ssl_context
+
+from core.errors import ConfigurationError
 
 from .exceptions import KafkaAccessError
 from .settings import KafkaSettings
@@ -32,14 +35,29 @@ def client_options(kafka: KafkaSettings) -> dict[str, Any]:
     options: dict[str, Any] = {"bootstrap_servers": kafka.bootstrap_servers,
                                "security_protocol": kafka.security_protocol}
     if kafka.security_protocol in ("SSL", "SASL_SSL"):
-        options["ssl_context"] = create_ssl_context(
-            cafile=str(kafka.ssl_cafile) if kafka.ssl_cafile else None,
-            certfile=str(kafka.ssl_certfile) if kafka.ssl_certfile else None,
-            keyfile=str(kafka.ssl_keyfile) if kafka.ssl_keyfile else None)
+        options["ssl_context"] = _ssl_context(kafka)
     if kafka.security_protocol == "SASL_SSL":
         options.update(sasl_mechanism=kafka.sasl_mechanism, sasl_plain_username=kafka.sasl_username,
                        sasl_plain_password=kafka.sasl_password.get_secret_value() if kafka.sasl_password else None)
     return options
+
+
+def _ssl_context(kafka: KafkaSettings) -> ssl.SSLContext:
+    """The TLS context; a CA, certificate or key file that is missing or unreadable is named with its setting."""
+    for setting, path in (("CALLVAULT_KAFKA_SSL_CAFILE", kafka.ssl_cafile),
+                          ("CALLVAULT_KAFKA_SSL_CERTFILE", kafka.ssl_certfile),
+                          ("CALLVAULT_KAFKA_SSL_KEYFILE", kafka.ssl_keyfile)):
+        if path and not Path(path).is_file():
+            raise ConfigurationError(setting, f"{str(path)!r} is not a file",
+                                     hint="`callvault stack env` prints the local stack's CA")
+    try:
+        return create_ssl_context(cafile=str(kafka.ssl_cafile) if kafka.ssl_cafile else None,
+                                  certfile=str(kafka.ssl_certfile) if kafka.ssl_certfile else None,
+                                  keyfile=str(kafka.ssl_keyfile) if kafka.ssl_keyfile else None)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigurationError("CALLVAULT_KAFKA_SSL_CAFILE/_CERTFILE/_KEYFILE",
+                                 f"cannot be loaded: {getattr(exc, 'reason', None) or exc}",
+                                 hint="PEM files: the CA that signed the broker, the client's certificate and key") from None
 
 
 def faust_credentials(kafka: KafkaSettings):
@@ -77,6 +95,9 @@ def access_error(kafka: KafkaSettings, exc: BaseException) -> KafkaAccessError |
     if isinstance(exc, ssl.SSLError):
         return KafkaAccessError(f"TLS with {where} failed: {exc.reason or type(exc).__name__}",
                                 hint="check CALLVAULT_KAFKA_SSL_CAFILE (the CA that signed the broker certificate)")
+    if isinstance(exc, OSError):  # after ssl.SSLError (an OSError too): what a broker asked directly said
+        return KafkaAccessError(f"cannot connect to {where}: {exc.strerror or exc}",
+                                hint="is the broker up? check CALLVAULT_KAFKA_BOOTSTRAP_SERVERS")
     if isinstance(exc, (kerrors.KafkaConnectionError, kerrors.UnrecognizedBrokerVersion, kerrors.NoBrokersAvailable)):
         hint = (f"a SASL_SSL listener refuses clients that do not authenticate; {CREDENTIALS_HINT}"
                 if kafka.security_protocol != "SASL_SSL" else f"is it up? {CREDENTIALS_HINT}")
@@ -92,10 +113,12 @@ async def kafka_errors(kafka: KafkaSettings) -> AsyncIterator[None]:
     except KafkaAccessError:
         raise
     except Exception as exc:
+        diagnosed = None
         if isinstance(exc, kerrors.KafkaConnectionError):
             # aiokafka's bootstrap error hides why (refused credentials, TLS); ask one broker directly.
-            exc = await _diagnose(kafka) or exc
-        ours = access_error(kafka, exc)
+            diagnosed = await _diagnose(kafka)
+        # The diagnosis when it tells more; else the bootstrap error itself (a refused connection).
+        ours = (diagnosed is not None and access_error(kafka, diagnosed)) or access_error(kafka, exc)
         if ours is None:
             raise
         raise ours from exc

@@ -49,11 +49,11 @@ class OutcomeWatcher:
 
     async def __aenter__(self) -> "OutcomeWatcher":
         async with kafka_errors(self.kafka):
-            await self._consumer.start()
             try:
+                await self._consumer.start()
                 await self._assign_at_end()
             except BaseException:
-                await self._consumer.stop()
+                await self._consumer.stop()  # also after a failed start: no "Unclosed AIOKafkaConsumer"
                 raise
         return self
 

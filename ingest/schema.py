@@ -73,7 +73,8 @@ class AudioFormat(StrEnum):
 
 RecordingId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:-]{1,200}$")]
 Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")]
-ActorId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:@-]{1,128}$")]
+ACTOR_ID_PATTERN = r"^[A-Za-z0-9._:@-]{1,128}$"  # an agent or team id, as telephony sends it
+ActorId = Annotated[str, StringConstraints(pattern=ACTOR_ID_PATTERN)]
 Instant = Annotated[AwareDatetime, Field(strict=True)]
 Millis = Annotated[StrictInt, Field(ge=0, le=MAX_CALL_MS)]
 

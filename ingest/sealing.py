@@ -75,7 +75,7 @@ def envelope(raw: bytes) -> Envelope | None:
             raise ValueError("unexpected keys")
         return Envelope(str(doc["tenant"])[:64], uuid.UUID(doc["key_id"]), base64.b64decode(doc["sealed"],
                                                                                           validate=True))
-    except (ValueError, TypeError, KeyError, binascii.Error, AttributeError):
+    except (ValueError, TypeError, KeyError, binascii.Error, AttributeError, RecursionError):
         raise InvalidMessage("malformed sealed envelope", errors=[FieldError(("sealed",), "envelope")]) from None
 
 
@@ -125,7 +125,7 @@ def quarantine_id(raw: bytes) -> uuid.UUID | None:
         return None
     try:
         return uuid.UUID(json.loads(raw)["id"])
-    except (ValueError, TypeError, KeyError):
+    except (ValueError, TypeError, KeyError, RecursionError):
         return None
 
 

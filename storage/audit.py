@@ -62,7 +62,8 @@ def _entry(row: dict[str, Any]) -> dict[str, Any]:
     entry = {"at": at.astimezone(timezone.utc).isoformat(), "actor": row["actor"], "role": row["role"],
              "action": row["action"], "target_type": row["target_type"], "target_id": row["target_id"],
              "outcome": row["outcome"], "reason": row["reason"], "detail": row["detail"]}
-    if row.get("chain", 1) >= 2:
+    chain = row.get("chain", 1)
+    if not isinstance(chain, int) or chain >= 2:  # no number: edited, and hashed as found (never matches)
         entry.update(chain=row["chain"], tenant_id=row["tenant_id"])
     return entry
 
@@ -167,12 +168,22 @@ class VerifyResult:
     notes: list[str] = field(default_factory=list)
 
 
+_UNREADABLE = object()  # a detail that is no JSON (SQLite stores any text an editor writes): hashes to nothing
+
+
 def _rows(conn: sa.Connection) -> Iterator[dict[str, Any]]:
-    # Options on the statement, not the connection: the caller may go on writing with it.
-    result = conn.execute(sa.select(t.audit_events).order_by(t.audit_events.c.seq)
-                          .execution_options(yield_per=1000))
+    # Options on the statement, not the connection: the caller may go on writing with it. The detail
+    # is read as text and parsed here, so an entry edited into no JSON is reported, not raised.
+    columns = [sa.type_coerce(c, sa.Text).label(c.name) if c.name == "detail" else c for c in t.audit_events.c]
+    result = conn.execute(sa.select(*columns).order_by(t.audit_events.c.seq).execution_options(yield_per=1000))
     for row in result.mappings():
-        yield dict(row)
+        entry = dict(row)
+        if isinstance(entry["detail"], str):  # SQLite's text (PostgreSQL's driver parses jsonb itself)
+            try:
+                entry["detail"] = json.loads(entry["detail"])
+            except ValueError:
+                entry["detail"] = _UNREADABLE
+        yield entry
 
 
 def verify(conn: sa.Connection, anchors: AuditAnchors | None = None) -> VerifyResult:

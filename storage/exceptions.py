@@ -4,6 +4,8 @@
     └── StorageError
         ├── ObjectNotFound        the object (or version) is not in the bucket (also a core NotFound)
         ├── ObjectStoreUnavailable the S3 endpoint cannot be reached or answered 5xx
+        ├── CatalogUnavailable    the catalog database does not answer, or is not migrated (the CLI's word
+        │                         for the driver's error: ``storage.catalog.db.catalog_errors``)
         ├── CatalogIntegrityError stored bytes do not match the catalog's SHA-256
         │                         (named so it does not shadow SQLAlchemy's IntegrityError)
         ├── KeyDestroyedError     the caller's key was destroyed (erasure): audio is unreadable
@@ -27,6 +29,10 @@ class ObjectNotFound(StorageError, NotFound):
 
 class ObjectStoreUnavailable(StorageError):
     code = "object_store_unavailable"
+
+
+class CatalogUnavailable(StorageError):
+    code = "catalog_unavailable"
 
 
 class CatalogIntegrityError(StorageError):

@@ -12,6 +12,8 @@
     request validation (FastAPI)                422  code ``validation_error``, with the fields
     SQLAlchemy IntegrityError                   409  a concurrent request won the same write
     SQLAlchemy OperationalError                 503  the catalog is unreachable
+    starlette ClientDisconnect                  the client went away mid-request (a cut upload):
+                                                logged as such, no answer can reach it
     anything else                               500  code ``internal_error``, no traceback
 
 Messages of our errors carry ids and reasons, never a phone number or audio, so they can be
@@ -30,6 +32,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from core.errors import CallvaultError, ConfigurationError, InvalidInput, NotFound
 from ingest.exceptions import RecordingConflict
@@ -130,6 +133,13 @@ async def _catalog_down(_request: Request, exc: sqlalchemy.exc.OperationalError)
     return error_response(503, "catalog_unavailable", "the catalog database cannot be reached")
 
 
+async def _client_gone(request: Request, _exc: ClientDisconnect) -> JSONResponse:
+    # A PBX whose upload was cut: nothing was queued (the landing upload is aborted); not a bug of
+    # ours, so neither "unexpected" nor a traceback in the log. The answer reaches no one.
+    log.warning("client went away before its request was read: %s %s", request.method, request.url.path)
+    return error_response(400, "client_disconnected", "the request was cut before its end")
+
+
 async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
     # The type and the frames, not the text: an exception's text may quote a value of the request.
     log.error("unexpected %s while answering a request\n%s", type(exc).__name__,
@@ -143,4 +153,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
     app.add_exception_handler(sqlalchemy.exc.IntegrityError, _conflict)  # type: ignore[arg-type]
     app.add_exception_handler(sqlalchemy.exc.OperationalError, _catalog_down)  # type: ignore[arg-type]
+    app.add_exception_handler(ClientDisconnect, _client_gone)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _unexpected)

@@ -13,6 +13,9 @@ from __future__ import annotations
 import re
 from typing import Any, Mapping
 
+from core.errors import FieldError
+from ingest.exceptions import InvalidMessage
+
 from ..exceptions import BadRequest
 from ..policy import ALL_TENANTS, User
 
@@ -55,6 +58,11 @@ def metadata_fields(headers: Mapping[str, str], tenant: str) -> dict[str, Any]:
         fields["redactions"] = _spans(fields["redactions"])
     if "audio_format" not in fields:
         content_type = headers.get("content-type", "").split(";")[0].strip().lower()
-        if content_type in CONTENT_TYPES:
-            fields["audio_format"] = CONTENT_TYPES[content_type]
+        if content_type not in CONTENT_TYPES:  # named: "audio_format: Field required" names no header sent
+            said = f"Content-Type {content_type[:100]!r} is no audio format" if content_type else "no Content-Type"
+            raise InvalidMessage(f"{said}: the body's Content-Type says its audio format",
+                                 errors=[FieldError(("audio_format",), "missing")],
+                                 hint="one of audio/wav, audio/mpeg, audio/ogg, audio/opus, audio/flac "
+                                      "(curl: -H 'Content-Type: audio/wav')")
+        fields["audio_format"] = CONTENT_TYPES[content_type]
     return {**fields, "tenant": tenant}

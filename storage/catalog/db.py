@@ -11,12 +11,15 @@ writer) and a busy timeout, on every new connection.
 
 from __future__ import annotations
 
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import sqlalchemy as sa
+
+from core.errors import ConfigurationError
+from storage.exceptions import CatalogUnavailable
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
 
@@ -50,6 +53,40 @@ def make_engine(url: str | sa.URL | None = None, *, echo: bool | None = None, **
     if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
         Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
     return enable_sqlite_pragmas(sa.create_engine(url, echo=echo, **kwargs))
+
+
+def _where(url: str) -> str:
+    try:
+        return sa.make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return repr(url)
+
+
+@contextmanager
+def catalog_errors() -> Iterator[None]:
+    """For a command line: the driver's errors of a catalog that does not answer, is not migrated or
+    has no URL at all, as ``CatalogUnavailable`` / ``ConfigurationError`` naming the catalog (its
+    password hidden) and what to do. The driver's first line only: never a statement or its values."""
+    try:
+        yield
+    except sa.exc.ArgumentError as exc:
+        from storage.settings import get_catalog_settings
+
+        url = get_catalog_settings().url
+        raise ConfigurationError("CALLVAULT_CATALOG_URL", f"{url!r} is not a database URL ({exc})",
+                                 hint="e.g. sqlite:////var/lib/callvault/catalog.sqlite3 or "
+                                      "postgresql+psycopg://user@host:5432/callvault") from None
+    except (sa.exc.OperationalError, sa.exc.ProgrammingError) as exc:
+        from storage.settings import get_catalog_settings
+
+        where = _where(get_catalog_settings().url)
+        said = (str(exc.orig).strip().splitlines() or [type(exc.orig).__name__])[0]
+        if "no such table" in said or getattr(exc.orig, "sqlstate", None) == "42P01":
+            raise CatalogUnavailable(f"the catalog at {where} is not migrated ({said})",
+                                     hint="run `callvault storage init`, or point CALLVAULT_CATALOG_URL at "
+                                          "the catalog") from None
+        raise CatalogUnavailable(f"the catalog at {where} does not answer: {said}",
+                                 hint="check CALLVAULT_CATALOG_URL and that the server runs") from None
 
 
 def ping(engine: sa.Engine) -> None:

@@ -205,3 +205,20 @@ def test_a_commit_failing_in_the_pipeline_raises_and_leaves_no_entry(pg_engine):
     with pg_engine.connect() as conn:
         assert [r.actor for r in conn.execute(sa.select(t.audit_events.c.actor))] == ["after"]
         assert verify(conn).ok
+
+
+@pytest.mark.parametrize("column, value", [("detail", "not json"), ("chain", "x")])
+def test_an_entry_edited_into_what_the_column_type_forbids_is_named_on_sqlite(sqlite_engine, column, value):
+    """SQLite stores whatever text an editor writes (PostgreSQL's jsonb and integer refuse it): verify
+    names the entry as edited instead of failing to read it (a traceback before)."""
+    upgrade(sqlite_engine)
+    with sqlite_engine.begin() as conn:
+        for i in range(3):
+            append(conn, tenant="acme", actor=f"user-{i}", role="manager", action="recording:audio:stream",
+                   target_type="copy", target_id=f"copy-{i}", outcome="allowed", detail={"range": [0, i]},
+                   at=NOW + timedelta(seconds=i))
+    second = seqs(sqlite_engine)[1]
+    with sqlite_engine.begin() as conn:
+        conn.exec_driver_sql(f"UPDATE audit_events SET {column} = ? WHERE seq = ?", (value, second))
+        result = verify(conn)
+    assert not result.ok and result.first_bad_seq == second and "edited" in result.problem

@@ -101,3 +101,18 @@ def test_it_and_internal_control_see_their_tenants_dead_letters_in_the_api(pipel
         assert world.get("/dlq", "consultant-1").status_code == 403
         assert world.get("/console/api/me", "it-1").json()["pages"]["dlq"] is True
         assert world.get("/console/api/me", "manager-1").json()["pages"]["dlq"] is False
+
+
+def test_a_tombstone_and_a_deeply_nested_document_are_dead_lettered_and_listed(pipeline) -> None:
+    """What a third-party client can send: a record with no value (a tombstone) and JSON nested
+    past the parser's depth. Each is dead-lettered (the partition goes on: a good call behind them on
+    the same key, so the same partition, is stored) and `dlq list` counts them, no traceback."""
+    pipeline.push_raw((b"same-key", None), (b"same-key", b"[" * 100_000 + b"]" * 100_000))
+    pipeline.push(Call(audio=sine_wav(1.0), tenant="acme", agent_id="a1", caller_number="+33612345678",
+                       started_at=datetime.now(timezone.utc) - timedelta(minutes=1), recording_id="same-key"))
+    letters = pipeline.wait_for(lambda e: e.get("type") == "dead-letter", count=2)
+    assert {e["reason"] for e in letters} == {"invalid_message"}
+    pipeline.wait_for(lambda e: e.get("type") == "stored" and e.get("external_id") == "same-key", count=1)
+    listed = _cli(pipeline, "dlq", "list", "--all")
+    assert listed.returncode == 0 and "invalid_message" in listed.stdout, listed.stdout + listed.stderr
+    assert "Traceback" not in listed.stderr

@@ -394,3 +394,16 @@ def looked_by(store):
 
 def replace_size(drop: Dropped, size: int) -> Dropped:
     return Dropped(drop.bucket, drop.key, drop.metadata, drop.principal, size=size)
+
+
+@pytest.mark.parametrize("sidecar, says", [(b"[" * 100_000 + b"]" * 100_000, "not JSON"), (b"{not json", "not JSON"),
+                                           (b"[1]", "JSON object")])
+def test_a_sidecar_that_is_no_json_object_is_invalid_metadata(store, scratch_bucket, sidecar, says):
+    """Bad metadata is dead-lettered invalid_message, also a sidecar nested past the JSON parser's depth
+    (a RecursionError was retried as a bug of ours, then dead-lettered internal_error)."""
+    from ingest.drop import metadata_of
+    from ingest.exceptions import InvalidMessage
+
+    store.put(scratch_bucket, "acme/2026/x.wav.json", sidecar)
+    with pytest.raises(InvalidMessage, match=says):
+        metadata_of(Dropped(scratch_bucket, "acme/2026/x.wav", {}, "p"), store)

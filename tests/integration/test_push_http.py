@@ -140,3 +140,30 @@ def test_a_telephony_token_pushes_for_its_tenant_and_does_nothing_else(front_doo
             t.pushes.c.tenant_id != "acme")).scalar() == 0
     # Nothing of the refused pushes reached a topic or the landing bucket.
     assert list(doors.pipeline.store.list(doors.pipeline.storage.landing_bucket)) == []
+
+
+def test_an_upload_cut_short_queues_nothing_and_logs_no_traceback(front_doors, tmp_path):
+    """A PBX whose connection drops mid-upload: nothing is queued, the landing bucket keeps nothing,
+    and the API logs a client that went away, not an "unexpected" error with a traceback."""
+    import socket
+    import time
+
+    doors = front_doors
+    body = sine_wav(4.0)
+    head = "".join(f"{line}\r\n" for line in (
+        "POST /v1/recordings HTTP/1.1", "Host: callvault", f"Authorization: Bearer {doors.tokens['pbx-acme']}",
+        "Content-Type: audio/wav", "Callvault-Recording-Id: pbx-cut-1", f"Callvault-Started-At: {STARTED.isoformat()}",
+        "Callvault-Agent-Id: a1", f"Content-Length: {len(body)}")) + "\r\n"
+    with socket.create_connection(("127.0.0.1", doors.api.port)) as sock:
+        sock.sendall(head.encode() + body[: len(body) // 2])
+        time.sleep(0.5)
+        sock.shutdown(socket.SHUT_WR)
+        sock.settimeout(10)
+        sock.recv(1000)
+    time.sleep(1.0)
+    status = curl("-H", f"Authorization: Bearer {doors.tokens['pbx-acme']}",
+                  f"{doors.api.url}/v1/recordings/pbx-cut-1/status?tenant=acme")
+    assert status.status == 404, status.body
+    assert list(doors.pipeline.store.list(doors.pipeline.storage.landing_bucket)) == []
+    log = doors.api.log()
+    assert "client went away" in log and "Traceback" not in log and "unexpected" not in log, log

@@ -14,6 +14,7 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
+from access.exceptions import BadRequest
 from access.policy import Target, User, decide
 from access.subjects import Actor, erase, export, object_to_recording, rectify, render_export_zip, restrict
 from core.vocabulary import Action, Role
@@ -118,8 +119,20 @@ def test_rectifying_a_number_moves_the_keys_and_audits_before_after(catalog, sto
         assert [c["copy_id"] for c in erased.erased_copies] == [str(copy_id)]
 
 
+@pytest.mark.parametrize("field", ["agent_id", "team_id"])
+def test_rectifying_to_an_agent_or_team_telephony_could_not_send_is_refused(catalog, store, keys, scratch_bucket,
+                                                                             field):
+    """Ingest refuses an agent or team id outside ^[A-Za-z0-9._:@-]{1,128}$; rectification may not write one."""
+    [(rid, _, _, _)] = calls_of(catalog, store, keys, scratch_bucket, n=1)
+    with catalog.begin() as conn:
+        with pytest.raises(BadRequest, match="'bad agent!'"):
+            rectify(conn, keys, tenant="acme", recording_ids=[rid], actor=IC, now=NOW, **{field: "bad agent!"})
+        row = conn.execute(sa.select(t.recordings).where(t.recordings.c.id == rid)).mappings().one()
+    assert (row["agent_id"], row["team_id"]) != ("bad agent!", "bad agent!") and row[field] != "bad agent!"
+
+
 def test_export_is_a_36_month_extract_rendered_as_zip_with_manifests(catalog, store, keys, scratch_bucket):
-    calls = calls_of(catalog, store, keys, scratch_bucket, n=2, tiers=("production", "monitoring"))
+    calls_of(catalog, store, keys, scratch_bucket, n=2, tiers=("production", "monitoring"))
     calls_of(catalog, store, keys, scratch_bucket, number="+33698765432", n=1)
     with catalog.begin() as conn:
         result = export(conn, store, keys, tenant="acme", numbers=["06.12.34.56.78", "0698765432"], actor=IC,

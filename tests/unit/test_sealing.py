@@ -137,3 +137,15 @@ def test_a_malformed_envelope_is_an_invalid_message(raw):
 
 def test_a_plain_message_is_no_envelope():
     assert sealing.envelope(message("acme", "+33612345678", b"x" * 100, [])) is None
+
+
+def test_an_envelope_nested_past_the_json_parser_is_malformed_not_a_bug() -> None:
+    """A third-party producer's message naming the sealed schema and nesting 100,000 deep: refused as a
+    malformed envelope (invalid_message), not a RecursionError retried as a bug (internal_error)."""
+    from ingest.exceptions import InvalidMessage
+    from ingest.sealing import envelope, quarantine_id
+
+    deep = b'{"schema": "callvault.sealed/v1", "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    with pytest.raises(InvalidMessage, match="malformed sealed envelope"):
+        envelope(deep)
+    assert quarantine_id(deep.replace(b"callvault.sealed/v1", b"callvault.quarantine/v1")) is None
