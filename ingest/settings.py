@@ -128,7 +128,8 @@ class IngestSettings(SectionSettings):
     sweep_interval_seconds: float = Field(300.0, description="How often the worker runs the lifecycle sweep (0: never)")
     web_port: int = Field(6066, description="Worker's faust web port (health); 0 disables it")
     metrics_port: int = Field(9466, description="Prometheus metrics port of the worker; 0 disables it")
-    metrics_host: str = Field("127.0.0.1", description="Address the metrics port listens on (0.0.0.0 in a container)")
+    metrics_host: str = Field("127.0.0.1", description="Address the metrics and health (faust web) ports listen on "
+                                                       "(0.0.0.0 in a container)")
     max_audio_bytes: int = Field(512 * 1024 * 1024, description="Audio larger than this is dead-lettered")
     max_duration_seconds: int = Field(4 * 3600, description="Calls longer than this are dead-lettered")
     max_clock_skew_seconds: int = Field(300, description="A call starting further in the future is refused")

@@ -70,6 +70,7 @@ def _faust_app(kafka: KafkaSettings, settings: IngestSettings) -> faust.App:
         web_enabled=settings.web_port > 0,
         web_port=settings.web_port or 6066,
         web_host="127.0.0.1",
+        web_bind=settings.metrics_host,  # faust's default is every address
         producer_max_request_size=17 * 1024 * 1024,  # a dead letter: the largest message, quarantined
         producer_acks=-1,
         broker_commit_every=100,

@@ -53,6 +53,14 @@ def test_the_app_has_the_batch_agent_the_drop_agent_and_the_sweep_timer(deps):
     assert len(app._app_tasks) == 3  # noqa: SLF001 - start-up, per-tenant topics, sweep timer
 
 
+def test_the_health_port_listens_where_the_metrics_port_does(deps):
+    """faust binds its web server to every address by default: the worker's listens on loopback
+    unless the metrics host says otherwise (a container)."""
+    assert create_app(deps).conf.web_bind == "127.0.0.1"
+    deps.ingest.settings = IngestSettings(metrics_host="0.0.0.0")
+    assert create_app(deps).conf.web_bind == "0.0.0.0"
+
+
 def test_no_sweep_timer_when_the_interval_is_zero(deps):
     deps.ingest.settings = IngestSettings(sweep_interval_seconds=0)
     assert len(create_app(deps)._app_tasks) == 2  # noqa: SLF001
