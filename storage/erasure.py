@@ -37,7 +37,8 @@ _r, _c = t.recordings, t.copies
 _CHUNK = 1000
 
 
-def _chunks(ids: list) -> list[list]:
+def chunks(ids: list) -> list[list]:
+    """``ids`` in lists of at most ``_CHUNK``: an IN list a statement can take."""
     return [ids[i:i + _CHUNK] for i in range(0, len(ids), _CHUNK)]
 
 
@@ -133,14 +134,14 @@ def plan(conn: sa.Connection, *, tenant: str, now: datetime, key_ids: list[uuid.
     erased = set(erased_copy_ids)
     stale = [c["id"] for c in copies if c["hold"] and c["id"] in erased]
     if stale:  # erased while unheld; only a restored (older) catalog can still call them held
-        for part in _chunks(stale):
+        for part in chunks(stale):
             conn.execute(_c.update().where(_c.c.id.in_(part)).values(hold=False, hold_reason=None, hold_actor=None,
                                                                     hold_at=None))
         copies = list(conn.execute(copies_q).mappings())
     kept = set(kept_copy_ids)
     unheld = [c["id"] for c in copies if not c["hold"] and c["id"] not in kept]
     marked: set[uuid.UUID] = set()
-    for part in _chunks(unheld):
+    for part in chunks(unheld):
         marked |= set(conn.execute(_c.update().where(_c.c.id.in_(part), _c.c.hold == sa.false())
                                    .values(deleting_at=now).returning(_c.c.id)).scalars())
     for c in copies:
@@ -171,9 +172,9 @@ def execute(conn: sa.Connection, store: ObjectStore, keys: KeyRing, shred: Shred
         if rec["caller_key_id"] in doomed_keys:
             keys.move_recording(conn, rec, hold_key(rec), e164=keys.open_number(conn, rec) or "")
     store.delete_located((c["bucket"], c["object_key"], c["object_version"]) for c in shred.doomed)
-    for part in _chunks([c["id"] for c in shred.doomed]):
+    for part in chunks([c["id"] for c in shred.doomed]):
         conn.execute(_c.delete().where(_c.c.id.in_(part), _c.c.hold == sa.false(), _c.c.deleting_at.is_not(None)))
-    for part in _chunks(shred.doomed_recordings):
+    for part in chunks(shred.doomed_recordings):
         conn.execute(_r.delete().where(_r.c.id.in_(part), ~sa.exists().where(_c.c.recording_id == _r.c.id)))
     # Dead letters of these callers (invalid or refused messages) become unreadable too.
     hashes = sorted(set(shred.number_hashes) | {r["number_hash"] for r in shred.recordings.values()})
@@ -210,7 +211,7 @@ def restore_holds(conn: sa.Connection, states: dict[str, tuple[bool, str, str]],
     the journal outside the catalog has them."""
     changed: list[uuid.UUID] = []
     ids = [uuid.UUID(c) for c in states]
-    for part in _chunks(ids):
+    for part in chunks(ids):
         for row in conn.execute(sa.select(_c.c.id, _c.c.hold).where(_c.c.id.in_(part))).all():
             held, actor, at = states[str(row.id)]
             if row.hold == held:

@@ -114,11 +114,16 @@ class ErasureLedger:
                            "actor": actor, "at": now.astimezone(timezone.utc).isoformat()}, sort_keys=True).encode()
         return self._put("subject", body, entry_id=uuid.uuid4().hex)
 
+    def _journal(self, kind: str) -> Iterator[tuple[str, bytes]]:
+        """Every object of one kind (``erase``, ``hold``, ``subject``), oldest first: (key, body)."""
+        for name in sorted(info.key for info in self.store.list(self.bucket, f"{self.prefix}{kind}/")):
+            yield name, self.store.get(self.bucket, name)
+
     def subject_events(self) -> Iterator[SubjectEvent]:
         """Every journalled subject request, oldest first."""
-        for name in sorted(info.key for info in self.store.list(self.bucket, f"{self.prefix}subject/")):
+        for name, body in self._journal("subject"):
             try:
-                event = json.loads(self.store.get(self.bucket, name))
+                event = json.loads(body)
                 yield SubjectEvent(event["kind"], event["tenant"], list(event["number_hashes"]), event["actor"],
                                    datetime.fromisoformat(event["at"]))
             except (ValueError, KeyError, TypeError) as exc:
@@ -127,15 +132,15 @@ class ErasureLedger:
 
     def entries(self) -> Iterator[tuple[str, LedgerEntry]]:
         """Every erasure, oldest first."""
-        for name in sorted(info.key for info in self.store.list(self.bucket, f"{self.prefix}erase/")):
-            yield name, LedgerEntry.from_json(self.store.get(self.bucket, name), name)
+        for name, body in self._journal("erase"):
+            yield name, LedgerEntry.from_json(body, name)
 
     def hold_states(self) -> dict[str, tuple[bool, str, str]]:
         """The latest journalled hold state of every copy: copy id -> (held, actor, time)."""
         states: dict[str, tuple[bool, str, str]] = {}
-        for name in sorted(info.key for info in self.store.list(self.bucket, f"{self.prefix}hold/")):
+        for name, body in self._journal("hold"):
             try:
-                event = json.loads(self.store.get(self.bucket, name))
+                event = json.loads(body)
                 for copy_id in event["copy_ids"]:
                     states[copy_id] = (bool(event["on"]), event["actor"], event["at"])
             except (ValueError, KeyError, TypeError) as exc:

@@ -23,6 +23,7 @@ from typing import Iterable
 import sqlalchemy as sa
 
 from .catalog import tables as t
+from .erasure import chunks
 from .ledger import SubjectEvent
 from .suppressions import suppress
 
@@ -49,18 +50,33 @@ def reapply(conn: sa.Connection, events: Iterable[SubjectEvent]) -> RightsReplay
     timeline: dict[tuple[str, str], list[tuple[datetime, bool]]] = defaultdict(list)
     for event in events:
         if event.kind == "object":
-            added = sum(suppress(conn, tenant=event.tenant, number_hash=h, actor=event.actor, now=event.at)
-                        for h in event.number_hashes)
-            done.suppressed += added
-            if added:
-                done.tenants.add(event.tenant)
+            _suppress(conn, event, done)
         else:
             for h in event.number_hashes:
                 timeline[(event.tenant, h)].append((event.at, event.kind == "restrict"))
-    for tenant, hashes in _by_tenant(timeline).items():
-        for part in _chunks(hashes):
-            for row in conn.execute(sa.select(_r.c.id, _r.c.number_hash, _r.c.created_at, _r.c.restricted).where(
-                    _r.c.tenant_id == tenant, _r.c.number_hash.in_(part))).all():
+    _restrict(conn, timeline, done)
+    return done
+
+
+def _suppress(conn: sa.Connection, event: SubjectEvent, done: RightsReplay) -> None:
+    added = sum(suppress(conn, tenant=event.tenant, number_hash=h, actor=event.actor, now=event.at)
+                for h in event.number_hashes)
+    done.suppressed += added
+    if added:
+        done.tenants.add(event.tenant)
+
+
+def _restrict(conn: sa.Connection, timeline: dict[tuple[str, str], list[tuple[datetime, bool]]],
+              done: RightsReplay) -> None:
+    """Each recording of a journalled number as the last restriction or lift that reached it left it."""
+    hashes_of: dict[str, list[str]] = defaultdict(list)
+    for tenant, number_hash in timeline:
+        hashes_of[tenant].append(number_hash)
+    for tenant, hashes in hashes_of.items():
+        for part in chunks(hashes):
+            rows = conn.execute(sa.select(_r.c.id, _r.c.number_hash, _r.c.created_at, _r.c.restricted).where(
+                _r.c.tenant_id == tenant, _r.c.number_hash.in_(part))).all()
+            for row in rows:
                 reached = [(at, on) for at, on in timeline[(tenant, row.number_hash)] if at >= row.created_at]
                 if not reached or reached[-1][1] == row.restricted:
                     continue
@@ -72,15 +88,3 @@ def reapply(conn: sa.Connection, events: Iterable[SubjectEvent]) -> RightsReplay
                     done.restricted += 1
                 else:
                     done.lifted += 1
-    return done
-
-
-def _by_tenant(timeline: dict[tuple[str, str], list]) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = defaultdict(list)
-    for tenant, number_hash in timeline:
-        out[tenant].append(number_hash)
-    return out
-
-
-def _chunks(items: list[str], size: int = 1000) -> list[list[str]]:
-    return [items[i:i + size] for i in range(0, len(items), size)]

@@ -154,16 +154,15 @@ async def caller(request: Request, credentials: HTTPAuthorizationCredentials | N
     return _deferred(request, _caller(request, credentials, ctx, at))
 
 
-def bearer_caller(request: Request) -> Caller | None:
+async def bearer_caller(request: Request) -> Caller | None:
     """The caller a request's bearer token names (verified: ``Unauthenticated`` when it is not), or
     None without one. For ``errors``: a request whose parameters failed validation before the
     dependency that reads its token ran (a malformed copy id of a stream)."""
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    credentials = await _bearer(request)
+    if credentials is None:
         return None
     ctx: ApiContext = request.app.state.ctx
-    return _caller(request, HTTPAuthorizationCredentials(scheme="Bearer", credentials=token.strip()), ctx,
-                   ctx.clock())
+    return _caller(request, credentials, ctx, ctx.clock())
 
 
 def _deferred(request: Request, who: Caller) -> Caller:

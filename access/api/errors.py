@@ -107,7 +107,7 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
     # ``deps.listener``) never ran, so its caller is admitted here first; an unknown token or user is
     # 401, a revoked one 403 (audited), as on every other view.
     try:
-        who = getattr(request.state, "deferred_caller", None) or deps.bearer_caller(request)
+        who = getattr(request.state, "deferred_caller", None) or await deps.bearer_caller(request)
         if who is not None:
             await to_thread.run_sync(who.load)
     except CallvaultError as refused:
