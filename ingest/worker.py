@@ -45,6 +45,7 @@ from .background import StartUp, SweepTimer, TenantTopicFollower
 from .dead_letters import DeadLetterSender
 from .drop_agent import DropAgent
 from .kafka_client import faust_credentials
+from .kafka_transport import App
 from .runtime import WorkerDeps, WorkerRuntime
 from .settings import IngestSettings, KafkaSettings
 from .topics import topic_configs
@@ -59,7 +60,7 @@ class Topics:
 
 
 def _faust_app(kafka: KafkaSettings, settings: IngestSettings) -> faust.App:
-    return faust.App(
+    return App(
         settings.app_id,
         broker=f"kafka://{kafka.bootstrap_servers}",
         broker_credentials=faust_credentials(kafka),

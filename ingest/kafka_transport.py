@@ -1,0 +1,46 @@
+"""faust's Kafka transport, with its seek made safe against a rebalance that starts meanwhile.
+
+After each rebalance faust's recovery seeks every assigned partition to its committed offset
+(``perform_seek``): one ``committed`` round trip per partition, then a seek. A rebalance that
+starts in that window (a per-tenant topic subscribed, a member joining or leaving) clears
+aiokafka's assignment, and aiokafka 0.14 then fails the seek with a bare ``AssertionError``,
+where it used to raise ``IllegalStateError``. faust's recovery treats ``IllegalStateError`` as
+"another rebalance started" and waits for it; anything else crashes the worker. Seen in CI:
+the worker died while subscribing to a tenant topic, and its calls stayed queued.
+
+``Consumer.seek_to_committed`` gives that race its old name back, so recovery waits for the
+new assignment and seeks again then. Nothing is lost either way: no offset moves, and the next
+recovery seeks to the committed offsets, which only ever follow stored calls.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Mapping
+
+import faust
+from aiokafka.errors import IllegalStateError
+from faust.transport.drivers import aiokafka as driver
+from faust.types import TP
+
+log = logging.getLogger("callvault.ingest")
+
+
+class Consumer(driver.Consumer):
+    async def seek_to_committed(self) -> Mapping[TP, int]:
+        try:
+            return await super().seek_to_committed()
+        except AssertionError as exc:  # aiokafka: "assignment is not None", "No partitions are currently assigned"
+            log.info("the assignment changed while seeking to committed offsets: seeking again after the rebalance")
+            raise IllegalStateError("the assignment changed while seeking to committed offsets") from exc
+
+
+class Transport(driver.Transport):
+    Consumer = Consumer
+
+
+class App(faust.App):
+    """faust's app on :class:`Transport` (the broker URL must be ``kafka://``, as callvault's is)."""
+
+    def _new_transport(self) -> Transport:
+        return Transport(self.conf.broker_consumer, self)
