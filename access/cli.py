@@ -189,9 +189,9 @@ def subjects_rectify(ctx: typer.Context, numbers: list[str], tenant: str = _TENA
 
 @subjects.command("restrict")
 def subjects_restrict(ctx: typer.Context, numbers: list[str], tenant: str = _TENANT, actor: str = _ACTOR) -> None:
-    """Restriction: only internal control may play these recordings until lifted."""
+    """Restriction: only internal control may play the numbers' recordings, later ones too, until lifted."""
     n = _subject_run(ctx, service.restrict, numbers=numbers, actor=actor, tenant=tenant)
-    typer.echo(f"restricted {n} recordings")
+    typer.echo(f"restricted {n} recordings; their numbers' later calls are restricted too, until `subjects lift`")
 
 
 @subjects.command("lift")

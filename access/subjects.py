@@ -13,7 +13,8 @@
 - rectification: corrects the number, agent or team of recordings, audited before/after (numbers
   as keyed hashes only); a corrected number moves the recording and all its copies, held or
   not, under the new number's key;
-- restriction: flags every recording of the number; only internal control may play it until lifted.
+- restriction: flags every recording of the number, also those stored or rectified onto it while it
+  stands (``storage.restrictions``); only internal control may play them until it is lifted.
 
 Every step writes a PII-free audit entry (ids, counts, hashes; never a number or audio).
 """
@@ -38,7 +39,7 @@ from core.vocabulary import AuditAction
 from ingest.schema import ACTOR_ID_PATTERN
 from lifecycle.copies import create_copy
 from lifecycle.exceptions import CopyNotAllowed
-from storage import audit, erasure
+from storage import audit, erasure, restrictions
 from storage.catalog import tables as t
 from storage.copies import plaintext_length, stream_copy
 from storage.keys import KeyRing
@@ -171,6 +172,13 @@ def restrict(conn: sa.Connection, keys: KeyRing, ledger: ErasureLedger, *, tenan
     number_hashes = hashes(keys, tenant, numbers)
     ledger.record_subject("lift" if lift else "restrict", tenant=tenant, number_hashes=number_hashes,
                           actor=actor.id, now=now)
+    # The restriction stands for the number, so a call stored or a recording rectified onto it later
+    # is restricted too (``storage.restrictions``); the lock keeps a call being stored meanwhile in.
+    restrictions.lock_numbers(conn, tenant, number_hashes)
+    if lift:
+        restrictions.lift(conn, tenant=tenant, number_hashes=number_hashes)
+    else:
+        restrictions.stand(conn, tenant=tenant, since=dict.fromkeys(number_hashes, now), actor=actor.id)
     changed = conn.execute(t.recordings.update().where(
         t.recordings.c.tenant_id == tenant, t.recordings.c.number_hash.in_(number_hashes))
         .values(restricted=not lift, restricted_at=None if lift else now)).rowcount
@@ -219,6 +227,12 @@ def rectify(conn: sa.Connection, keys: KeyRing, *, tenant: str, recording_ids: l
             _move_keys(conn, keys, tenant, row, new_hash, new_e164)
             changes.update(number_hash=new_hash)
             before["number_hash"], after["number_hash"] = row["number_hash"][:16], new_hash[:16]
+            # Onto a restricted number, the recording is restricted. Off one, it stays restricted:
+            # only a lift ends a restriction (the subject is told first, GDPR art. 18(3)).
+            restrictions.lock_numbers(conn, tenant, [new_hash])
+            if not row["restricted"] and conn.execute(sa.select(restrictions.standing(tenant, new_hash))).scalar():
+                changes.update(restricted=True, restricted_at=now)
+                before["restricted"], after["restricted"] = False, True
         for name, value in (("agent_id", agent_id), ("team_id", team_id)):
             if value is not None and value != row[name]:
                 changes[name] = value

@@ -26,6 +26,7 @@ import sqlalchemy as sa
 from core.phone import is_withheld, normalise_number
 from core.vocabulary import Tier
 from lifecycle.tiers import expires_at
+from storage import restrictions
 from storage.catalog import tables as t
 from storage.copies import object_key_for, put_encrypted, upsert_copy
 from storage.exceptions import KeyDestroyedError
@@ -361,9 +362,14 @@ def _write(call: Arrival, processed: audio.ProcessedAudio, expiry: datetime, dep
     bucket = deps.storage.recordings_bucket
     with deps.engine.begin() as conn:
         caller = deps.keys.caller_key(conn, tenant=tenant, number_hash=call.number_hash)
+        if not call.msg.withheld:  # a restriction of the number made meanwhile: one of the two goes first
+            restrictions.lock_numbers(conn, tenant, [call.number_hash])
         # Read after the caller key, which waited for an erasure destroying it to commit: an erasure
-        # committed since ``_standing`` is seen here, and nothing is written.
-        if conn.execute(sa.select(_erasure_of(call))).scalar():
+        # committed since ``_standing`` is seen here, and nothing is written. A call of a number whose
+        # restriction stands is restricted as it is stored.
+        erased, restricted = conn.execute(sa.select(
+            _erasure_of(call), restrictions.standing(tenant, call.number_hash))).one()
+        if erased:
             raise _ErasedMeanwhile()
         conn.execute(t.recordings.insert(), dict(  # parameters, not .values(): the statement is built once
             id=rid, tenant_id=tenant, external_id=msg.recording_id, started_at=msg.started_at,
@@ -373,6 +379,7 @@ def _write(call: Arrival, processed: audio.ProcessedAudio, expiry: datetime, dep
             agent_id=msg.agent_id, team_id=msg.team_id, duration_ms=processed.duration_ms,
             audio_format=processed.format, channels=processed.channels,
             redactions=[list(s) for s in processed.silenced],  # as silenced: cut at the audio's end
+            restricted=restricted, restricted_at=call.now if restricted else None,
             created_at=call.now, content_sha256=call.fingerprint))
         stored = put_encrypted(conn, deps.store, deps.keys, caller=caller, bucket=bucket,
                                object_key=object_key_for(tenant, rid, Tier.PRODUCTION), audio=processed.data,

@@ -7,8 +7,9 @@ them back when the ledger is replayed (``lifecycle.erasures.replay_ledger``: the
 ``storage reconcile``):
 
 - an objection: the number's hash is on the suppression list again (its calls refused);
-- a restriction or its lift: each recording of its numbers that existed when it was made
-  (``created_at`` up to its time) is restricted or not as the last such request left it.
+- a restriction or its lift: each number as the last such request left it (``storage.restrictions``):
+  its restriction stands again, every recording of it restricted; or it was lifted, and the
+  recordings the lift reached are not restricted.
 
 A catalog that already reflects the journal (the usual case) is left as it is.
 """
@@ -22,6 +23,7 @@ from typing import Iterable
 
 import sqlalchemy as sa
 
+from . import restrictions
 from .catalog import tables as t
 from .erasure import chunks
 from .ledger import SubjectEvent
@@ -68,19 +70,27 @@ def _suppress(conn: sa.Connection, event: SubjectEvent, done: RightsReplay) -> N
 
 def _restrict(conn: sa.Connection, timeline: dict[tuple[str, str], list[tuple[datetime, bool]]],
               done: RightsReplay) -> None:
-    """Each recording of a journalled number as the last restriction or lift that reached it left it."""
-    hashes_of: dict[str, list[str]] = defaultdict(list)
-    for tenant, number_hash in timeline:
-        hashes_of[tenant].append(number_hash)
-    for tenant, hashes in hashes_of.items():
+    """Each journalled number as its last request left it: a restriction stands (the number's row,
+    and every recording of it restricted), or a lift ended it (the row gone, and the recordings it
+    reached no longer restricted: those restricted up to the lift; one restricted since, rectified
+    onto the number while restricted by its old one, stays so)."""
+    last = {key: requests[-1] for key, requests in timeline.items()}  # the journal's order: its writers' clock
+    hashes_of: dict[tuple[str, bool], list[str]] = defaultdict(list)
+    for (tenant, number_hash), (_at, on) in last.items():
+        hashes_of[(tenant, on)].append(number_hash)
+    for (tenant, on), hashes in hashes_of.items():
         for part in chunks(hashes):
-            rows = conn.execute(sa.select(_r.c.id, _r.c.number_hash, _r.c.created_at, _r.c.restricted).where(
-                _r.c.tenant_id == tenant, _r.c.number_hash.in_(part))).all()
+            if on:
+                restrictions.stand(conn, tenant=tenant, since={h: last[(tenant, h)][0] for h in part},
+                                   actor="ledger-replay")
+            else:
+                restrictions.lift(conn, tenant=tenant, number_hashes=part)
+            rows = conn.execute(sa.select(_r.c.id, _r.c.number_hash, _r.c.restricted, _r.c.restricted_at).where(
+                _r.c.tenant_id == tenant, _r.c.number_hash.in_(part), _r.c.restricted != on)).all()
             for row in rows:
-                reached = [(at, on) for at, on in timeline[(tenant, row.number_hash)] if at >= row.created_at]
-                if not reached or reached[-1][1] == row.restricted:
-                    continue
-                at, on = reached[-1]
+                at = last[(tenant, row.number_hash)][0]
+                if not on and row.restricted_at is not None and row.restricted_at > at:
+                    continue  # restricted after the lift, by another number's restriction: not the lift's
                 conn.execute(_r.update().where(_r.c.id == row.id).values(restricted=on,
                                                                           restricted_at=at if on else None))
                 done.tenants.add(tenant)

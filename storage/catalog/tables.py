@@ -6,6 +6,8 @@ Python: services read and write rows through these tables and map them to datacl
     tenants ──┬── tenant_retention          per-tier retention overrides (months)
               ├── caller_keys               one live key per (number hash, purpose)
               ├── suppressions              objections: numbers never to store (hashed)
+              ├── restrictions              numbers whose restriction stands (hashed): their
+              │                             recordings, later ones too, are restricted
               ├── erasures                  what erasures reached (numbers hashed, recording ids):
               │                             a call they cover, arriving late, is never stored
               └── recordings ── copies      a copy dies with its recording (ON DELETE CASCADE)
@@ -215,6 +217,17 @@ sa.Index("ix_copies_caller_key_id", copies.c.caller_key_id)
 
 suppressions = sa.Table(
     "suppressions", metadata,
+    _tenant_fk(primary_key=True),
+    sa.Column("number_hash", HASH, primary_key=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("created_by", sa.String(100), nullable=False),
+)
+
+# Numbers (keyed hashes) whose restriction stands (0011): every recording of one is restricted,
+# also a call stored after the restriction and a recording rectified onto the number, until it
+# is lifted (the row goes). Rebuilt from the erasure ledger's subject journal by its replay.
+restrictions = sa.Table(
+    "restrictions", metadata,
     _tenant_fk(primary_key=True),
     sa.Column("number_hash", HASH, primary_key=True),
     sa.Column("created_at", UTCDateTime(), nullable=False),

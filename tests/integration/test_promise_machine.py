@@ -91,6 +91,7 @@ class Promises(RuleBasedStateMachine):
         self.erased: set[uuid.UUID] = set()      # deleted by an erasure: never readable again
         self.erased_recordings: set[uuid.UUID] = set()  # never stored again, whatever is delivered again
         self.objected: set[str] = set()  # numbers on the suppression list, also after a restore
+        self.restricted: dict[str, bool] = {}  # numbers by their last restriction request: True, it stands
         self.swept: set[uuid.UUID] = set()       # deleted by the sweeper: gone for good
         self.backup: Path | None = None
         self.restores = 0
@@ -204,6 +205,7 @@ class Promises(RuleBasedStateMachine):
         self._tick()
         with self.v.engine.begin() as conn:
             restrict(conn, self.v.keys, self.v.ledger, tenant=TENANT, numbers=[number], actor=IC, now=self.v.now, lift=lift)
+        self.restricted[number] = not lift
 
     @rule(tier=st.sampled_from(["production", "monitoring", "training", "complaint-extract"]),
           months=st.integers(1, 36))
@@ -271,6 +273,17 @@ class Promises(RuleBasedStateMachine):
         suppressed = {r["number_hash"] for r in self.v.rows(t.suppressions)}
         for number in self.objected:
             assert set(hashes(self.v.keys, TENANT, [number])) <= suppressed, f"the objection of {number} is lost"
+
+    @invariant()
+    def a_restriction_stands_until_lifted(self):
+        """Every recording of a restricted number is restricted: those stored, rectified onto it or
+        restored since too."""
+        recs = self._recordings()
+        for number, on in self.restricted.items():
+            if on:
+                mine = set(hashes(self.v.keys, TENANT, [number]))
+                loose = [r["id"] for r in recs if r["number_hash"] in mine and not r["restricted"]]
+                assert not loose, f"recordings of restricted {number} not restricted: {loose}"
 
     @invariant()
     def expired_is_unplayable_unless_held(self):

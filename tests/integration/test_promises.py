@@ -231,6 +231,11 @@ def test_objections_and_restrictions_made_after_a_backup_survive_its_restore(vau
     assert {s["number_hash"] for s in vault.rows(t.suppressions)} == set(b_hashes)
     restricted = {r["id"]: r["restricted"] for r in vault.rows(t.recordings)}
     assert restricted[a_rid] and not restricted[c_rid]
+    # A's restriction stands again (C's, lifted, does not): A's next call is restricted as it is stored.
+    assert {r["number_hash"] for r in vault.rows(t.restrictions)} == set(hashes(vault.keys, TENANT, [A]))
+    a_later, _ = vault.call(A)
+    c_later, _ = vault.call(C)
+    assert _restricted(vault)[a_later] and not _restricted(vault)[c_later]
     result = ingest(_message(vault, B, vault.now - timedelta(seconds=10)), vault.deps())
     assert result.outcome == Outcome.SUPPRESSED
     with vault.engine.connect() as conn:
@@ -300,6 +305,66 @@ def test_a_withheld_call_erased_by_its_id_is_not_stored_again(any_vault: Vault) 
     assert report.erased_recordings == [str(stored.recording_id)]
     assert ingest(raw, any_vault.deps()).outcome == Outcome.ERASED_ON_ARRIVAL
     assert any_vault.rows(t.recordings) == []
+
+
+def _restrict(v: Vault, number: str, *, lift: bool = False) -> int:
+    with v.engine.begin() as conn:
+        return restrict(conn, v.keys, v.ledger, tenant=TENANT, numbers=[number], actor=IC, now=v.now, lift=lift)
+
+
+def _restricted(v: Vault) -> dict:
+    return {r["id"]: r["restricted"] for r in v.rows(t.recordings)}
+
+
+def test_a_restriction_reaches_the_calls_and_rectifications_that_come_after_it(any_vault: Vault) -> None:
+    """A restriction marks every recording of the number until lifted: also a call stored after it
+    and a recording rectified onto the number (audited). Rectified off it, a recording stays
+    restricted: only a lift ends a restriction. After the lift, the number's calls are not."""
+    v = any_vault
+    assert _restrict(v, A) == 0  # no recording yet: the restriction stands all the same
+    a_rid, _ = v.call(A)
+    b_rid, _ = v.call(B)
+    assert _restricted(v) == {a_rid: True, b_rid: False}
+    with v.engine.begin() as conn:
+        rectify(conn, v.keys, tenant=TENANT, recording_ids=[b_rid], actor=IC, now=v.now, caller_number=A)
+        detail = conn.execute(sa.select(t.audit_events.c.detail).where(
+            t.audit_events.c.action == "subject:rectify", t.audit_events.c.target_id == str(b_rid))).scalar_one()
+    assert _restricted(v) == {a_rid: True, b_rid: True}
+    assert (detail["before"]["restricted"], detail["after"]["restricted"]) == (False, True)
+    with v.engine.begin() as conn:
+        rectify(conn, v.keys, tenant=TENANT, recording_ids=[b_rid], actor=IC, now=v.now, caller_number=B)
+    assert _restricted(v) == {a_rid: True, b_rid: True}  # off the number: still restricted
+    _restrict(v, A, lift=True)
+    assert v.rows(t.restrictions) == []
+    assert _restricted(v) == {a_rid: False, b_rid: True}  # B's now: lifted with B's number only
+    later, _ = v.call(A)
+    assert not _restricted(v)[later]
+    _restrict(v, B, lift=True)
+    assert not any(_restricted(v).values())
+
+
+def test_a_restriction_racing_a_call_being_stored_reaches_it(vault: Vault, monkeypatch) -> None:
+    """PostgreSQL: the restriction of A commits while a call of A is being written (its row
+    inserted, its object being stored). The restriction waits for the call's transaction, so its
+    UPDATE sees the recording: restricted, whichever commits first."""
+    from ingest import service
+
+    put = service.put_encrypted
+    racing: list[threading.Thread] = []
+
+    def restriction_meanwhile(*args, **kwargs):
+        thread = threading.Thread(target=_restrict, args=(vault, A))
+        thread.start()
+        thread.join(1.0)
+        racing.append(thread)
+        return put(*args, **kwargs)
+
+    monkeypatch.setattr(service, "put_encrypted", restriction_meanwhile)
+    result = ingest(_message(vault, A, vault.now - timedelta(minutes=1)), vault.deps())
+    assert result.outcome == Outcome.STORED
+    assert racing[0].is_alive()  # it waited for the call's transaction
+    racing[0].join(30)
+    assert _restricted(vault) == {result.recording_id: True}
 
 
 def test_rotating_the_master_key_makes_an_old_backup_useless(vault: Vault, tmp_path) -> None:
