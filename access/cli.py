@@ -68,8 +68,9 @@ def users_add(
 @users.command("revoke")
 def users_revoke(ctx: typer.Context, user_id: str) -> None:
     """Revoke a user at once: every request is refused, even with an unexpired token."""
-    with ctx.obj.services().unit_of_work() as uow:
-        revoke_user(uow.conn, user_id)
+    svc = ctx.obj.services()
+    with svc.unit_of_work() as uow:
+        revoke_user(uow.conn, user_id, keys=svc.keys, ledger=svc.ledger)
         uow.commit()
     typer.echo(f"user {user_id} revoked")
 

@@ -14,6 +14,8 @@ import sqlalchemy as sa
 from core.vocabulary import Action, AuditAction, Relation, Role, Tier
 from storage import audit
 from storage.catalog import tables as t
+from storage.keys import KeyRing
+from storage.ledger import ErasureLedger
 
 from .exceptions import BadRequest, Forbidden, NotFound
 from .policy import ALL_TENANTS, BreakGlass, User, decide
@@ -46,12 +48,21 @@ def add_user(conn: sa.Connection, *, user_id: str, role: str, tenants: list[str]
     return load_user(conn, user_id)  # type: ignore[return-value]
 
 
-def revoke_user(conn: sa.Connection, user_id: str, *, now: datetime | None = None, actor: str = "admin") -> None:
+def revoke_user(conn: sa.Connection, user_id: str, *, keys: KeyRing | None, ledger: ErasureLedger | None,
+                now: datetime | None = None, actor: str = "admin") -> None:
+    """Revoke at once. Journalled in the ledger first (by the id's keyed hash; a failed write
+    aborts), so a catalog restored from an older backup does not let the user back in
+    (``lifecycle.erasures``). ``ledger=None``: not journalled (a test's catalog only)."""
     now = now or datetime.now(timezone.utc)
-    if conn.execute(t.users.update().where(t.users.c.id == user_id).values(revoked=True, revoked_at=now)).rowcount == 0:
+    row = conn.execute(sa.select(t.users.c.tenants).where(t.users.c.id == user_id)).first()
+    if row is None:
         raise NotFound(f"user {user_id!r} does not exist")
-    tenants = conn.execute(sa.select(t.users.c.tenants).where(t.users.c.id == user_id)).scalar() or []
-    audit.append(conn, tenant=audit.sole_tenant(tenants), actor=actor, role="it", action=AuditAction.USER_REVOKE,
+    if ledger is not None:
+        if keys is None:
+            raise ValueError("journalling a revocation needs the key ring (its keyed hash)")
+        ledger.record_policy("revoke", target=keys.user_hash(user_id), actor=actor, now=now)
+    conn.execute(t.users.update().where(t.users.c.id == user_id).values(revoked=True, revoked_at=now))
+    audit.append(conn, tenant=audit.sole_tenant(row.tenants or []), actor=actor, role="it", action=AuditAction.USER_REVOKE,
                  target_type="user", target_id=user_id,
                  outcome="done", at=now)
 

@@ -80,7 +80,7 @@ bounds = Bounds({"production": 1}, {"production": 6})
 t0 = time.perf_counter()
 with engine.begin() as conn:
     c = set_retention(conn, tenant="acme", tier="production", months=args["months"], bounds=bounds,
-                      now=datetime.now(timezone.utc), dry_run=args["dry_run"], actor="bench", role="it")
+                      now=datetime.now(timezone.utc), ledger=None, dry_run=args["dry_run"], actor="bench", role="it")
 result = {"copies": c.copies, "changed": c.changed, "expire_now": c.expire_now, "summary": c.summary()}
 """,
     "listing_baseline": """

@@ -114,6 +114,7 @@ class AuditAction(StrEnum):
     COPY_HOLD_REPLAY = "copy:hold:replay"
     COPY_DELETE = Action.DELETE.value
     RETENTION_SET = Action.RETENTION_SET.value
+    RETENTION_REPLAY = "tenant:retention:replay"  # a retention change re-applied after a restore
     SUBJECT_OBJECT = "subject:object"
     SUBJECT_RESTRICT = "subject:restrict"
     SUBJECT_LIFT = "subject:lift"
@@ -125,6 +126,7 @@ class AuditAction(StrEnum):
     SUBJECT_EXPORT_DOWNLOAD = "subject:export:download"
     USER_ADD = "user:add"
     USER_REVOKE = "user:revoke"
+    USER_REVOKE_REPLAY = "user:revoke:replay"  # a revocation re-applied after a restore
     API_REQUEST = "api:request"
     DLQ_REPLAY = "dlq:replay"
     DLQ_PURGE = "dlq:purge"

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Iterable
 
 import sqlalchemy as sa
 
 from core.vocabulary import AuditAction, Tier
 from storage import audit
 from storage.catalog import tables as t
+from storage.ledger import ErasureLedger, PolicyEvent
 
 from .exceptions import NotFound, RetentionOutOfBounds, UnknownTier
 from .tiers import add_months
@@ -148,25 +150,48 @@ def _copies_in_tier(conn: sa.Connection, tenant: str, tier: Tier) -> int:
                         .where(*_scope(tenant, tier)[1:])).scalar_one()
 
 
+def _set(conn: sa.Connection, tenant: str, tier: Tier, months: int, now: datetime) -> RetentionChange:
+    """The override stored and the tier's expiries recomputed."""
+    copies = _copies_in_tier(conn, tenant, tier)
+    changed, expire_now, earliest, latest = _apply(conn, tenant, tier, months, now)
+    stmt = t.tenant_retention.update().where(t.tenant_retention.c.tenant_id == tenant,
+                                             t.tenant_retention.c.tier == tier.value).values(months=months)
+    if conn.execute(stmt).rowcount == 0:
+        conn.execute(t.tenant_retention.insert().values(tenant_id=tenant, tier=tier.value, months=months))
+    return RetentionChange(tenant, tier, months, copies, changed, expire_now, earliest, latest, applied=True)
+
+
+def reapply(conn: sa.Connection, events: Iterable[PolicyEvent], *, now: datetime) -> list[RetentionChange]:
+    """Each tenant's tiers back to their last journalled retention, where the catalog differs (a
+    restored backup older than the change); a tenant the catalog does not have is skipped."""
+    last = {(e.tenant, e.target): e.months for e in events if e.kind == "retention"}
+    if not last:
+        return []
+    r = t.tenant_retention.c
+    held = {(row.tenant_id, row.tier): row.months for row in conn.execute(sa.select(r.tenant_id, r.tier, r.months))}
+    tenants = set(conn.execute(sa.select(t.tenants.c.id)).scalars())
+    return [_set(conn, tenant, parse_tier(tier), months, now) for (tenant, tier), months in sorted(last.items())
+            if tenant in tenants and months is not None and held.get((tenant, tier)) != months]
+
+
 def set_retention(conn: sa.Connection, *, tenant: str, tier: str, months: int, bounds: Bounds, now: datetime,
-                  dry_run: bool = False, actor: str = "system", role: str = "system") -> RetentionChange:
+                  ledger: ErasureLedger | None, dry_run: bool = False, actor: str = "system",
+                  role: str = "system") -> RetentionChange:
     """Store the override and recompute the tier's expiries in SQL (bounded memory at any size).
 
     Held copies get their new expiry too (the hold, not the expiry, keeps them); copies that
-    now lie in the past are left to the next sweep."""
+    now lie in the past are left to the next sweep. Journalled in the ledger first (a failed
+    write aborts), so a catalog restored from an older backup gets it back (``reapply``);
+    ``ledger=None``: not journalled (a test's or a benchmark's catalog only)."""
     tier_ = parse_tier(tier)
     check_bounds(tier_, months, bounds)
     if conn.execute(sa.select(t.tenants.c.id).where(t.tenants.c.id == tenant)).first() is None:
         raise NotFound(f"tenant {tenant!r} does not exist", hint="add it with `callvault tenants add`")
     if dry_run:
         return RetentionChange(tenant, tier_, months, *_preview(conn, tenant, tier_, months, now), applied=False)
-    copies = _copies_in_tier(conn, tenant, tier_)
-    changed, expire_now, earliest, latest = _apply(conn, tenant, tier_, months, now)
-    change = RetentionChange(tenant, tier_, months, copies, changed, expire_now, earliest, latest, applied=True)
-    stmt = t.tenant_retention.update().where(t.tenant_retention.c.tenant_id == tenant,
-                                             t.tenant_retention.c.tier == tier_.value).values(months=months)
-    if conn.execute(stmt).rowcount == 0:
-        conn.execute(t.tenant_retention.insert().values(tenant_id=tenant, tier=tier_.value, months=months))
+    if ledger is not None:
+        ledger.record_policy("retention", tenant=tenant, target=tier_.value, months=months, actor=actor, now=now)
+    change = _set(conn, tenant, tier_, months, now)
     audit.append(conn, tenant=tenant, actor=actor, role=role, action=AuditAction.RETENTION_SET, target_type="tenant",
                  target_id=tenant, outcome="done", at=now, detail=change.counts())
     return change

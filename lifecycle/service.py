@@ -82,7 +82,7 @@ def source_copy(uow: UnitOfWork, recording_id: uuid.UUID, *, now: datetime) -> s
 def set_retention(uow: UnitOfWork, svc: Services, *, tenant: str, tier: str | Tier, months: int, now: datetime,
                   actor: str, role: str, dry_run: bool = False) -> retention.RetentionChange:
     return retention.set_retention(uow.conn, tenant=tenant, tier=str(tier), months=months, bounds=svc.bounds,
-                                   now=now, dry_run=dry_run, actor=actor, role=role)
+                                   now=now, ledger=svc.ledger, dry_run=dry_run, actor=actor, role=role)
 
 
 def create_copy(uow: UnitOfWork, svc: Services, *, recording_id: uuid.UUID, tier: str | Tier, actor: str, role: str,

@@ -125,6 +125,11 @@ class KeyRing:
         return hmac.new(self._hash_key, encode_context(tenant, "withheld", str(recording_id)),
                         hashlib.sha256).hexdigest()
 
+    def user_hash(self, user_id: str) -> str:
+        """Keyed hash of a user id, for the ledger, which keeps nothing in clear it cannot delete
+        (the context's dot keeps it apart from any tenant's number hash)."""
+        return hmac.new(self._hash_key, encode_context("callvault.user", user_id), hashlib.sha256).hexdigest()
+
     def _wrapping_version(self, tenant: str) -> str:
         return TENANT_MASTER if tenant in self._tenant_masters else self.master_version
 

@@ -20,6 +20,10 @@ So are the data subjects' standing requests (``<prefix>subject/``: ``object``, `
 ``lift``, tenant, the numbers' keyed hashes, actor, time): an objection made after a backup
 still refuses the number's calls once it is restored, and a restriction still keeps its
 recordings from all but internal control (``storage.rights``).
+
+So are the changes of the rules a restore must not take back (``<prefix>policy/``): a tenant's
+retention of a tier (a shortened one must still delete on time) and a user's revocation (by
+the user id's keyed hash: a revoked user stays revoked) (``lifecycle.erasures``).
 """
 
 from __future__ import annotations
@@ -74,6 +78,23 @@ class SubjectEvent:
     at: datetime
 
 
+POLICY_KINDS = ("retention", "revoke")
+
+
+@dataclass(frozen=True)
+class PolicyEvent:
+    """A journalled change of the rules that a restore must not take back: a tenant's retention
+    of a tier (``retention``: tenant, tier, months) or a user's revocation (``revoke``: the user
+    id's keyed hash, ``KeyRing.user_hash``; no user id in clear, since nothing here is deleted)."""
+
+    kind: str  # one of POLICY_KINDS
+    target: str  # the tier, or the user's keyed hash
+    actor: str
+    at: datetime
+    tenant: str | None = None
+    months: int | None = None
+
+
 class ErasureLedger:
     """Append and read erasure entries under one prefix of an object-locked bucket."""
 
@@ -113,6 +134,27 @@ class ErasureLedger:
         body = json.dumps({"kind": kind, "tenant": tenant, "number_hashes": sorted(set(number_hashes)),
                            "actor": actor, "at": now.astimezone(timezone.utc).isoformat()}, sort_keys=True).encode()
         return self._put("subject", body, entry_id=uuid.uuid4().hex)
+
+    def record_policy(self, kind: str, *, target: str, actor: str, now: datetime, tenant: str | None = None,
+                      months: int | None = None) -> str:
+        """Journal a retention change or a revocation (``PolicyEvent``) before it is applied; an
+        error here must abort it."""
+        if kind not in POLICY_KINDS:
+            raise ValueError(f"unknown policy change {kind!r}")
+        body = json.dumps({"kind": kind, "target": target, "tenant": tenant, "months": months, "actor": actor,
+                           "at": now.astimezone(timezone.utc).isoformat()}, sort_keys=True).encode()
+        return self._put("policy", body, entry_id=uuid.uuid4().hex)
+
+    def policy_events(self) -> Iterator[PolicyEvent]:
+        """Every journalled retention change and revocation, oldest first."""
+        for name, body in self._journal("policy"):
+            try:
+                e = json.loads(body)
+                yield PolicyEvent(e["kind"], e["target"], e["actor"], datetime.fromisoformat(e["at"]),
+                                  e.get("tenant"), e.get("months"))
+            except (ValueError, KeyError, TypeError) as exc:
+                raise StorageError(f"policy journal entry {name} is unreadable: {exc}",
+                                   hint="the ledger is object-locked: report it, do not edit it") from exc
 
     def _journal(self, kind: str) -> Iterator[tuple[str, bytes]]:
         """Every object of one kind (``erase``, ``hold``, ``subject``), oldest first: (key, body)."""

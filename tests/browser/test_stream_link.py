@@ -76,7 +76,7 @@ def test_the_policy_still_rules_on_every_request_made_with_a_link(console, http)
     with console.engine.begin() as conn:
         conn.execute(t.recordings.update().where(t.recordings.c.id == console.recordings["own"])
                      .values(restricted=False))
-        revoke_user(conn, "consultant-1")
+        revoke_user(conn, "consultant-1", keys=None, ledger=None)
     revoked = http.get(url)
     assert revoked.status_code == 403 and revoked.json()["error"]["message"] == "account revoked"
     denied = console.audit_rows(actor="consultant-1", outcome="denied")

@@ -65,7 +65,7 @@ def test_a_revoked_user_is_refused_at_once_even_with_an_unexpired_token(world):
     headers = world.auth("consultant-1")
     assert world.client.get("/recordings", headers=headers).status_code == 200
     with world.engine.begin() as conn:
-        revoke_user(conn, "consultant-1")
+        revoke_user(conn, "consultant-1", keys=None, ledger=None)
     response = world.client.get("/recordings", headers=headers)
     assert response.status_code == 403 and response.json()["error"]["message"] == "account revoked"
     stream = world.client.get(f"/copies/{world.copies['own/production']}/audio", headers=headers)
@@ -86,7 +86,7 @@ def test_a_refused_user_is_told_so_before_any_complaint_about_the_parameters(wor
         response = world.client.get(url, headers=headers)
         assert response.status_code == 422 and response.json()["error"]["code"] == "validation_error"
     with world.engine.begin() as conn:
-        revoke_user(conn, "consultant-1")
+        revoke_user(conn, "consultant-1", keys=None, ledger=None)
     for url, _ in bad:
         response = world.client.get(url, headers=headers)
         assert response.status_code == 403 and response.json()["error"]["message"] == "account revoked", url

@@ -38,7 +38,7 @@ def cli(storage_settings, pg_schema_url):
         add_user(conn, user_id="it-1", role="it", tenants=["acme"])
         add_user(conn, user_id="gone", role="internal-control", tenants=["acme"])
         add_user(conn, user_id="consultant-1", role="consultant", tenants=["acme"], agent_id="a1")
-        revoke_user(conn, "gone")
+        revoke_user(conn, "gone", keys=None, ledger=None)
     env = service_env(storage, pg_schema_url)
 
     def run(*args: str) -> subprocess.CompletedProcess:

@@ -39,7 +39,7 @@ def rows(engine, table, *where):
 
 def test_override_out_of_bounds_is_a_clear_error(catalog):
     with catalog.begin() as conn, pytest.raises(RetentionOutOfBounds, match="outside the legal bounds 1..6"):
-        set_retention(conn, tenant="acme", tier="production", months=9, bounds=BOUNDS, now=NOW)
+        set_retention(conn, tenant="acme", tier="production", months=9, bounds=BOUNDS, now=NOW, ledger=None)
 
 
 def test_override_reapplies_to_existing_copies_with_a_dry_run_preview(catalog, store, keys, scratch_bucket):
@@ -53,13 +53,13 @@ def test_override_reapplies_to_existing_copies_with_a_dry_run_preview(catalog, s
         ids.append(store_copy(catalog, store, keys, scratch_bucket, b"x" * 100, rid=rid, number_hash=nh,
                               expires_at=add_months(started, 3))[2])
     with catalog.begin() as conn:
-        preview = set_retention(conn, tenant="acme", tier="production", months=2, bounds=BOUNDS, now=NOW,
+        preview = set_retention(conn, tenant="acme", tier="production", months=2, bounds=BOUNDS, now=NOW, ledger=None,
                                 dry_run=True)
     assert (preview.copies, preview.changed, preview.expire_now, preview.applied) == (2, 2, 1, False)
     assert [r["expires_at"] for r in rows(catalog, t.copies)] == [add_months(c, 3) for c in calls]  # unchanged
 
     with catalog.begin() as conn:
-        applied = set_retention(conn, tenant="acme", tier="production", months=2, bounds=BOUNDS, now=NOW)
+        applied = set_retention(conn, tenant="acme", tier="production", months=2, bounds=BOUNDS, now=NOW, ledger=None)
     assert applied.changed == 2 and applied.expire_now == 1
     by_id = {r["id"]: r["expires_at"] for r in rows(catalog, t.copies)}
     assert [by_id[i] for i in ids] == [add_months(c, 2) for c in calls]
@@ -69,7 +69,7 @@ def test_override_reapplies_to_existing_copies_with_a_dry_run_preview(catalog, s
     assert [r["id"] for r in rows(catalog, t.copies)] == [ids[0]]
     # A second identical override changes nothing.
     with catalog.begin() as conn:
-        assert set_retention(conn, tenant="acme", tier="production", months=2, bounds=BOUNDS, now=NOW).changed == 0
+        assert set_retention(conn, tenant="acme", tier="production", months=2, bounds=BOUNDS, now=NOW, ledger=None).changed == 0
 
 
 def test_linked_copies_have_their_own_tier_clock_and_row_under_the_same_caller_key(

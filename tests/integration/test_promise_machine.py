@@ -92,6 +92,7 @@ class Promises(RuleBasedStateMachine):
         self.erased_recordings: set[uuid.UUID] = set()  # never stored again, whatever is delivered again
         self.objected: set[str] = set()  # numbers on the suppression list, also after a restore
         self.restricted: dict[str, bool] = {}  # numbers by their last restriction request: True, it stands
+        self.retention: dict[str, int] = {}  # the tiers' retention as last set, also after a restore
         self.swept: set[uuid.UUID] = set()       # deleted by the sweeper: gone for good
         self.backup: Path | None = None
         self.restores = 0
@@ -215,7 +216,8 @@ class Promises(RuleBasedStateMachine):
         months = max(bounds.min_months.get(tier, 1), min(months, bounds.max_months.get(tier, 36)))
         with self.v.engine.begin() as conn:
             set_retention(conn, tenant=TENANT, tier=tier, months=months,
-                          bounds=Bounds(bounds.min_months, bounds.max_months), now=self.v.now)
+                          bounds=Bounds(bounds.min_months, bounds.max_months), now=self.v.now, ledger=self.v.ledger)
+        self.retention[tier] = months
 
     @rule(days=st.sampled_from([1, 15, 40, 100]))
     def sweep_later(self, days):
@@ -284,6 +286,11 @@ class Promises(RuleBasedStateMachine):
                 mine = set(hashes(self.v.keys, TENANT, [number]))
                 loose = [r["id"] for r in recs if r["number_hash"] in mine and not r["restricted"]]
                 assert not loose, f"recordings of restricted {number} not restricted: {loose}"
+
+    @invariant()
+    def retention_stays_as_last_set(self):
+        held = {r["tier"]: r["months"] for r in self.v.rows(t.tenant_retention, t.tenant_retention.c.tenant_id == TENANT)}
+        assert {tier: held.get(tier) for tier in self.retention} == self.retention
 
     @invariant()
     def expired_is_unplayable_unless_held(self):

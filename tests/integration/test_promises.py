@@ -248,6 +248,47 @@ def test_objections_and_restrictions_made_after_a_backup_survive_its_restore(vau
     assert "re-applied" not in again.stdout and again.returncode == 0, again.stdout + again.stderr
 
 
+def test_a_retention_change_and_a_revocation_made_after_a_backup_survive_its_restore(vault: Vault, tmp_path) -> None:
+    """pg_dump, then `tenants set-retention` shortens production to 1 month and `users revoke`
+    revokes a manager, pg_restore, `callvault storage reconcile`: the override and the copies'
+    expiries are the shortened ones again, the manager is revoked again (their token refused);
+    both audited; a second reconcile changes nothing. The ledger holds no user id in clear."""
+    from access.identities import add_user, load_user
+    from lifecycle.tiers import add_months
+
+    rid, copy_id = vault.call(A)
+    with vault.engine.begin() as conn:
+        add_user(conn, user_id="manager-9", role="manager", tenants=[TENANT], teams=[(TENANT, "team-1", "manager")])
+        add_user(conn, user_id="ic-1", role="internal-control", tenants=[TENANT])
+    backup = pgbackup.dump(vault.url, tmp_path / "catalog.dump")
+    for args in (("tenants", "set-retention", TENANT, "production", "1", "--actor", "ic-1"),
+                 ("users", "revoke", "manager-9")):
+        done = _cli(vault, *args)
+        assert done.returncode == 0, done.stdout + done.stderr
+    vault.engine.dispose()
+    pgbackup.restore(vault.url, backup)
+    with vault.engine.connect() as conn:
+        assert not load_user(conn, "manager-9").revoked  # the backup's state: let back in, until the replay
+
+    done = _cli(vault, "storage", "reconcile")
+    assert "1 tier retentions and 1 user revocations re-applied from the journal" in done.stdout, \
+        done.stdout + done.stderr
+    started = vault.rows(t.recordings)[0]["started_at"]
+    assert vault.rows(t.copies, t.copies.c.id == copy_id)[0]["expires_at"] == add_months(started, 1)
+    assert [(r["tier"], r["months"]) for r in vault.rows(t.tenant_retention)] == [("production", 1)]
+    with vault.engine.connect() as conn:
+        assert load_user(conn, "manager-9").revoked
+        actions = conn.execute(sa.select(t.audit_events.c.action).where(
+            t.audit_events.c.action.like("%:replay"))).scalars().all()
+        assert verify(conn).ok
+    assert sorted(actions) == ["tenant:retention:replay", "user:revoke:replay"]
+    again = _cli(vault, "storage", "reconcile")
+    assert "re-applied" not in again.stdout and again.returncode == 0, again.stdout + again.stderr
+    journal = b"".join(vault.store.get(vault.storage.ledger_bucket, o.key)
+                       for o in vault.store.list(vault.storage.ledger_bucket, vault.storage.ledger_prefix))
+    assert b"manager-9" not in journal and vault.keys.user_hash("manager-9").encode() in journal
+
+
 def _message(vault: Vault, number: str | None, started_at, external_id: str | None = None) -> bytes:
     return build_message(recording_id=external_id or f"tel-{uuid.uuid4().hex[:12]}", tenant=TENANT,
                          started_at=started_at, caller_number=number, agent_id="agent-1", team_id="team-1",

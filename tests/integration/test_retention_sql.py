@@ -68,10 +68,10 @@ def test_set_retention_writes_the_tiers_expiries_held_included_and_audits_the_co
     with catalog.begin() as conn:
         set_hold(conn, store, copy_ids=[ids[1]], reason="case 12", actor="ic-1", now=NOW)
     with catalog.begin() as conn:
-        preview = set_retention(conn, tenant="acme", tier="production", months=2, bounds=BOUNDS, now=NOW,
+        preview = set_retention(conn, tenant="acme", tier="production", months=2, bounds=BOUNDS, now=NOW, ledger=None,
                                 dry_run=True)
     with catalog.begin() as conn:
-        applied = set_retention(conn, tenant="acme", tier="production", months=2, bounds=BOUNDS, now=NOW,
+        applied = set_retention(conn, tenant="acme", tier="production", months=2, bounds=BOUNDS, now=NOW, ledger=None,
                                 actor="it-1", role="it")
     expected = [add_months(s, 2) for s in starts]
     assert (preview.copies, preview.changed, preview.expire_now) == (4, 4, 3)
