@@ -11,6 +11,11 @@ the worker died while subscribing to a tenant topic, and its calls stayed queued
 ``Consumer.seek_to_committed`` gives that race its old name back, so recovery waits for the
 new assignment and seeks again then. Nothing is lost either way: no offset moves, and the next
 recovery seeks to the committed offsets, which only ever follow stored calls.
+
+The same race reaches ``highwater``, which faust reads for each fetched record (its monitor):
+a record of a partition the rebalance has just taken away made it assert, and the fetcher died.
+It answers None there, as it does before a partition's first fetch; the record itself is
+dropped by faust once the new generation starts, and read again by the partition's new owner.
 """
 
 from __future__ import annotations
@@ -33,6 +38,15 @@ class Consumer(driver.Consumer):
         except AssertionError as exc:  # aiokafka: "assignment is not None", "No partitions are currently assigned"
             log.info("the assignment changed while seeking to committed offsets: seeking again after the rebalance")
             raise IllegalStateError("the assignment changed while seeking to committed offsets") from exc
+
+    def highwater(self, tp: TP) -> int | None:
+        """The partition's last offset, or None (as before its first fetch) once a rebalance took
+        the partition away between the fetch and this record: faust reads it for every record
+        it hands on, for its monitor only, and aiokafka asserts ("Partition is not assigned")."""
+        try:
+            return super().highwater(tp)
+        except AssertionError:
+            return None
 
 
 class Transport(driver.Transport):
