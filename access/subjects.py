@@ -228,11 +228,13 @@ def rectify(conn: sa.Connection, keys: KeyRing, *, tenant: str, recording_ids: l
             changes.update(number_hash=new_hash)
             before["number_hash"], after["number_hash"] = row["number_hash"][:16], new_hash[:16]
             # Onto a restricted number, the recording is restricted. Off one, it stays restricted:
-            # only a lift ends a restriction (the subject is told first, GDPR art. 18(3)).
+            # only a lift ends a restriction (the subject is told first, GDPR art. 18(3)); its time
+            # is the move's, so a lift of the new number made before the move never reaches it.
             restrictions.lock_numbers(conn, tenant, [new_hash])
-            if not row["restricted"] and conn.execute(sa.select(restrictions.standing(tenant, new_hash))).scalar():
+            if row["restricted"] or conn.execute(sa.select(restrictions.standing(tenant, new_hash))).scalar():
                 changes.update(restricted=True, restricted_at=now)
-                before["restricted"], after["restricted"] = False, True
+                if not row["restricted"]:
+                    before["restricted"], after["restricted"] = False, True
         for name, value in (("agent_id", agent_id), ("team_id", team_id)):
             if value is not None and value != row[name]:
                 changes[name] = value

@@ -8,26 +8,36 @@ re-wrapped) leaves one PII-free audit entry, so an operator sees the restore was
 
 Before anything else the worker must have replayed: a call ingested into a restored catalog
 would otherwise be wrapped by a caller key the replay is about to destroy.
+
+A replay reads each journal from where the last one on this catalog stopped (``ledger_cursors``,
+in the catalog, so a restored backup brings back its own older position and the replay after
+the restore reads exactly what was journalled since), not from its first entry: the worker's
+start does not grow with the ledger's years. Entries younger than ``SETTLE_SECONDS`` are read
+again by the next replay: their request's catalog transaction may not have committed yet.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Callable
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 
 from core.vocabulary import AuditAction
 from storage import erasure, rights
 from storage.audit import append_many, copy_tenants, sole_tenant
 from storage.catalog import tables as t
 from storage.keys import KeyRing
-from storage.ledger import ErasureLedger, PolicyEvent
+from storage.ledger import Cursor, ErasureLedger, PolicyEvent
 from storage.objectstore import ObjectStore
 from storage.rights import RightsReplay
 
 from . import retention
+
+SETTLE_SECONDS = 3600.0  # a request's catalog transaction has long committed (or failed) after this
 
 
 @dataclass
@@ -63,10 +73,16 @@ class ReplayReport:
 
 
 def replay_ledger(engine: sa.Engine, store: ObjectStore, keys: KeyRing, ledger: ErasureLedger, *, now: datetime,
-                  say: Callable[[str], None] = lambda _m: None) -> ReplayReport:
+                  say: Callable[[str], None] = lambda _m: None,
+                  settle_seconds: float = SETTLE_SECONDS) -> ReplayReport:
+    """Every journal from where the last replay on this catalog stopped (``ledger_cursors``): a
+    catalog restored from a backup starts where that backup's last replay did. ``settle_seconds``:
+    entries younger than this are read again next time (their request may still be committing)."""
     report = ReplayReport()
+    with engine.connect() as conn:
+        cursor = _cursor(conn, settled_ns=time.time_ns() - int(settle_seconds * 1e9))
     with engine.begin() as conn:  # holds first: an erasure replayed next must see them
-        restored = erasure.restore_holds(conn, ledger.hold_states(), now=now)
+        restored = erasure.restore_holds(conn, ledger.hold_states(cursor), now=now)
         if restored:
             report.holds_restored = len(restored)
             tenants = copy_tenants(conn, restored)
@@ -75,7 +91,7 @@ def replay_ledger(engine: sa.Engine, store: ObjectStore, keys: KeyRing, ledger: 
                 "actor": "erasure-ledger", "role": "system", "action": AuditAction.COPY_HOLD_REPLAY, "target_type": "copy",
                 "target_id": str(copy_id), "outcome": "done", "at": now,
                 "reason": "hold state re-applied from the journal after a catalog restore"} for copy_id in restored])
-    for name, entry in ledger.entries():
+    for name, entry in ledger.entries(cursor):
         report.entries += 1
         with engine.begin() as conn:
             applied = erasure.replay(conn, store, keys, entry, now=now)
@@ -95,16 +111,36 @@ def replay_ledger(engine: sa.Engine, store: ObjectStore, keys: KeyRing, ledger: 
                            "copies_deleted": len(applied.doomed),
                            "recordings_deleted": len(applied.doomed_recordings),
                            "held_copies_kept": len(applied.held)}}])
-    _reapply_rights(engine, ledger, report, now=now)
-    _reapply_policy(engine, keys, ledger, report, now=now)
+    _reapply_rights(engine, ledger, cursor, report, now=now)
+    _reapply_policy(engine, keys, ledger, cursor, report, now=now)
+    with engine.begin() as conn:
+        _advance(conn, cursor, now=datetime.now(timezone.utc))
     say(report.summary())
     return report
 
 
-def _reapply_rights(engine: sa.Engine, ledger: ErasureLedger, report: ReplayReport, *, now: datetime) -> None:
+def _cursor(conn: sa.Connection, *, settled_ns: int) -> Cursor:
+    c = t.ledger_cursors.c
+    return Cursor(start=dict(conn.execute(sa.select(c.journal, c.last_key)).all()), settled_ns=settled_ns)
+
+
+def _advance(conn: sa.Connection, cursor: Cursor, *, now: datetime) -> None:
+    """The next replay starts after what this one read and settled (never moving a cursor back:
+    a replay beside it, another worker's start, may have gone further)."""
+    c = t.ledger_cursors.c
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    for journal, key in cursor.reached.items():
+        insert = dialect.insert(t.ledger_cursors).values(journal=journal, last_key=key, updated_at=now)
+        conn.execute(insert.on_conflict_do_update(
+            index_elements=[c.journal], set_={"last_key": key, "updated_at": now},
+            where=c.last_key < insert.excluded.last_key))
+
+
+def _reapply_rights(engine: sa.Engine, ledger: ErasureLedger, cursor: Cursor, report: ReplayReport, *,
+                    now: datetime) -> None:
     """Objections and restrictions made after the backup come back (``storage.rights``), audited."""
     with engine.begin() as conn:
-        done = rights.reapply(conn, ledger.subject_events())
+        done = rights.reapply(conn, ledger.subject_events(cursor))
         if not done.changed:
             return
         report.rights = done
@@ -116,11 +152,11 @@ def _reapply_rights(engine: sa.Engine, ledger: ErasureLedger, report: ReplayRepo
                        "recordings_lifted": done.lifted}} for tenant in sorted(done.tenants)])
 
 
-def _reapply_policy(engine: sa.Engine, keys: KeyRing, ledger: ErasureLedger, report: ReplayReport, *,
-                    now: datetime) -> None:
+def _reapply_policy(engine: sa.Engine, keys: KeyRing, ledger: ErasureLedger, cursor: Cursor, report: ReplayReport,
+                    *, now: datetime) -> None:
     """Retention changes and revocations made after the backup come back, audited: a shortened
     retention deletes on time again, a revoked user stays out."""
-    events = list(ledger.policy_events())
+    events = list(ledger.policy_events(cursor))
     if not events:
         return
     with engine.begin() as conn:

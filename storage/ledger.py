@@ -95,6 +95,33 @@ class PolicyEvent:
     months: int | None = None
 
 
+def written_ns(name: str) -> int:
+    """When an entry was written (the writer's wall clock, ns), from its key."""
+    try:
+        return int(name.rsplit("/", 1)[-1].split("-", 1)[0])
+    except ValueError:
+        return 0  # not one of ours: as old as can be
+
+
+@dataclass
+class Cursor:
+    """Where a replay of the journals starts, and where the next one may.
+
+    ``start``: per journal (``erase``, ``hold``, ``subject``, ``policy``), the key to list after
+    (absent: from the first). ``settled_ns``: entries written before this are applied by the
+    replay that reads them; a newer one may belong to a request whose catalog transaction has not
+    committed yet, so the next replay reads it again. ``reached``: per journal, the newest key read
+    that was written before ``settled_ns``: where the next replay may start."""
+
+    start: dict[str, str] = field(default_factory=dict)
+    settled_ns: int = 0
+    reached: dict[str, str] = field(default_factory=dict)
+
+    def saw(self, kind: str, name: str) -> None:
+        if written_ns(name) < self.settled_ns:
+            self.reached[kind] = name
+
+
 class ErasureLedger:
     """Append and read erasure entries under one prefix of an object-locked bucket."""
 
@@ -145,9 +172,9 @@ class ErasureLedger:
                            "at": now.astimezone(timezone.utc).isoformat()}, sort_keys=True).encode()
         return self._put("policy", body, entry_id=uuid.uuid4().hex)
 
-    def policy_events(self) -> Iterator[PolicyEvent]:
+    def policy_events(self, cursor: Cursor | None = None) -> Iterator[PolicyEvent]:
         """Every journalled retention change and revocation, oldest first."""
-        for name, body in self._journal("policy"):
+        for name, body in self._journal("policy", cursor):
             try:
                 e = json.loads(body)
                 yield PolicyEvent(e["kind"], e["target"], e["actor"], datetime.fromisoformat(e["at"]),
@@ -156,14 +183,19 @@ class ErasureLedger:
                 raise StorageError(f"policy journal entry {name} is unreadable: {exc}",
                                    hint="the ledger is object-locked: report it, do not edit it") from exc
 
-    def _journal(self, kind: str) -> Iterator[tuple[str, bytes]]:
-        """Every object of one kind (``erase``, ``hold``, ``subject``), oldest first: (key, body)."""
-        for name in sorted(info.key for info in self.store.list(self.bucket, f"{self.prefix}{kind}/")):
+    def _journal(self, kind: str, cursor: Cursor | None) -> Iterator[tuple[str, bytes]]:
+        """Every object of one kind (``erase``, ``hold``, ``subject``, ``policy``), oldest first:
+        (key, body); from ``cursor``'s start of that journal on, if given (and noted in it once read)."""
+        after = cursor.start.get(kind) if cursor is not None else None
+        for name in sorted(info.key for info in self.store.list(self.bucket, f"{self.prefix}{kind}/",
+                                                                start_after=after)):
             yield name, self.store.get(self.bucket, name)
+            if cursor is not None:
+                cursor.saw(kind, name)
 
-    def subject_events(self) -> Iterator[SubjectEvent]:
+    def subject_events(self, cursor: Cursor | None = None) -> Iterator[SubjectEvent]:
         """Every journalled subject request, oldest first."""
-        for name, body in self._journal("subject"):
+        for name, body in self._journal("subject", cursor):
             try:
                 event = json.loads(body)
                 yield SubjectEvent(event["kind"], event["tenant"], list(event["number_hashes"]), event["actor"],
@@ -172,15 +204,15 @@ class ErasureLedger:
                 raise StorageError(f"subject journal entry {name} is unreadable: {exc}",
                                    hint="the ledger is object-locked: report it, do not edit it") from exc
 
-    def entries(self) -> Iterator[tuple[str, LedgerEntry]]:
+    def entries(self, cursor: Cursor | None = None) -> Iterator[tuple[str, LedgerEntry]]:
         """Every erasure, oldest first."""
-        for name, body in self._journal("erase"):
+        for name, body in self._journal("erase", cursor):
             yield name, LedgerEntry.from_json(body, name)
 
-    def hold_states(self) -> dict[str, tuple[bool, str, str]]:
+    def hold_states(self, cursor: Cursor | None = None) -> dict[str, tuple[bool, str, str]]:
         """The latest journalled hold state of every copy: copy id -> (held, actor, time)."""
         states: dict[str, tuple[bool, str, str]] = {}
-        for name, body in self._journal("hold"):
+        for name, body in self._journal("hold", cursor):
             try:
                 event = json.loads(body)
                 for copy_id in event["copy_ids"]:

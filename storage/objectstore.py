@@ -354,9 +354,11 @@ class ObjectStore:
             raise translate(exc, bucket=bucket, key=key) from exc
         return status == "ON"
 
-    def list(self, bucket: str, prefix: str = "") -> Iterator[ObjectInfo]:
+    def list(self, bucket: str, prefix: str = "", *, start_after: str | None = None) -> Iterator[ObjectInfo]:
+        """The objects under ``prefix`` in key order; only those after ``start_after`` if given."""
+        extra = {"StartAfter": start_after} if start_after else {}
         try:
-            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, **extra):
                 for obj in page.get("Contents", []):
                     yield ObjectInfo(obj["Key"], obj["Size"], last_modified=obj["LastModified"])
         except (ClientError, BotoCoreError) as exc:

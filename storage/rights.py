@@ -72,8 +72,8 @@ def _restrict(conn: sa.Connection, timeline: dict[tuple[str, str], list[tuple[da
               done: RightsReplay) -> None:
     """Each journalled number as its last request left it: a restriction stands (the number's row,
     and every recording of it restricted), or a lift ended it (the row gone, and the recordings it
-    reached no longer restricted: those restricted up to the lift; one restricted since, rectified
-    onto the number while restricted by its old one, stays so)."""
+    reached no longer restricted: those restricted before the lift; one restricted since, rectified
+    onto the number while restricted by its old one, stays so; at a tie, restricted: the safe side)."""
     last = {key: requests[-1] for key, requests in timeline.items()}  # the journal's order: its writers' clock
     hashes_of: dict[tuple[str, bool], list[str]] = defaultdict(list)
     for (tenant, number_hash), (_at, on) in last.items():
@@ -89,8 +89,8 @@ def _restrict(conn: sa.Connection, timeline: dict[tuple[str, str], list[tuple[da
                 _r.c.tenant_id == tenant, _r.c.number_hash.in_(part), _r.c.restricted != on)).all()
             for row in rows:
                 at = last[(tenant, row.number_hash)][0]
-                if not on and row.restricted_at is not None and row.restricted_at > at:
-                    continue  # restricted after the lift, by another number's restriction: not the lift's
+                if not on and (row.restricted_at is None or row.restricted_at >= at):
+                    continue  # restricted since the lift (rectified onto the number) or at once: not the lift's
                 conn.execute(_r.update().where(_r.c.id == row.id).values(restricted=on,
                                                                           restricted_at=at if on else None))
                 done.tenants.add(tenant)

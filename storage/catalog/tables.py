@@ -13,6 +13,7 @@ Python: services read and write rows through these tables and map them to datacl
               └── recordings ── copies      a copy dies with its recording (ON DELETE CASCADE)
     users ──┬── team_memberships
             └── break_glass                 time-limited, ticketed playback grants
+    ledger_cursors                          where the next ledger replay starts, per journal
     audit_events                            append-only, hash-chained trail (tenant_id: no FK,
                                             entries outlive their tenant)
     pushes                                  calls handed over by the HTTP push endpoint or the S3
@@ -252,6 +253,16 @@ erasures = sa.Table(
 sa.Index("ix_erasures_tenant_number", erasures.c.tenant_id, erasures.c.number_hash)
 sa.Index("ix_erasures_recording", erasures.c.recording_id)
 sa.Index("ix_erasures_ledger_entry", erasures.c.ledger_entry)
+
+# Where the next replay of each erasure-ledger journal may start (0012): the newest entry the
+# last replay read and applied. A restored backup brings its own, older, value back, so the
+# replay after a restore reads exactly the entries made since that backup's last replay.
+ledger_cursors = sa.Table(
+    "ledger_cursors", metadata,
+    sa.Column("journal", sa.String(16), primary_key=True),  # erase, hold, subject, policy
+    sa.Column("last_key", sa.String(300), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+)
 
 users = sa.Table(
     "users", metadata,

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.integration
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 CATALOG_TABLES = {"tenants", "tenant_retention", "caller_keys", "recordings", "copies", "suppressions",
                   "users", "team_memberships", "audit_events", "break_glass", "ingest_attempts", "ingest_keys",
-                  "dead_letters", "pushes", "erasures", "restrictions"}
+                  "dead_letters", "pushes", "erasures", "restrictions", "ledger_cursors"}
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -52,7 +52,7 @@ def table_names(engine: sa.Engine) -> set[str]:
 def test_upgrade_downgrade_upgrade(engine: sa.Engine) -> None:
     upgrade(engine)
     assert table_names(engine) == CATALOG_TABLES | {"alembic_version"}
-    assert current_revision(engine) == head_revision() == "0011"
+    assert current_revision(engine) == head_revision() == "0012"
 
     downgrade(engine, "base")
     assert table_names(engine) <= {"alembic_version"}

@@ -289,6 +289,32 @@ def test_a_retention_change_and_a_revocation_made_after_a_backup_survive_its_res
     assert b"manager-9" not in journal and vault.keys.user_hash("manager-9").encode() in journal
 
 
+def test_a_replay_reads_the_ledger_from_where_the_last_one_stopped(vault: Vault, tmp_path) -> None:
+    """The worker's start does not read the whole ledger: each replay starts after the entries the
+    last one read and settled (a young entry is read again: its request may still be committing).
+    A restored backup brings back its own older position: the erasure made since is read, and
+    applied again."""
+    from lifecycle.erasures import replay_ledger
+
+    def replay(**kw):
+        return replay_ledger(vault.engine, vault.store, vault.keys, vault.ledger, now=vault.now, **kw)
+
+    vault.call(A)
+    b_rid, b_copy = vault.call(B)
+    _erase(vault, A)
+    assert [replay().entries, replay().entries] == [1, 1]  # younger than an hour: read again
+    assert [replay(settle_seconds=0).entries, replay(settle_seconds=0).entries] == [1, 0]
+    backup = pgbackup.dump(vault.url, tmp_path / "catalog.dump")
+    _erase(vault, B)
+    assert (replay(settle_seconds=0).entries, vault.readable(b_copy)) == (1, False)
+    vault.engine.dispose()
+    pgbackup.restore(vault.url, backup)
+    assert vault.rows(t.recordings, t.recordings.c.id == b_rid)  # B's call is back, its key too
+    again = replay(settle_seconds=0)
+    assert (again.entries, again.replayed, again.recordings_deleted) == (1, 1, 1)  # B's erasure only
+    assert not vault.readable(b_copy) and not vault.rows(t.recordings, t.recordings.c.id == b_rid)
+
+
 def _message(vault: Vault, number: str | None, started_at, external_id: str | None = None) -> bytes:
     return build_message(recording_id=external_id or f"tel-{uuid.uuid4().hex[:12]}", tenant=TENANT,
                          started_at=started_at, caller_number=number, agent_id="agent-1", team_id="team-1",

@@ -1,0 +1,34 @@
+"""Where each ledger replay starts: the worker's start no longer reads the whole ledger.
+
+- ``ledger_cursors``: per journal of the erasure ledger (``erase``, ``hold``, ``subject``,
+  ``policy``), the newest entry the last replay read and applied. The next replay lists the
+  entries after it only. Empty after this revision: the first replay reads everything, as before.
+
+Revision ID: 0012
+Revises: 0011
+Create Date: 2026-11-26
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0012"
+down_revision = "0011"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "ledger_cursors",
+        sa.Column("journal", sa.String(16), nullable=False),
+        sa.Column("last_key", sa.String(300), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("journal", name=op.f("pk_ledger_cursors")),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("ledger_cursors")
