@@ -224,6 +224,51 @@ def test_range_requests_return_the_exact_bytes_with_correct_headers(world):
     assert [r["outcome"] for r in streams].count("failed") == 3  # the 416s
 
 
+def test_head_answers_a_gets_headers_without_audio_after_the_same_decision(world):
+    """Players and ``curl -I`` ask with HEAD first: a GET's status and headers, no body, no object
+    read; the decision audited like a listen, marked ``head``; refused as a GET is."""
+    copy_id = world.copies["own/production"]
+    url = f"/copies/{copy_id}/audio"
+    whole = world.get(url, "consultant-1")
+    total = len(whole.content)
+    head = world.client.head(url, headers=world.auth("consultant-1"))
+    assert (head.status_code, head.content) == (200, b"")
+    for name in ("content-type", "content-length", "accept-ranges", "etag", "cache-control"):
+        assert head.headers[name] == whole.headers[name], name
+    part = world.client.head(url, headers={**world.auth("consultant-1"), "Range": "bytes=10-19"})
+    assert (part.status_code, part.headers["content-range"], part.headers["content-length"]) == (
+        206, f"bytes 10-19/{total}", "10")
+    refused = world.client.head(url, headers={**world.auth("consultant-1"), "Range": f"bytes={total}-"})
+    assert (refused.status_code, refused.headers["content-range"]) == (416, f"bytes */{total}")
+    other = world.client.head(f"/copies/{world.copies['teammate/production']}/audio", headers=world.auth("consultant-1"))
+    assert other.status_code == world.get(f"/copies/{world.copies['teammate/production']}/audio",
+                                          "consultant-1").status_code == 403
+    assert world.client.head(url).status_code == 401
+    heads = [r for r in world.audit_rows(action="recording:audio:stream", actor="consultant-1")
+             if (r["detail"] or {}).get("head")]
+    assert [(r["outcome"], r["detail"]["start"], r["detail"]["end"]) for r in heads] == [
+        ("allowed", 0, total - 1), ("allowed", 10, 19), ("failed", None, None)]
+
+
+def test_curl_head_over_real_http_gets_the_headers_and_returns(world):
+    """``curl -I`` against uvicorn: the status line and the length of the audio, and curl does not
+    wait for a body that never comes."""
+    import subprocess
+
+    from tests.support.server import served
+
+    with served(world):
+        url = f"{world.url}/copies/{world.copies['own/production']}/audio"
+        done = subprocess.run(["curl", "-sS", "-I", "--max-time", "10", "-H",
+                               f"Authorization: {world.auth('consultant-1')['Authorization']}", url],
+                              capture_output=True, text=True, timeout=30)
+        whole = world.get(f"/copies/{world.copies['own/production']}/audio", "consultant-1")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.lower().splitlines()
+    assert lines[0].startswith("http/1.1 200"), done.stdout
+    assert f"content-length: {len(whole.content)}" in [line.strip() for line in lines], done.stdout
+
+
 def test_long_audio_streams_in_windows_and_seeks_across_them(world):
     rid = world.add_call("long", agent="a1", team="t1", size=600 * 1024 + 13)
     copy_id = world.copies["long/production"]
