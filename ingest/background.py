@@ -21,7 +21,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from lifecycle.sweeper import SweepReport, sweep
 
-from . import metrics
+from . import metrics, pushes
 from .kafka_client import client_options
 from .runtime import WorkerRuntime
 from .service import IngestDeps
@@ -112,7 +112,9 @@ class SweepTimer:
                      anchors=deps.anchors)
 
     def _expire_transit_keys(self) -> None:
-        expire_transit_keys(self.runtime.ready())
+        d = self.runtime.ready()
+        expire_transit_keys(d)
+        forget_pushes(d, days=self.runtime.deps.settings.push_status_days)
 
 
 def expire_transit_keys(d: IngestDeps) -> tuple[int, int]:
@@ -123,3 +125,12 @@ def expire_transit_keys(d: IngestDeps) -> tuple[int, int]:
     if destroyed or purged:
         log.info("transit keys: %d ingest keys destroyed, %d dead letters past retention purged", destroyed, purged)
     return destroyed, purged
+
+
+def forget_pushes(d: IngestDeps, *, days: int) -> int:
+    """Pushed calls settled more than ``days`` ago: their status rows go (``pushes.forget_settled``)."""
+    with d.engine.begin() as conn:
+        forgotten = pushes.forget_settled(conn, now=datetime.now(timezone.utc), days=days)
+    if forgotten:
+        log.info("push statuses: %d settled more than %d days ago forgotten", forgotten, days)
+    return forgotten

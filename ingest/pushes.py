@@ -7,14 +7,16 @@ dead-lettered (then the new one takes its place: a corrected call under the same
 The worker settles each row (``settle``): stored, suppressed, expired on arrival, or
 dead-lettered with its reason code. ``status`` is what the pusher is told: a state and a
 reason code, never a number. Calls sent straight to Kafka have no row; their status comes
-from the catalog (stored) and the dead letters alone.
+from the catalog (stored) and the dead letters alone. A settled row is kept
+``push_status_days`` (``forget_settled``, the worker's sweep), then forgotten: a push's record
+does not outlive its use (a call still queued stays, for an operator to see).
 """
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 import sqlalchemy as sa
@@ -105,3 +107,9 @@ def status(conn: sa.Connection, *, tenant: str, external_id: str, recording_id: 
     if row is not None:
         return Status(tenant, external_id, recording_id, State.QUEUED, at=row["accepted_at"])
     return None
+
+
+def forget_settled(conn: sa.Connection, *, now: datetime, days: int) -> int:
+    """Delete the pushes settled more than ``days`` ago; how many."""
+    return conn.execute(_p.delete().where(_p.c.settled_at.is_not(None),
+                                          _p.c.settled_at < now - timedelta(days=days))).rowcount

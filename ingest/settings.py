@@ -126,6 +126,9 @@ class IngestSettings(SectionSettings):
         "Deliveries of one message that ended with the worker killed (out of memory, SIGKILL) before it is "
         "dead-lettered as worker_crash; counted in the catalog, across restarts and workers"))
     sweep_interval_seconds: float = Field(300.0, description="How often the worker runs the lifecycle sweep (0: never)")
+    push_status_days: int = Field(30, ge=1, description=(
+        "Days a pushed call's status (HTTP push, S3 drop) is kept once settled; then the worker's sweep forgets it "
+        "and its status URL answers 404 (a call still queued is kept)"))
     web_port: int = Field(6066, description="Worker's faust web port (health); 0 disables it")
     metrics_port: int = Field(9466, description="Prometheus metrics port of the worker; 0 disables it")
     metrics_host: str = Field("127.0.0.1", description="Address the metrics and health (faust web) ports listen on "
