@@ -12,6 +12,10 @@ the worker died while subscribing to a tenant topic, and its calls stayed queued
 new assignment and seeks again then. Nothing is lost either way: no offset moves, and the next
 recovery seeks to the committed offsets, which only ever follow stored calls.
 
+It reaches the commit too: faust checks the acknowledged offsets against the assignment, flushes
+its producer, then commits; a rebalance in between left aiokafka no assignment, and its
+``IllegalStateError`` crashed the worker. ``ConsumerThread._commit`` does not commit then.
+
 The same race reaches ``highwater``, which faust reads for each fetched record (its monitor):
 a record of a partition the rebalance has just taken away made it assert, and the fetcher died.
 It answers None there, as it does before a partition's first fetch; the record itself is
@@ -31,7 +35,24 @@ from faust.types import TP
 log = logging.getLogger("callvault.ingest")
 
 
+class ConsumerThread(driver.AIOKafkaConsumerThread):
+    async def _commit(self, offsets: Mapping[TP, int]) -> bool:
+        """faust's commit, unless a rebalance took every partition of ``offsets`` meanwhile (the
+        agent's acks are checked against the assignment before the producer's flush, the commit
+        after it): aiokafka refuses a commit with no assignment (``IllegalStateError``), which
+        faust's commit answers by crashing the worker. Not committed, as faust answers a commit
+        of revoked partitions: the calls are delivered again and are duplicates."""
+        assigned = self._ensure_consumer().assignment()
+        if not any(tp in assigned for tp in offsets):
+            log.info("a rebalance took the partitions of this commit: their calls come again (duplicates)")
+            return False
+        return await super()._commit(offsets)
+
+
 class Consumer(driver.Consumer):
+    def _new_consumer_thread(self) -> ConsumerThread:
+        return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
     async def seek_to_committed(self) -> Mapping[TP, int]:
         try:
             return await super().seek_to_committed()

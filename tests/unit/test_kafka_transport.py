@@ -7,7 +7,7 @@ import pytest
 from aiokafka.errors import IllegalStateError
 from faust.types import TP
 
-from ingest.kafka_transport import App, Consumer, Transport
+from ingest.kafka_transport import App, Consumer, ConsumerThread, Transport
 
 
 class Reassigning:
@@ -45,3 +45,24 @@ def test_the_highwater_of_a_partition_taken_away_is_unknown_not_a_crash():
 def test_the_app_runs_on_callvaults_transport():
     app = App("t", broker="kafka://127.0.0.1:1")
     assert isinstance(app.transport, Transport) and app.transport.Consumer is Consumer
+
+
+class Rebalancing:
+    """aiokafka's consumer while a rebalance has taken its assignment: a commit is refused."""
+
+    def assignment(self):
+        return set()
+
+    async def commit(self, offsets):
+        raise IllegalStateError("No partitions assigned")
+
+
+def test_a_commit_whose_partitions_a_rebalance_took_is_not_made_and_not_a_crash():
+    thread = ConsumerThread.__new__(ConsumerThread)
+    thread._consumer = Rebalancing()
+    assert asyncio.run(thread._commit({TP("callvault.recordings", 0): 12})) is False
+
+
+def test_the_consumer_runs_on_callvaults_thread():
+    app = App("t", broker="kafka://127.0.0.1:1")
+    assert isinstance(app.consumer._thread, ConsumerThread)
