@@ -170,18 +170,21 @@ def restrict(conn: sa.Connection, keys: KeyRing, ledger: ErasureLedger, *, tenan
     """Mark every recording of the numbers restricted (or lift it). Journalled in the ledger first
     (a failed write aborts), so a restored catalog gets the restriction, or its lift, back."""
     number_hashes = hashes(keys, tenant, numbers)
+    # The restriction stands for the number, so a call stored or a recording rectified onto it later
+    # is restricted too (``storage.restrictions``). The lock, taken before the journal, keeps a call
+    # being stored meanwhile in, and journals two requests of a number in the order they commit.
+    restrictions.lock_numbers(conn, tenant, number_hashes)
     ledger.record_subject("lift" if lift else "restrict", tenant=tenant, number_hashes=number_hashes,
                           actor=actor.id, now=now)
-    # The restriction stands for the number, so a call stored or a recording rectified onto it later
-    # is restricted too (``storage.restrictions``); the lock keeps a call being stored meanwhile in.
-    restrictions.lock_numbers(conn, tenant, number_hashes)
-    if lift:
+    r = t.recordings.c
+    if lift:  # what these numbers' restriction restricted, wherever rectification has moved it since
         restrictions.lift(conn, tenant=tenant, number_hashes=number_hashes)
+        changed = conn.execute(t.recordings.update().where(r.tenant_id == tenant, r.restricted_by.in_(number_hashes))
+                               .values(restricted=False, restricted_at=None, restricted_by=None)).rowcount
     else:
         restrictions.stand(conn, tenant=tenant, since=dict.fromkeys(number_hashes, now), actor=actor.id)
-    changed = conn.execute(t.recordings.update().where(
-        t.recordings.c.tenant_id == tenant, t.recordings.c.number_hash.in_(number_hashes))
-        .values(restricted=not lift, restricted_at=None if lift else now)).rowcount
+        changed = conn.execute(t.recordings.update().where(r.tenant_id == tenant, r.number_hash.in_(number_hashes))
+                               .values(restricted=True, restricted_at=now, restricted_by=r.number_hash)).rowcount
     audit.append(conn, tenant=tenant, actor=actor.id, role=actor.role,
                  action=AuditAction.SUBJECT_LIFT if lift else AuditAction.SUBJECT_RESTRICT,
                  target_type="subject", target_id=",".join(h[:16] for h in number_hashes), outcome="done", at=now,
@@ -218,6 +221,8 @@ def rectify(conn: sa.Connection, keys: KeyRing, *, tenant: str, recording_ids: l
     if len(rows) != len(set(recording_ids)):
         raise NotFound("some recordings do not exist in this tenant (expired or erased?)")
     new_e164 = normalise_number(caller_number) if caller_number is not None else None
+    if new_e164 is not None:  # every number it touches locked at once, in one order, before any write
+        restrictions.lock_numbers(conn, tenant, {r["number_hash"] for r in rows} | {keys.number_hash(tenant, new_e164)})
     for row in rows:
         changes: dict = {}
         before: dict = {}
@@ -227,12 +232,12 @@ def rectify(conn: sa.Connection, keys: KeyRing, *, tenant: str, recording_ids: l
             _move_keys(conn, keys, tenant, row, new_hash, new_e164)
             changes.update(number_hash=new_hash)
             before["number_hash"], after["number_hash"] = row["number_hash"][:16], new_hash[:16]
-            # Onto a restricted number, the recording is restricted. Off one, it stays restricted:
-            # only a lift ends a restriction (the subject is told first, GDPR art. 18(3)); its time
-            # is the move's, so a lift of the new number made before the move never reaches it.
-            restrictions.lock_numbers(conn, tenant, [new_hash])
-            if row["restricted"] or conn.execute(sa.select(restrictions.standing(tenant, new_hash))).scalar():
-                changes.update(restricted=True, restricted_at=now)
+            # Onto a restricted number, the recording is restricted by it. Off one, it stays restricted
+            # by the old number until that number's lift: only a lift ends a restriction (the subject
+            # is told first, GDPR art. 18(3)).
+            if conn.execute(sa.select(restrictions.standing(tenant, new_hash))).scalar():
+                changes.update(restricted=True, restricted_by=new_hash,
+                               restricted_at=row["restricted_at"] if row["restricted"] else now)
                 if not row["restricted"]:
                     before["restricted"], after["restricted"] = False, True
         for name, value in (("agent_id", agent_id), ("team_id", team_id)):

@@ -362,8 +362,9 @@ def _write(call: Arrival, processed: audio.ProcessedAudio, expiry: datetime, dep
     bucket = deps.storage.recordings_bucket
     with deps.engine.begin() as conn:
         caller = deps.keys.caller_key(conn, tenant=tenant, number_hash=call.number_hash)
-        if not call.msg.withheld:  # a restriction of the number made meanwhile: one of the two goes first
-            restrictions.lock_numbers(conn, tenant, [call.number_hash])
+        # A restriction of the number made meanwhile: one of the two goes first (SQLite: the write lock,
+        # so the erasure's re-check below reads the latest state too).
+        restrictions.lock_numbers(conn, tenant, [call.number_hash])
         # Read after the caller key, which waited for an erasure destroying it to commit: an erasure
         # committed since ``_standing`` is seen here, and nothing is written. A call of a number whose
         # restriction stands is restricted as it is stored.
@@ -380,6 +381,7 @@ def _write(call: Arrival, processed: audio.ProcessedAudio, expiry: datetime, dep
             audio_format=processed.format, channels=processed.channels,
             redactions=[list(s) for s in processed.silenced],  # as silenced: cut at the audio's end
             restricted=restricted, restricted_at=call.now if restricted else None,
+            restricted_by=call.number_hash if restricted else None,
             created_at=call.now, content_sha256=call.fingerprint))
         stored = put_encrypted(conn, deps.store, deps.keys, caller=caller, bucket=bucket,
                                object_key=object_key_for(tenant, rid, Tier.PRODUCTION), audio=processed.data,

@@ -78,6 +78,13 @@ def replay_ledger(engine: sa.Engine, store: ObjectStore, keys: KeyRing, ledger: 
     """Every journal from where the last replay on this catalog stopped (``ledger_cursors``): a
     catalog restored from a backup starts where that backup's last replay did. ``settle_seconds``:
     entries younger than this are read again next time (their request may still be committing)."""
+    report = _replay(engine, store, keys, ledger, now=now, settle_seconds=settle_seconds)
+    say(report.summary())
+    return report
+
+
+def _replay(engine: sa.Engine, store: ObjectStore, keys: KeyRing, ledger: ErasureLedger, *, now: datetime,
+            settle_seconds: float) -> ReplayReport:
     report = ReplayReport()
     with engine.connect() as conn:
         cursor = _cursor(conn, settled_ns=time.time_ns() - int(settle_seconds * 1e9))
@@ -115,7 +122,6 @@ def replay_ledger(engine: sa.Engine, store: ObjectStore, keys: KeyRing, ledger: 
     _reapply_policy(engine, keys, ledger, cursor, report, now=now)
     with engine.begin() as conn:
         _advance(conn, cursor, now=datetime.now(timezone.utc))
-    say(report.summary())
     return report
 
 
@@ -140,7 +146,7 @@ def _reapply_rights(engine: sa.Engine, ledger: ErasureLedger, cursor: Cursor, re
                     now: datetime) -> None:
     """Objections and restrictions made after the backup come back (``storage.rights``), audited."""
     with engine.begin() as conn:
-        done = rights.reapply(conn, ledger.subject_events(cursor))
+        done = rights.reapply(conn, ledger, cursor)
         if not done.changed:
             return
         report.rights = done
@@ -156,10 +162,13 @@ def _reapply_policy(engine: sa.Engine, keys: KeyRing, ledger: ErasureLedger, cur
                     *, now: datetime) -> None:
     """Retention changes and revocations made after the backup come back, audited: a shortened
     retention deletes on time again, a revoked user stays out."""
-    events = list(ledger.policy_events(cursor))
-    if not events:
-        return
     with engine.begin() as conn:
+        # Every tenant locked before the journal is read: a retention change commits (and is read
+        # here) before, or waits until after (``retention.set_retention`` locks its tenant first).
+        retention.lock_tenants(conn)
+        events = list(ledger.policy_events(cursor))
+        if not events:
+            return
         changes = retention.reapply(conn, events, now=now)
         revoked = _revoke_again(conn, keys, events)
         report.retention_restored, report.users_revoked = len(changes), len(revoked)

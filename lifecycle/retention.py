@@ -161,6 +161,15 @@ def _set(conn: sa.Connection, tenant: str, tier: Tier, months: int, now: datetim
     return RetentionChange(tenant, tier, months, copies, changed, expire_now, earliest, latest, applied=True)
 
 
+def lock_tenants(conn: sa.Connection) -> None:
+    """Until the transaction ends, no tenant's retention changes (PostgreSQL: every tenant row, in
+    one order; SQLite: the write lock, taken now)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.select(t.tenants.c.id).order_by(t.tenants.c.id).with_for_update())
+    else:
+        conn.execute(t.tenants.update().where(sa.false()).values(name=t.tenants.c.name))
+
+
 def reapply(conn: sa.Connection, events: Iterable[PolicyEvent], *, now: datetime) -> list[RetentionChange]:
     """Each tenant's tiers back to their last journalled retention, where the catalog differs (a
     restored backup older than the change); a tenant the catalog does not have is skipped."""
@@ -185,7 +194,10 @@ def set_retention(conn: sa.Connection, *, tenant: str, tier: str, months: int, b
     ``ledger=None``: not journalled (a test's or a benchmark's catalog only)."""
     tier_ = parse_tier(tier)
     check_bounds(tier_, months, bounds)
-    if conn.execute(sa.select(t.tenants.c.id).where(t.tenants.c.id == tenant)).first() is None:
+    # Locked (PostgreSQL) until the commit: two changes of the tenant's retention are journalled in
+    # the order they commit in, so the journal's last word is the catalog's.
+    found = sa.select(t.tenants.c.id).where(t.tenants.c.id == tenant)
+    if conn.execute(found if dry_run else found.with_for_update()).first() is None:
         raise NotFound(f"tenant {tenant!r} does not exist", hint="add it with `callvault tenants add`")
     if dry_run:
         return RetentionChange(tenant, tier_, months, *_preview(conn, tenant, tier_, months, now), applied=False)

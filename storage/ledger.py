@@ -116,10 +116,18 @@ class Cursor:
     start: dict[str, str] = field(default_factory=dict)
     settled_ns: int = 0
     reached: dict[str, str] = field(default_factory=dict)
+    read: dict[str, str] = field(default_factory=dict)  # per journal, the newest key read, settled or not
 
     def saw(self, kind: str, name: str) -> None:
+        self.read[kind] = name
         if written_ns(name) < self.settled_ns:
             self.reached[kind] = name
+
+    def tail(self, kind: str) -> "Cursor":
+        """A cursor for what was journalled in ``kind`` since this one's reading (``settled_ns`` 0:
+        it settles nothing, so the next replay reads it again)."""
+        after = self.read.get(kind) or self.start.get(kind)
+        return Cursor(start={kind: after} if after else {})
 
 
 class ErasureLedger:

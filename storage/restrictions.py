@@ -2,13 +2,15 @@
 
 A restriction marks every recording of the number, so also those that come after it: a call
 stored while it stands (ingest), a recording rectified onto the number. Its row goes when it is
-lifted. The recording's own ``restricted`` flag stays what playback and search read.
+lifted. The recording's own ``restricted`` flag stays what playback and search read, and its
+``restricted_by`` names the number whose restriction it is: that number's lift ends it, also after
+the recording was rectified onto another number (only a lift ends a restriction).
 
 A restriction and a call of its number stored at the same moment would each miss the other
 (the restriction's UPDATE does not see the uncommitted recording, the call does not see the
 uncommitted restriction). So whoever writes a number's recordings or its restriction takes
 ``lock_numbers`` first, inside its transaction: on PostgreSQL a transaction-scoped advisory
-lock per number; SQLite serialises writers already.
+lock per number; on SQLite the database's write lock, taken at once.
 """
 
 from __future__ import annotations
@@ -25,8 +27,11 @@ _s = t.restrictions.c
 
 def lock_numbers(conn: sa.Connection, tenant: str, number_hashes: Iterable[str]) -> None:
     """Until the transaction ends, no one else restricts, lifts, or writes a recording of these
-    numbers (taken in one order, so two holders never wait on each other)."""
+    numbers (taken in one order, so two holders never wait on each other). On SQLite, the
+    database's write lock, taken now (an UPDATE of nothing: pysqlite begins the transaction at the
+    first write, so a read before it would see a snapshot another writer may overtake)."""
     if conn.dialect.name != "postgresql":
+        conn.execute(t.restrictions.update().where(sa.false()).values(created_by=_s.created_by))
         return
     for number_hash in sorted(set(number_hashes)):
         conn.execute(sa.select(sa.func.pg_advisory_xact_lock(

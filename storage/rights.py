@@ -19,14 +19,12 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Iterable
 
 import sqlalchemy as sa
 
 from . import restrictions
 from .catalog import tables as t
-from .erasure import chunks
-from .ledger import SubjectEvent
+from .ledger import Cursor, ErasureLedger, SubjectEvent
 from .suppressions import suppress
 
 _r = t.recordings
@@ -44,17 +42,28 @@ class RightsReplay:
         return bool(self.suppressed or self.restricted or self.lifted)
 
 
-def reapply(conn: sa.Connection, events: Iterable[SubjectEvent]) -> RightsReplay:
-    """Bring the catalog back to the journalled requests (see the module). Restrictions are
-    settled per recording, by the last request that reached it, so a restriction lifted since
-    changes nothing: no state is flipped back and forth on every replay."""
+def reapply(conn: sa.Connection, ledger: ErasureLedger, cursor: Cursor) -> RightsReplay:
+    """Bring the catalog back to the journalled requests (see the module), from ``cursor`` on.
+
+    Restrictions are settled per number by the last request of it, in the journal's order (the
+    order they committed in: a request journals under its numbers' lock). The numbers are locked
+    first, then the journal's tail is read again: a request of them that committed after the first
+    reading counts, one after it waits; a replay never undoes what a live request just did."""
     done = RightsReplay()
     timeline: dict[tuple[str, str], list[tuple[datetime, bool]]] = defaultdict(list)
-    for event in events:
+    for event in ledger.subject_events(cursor):
         if event.kind == "object":
             _suppress(conn, event, done)
         else:
             for h in event.number_hashes:
+                timeline[(event.tenant, h)].append((event.at, event.kind == "restrict"))
+    if not timeline:
+        return done
+    for tenant, number_hash in sorted(timeline):
+        restrictions.lock_numbers(conn, tenant, [number_hash])
+    for event in ledger.subject_events(cursor.tail("subject")):
+        for h in event.number_hashes:
+            if event.kind != "object" and (event.tenant, h) in timeline:
                 timeline[(event.tenant, h)].append((event.at, event.kind == "restrict"))
     _restrict(conn, timeline, done)
     return done
@@ -70,31 +79,26 @@ def _suppress(conn: sa.Connection, event: SubjectEvent, done: RightsReplay) -> N
 
 def _restrict(conn: sa.Connection, timeline: dict[tuple[str, str], list[tuple[datetime, bool]]],
               done: RightsReplay) -> None:
-    """Each journalled number as its last request left it: a restriction stands (the number's row,
-    and every recording of it restricted), or a lift ended it (the row gone, and the recordings it
-    reached no longer restricted: those restricted before the lift; one restricted since, rectified
-    onto the number while restricted by its old one, stays so; at a tie, restricted: the safe side)."""
-    last = {key: requests[-1] for key, requests in timeline.items()}  # the journal's order: its writers' clock
-    hashes_of: dict[tuple[str, bool], list[str]] = defaultdict(list)
-    for (tenant, number_hash), (_at, on) in last.items():
-        hashes_of[(tenant, on)].append(number_hash)
-    for (tenant, on), hashes in hashes_of.items():
-        for part in chunks(hashes):
-            if on:
-                restrictions.stand(conn, tenant=tenant, since={h: last[(tenant, h)][0] for h in part},
-                                   actor="ledger-replay")
-            else:
-                restrictions.lift(conn, tenant=tenant, number_hashes=part)
-            rows = conn.execute(sa.select(_r.c.id, _r.c.number_hash, _r.c.restricted, _r.c.restricted_at).where(
-                _r.c.tenant_id == tenant, _r.c.number_hash.in_(part), _r.c.restricted != on)).all()
-            for row in rows:
-                at = last[(tenant, row.number_hash)][0]
-                if not on and (row.restricted_at is None or row.restricted_at >= at):
-                    continue  # restricted since the lift (rectified onto the number) or at once: not the lift's
-                conn.execute(_r.update().where(_r.c.id == row.id).values(restricted=on,
-                                                                          restricted_at=at if on else None))
-                done.tenants.add(tenant)
-                if on:
-                    done.restricted += 1
-                else:
-                    done.lifted += 1
+    """Each journalled number as its last request left it: its restriction stands (its row, and
+    every recording of it restricted by it), or a lift ended it (the row gone, and every recording
+    its restriction restricted, wherever rectification has moved it since, no longer restricted).
+    Decided by the journal's order alone, no clock: the same rules as ``access.subjects.restrict``,
+    so a catalog that reflects the journal is left as it is."""
+    r = _r.c
+    for (tenant, number_hash), requests in sorted(timeline.items()):
+        at, on = requests[-1]  # the journal's order: requests of a number are journalled as they commit
+        if on:
+            restrictions.stand(conn, tenant=tenant, since={number_hash: at}, actor="ledger-replay")
+            changed = conn.execute(_r.update().where(
+                r.tenant_id == tenant, r.number_hash == number_hash,
+                sa.or_(r.restricted.is_(False), r.restricted_by.is_(None), r.restricted_by != number_hash))
+                .values(restricted=True, restricted_by=number_hash,
+                        restricted_at=sa.case((r.restricted, r.restricted_at), else_=at))).rowcount
+            done.restricted += changed
+        else:
+            restrictions.lift(conn, tenant=tenant, number_hashes=[number_hash])
+            changed = conn.execute(_r.update().where(r.tenant_id == tenant, r.restricted_by == number_hash)
+                                   .values(restricted=False, restricted_at=None, restricted_by=None)).rowcount
+            done.lifted += changed
+        if changed:
+            done.tenants.add(tenant)

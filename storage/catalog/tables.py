@@ -149,6 +149,9 @@ recordings = sa.Table(
     # The E.164 number sealed (AES-GCM) under the caller key ``caller_key_id``; never in clear.
     sa.Column("caller_number_sealed", sa.LargeBinary, nullable=False),
     sa.Column("caller_key_id", sa.Uuid, sa.ForeignKey("caller_keys.id"), nullable=False),
+    # Whose restriction restricts it (0011): the number's keyed hash; a lift of that number ends it,
+    # also once the recording was rectified onto another number (only a lift ends a restriction).
+    sa.Column("restricted_by", HASH, nullable=True),
     sa.UniqueConstraint("tenant_id", "external_id"),
 )
 sa.Index("ix_recordings_caller_key_id", recordings.c.caller_key_id)

@@ -227,13 +227,14 @@ class Promises(RuleBasedStateMachine):
         sweep(self.v.engine, self.v.store, now=self.v.now)
         self.swept |= before - {c["id"] for c in self._copies()}
 
-    @rule()
-    def restart_worker(self):
+    @rule(settled=st.booleans())
+    def restart_worker(self, settled):
         """A worker's start replays the ledger from where the last replay stopped: on a catalog that
-        was not restored, nothing changes; its cursor moves on, so a backup taken later holds it."""
+        was not restored, nothing changes; its cursor moves on, so a backup taken later holds it.
+        ``settled`` False: the production window, every entry of the last hour read again."""
         self._tick()
         report = replay_ledger(self.v.engine, self.v.store, self.v.keys, self.v.ledger, now=self.v.now,
-                               settle_seconds=0)
+                               **({"settle_seconds": 0} if settled else {}))
         changed = (report.replayed, report.holds_restored, report.rights, report.retention_restored,
                    report.users_revoked)
         assert changed == (0, 0, None, 0, 0), f"a replay changed a live catalog: {report.summary()}"

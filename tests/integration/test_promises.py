@@ -386,7 +386,8 @@ def _restricted(v: Vault) -> dict:
 def test_a_restriction_reaches_the_calls_and_rectifications_that_come_after_it(any_vault: Vault) -> None:
     """A restriction marks every recording of the number until lifted: also a call stored after it
     and a recording rectified onto the number (audited). Rectified off it, a recording stays
-    restricted: only a lift ends a restriction. After the lift, the number's calls are not."""
+    restricted: only the lift of the number whose restriction it is ends it. After the lift, the
+    number's calls are not restricted."""
     v = any_vault
     assert _restrict(v, A) == 0  # no recording yet: the restriction stands all the same
     a_rid, _ = v.call(A)
@@ -401,13 +402,44 @@ def test_a_restriction_reaches_the_calls_and_rectifications_that_come_after_it(a
     with v.engine.begin() as conn:
         rectify(conn, v.keys, tenant=TENANT, recording_ids=[b_rid], actor=IC, now=v.now, caller_number=B)
     assert _restricted(v) == {a_rid: True, b_rid: True}  # off the number: still restricted
-    _restrict(v, A, lift=True)
-    assert v.rows(t.restrictions) == []
-    assert _restricted(v) == {a_rid: False, b_rid: True}  # B's now: lifted with B's number only
+    assert _restrict(v, B, lift=True) == 0  # B's now, but A's restriction: B's lift does not end it
+    assert _restricted(v) == {a_rid: True, b_rid: True}
+    assert _restrict(v, A, lift=True) == 2  # A's lift does, wherever the recording went
+    assert v.rows(t.restrictions) == [] and _restricted(v) == {a_rid: False, b_rid: False}
     later, _ = v.call(A)
     assert not _restricted(v)[later]
-    _restrict(v, B, lift=True)
-    assert not any(_restricted(v).values())
+
+
+class _RestrictedWhileRead:
+    """The ledger, but a live restriction of ``number`` commits right after the replay has read the
+    subject journal (and before it locks the number)."""
+
+    def __init__(self, vault: Vault, number: str) -> None:
+        self.vault, self.number, self.done = vault, number, False
+
+    def __getattr__(self, name):
+        return getattr(self.vault.ledger, name)
+
+    def subject_events(self, cursor=None):
+        yield from self.vault.ledger.subject_events(cursor)
+        if not self.done:
+            self.done = True
+            _restrict(self.vault, self.number)
+
+
+def test_a_replay_never_undoes_a_restriction_made_while_it_reads(any_vault: Vault) -> None:
+    """A is restricted, then lifted; a worker starts and replays (the lift is the last request it
+    reads); a new restriction of A commits meanwhile. The replay locks A, reads the journal's tail
+    again and leaves A restricted: its row, its recording."""
+    from lifecycle.erasures import replay_ledger
+
+    v = any_vault
+    rid, _ = v.call(A)
+    _restrict(v, A)
+    _restrict(v, A, lift=True)
+    replay_ledger(v.engine, v.store, v.keys, _RestrictedWhileRead(v, A), now=v.now)
+    assert {r["number_hash"] for r in v.rows(t.restrictions)} == set(hashes(v.keys, TENANT, [A]))
+    assert _restricted(v) == {rid: True}
 
 
 def test_a_restriction_racing_a_call_being_stored_reaches_it(vault: Vault, monkeypatch) -> None:

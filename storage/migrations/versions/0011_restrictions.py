@@ -4,6 +4,9 @@
   Ingest restricts a call of such a number as it stores it; a rectification onto one restricts
   the recording. The rows of restrictions made before this revision come from the erasure
   ledger's subject journal: its replay (the worker's start, ``storage reconcile``) writes them.
+- ``recordings.restricted_by``: the number (keyed hash) whose restriction restricts the recording;
+  a lift of that number ends it, also after the recording was rectified onto another number.
+  Recordings restricted before this revision: their own number's.
 
 Revision ID: 0011
 Revises: 0010
@@ -22,6 +25,8 @@ depends_on = None
 
 
 def upgrade() -> None:
+    op.add_column("recordings", sa.Column("restricted_by", sa.String(64), nullable=True))
+    op.execute(sa.text("UPDATE recordings SET restricted_by = number_hash WHERE restricted"))
     op.create_table(
         "restrictions",
         sa.Column("tenant_id", sa.String(64), nullable=False),
@@ -35,3 +40,5 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("restrictions")
+    with op.batch_alter_table("recordings") as batch:
+        batch.drop_column("restricted_by")
