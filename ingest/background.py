@@ -129,8 +129,13 @@ def expire_transit_keys(d: IngestDeps) -> tuple[int, int]:
 
 def forget_pushes(d: IngestDeps, *, days: int) -> int:
     """Pushed calls settled more than ``days`` ago: their status rows go (``pushes.forget_settled``)."""
-    with d.engine.begin() as conn:
-        forgotten = pushes.forget_settled(conn, now=datetime.now(timezone.utc), days=days)
+    forgotten, now = 0, datetime.now(timezone.utc)
+    while True:  # a batch a transaction
+        with d.engine.begin() as conn:
+            done = pushes.forget_settled(conn, now=now, days=days)
+        forgotten += done
+        if done < pushes.FORGET_BATCH:
+            break
     if forgotten:
         log.info("push statuses: %d settled more than %d days ago forgotten", forgotten, days)
     return forgotten

@@ -18,8 +18,9 @@ its producer, then commits; a rebalance in between left aiokafka no assignment, 
 
 The same race reaches ``highwater``, which faust reads for each fetched record (its monitor):
 a record of a partition the rebalance has just taken away made it assert, and the fetcher died.
-It answers None there, as it does before a partition's first fetch; the record itself is
-dropped by faust once the new generation starts, and read again by the partition's new owner.
+It answers None there, as it does before a partition's first fetch. faust still hands that
+record to the agent; its partition's new owner reads it again: a duplicate, which ingest answers
+as such (every write is idempotent on the recording id).
 """
 
 from __future__ import annotations
@@ -54,9 +55,12 @@ class Consumer(driver.Consumer):
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     async def seek_to_committed(self) -> Mapping[TP, int]:
+        before = self.assignment()
         try:
             return await super().seek_to_committed()
         except AssertionError as exc:  # aiokafka: "assignment is not None", "No partitions are currently assigned"
+            if self.assignment() == before and before:
+                raise  # no rebalance: a bug, and it must show, not be waited out
             log.info("the assignment changed while seeking to committed offsets: seeking again after the rebalance")
             raise IllegalStateError("the assignment changed while seeking to committed offsets") from exc
 

@@ -109,7 +109,11 @@ def status(conn: sa.Connection, *, tenant: str, external_id: str, recording_id: 
     return None
 
 
-def forget_settled(conn: sa.Connection, *, now: datetime, days: int) -> int:
-    """Delete the pushes settled more than ``days`` ago; how many."""
-    return conn.execute(_p.delete().where(_p.c.settled_at.is_not(None),
-                                          _p.c.settled_at < now - timedelta(days=days))).rowcount
+FORGET_BATCH = 5_000  # rows a statement: a backlog never holds the catalog (SQLite: its one writer) for long
+
+
+def forget_settled(conn: sa.Connection, *, now: datetime, days: int, limit: int = FORGET_BATCH) -> int:
+    """Delete up to ``limit`` of the pushes settled more than ``days`` ago (by ``ix_pushes_settled_at``);
+    how many."""
+    doomed = sa.select(_p.c.recording_id).where(_p.c.settled_at < now - timedelta(days=days)).limit(limit)
+    return conn.execute(_p.delete().where(_p.c.recording_id.in_(doomed.scalar_subquery()))).rowcount

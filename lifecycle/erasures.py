@@ -13,7 +13,10 @@ A replay reads each journal from where the last one on this catalog stopped (``l
 in the catalog, so a restored backup brings back its own older position and the replay after
 the restore reads exactly what was journalled since), not from its first entry: the worker's
 start does not grow with the ledger's years. Entries younger than ``SETTLE_SECONDS`` are read
-again by the next replay: their request's catalog transaction may not have committed yet.
+again by the next replay. An entry's key carries its writer's clock, so the hosts that journal
+(workers, API, CLI) must agree on the time within that hour (NTP does to milliseconds): an entry
+written by a host running more than an hour behind could sort before a cursor already saved and
+be missed by the replay after a restore.
 """
 
 from __future__ import annotations

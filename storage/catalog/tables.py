@@ -395,3 +395,4 @@ pushes = sa.Table(
     sa.Column("settled_at", UTCDateTime(), nullable=True),
     sa.UniqueConstraint("tenant_id", "external_id"),
 )
+sa.Index("ix_pushes_settled_at", pushes.c.settled_at)  # the sweep forgets settled ones (0012)

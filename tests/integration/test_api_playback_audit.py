@@ -189,3 +189,17 @@ def test_an_empty_copy_is_played_and_its_listen_audited(world):
     response = world.get(f"/copies/{copy_id}/audio", "consultant-1")
     assert response.status_code == 200 and response.content == b""
     assert [(e["outcome"], e["detail"]["total"]) for e in _entries(world, copy_id)] == [("allowed", 0)]
+
+
+def test_a_head_of_an_erased_copy_is_410_like_its_get_and_reads_nothing(world, monkeypatch):
+    world.add_call("erased", agent="a1", team="t1")
+    copy_id, row = world.copies["erased/production"], world.copy_rows("erased")[0]
+    with world.engine.begin() as conn:
+        assert world.services.keys.destroy_ids(conn, [row["caller_key_id"]], now=datetime.now(timezone.utc)) == 1
+    gets = []
+    real_get = world.services.store.get
+    monkeypatch.setattr(world.services.store, "get", lambda *a, **kw: gets.append(a) or real_get(*a, **kw))
+    response = world.client.head(f"/copies/{copy_id}/audio", headers=world.auth("consultant-1"))
+    assert response.status_code == 410 and gets == []
+    assert [(e["outcome"], e["detail"]["error"], e["detail"]["head"]) for e in _entries(world, copy_id)] == [
+        ("failed", "key_destroyed", True)]

@@ -49,3 +49,11 @@ def test_the_worker_sweep_forgets_with_the_setting(catalog):
     deps = SimpleNamespace(engine=catalog)
     assert forget_pushes(deps, days=30) == 0
     assert forget_pushes(deps, days=1) == 1
+
+
+def test_a_backlog_is_forgotten_a_batch_at_a_time(catalog):
+    long_ago = NOW - timedelta(days=90)
+    with catalog.begin() as conn:
+        for i in range(5):
+            _push(conn, f"old-{i}", accepted=long_ago, outcome="stored", settled=long_ago)
+        assert [pushes.forget_settled(conn, now=NOW, days=30, limit=2) for _ in range(4)] == [2, 2, 1, 0]

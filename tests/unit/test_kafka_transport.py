@@ -13,11 +13,23 @@ from ingest.kafka_transport import App, Consumer, ConsumerThread, Transport
 class Reassigning:
     """A consumer thread whose partitions were just taken away by a rebalance (aiokafka 0.14)."""
 
+    def __init__(self):
+        self.assigned = {TP("callvault.recordings", 0)}
+
+    def assignment(self):
+        return self.assigned
+
     def highwater(self, tp):
         raise AssertionError("Partition is not assigned")
 
     async def seek_to_committed(self):
+        self.assigned = set()  # the rebalance began while the committed offsets were read
         raise AssertionError()
+
+
+class Buggy(Reassigning):
+    async def seek_to_committed(self):
+        raise AssertionError("a bug, the assignment unchanged")
 
 
 class Assigned:
@@ -34,6 +46,11 @@ def consumer_on(thread) -> Consumer:
 def test_a_seek_overtaken_by_a_rebalance_is_the_error_faust_waits_out():
     with pytest.raises(IllegalStateError):
         asyncio.run(consumer_on(Reassigning()).seek_to_committed())
+
+
+def test_an_assertion_without_a_rebalance_is_not_waited_out():
+    with pytest.raises(AssertionError, match="a bug"):
+        asyncio.run(consumer_on(Buggy()).seek_to_committed())
 
 
 def test_the_highwater_of_a_partition_taken_away_is_unknown_not_a_crash():

@@ -27,6 +27,7 @@ from pydantic import BaseModel
 
 from core.errors import CallvaultError
 from core.vocabulary import Action, Role
+from storage.copies import open_copy
 
 from ...exceptions import InvalidRange
 from ...identities import active_grant, load_user
@@ -80,6 +81,15 @@ def _read_failed(gate: Gate, action: Action, decision: Decision, found: catalog.
     gate.allowed(action, decision, target_type="copy", target_id=str(found.copy["id"]), outcome="failed",
                  detail={**detail, "error": getattr(exc, "code", "internal_error")}, target=found.target)
     gate.uow.commit()
+
+
+def _openable(ctx: ApiContext, gate: Gate, decision: Decision, found: catalog.CopyOf, detail: dict) -> None:
+    """The copy's data key unwraps (``KeyDestroyedError``, audited ``failed``, once erased)."""
+    try:
+        open_copy(gate.uow.conn, ctx.services.keys, row=found.copy, key_row=found.caller_key)
+    except CallvaultError as exc:
+        _read_failed(gate, Action.STREAM, decision, found, detail, exc)
+        raise
 
 
 def _listened(gate: Gate, decision: Decision, found: catalog.CopyOf, detail: dict) -> None:
@@ -202,6 +212,8 @@ def _play(ctx: ApiContext, who: Caller, copy_id: uuid.UUID, range_: str | None, 
                                   headers={"Content-Range": f"bytes */{total}"})
         start, end = (wanted.start, wanted.end) if wanted else (0, total - 1)
         audited.update(start=start, end=end)
+        if head:  # its key opened (a GET of an erased copy is 410, so is its HEAD); no byte of the object read
+            _openable(ctx, gate, decision, found, audited)
         if total and not head:
             body = _stream_audited(ctx, gate, decision, found, start, end, audited, overlap)
         else:  # an empty copy, or only its headers asked for: nothing to read, the decision audited all the same

@@ -3,6 +3,8 @@
 - ``ledger_cursors``: per journal of the erasure ledger (``erase``, ``hold``, ``subject``,
   ``policy``), the newest entry the last replay read and applied. The next replay lists the
   entries after it only. Empty after this revision: the first replay reads everything, as before.
+- ``ix_pushes_settled_at``: the worker's sweep forgets pushes settled more than
+  ``push_status_days`` ago.
 
 Revision ID: 0012
 Revises: 0011
@@ -28,7 +30,9 @@ def upgrade() -> None:
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("journal", name=op.f("pk_ledger_cursors")),
     )
+    op.create_index("ix_pushes_settled_at", "pushes", ["settled_at"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_pushes_settled_at", table_name="pushes")
     op.drop_table("ledger_cursors")
