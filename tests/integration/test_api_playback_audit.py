@@ -64,16 +64,22 @@ def test_a_failed_read_when_the_process_is_busy_is_one_failed_entry(world, monke
     assert [e["outcome"] for e in _entries(world, world.copies["own/production"])] == ["allowed"]
 
 
-@pytest.mark.parametrize("overlap_up_to", [0, 2])
-def test_a_destroyed_key_is_one_failed_entry_and_no_get(world, monkeypatch, overlap_up_to):
-    monkeypatch.setattr(audio_view, "OVERLAP_UP_TO", overlap_up_to)
+def _erased_copy(world, monkeypatch) -> tuple:
+    """A copy whose caller key is destroyed, and the list of the object store's GETs from now on."""
     world.add_call("erased", agent="a1", team="t1")
     copy_id, row = world.copies["erased/production"], world.copy_rows("erased")[0]
     with world.engine.begin() as conn:
         assert world.services.keys.destroy_ids(conn, [row["caller_key_id"]], now=datetime.now(timezone.utc)) == 1
-    gets = []
+    gets: list = []
     real_get = world.services.store.get
     monkeypatch.setattr(world.services.store, "get", lambda *a, **kw: gets.append(a) or real_get(*a, **kw))
+    return copy_id, gets
+
+
+@pytest.mark.parametrize("overlap_up_to", [0, 2])
+def test_a_destroyed_key_is_one_failed_entry_and_no_get(world, monkeypatch, overlap_up_to):
+    monkeypatch.setattr(audio_view, "OVERLAP_UP_TO", overlap_up_to)
+    copy_id, gets = _erased_copy(world, monkeypatch)
     response = world.get(f"/copies/{copy_id}/audio", "consultant-1", headers={"Range": "bytes=0-9"})
     assert response.status_code == 410 and response.json()["error"]["code"] == "key_destroyed"
     entries = _entries(world, copy_id)
@@ -192,13 +198,7 @@ def test_an_empty_copy_is_played_and_its_listen_audited(world):
 
 
 def test_a_head_of_an_erased_copy_is_410_like_its_get_and_reads_nothing(world, monkeypatch):
-    world.add_call("erased", agent="a1", team="t1")
-    copy_id, row = world.copies["erased/production"], world.copy_rows("erased")[0]
-    with world.engine.begin() as conn:
-        assert world.services.keys.destroy_ids(conn, [row["caller_key_id"]], now=datetime.now(timezone.utc)) == 1
-    gets = []
-    real_get = world.services.store.get
-    monkeypatch.setattr(world.services.store, "get", lambda *a, **kw: gets.append(a) or real_get(*a, **kw))
+    copy_id, gets = _erased_copy(world, monkeypatch)
     response = world.client.head(f"/copies/{copy_id}/audio", headers=world.auth("consultant-1"))
     assert response.status_code == 410 and gets == []
     assert [(e["outcome"], e["detail"]["error"], e["detail"]["head"]) for e in _entries(world, copy_id)] == [
